@@ -1,0 +1,45 @@
+# creditflow: every target a user or CI needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install creditflow with its dev tools
+
+demo: $(STAMP)  ## run the embedded stack with generated bank data, print products, stop
+	$(BIN)/creditflow demo
+
+up: $(STAMP)  ## run the embedded stack until Ctrl-C
+	$(BIN)/creditflow up
+
+test: $(STAMP)  ## run the whole test suite (starts its own broker; Redis if needed)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## only the tests that need no service
+	$(BIN)/python -m pytest -q -m 'not integration'
+
+lint: $(STAMP)  ## ruff and mypy --strict
+	$(BIN)/ruff check engine agents state loadtest tests
+	$(BIN)/ruff format --check engine agents state loadtest tests
+	$(BIN)/mypy
+
+fmt: $(STAMP)  ## format the code
+	$(BIN)/ruff format engine agents state loadtest tests
+	$(BIN)/ruff check --fix engine agents state loadtest tests
+
+clean:  ## remove the venv, caches and local state
+	rm -rf $(VENV) .creditflow .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: help install demo up test test-fast lint fmt clean

@@ -1,0 +1,296 @@
+"""Stage 2: apply routed events to partition state, then publish the changed views.
+
+One processing step per partition: apply every event, send rejections (delivery confirmed),
+commit state and the next offset in one RocksDB batch, then publish the changed month views
+to Redis. Messages below the committed offset are skipped, so a redelivered step counts
+nothing twice; Redis is derived and is rebuilt from state whenever it is behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.intake import Message
+from agents.sending import Outbox, Sender, rejected_record
+from engine import codec
+from engine.contract import Txn
+from engine.metrics import WorkerMetrics
+from engine.periods import format_month, us_to_cst_iso
+from state.kv import KVStore
+from state.ledger import PartitionLedger, Progress, Source
+from state.views import ViewStore, month_field
+
+__all__ = ["LedgerStage", "as_of"]
+
+log = logging.getLogger(__name__)
+
+StoreFactory = Callable[[int], KVStore]
+Seek = Callable[[int, int], Awaitable[None]]
+
+_REPUBLISH_CHUNK = 500
+_RETRY_MAX_SECONDS = 5.0
+_TXN_FIELDS = len(Txn._fields)
+
+
+def as_of(progress: Progress, partition: int) -> dict[str, Any]:
+    """What a caller is told about the freshness of a partition's views."""
+    offsets: dict[str, dict[str, int]] = {}
+    for name, offset in sorted(progress.sources.items()):
+        topic, source_partition = name.rsplit("/", 1)
+        offsets.setdefault(topic, {})[source_partition] = offset
+    return {
+        "partition": partition,
+        "watermark": None
+        if progress.watermark_us is None
+        else us_to_cst_iso(progress.watermark_us),
+        "source_offsets": offsets,
+        "routed_offset": progress.next_offset,
+        "published_at": datetime.now(UTC).isoformat(),
+    }
+
+
+class LedgerStage:
+    def __init__(
+        self,
+        open_store: StoreFactory,
+        pseudonym: Callable[[str], str],
+        views: ViewStore,
+        sender: Sender,
+        metrics: WorkerMetrics,
+        seek: Seek | None = None,
+        cache_months: int = 100_000,
+    ) -> None:
+        self._open_store = open_store
+        self._pseudonym = pseudonym
+        self._views = views
+        self._sender = sender
+        self._metrics = metrics
+        self._seek = seek
+        self._cache_months = cache_months
+        self._ledgers: dict[int, PartitionLedger] = {}
+        self._stores: dict[int, KVStore] = {}
+        self._checked_start: set[int] = set()
+        self._republishing: set[int] = set()
+        self._lock = asyncio.Lock()
+        self.views_ok = True
+        self.assigned = False
+
+    @property
+    def ready(self) -> bool:
+        return self.assigned and not self._republishing and self.views_ok
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._ledgers)
+
+    def ledger(self, partition: int) -> PartitionLedger:
+        return self._ledger(partition)
+
+    def _ledger(self, partition: int) -> PartitionLedger:
+        ledger = self._ledgers.get(partition)
+        if ledger is None:
+            store = self._open_store(partition)
+            ledger = PartitionLedger(store, self._pseudonym, self._cache_months)
+            self._stores[partition] = store
+            self._ledgers[partition] = ledger
+            self._checked_start.discard(partition)
+        return ledger
+
+    # -- rebalancing ------------------------------------------------------------------------
+
+    async def assign(self, partitions: set[int]) -> None:
+        """Open the state of newly assigned partitions; rebuild their views if Redis is behind."""
+        async with self._lock:
+            for partition in sorted(partitions - self._ledgers.keys()):
+                self._ledger(partition)
+                self._republishing.add(partition)
+            self.assigned = True
+        for partition in sorted(partitions):
+            if partition in self._republishing:
+                await self._republish_if_behind(partition)
+
+    async def revoke(self, partitions: set[int]) -> None:
+        async with self._lock:
+            for partition in partitions & self._ledgers.keys():
+                del self._ledgers[partition]
+                self._stores.pop(partition).close()
+                self._republishing.discard(partition)
+
+    async def close(self) -> None:
+        await self.revoke(set(self._ledgers))
+
+    # -- processing -------------------------------------------------------------------------
+
+    async def process(self, messages: Sequence[Message]) -> None:
+        by_partition: dict[int, list[Message]] = {}
+        for message in messages:
+            by_partition.setdefault(message.partition, []).append(message)
+        async with self._lock:
+            for partition, batch in by_partition.items():
+                await self._process_partition(partition, batch)
+
+    async def _process_partition(self, partition: int, messages: list[Message]) -> None:
+        started = time.perf_counter()
+        ledger = self._ledger(partition)
+        if not await self._starts_where_state_ends(partition, ledger, messages[0].offset):
+            return
+        outcomes: dict[str, int] = {}
+        next_offset = ledger.progress.next_offset
+        for message in messages:
+            if message.offset < next_offset:
+                continue  # applied before a restart or a rebalance: never count twice
+            for row in codec.loads(message.value or b"[]"):
+                txn = Txn(*row[:_TXN_FIELDS])
+                outcome = ledger.apply(txn, Source(*row[_TXN_FIELDS:]))
+                outcomes[outcome.value] = outcomes.get(outcome.value, 0) + 1
+            next_offset = message.offset + 1
+        if next_offset == ledger.progress.next_offset:
+            return
+        await self._send_rejections(ledger)
+        changed = ledger.commit(next_offset)
+        for outcome, count in outcomes.items():
+            self._metrics.ledger_events.labels(outcome).inc(count)
+        await self._publish(partition, ledger, changed)
+        self._metrics.step_seconds.labels("ledger").observe(time.perf_counter() - started)
+
+    async def _starts_where_state_ends(
+        self, partition: int, ledger: PartitionLedger, first_offset: int
+    ) -> bool:
+        """After (re)opening, the consumer must not start past the state's offset.
+
+        It can when the state was lost or restored from an older copy while the group's
+        committed offset moved on: then seek back once and rebuild from the log.
+        """
+        if partition in self._checked_start:
+            return True
+        self._checked_start.add(partition)
+        expected = ledger.progress.next_offset
+        if first_offset <= expected or self._seek is None:
+            return True
+        log.warning(
+            "partition %d: state resumes at offset %d but the consumer is at %d; "
+            "seeking back to rebuild state from the routed topic",
+            partition,
+            expected,
+            first_offset,
+        )
+        await self._seek(partition, expected)
+        return False
+
+    async def _send_rejections(self, ledger: PartitionLedger) -> None:
+        if not ledger.rejections:
+            return
+        outbox = Outbox(self._sender)
+        for rejection in ledger.rejections:
+            source = rejection.source
+            record = rejected_record(
+                rejection.reason,
+                rejection.detail,
+                "ledger",
+                source.topic,
+                source.partition,
+                source.offset,
+                source.index,
+                codec.dumps(rejection.event),
+            )
+            key = f"{source.topic}/{source.partition}/{source.offset}".encode()
+            await outbox.reject(key, record)
+            self._metrics.rejected.labels(rejection.reason.value, "ledger").inc()
+        await outbox.flush()
+
+    # -- publishing views -------------------------------------------------------------------
+
+    async def _publish(
+        self, partition: int, ledger: PartitionLedger, changed: dict[str, set[int]]
+    ) -> None:
+        fields: dict[str, dict[str, bytes]] = {}
+        for enterprise_id, months in changed.items():
+            entry = fields[enterprise_id] = {}
+            for month in months:
+                agg = ledger.month(enterprise_id, month)
+                entry[month_field(format_month(month))] = (
+                    b"" if agg is None else codec.dumps(agg.view())
+                )
+        await self._publish_with_retry(partition, fields, ledger.progress)
+
+    async def _publish_with_retry(
+        self, partition: int, fields: dict[str, dict[str, bytes]], progress: Progress | None
+    ) -> None:
+        """Publish views, and the progress they reach unless ``progress`` is None."""
+        delay = 0.1
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._views.publish(
+                    partition, fields, None if progress is None else as_of(progress, partition)
+                )
+            except Exception as exc:  # Redis down or failing over: state is safe, keep trying
+                self.views_ok = False
+                self._metrics.publish_errors.inc()
+                log.warning(
+                    "partition %d: publishing views failed (%s); retrying in %.1fs",
+                    partition,
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_SECONDS)
+                continue
+            self.views_ok = True
+            self._metrics.publish_seconds.observe(time.perf_counter() - started)
+            if progress is None:
+                return
+            self._metrics.next_offset.labels(str(partition)).set(progress.next_offset)
+            if progress.watermark_us is not None:
+                self._metrics.watermark.labels(str(partition)).set(progress.watermark_us / 1e6)
+            return
+
+    async def _republish_if_behind(self, partition: int) -> None:
+        """Rebuild a partition's views from state when Redis lacks them or is behind."""
+        try:
+            async with self._lock:
+                ledger = self._ledgers.get(partition)
+                if ledger is None:
+                    return
+                published = await self._published_offset(partition)
+                if published == ledger.progress.next_offset:
+                    return
+                log.info(
+                    "partition %d: views at offset %s, state at %d: republishing",
+                    partition,
+                    published,
+                    ledger.progress.next_offset,
+                )
+                batch: dict[str, dict[str, bytes]] = {}
+                for enterprise_id, months in ledger.enterprises():
+                    batch[enterprise_id] = {
+                        month_field(format_month(m)): codec.dumps(agg.view())
+                        for m, agg in months.items()
+                    }
+                    if len(batch) >= _REPUBLISH_CHUNK:  # progress only with the last chunk
+                        await self._publish_with_retry(partition, batch, None)
+                        self._metrics.republished_enterprises.inc(len(batch))
+                        batch = {}
+                await self._publish_with_retry(partition, batch, ledger.progress)
+                self._metrics.republished_enterprises.inc(len(batch))
+        finally:
+            self._republishing.discard(partition)
+
+    async def _published_offset(self, partition: int) -> int | None:
+        delay = 0.1
+        while True:
+            try:
+                progress = await self._views.progress(partition)
+                return None if progress is None else int(progress["routed_offset"])
+            except Exception as exc:
+                self.views_ok = False
+                log.warning(
+                    "partition %d: reading view progress failed (%s)", partition, type(exc).__name__
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_SECONDS)

@@ -1,0 +1,1 @@
+"""creditflow engine: the contract, configuration, wiring, API and command line."""

@@ -1,0 +1,164 @@
+"""The HTTP API: products pulled on demand, served from the views workers publish in Redis.
+
+GET /v1/enterprises/{enterprise_id}/monthly/{YYYY-MM}
+GET /v1/enterprises/{enterprise_id}/quarterly/{YYYY}Q{n}
+GET /metrics   GET /healthz   GET /readyz
+
+Authorization, consent and query logging belong in ``_authorize`` (a later issue): every
+product request passes through it before any data is read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis.asyncio import Redis
+
+from engine import codec, credit_code
+from engine.errors import BadRequestError, NotFoundError
+from engine.kernels import History, MonthView
+from engine.metrics import ApiMetrics
+from engine.partitioner import partition_for
+from engine.periods import Period, now_us, parse_month
+from engine.products import check_kernels, render
+from engine.settings import Settings
+from engine.specs import ProductSpec, load_products
+from state.views import ViewStore
+
+__all__ = ["build_api", "history_from_fields"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_JSON = "application/json"
+
+
+def history_from_fields(fields: dict[bytes, bytes]) -> History:
+    """An enterprise's months from its Redis hash (empty values are months without data)."""
+    months: dict[int, MonthView] = {}
+    for name, value in fields.items():
+        if not value or not name.startswith(b"m:"):
+            continue
+        month = parse_month(name[2:].decode())
+        if month is not None:
+            months[month] = MonthView.from_json(codec.loads(value))
+    return History(months)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    body = codec.dumps({"error": {"code": code, "message": message}})
+    return web.Response(body=body, status=status, content_type=_JSON)
+
+
+class ProductHandler:
+    def __init__(self, settings: Settings, views: ViewStore, products: dict[str, ProductSpec]):
+        self._partitions = settings.partitions
+        self._views = views
+        self._products = products
+
+    async def monthly(self, request: web.Request) -> web.Response:
+        return await self._serve(request, "monthly", Period.monthly)
+
+    async def quarterly(self, request: web.Request) -> web.Response:
+        return await self._serve(request, "quarterly", Period.quarterly)
+
+    async def _serve(
+        self, request: web.Request, product: str, parse: Callable[[str], Period | None]
+    ) -> web.Response:
+        enterprise_id = request.match_info["enterprise_id"]
+        if not credit_code.is_valid(enterprise_id):
+            raise BadRequestError(
+                "enterprise_id must be an 18-character unified social credit code"
+            )
+        period = parse(request.match_info["period"])
+        if period is None:
+            expected = "YYYY-MM" if product == "monthly" else "YYYYQn"
+            raise BadRequestError(f"period must look like {expected}")
+        self._authorize(request, enterprise_id, product)
+        partition = partition_for(enterprise_id, self._partitions)
+        progress, fields = await self._views.read(enterprise_id, partition)
+        if not fields:
+            raise NotFoundError("no data for this enterprise")
+        body = render(
+            self._products[product],
+            enterprise_id,
+            period,
+            history_from_fields(fields),
+            progress or {},
+            now_us(),
+        )
+        return web.Response(body=codec.dumps(body), content_type=_JSON)
+
+    def _authorize(self, request: web.Request, enterprise_id: str, product: str) -> None:
+        """Where consent checks and the query log go (not yet: every request is allowed)."""
+
+
+def build_api(settings: Settings, redis: Redis | None = None) -> web.Application:
+    products = load_products()
+    check_kernels(products)
+    redis = redis or Redis.from_url(settings.redis_url.get_secret_value())
+    views = ViewStore(redis, settings.redis_prefix)
+    registry = CollectorRegistry()
+    metrics = ApiMetrics(registry)
+    handler = ProductHandler(settings, views, products)
+
+    @web.middleware
+    async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except BadRequestError as exc:
+            response = _error(400, "bad_request", str(exc))
+        except NotFoundError as exc:
+            response = _error(404, "not_found", str(exc))
+        except web.HTTPException as exc:
+            response = _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        except Exception:
+            response = _error(500, "internal", "internal error; see the API log")
+            request.app.logger.exception("request failed")
+        metrics.requests.labels(name, str(response.status)).inc()
+        metrics.seconds.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"status":"alive"}', content_type=_JSON)
+
+    async def readyz(request: web.Request) -> web.Response:
+        missing: list[int] = []
+        try:
+            for partition in range(settings.partitions):
+                if await views.progress(partition) is None:
+                    missing.append(partition)
+            redis_ok = True
+        except Exception:
+            redis_ok = False
+        ready = redis_ok and not missing
+        body: dict[str, Any] = {
+            "ready": ready,
+            "redis": redis_ok,
+            "partitions_without_views": missing,
+        }
+        return web.Response(
+            body=codec.dumps(body), status=200 if ready else 503, content_type=_JSON
+        )
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def close_redis(app: web.Application) -> None:
+        await redis.aclose()
+
+    app = web.Application(middlewares=[errors_and_metrics])
+    app.router.add_get("/v1/enterprises/{enterprise_id}/monthly/{period}", handler.monthly)
+    app.router.add_get("/v1/enterprises/{enterprise_id}/quarterly/{period}", handler.quarterly)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    app.on_cleanup.append(close_redis)
+    return app

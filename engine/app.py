@@ -1,0 +1,197 @@
+"""Wire a worker: the Faust app, its two agents, rebalance hooks and web pages.
+
+Nothing here decides anything about transactions: it connects Kafka, the stages in
+agents/, the stores in state/ and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterable
+from typing import Any
+
+import faust
+from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis.asyncio import Redis
+
+from agents.intake import Intake
+from agents.ledger import LedgerStage
+from engine import kafka_admin
+from engine.metrics import WorkerMetrics
+from engine.pseudonym import Pseudonymizer
+from engine.settings import Settings
+from engine.topics import BANK_TOPIC_RE, ROUTED_TOPIC
+from state.rocksdb import RocksDBStore, shared_block_cache
+from state.views import ViewStore
+
+__all__ = ["Worker", "build_worker", "faust_broker_urls", "state_dir"]
+
+log = logging.getLogger(__name__)
+
+
+def faust_broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def state_dir(settings: Settings, partition: int) -> Any:
+    return settings.data_dir / "state" / f"partition-{partition:04d}"
+
+
+class FaustSender:
+    """Sends through the worker's own producer (aiokafka), returning delivery futures."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None
+    ) -> Awaitable[Any]:
+        future: Awaitable[Any] = await self._app.producer.send(
+            topic, key, value, partition=partition, timestamp=None, headers=None
+        )
+        return future
+
+
+class Worker:
+    """The parts of one worker process, reachable for hooks, web pages and tests."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        app: faust.App,
+        intake: Intake,
+        ledger: LedgerStage,
+        redis: Redis,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.settings = settings
+        self.app = app
+        self.intake = intake
+        self.ledger = ledger
+        self.redis = redis
+        self.registry = registry
+        self.bank_topics: list[str] = []
+        self.background: set[asyncio.Future[None]] = set()
+
+
+def _intake_channels(app: faust.App) -> Iterable[Any]:
+    # Faust subscribes the clone of a topic that an agent iterates, not the topic object we
+    # hold, and it has no pattern subscription (its aiokafka driver drops patterns). So new
+    # bank topics are added by updating every subscribed channel that reads bank topics.
+    for channel in list(app.topics):
+        if all(BANK_TOPIC_RE.match(name) for name in channel.topics):
+            yield channel
+
+
+def build_worker(settings: Settings) -> Worker:
+    if settings.kafka_bootstrap is None:
+        raise ValueError("a worker needs CREDITFLOW_KAFKA_BOOTSTRAP")
+    bootstrap = settings.kafka_bootstrap
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.group_id,
+        broker=faust_broker_urls(bootstrap),
+        store="memory://",  # no Faust tables: state is ours, batch-written (state/)
+        datadir=str(settings.data_dir / "faust"),
+        topic_partitions=settings.partitions,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        # Measured against Tansu: defaults made the first group join take ~30 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=60.0,
+        producer_acks=-1,
+        web_enabled=True,
+        web_port=settings.worker_web_port,
+        web_bind=settings.api_host,
+        web_host=settings.api_host,
+    )
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    views = ViewStore(redis, settings.redis_prefix)
+    sender = FaustSender(app)
+    cache = shared_block_cache(settings.rocksdb_block_cache_bytes)
+
+    async def seek(partition: int, offset: int) -> None:
+        await app.consumer.seek(TP(ROUTED_TOPIC, partition), offset)
+
+    ledger = LedgerStage(
+        open_store=lambda p: RocksDBStore(state_dir(settings, p), cache),
+        pseudonym=Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
+        views=views,
+        sender=sender,
+        metrics=metrics,
+        seek=seek,
+        cache_months=settings.view_cache_months,
+    )
+    intake = Intake(sender, settings.partitions, metrics)
+    worker = Worker(settings, app, intake, ledger, redis, registry)
+    worker.bank_topics = kafka_admin.list_bank_topics(bootstrap)
+
+    bank_topics = app.topic(*worker.bank_topics, value_serializer="raw", key_serializer="raw")
+    routed = app.topic(ROUTED_TOPIC, value_serializer="raw", key_serializer="raw")
+    take_max, within = settings.batch_max_messages, settings.batch_within_seconds
+
+    @app.agent(bank_topics, name="intake")
+    async def intake_agent(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(take_max, within=within):
+            await intake.process([event.message for event in events])
+
+    @app.agent(routed, name="ledger")
+    async def ledger_agent(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(take_max, within=within):
+            await ledger.process([event.message for event in events])
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[TP], **_: Any) -> None:
+        mine = {tp.partition for tp in assigned if tp.topic == ROUTED_TOPIC}
+        await ledger.revoke(set(ledger.partitions) - mine)
+        # Republishing views may take a while: do not hold up the rebalance for it.
+        worker.background.add(task := asyncio.ensure_future(ledger.assign(mine)))
+        task.add_done_callback(worker.background.discard)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+        await ledger.revoke({tp.partition for tp in revoked if tp.topic == ROUTED_TOPIC})
+
+    @app.timer(interval=settings.bank_refresh_seconds)
+    async def refresh_bank_topics() -> None:
+        names = await asyncio.to_thread(kafka_admin.list_bank_topics, bootstrap)
+        if names == worker.bank_topics:
+            return
+        log.info("bank topics changed: %s; resubscribing", ", ".join(names))
+        worker.bank_topics = names
+        for channel in _intake_channels(app):
+            channel.topics = list(names)
+        app.topics._resubscribe_sleep_lock_seconds = 0.5  # default waits 45 s
+        app.topics._flag_changes()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        try:
+            redis_ok = bool(await redis.ping())
+        except Exception:
+            redis_ok = False
+        ready = ledger.ready and redis_ok
+        body = {"ready": ready, "partitions": ledger.partitions, "redis": redis_ok}
+        return web.json(body, status=200 if ready else 503)
+
+    @app.timer(interval=30.0)
+    async def measure_state() -> None:
+        for partition in ledger.partitions:
+            metrics.state_bytes.labels(str(partition)).set(
+                sum(f.stat().st_size for f in state_dir(settings, partition).iterdir())
+            )
+
+    return worker

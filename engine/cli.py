@@ -1,0 +1,140 @@
+"""The `creditflow` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from engine.errors import CreditflowError
+from engine.settings import Settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("creditflow")
+
+
+def _bank_add(settings: Settings, args: argparse.Namespace) -> None:
+    from engine import kafka_admin
+    from engine.topics import bank_topic
+
+    if settings.kafka_bootstrap is None:
+        raise CreditflowError("`bank add` needs CREDITFLOW_KAFKA_BOOTSTRAP")
+    topic = bank_topic(args.code)
+    created = kafka_admin.ensure_topics(settings.kafka_bootstrap, {topic: settings.partitions})
+    actual = kafka_admin.topic_partitions(settings.kafka_bootstrap)[topic]
+    state = "created" if created else "already registered"
+    print(f"bank {args.code}: topic {topic} {state} ({actual} partitions)")
+    if actual != settings.partitions:
+        print(
+            f"warning: {topic} has {actual} partitions, CREDITFLOW_PARTITIONS is "
+            f"{settings.partitions}",
+            file=sys.stderr,
+        )
+
+
+def _bank_list(settings: Settings, args: argparse.Namespace) -> None:
+    from engine import kafka_admin
+    from engine.topics import bank_code_of
+
+    if settings.kafka_bootstrap is None:
+        raise CreditflowError("`bank list` needs CREDITFLOW_KAFKA_BOOTSTRAP")
+    for topic in kafka_admin.list_bank_topics(settings.kafka_bootstrap):
+        print(bank_code_of(topic))
+
+
+def _rejects(settings: Settings, args: argparse.Namespace) -> None:
+    from engine.rejects import show_rejects
+
+    if settings.kafka_bootstrap is None:
+        raise CreditflowError("`rejects` needs CREDITFLOW_KAFKA_BOOTSTRAP")
+    show_rejects(settings.kafka_bootstrap, args.limit, args.reason)
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> None:
+    from engine.runner import embedded_stack, wait_for_interrupt
+
+    with embedded_stack(settings) as stack:
+        print(f"creditflow is up. API {stack.api_url}  worker {stack.worker_url}/metrics")
+        print(f"  CREDITFLOW_KAFKA_BOOTSTRAP={stack.settings.kafka_bootstrap}")
+        print("  register a bank:  CREDITFLOW_KAFKA_BOOTSTRAP=... creditflow bank add CODE")
+        print("Ctrl-C stops everything.", flush=True)
+        wait_for_interrupt(stack)
+    print("stopped.")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="creditflow",
+        description="Live cash-flow credit products from bank transaction streams.",
+        epilog="Configuration comes from CREDITFLOW_* environment variables (see README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run a worker against CREDITFLOW_KAFKA_BOOTSTRAP and Redis")
+    sub.add_parser("api", help="serve the HTTP API from Redis")
+    sub.add_parser("up", help="run the embedded stack (broker, Redis, worker, API) until Ctrl-C")
+    demo = sub.add_parser("demo", help="embedded stack + a minute of generated flows + products")
+    demo.add_argument("--enterprises", type=int, default=1000)
+    demo.add_argument("--months", type=int, default=13)
+    demo.add_argument("--stay", action="store_true", help="keep the stack up after printing")
+    bank = sub.add_parser("bank", help="manage banks").add_subparsers(dest="action", required=True)
+    add = bank.add_parser("add", help="register a bank and create its topic (idempotent)")
+    add.add_argument("code", help="bank code, [A-Z0-9]{4,12}")
+    bank.add_parser("list", help="list registered banks")
+    rejects = sub.add_parser("rejects", help="show rejected events with their reasons")
+    rejects.add_argument("--limit", type=int, default=20)
+    rejects.add_argument("--reason", help="only this reason code")
+    return parser
+
+
+def _raise_on_sigterm(signum: int, frame: object) -> None:
+    # The default SIGTERM action skips `finally`; the embedded stack must stop its children.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command in ("up", "demo"):
+        signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"creditflow: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING if settings.log_level == "warn" else settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "worker":
+            from engine.runner import run_worker
+
+            run_worker(settings)
+        elif args.command == "api":
+            from engine.runner import run_api
+
+            run_api(settings)
+        elif args.command == "up":
+            _up(settings, args)
+        elif args.command == "demo":
+            from engine.demo import run_demo
+
+            run_demo(settings, args.enterprises, args.months, args.stay)
+        elif args.command == "bank":
+            (_bank_add if args.action == "add" else _bank_list)(settings, args)
+        elif args.command == "rejects":
+            _rejects(settings, args)
+    except CreditflowError as exc:
+        print(f"creditflow: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""The event contract: what a bank publishes, and why an event is rejected.
+
+A message on ``bank.<CODE>.txns`` is one JSON object (one transaction) or a JSON array of
+them (a batch). :func:`split_message` turns message bytes into elements,
+:func:`validate` turns one element into a :class:`Txn` or an :class:`Invalid` with a reason
+from the closed vocabulary :class:`RejectReason`. Both are pure and never raise on input.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from hashlib import blake2b
+from typing import Any, NamedTuple
+
+from engine import codec, credit_code
+from engine.periods import now_us
+
+__all__ = [
+    "CHANNELS",
+    "MAX_AMOUNT_FEN",
+    "Elements",
+    "Invalid",
+    "RejectReason",
+    "Txn",
+    "split_message",
+    "validate",
+]
+
+SCHEMA_VERSION = 1
+MAX_AMOUNT_FEN = 10**15
+MAX_ABS_BALANCE_FEN = 10**17
+CHANNELS = frozenset(
+    {
+        "transfer",
+        "cash",
+        "card",
+        "payroll",
+        "tax",
+        "utility",
+        "fee",
+        "interest",
+        "loan",
+        "fx",
+        "other",
+    }
+)
+_MIN_BOOKED_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z: older is a clock or field error
+_FUTURE_SLACK_US = 24 * 3600 * 1_000_000  # a booking more than a day ahead of now is an error
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_valid_ids: dict[str, bool] = {}
+
+
+class RejectReason(StrEnum):
+    """Why an event was rejected. Stable codes: dashboards and replay tools key on them."""
+
+    MALFORMED_JSON = "malformed_json"
+    BAD_TYPE = "bad_type"
+    MISSING_FIELD = "missing_field"
+    UNSUPPORTED_SCHEMA = "unsupported_schema"
+    BAD_VALUE = "bad_value"
+    BAD_TIMESTAMP = "bad_timestamp"
+    BAD_ENTERPRISE_ID = "bad_enterprise_id"
+    BANK_MISMATCH = "bank_mismatch"
+    BAD_AMOUNT = "bad_amount"
+    EMPTY_BATCH = "empty_batch"
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"
+    BAD_REVERSAL = "bad_reversal"
+
+
+class Invalid(NamedTuple):
+    reason: RejectReason
+    detail: str
+
+
+class Txn(NamedTuple):
+    """One valid transaction, normalized. Field order is the routed wire format (v1)."""
+
+    enterprise_id: str
+    bank: str
+    txn_id: str
+    account: str
+    booked_us: int  # epoch microseconds, UTC
+    booked_at: str  # as published, kept to re-emit the event faithfully
+    inflow: bool
+    amount_fen: int
+    currency: str
+    balance_after_fen: int
+    channel: str
+    cp_id: str
+    cp_name: str | None
+    cp_bank: str | None
+    reversal_of: str | None
+    content_hash: str  # over every contract field: tells a redelivery from a conflict
+
+    def to_event(self) -> dict[str, Any]:
+        """The transaction as a contract JSON object (unknown fields of the original dropped)."""
+        counterparty: dict[str, Any] = {"id": self.cp_id}
+        if self.cp_name is not None:
+            counterparty["name"] = self.cp_name
+        if self.cp_bank is not None:
+            counterparty["bank"] = self.cp_bank
+        event: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "txn_id": self.txn_id,
+            "bank": self.bank,
+            "enterprise_id": self.enterprise_id,
+            "account": self.account,
+            "booked_at": self.booked_at,
+            "direction": "in" if self.inflow else "out",
+            "amount_fen": self.amount_fen,
+            "currency": self.currency,
+            "balance_after_fen": self.balance_after_fen,
+            "channel": self.channel,
+            "counterparty": counterparty,
+        }
+        if self.reversal_of is not None:
+            event["reversal_of"] = self.reversal_of
+        return event
+
+
+class Elements(NamedTuple):
+    items: list[Any]
+    is_batch: bool  # the message was a JSON array (elements are then addressed by index)
+
+
+def split_message(value: bytes | None) -> Elements | Invalid:
+    """The elements of one bank message, or why the message as a whole is rejected."""
+    if value is None:
+        return Invalid(RejectReason.MALFORMED_JSON, "message has no value")
+    try:
+        doc = codec.loads(value)
+    except codec.DecodeError as exc:
+        return Invalid(RejectReason.MALFORMED_JSON, f"not valid JSON: {exc}")
+    if isinstance(doc, dict):
+        return Elements([doc], is_batch=False)
+    if isinstance(doc, list):
+        if not doc:
+            return Invalid(RejectReason.EMPTY_BATCH, "a batch must hold at least one event")
+        return Elements(doc, is_batch=True)
+    return Invalid(RejectReason.BAD_TYPE, "a message must be a JSON object or an array of them")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _string(event: dict[str, Any], name: str, max_len: int) -> str | Invalid:
+    value = event.get(name)
+    if value is None:
+        return Invalid(RejectReason.MISSING_FIELD, f"field {name!r} is required")
+    if not isinstance(value, str):
+        return Invalid(RejectReason.BAD_TYPE, f"{name!r} must be a string, got {_type_name(value)}")
+    if not 1 <= len(value) <= max_len:
+        return Invalid(RejectReason.BAD_VALUE, f"{name!r} must have 1 to {max_len} characters")
+    return value
+
+
+def _integer(event: dict[str, Any], name: str) -> int | Invalid:
+    value = event.get(name)
+    if value is None:
+        return Invalid(RejectReason.MISSING_FIELD, f"field {name!r} is required")
+    if type(value) is not int:  # bool is an int subclass and must not pass
+        return Invalid(
+            RejectReason.BAD_TYPE, f"{name!r} must be an integer (fen), got {_type_name(value)}"
+        )
+    return value
+
+
+def _optional_string(obj: dict[str, Any], name: str, max_len: int) -> str | Invalid | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return Invalid(RejectReason.BAD_TYPE, f"{name!r} must be a string, got {_type_name(value)}")
+    if not 1 <= len(value) <= max_len:
+        return Invalid(RejectReason.BAD_VALUE, f"{name!r} must have 1 to {max_len} characters")
+    return value
+
+
+def _booked_us(text: str) -> int | Invalid:
+    match = _RFC3339.match(text)
+    if match is None:
+        return Invalid(
+            RejectReason.BAD_TIMESTAMP,
+            "'booked_at' must be RFC 3339 with an offset, e.g. 2026-03-05T10:22:13+08:00",
+        )
+    date, time, frac, offset = match.groups()
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    try:  # sub-microsecond digits are truncated: the engine keeps microseconds
+        moment = datetime.fromisoformat(f"{date}T{time}.{(frac or '')[:6].ljust(6, '0')}{offset}")
+    except ValueError as exc:
+        return Invalid(RejectReason.BAD_TIMESTAMP, f"'booked_at' is not a valid time: {exc}")
+    us = (moment - _EPOCH) // _MICROSECOND
+    if us < _MIN_BOOKED_US or us > now_us() + _FUTURE_SLACK_US:
+        return Invalid(RejectReason.BAD_TIMESTAMP, "'booked_at' is before 2000 or in the future")
+    return us
+
+
+def _enterprise_id_ok(value: str) -> bool:
+    known = _valid_ids.get(value)
+    if known is None:
+        known = credit_code.is_valid(value)
+        if len(_valid_ids) > 1_000_000:  # bounded: a flood of bad ids must not grow memory
+            _valid_ids.clear()
+        _valid_ids[value] = known
+    return known
+
+
+def validate(event: Any, bank: str) -> Txn | Invalid:
+    """Check one element against the contract of topic ``bank.<bank>.txns``."""
+    if not isinstance(event, dict):
+        return Invalid(
+            RejectReason.BAD_TYPE, f"an event must be a JSON object, got {_type_name(event)}"
+        )
+    schema = _integer(event, "schema")
+    if isinstance(schema, Invalid):
+        return schema
+    if schema != SCHEMA_VERSION:
+        return Invalid(RejectReason.UNSUPPORTED_SCHEMA, f"schema {schema} is not supported (1 is)")
+    txn_id = _string(event, "txn_id", 64)
+    if isinstance(txn_id, Invalid):
+        return txn_id
+    event_bank = _string(event, "bank", 64)
+    if isinstance(event_bank, Invalid):
+        return event_bank
+    if event_bank != bank:
+        return Invalid(RejectReason.BANK_MISMATCH, "'bank' differs from the topic's bank code")
+    enterprise_id = _string(event, "enterprise_id", 18)
+    if isinstance(enterprise_id, Invalid):
+        return enterprise_id
+    if not _enterprise_id_ok(enterprise_id):
+        return Invalid(
+            RejectReason.BAD_ENTERPRISE_ID,
+            "'enterprise_id' is not an 18-character credit code with valid check characters",
+        )
+    account = _string(event, "account", 64)
+    if isinstance(account, Invalid):
+        return account
+    booked_at = _string(event, "booked_at", 40)
+    if isinstance(booked_at, Invalid):
+        return booked_at
+    booked_us = _booked_us(booked_at)
+    if isinstance(booked_us, Invalid):
+        return booked_us
+    direction = _string(event, "direction", 3)
+    if isinstance(direction, Invalid):
+        return direction
+    if direction not in ("in", "out"):
+        return Invalid(RejectReason.BAD_VALUE, '\'direction\' must be "in" or "out"')
+    amount = _integer(event, "amount_fen")
+    if isinstance(amount, Invalid):
+        return amount
+    if not 0 < amount <= MAX_AMOUNT_FEN:
+        return Invalid(RejectReason.BAD_AMOUNT, "'amount_fen' must be > 0 and <= 10^15")
+    currency = event.get("currency", "CNY")
+    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+        return Invalid(RejectReason.BAD_VALUE, "'currency' must be an ISO 4217 code such as CNY")
+    balance = _integer(event, "balance_after_fen")
+    if isinstance(balance, Invalid):
+        return balance
+    if abs(balance) > MAX_ABS_BALANCE_FEN:
+        return Invalid(RejectReason.BAD_AMOUNT, "'balance_after_fen' is beyond +-10^17")
+    channel = _string(event, "channel", 16)
+    if isinstance(channel, Invalid):
+        return channel
+    if channel not in CHANNELS:
+        return Invalid(RejectReason.BAD_VALUE, f"'channel' must be one of {sorted(CHANNELS)}")
+    counterparty = event.get("counterparty")
+    if counterparty is None:
+        return Invalid(RejectReason.MISSING_FIELD, "field 'counterparty' is required")
+    if not isinstance(counterparty, dict):
+        return Invalid(RejectReason.BAD_TYPE, "'counterparty' must be an object")
+    cp_id = _string(counterparty, "id", 64)
+    if isinstance(cp_id, Invalid):
+        return Invalid(cp_id.reason, cp_id.detail.replace("'id'", "'counterparty.id'"))
+    cp_name = _optional_string(counterparty, "name", 256)
+    if isinstance(cp_name, Invalid):
+        return Invalid(cp_name.reason, cp_name.detail.replace("'name'", "'counterparty.name'"))
+    cp_bank = _optional_string(counterparty, "bank", 64)
+    if isinstance(cp_bank, Invalid):
+        return Invalid(cp_bank.reason, cp_bank.detail.replace("'bank'", "'counterparty.bank'"))
+    reversal_of = _optional_string(event, "reversal_of", 64)
+    if isinstance(reversal_of, Invalid):
+        return reversal_of
+    if reversal_of == txn_id:
+        return Invalid(RejectReason.BAD_REVERSAL, "a transaction cannot reverse itself")
+    inflow = direction == "in"
+    content = codec.dumps(
+        (
+            enterprise_id,
+            account,
+            booked_us,
+            inflow,
+            amount,
+            currency,
+            balance,
+            channel,
+            cp_id,
+            cp_name,
+            cp_bank,
+            reversal_of,
+        )
+    )
+    content_hash = blake2b(content, digest_size=8).hexdigest()
+    return Txn(
+        enterprise_id,
+        bank,
+        txn_id,
+        account,
+        booked_us,
+        booked_at,
+        inflow,
+        amount,
+        currency,
+        balance,
+        channel,
+        cp_id,
+        cp_name,
+        cp_bank,
+        reversal_of,
+        content_hash,
+    )

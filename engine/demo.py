@@ -1,0 +1,189 @@
+"""`creditflow demo`: the embedded stack, a minute of generated bank flows, and two products."""
+
+from __future__ import annotations
+
+import sys
+import time
+import unicodedata
+import urllib.request
+from collections import Counter
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from engine import codec, kafka_admin
+from engine.periods import CST, format_month
+from engine.publisher import BankPublisher
+from engine.runner import EmbeddedStack, embedded_stack, wait_for_interrupt
+from engine.settings import Settings
+from engine.specs import load_products
+from engine.topics import ROUTED_TOPIC
+from loadtest.generator import GeneratorConfig, generate
+
+__all__ = ["run_demo", "worker_counters"]
+
+_DEMO_SECONDS = 60.0
+_CHUNK = 2000
+
+
+def worker_counters(worker_url: str) -> dict[str, float]:
+    """Totals of the worker's counters, by metric family name (samples summed)."""
+    with urllib.request.urlopen(f"{worker_url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def _bar(done: int, total: int, applied: int, started: float) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    rate = applied / max(time.monotonic() - started, 1e-9)
+    sys.stderr.write(
+        f"\r  [{'#' * filled}{'.' * (width - filled)}] published {done:,}/{total:,}"
+        f"  applied {applied:,}  ({rate:,.0f} events/s) "
+    )
+    sys.stderr.flush()
+
+
+def _applied(stack: EmbeddedStack) -> int:
+    try:
+        return int(worker_counters(stack.worker_url).get("creditflow_ledger_events_total", 0))
+    except OSError:
+        return 0
+
+
+def _publish(stack: EmbeddedStack, config: GeneratorConfig, total: int) -> Counter[str]:
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    publishers = {
+        bank: BankPublisher(bootstrap, bank, stack.settings.partitions) for bank in config.banks
+    }
+    per_enterprise: Counter[str] = Counter()
+    pending: dict[str, list[dict[str, Any]]] = {bank: [] for bank in config.banks}
+    started = time.monotonic()
+    done = 0
+    for event in generate(config):
+        pending[event["bank"]].append(event)
+        per_enterprise[event["enterprise_id"]] += 1
+        done += 1
+        if done % _CHUNK == 0:
+            for bank, events in pending.items():
+                publishers[bank].publish_batch(events)
+                events.clear()
+            ahead = started + _DEMO_SECONDS * done / total - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+            _bar(done, total, _applied(stack), started)
+    for bank, events in pending.items():
+        publishers[bank].publish_batch(events)
+    for publisher in publishers.values():
+        publisher.flush()
+    while (applied := _applied(stack)) < total:
+        _bar(done, total, applied, started)
+        time.sleep(0.5)
+    _bar(done, total, total, started)
+    sys.stderr.write("\n")
+    _wait_views_published(stack)
+    return per_enterprise
+
+
+def _wait_views_published(stack: EmbeddedStack, timeout: float = 60.0) -> None:
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    ends = kafka_admin.high_watermarks(bootstrap, ROUTED_TOPIC, stack.settings.partitions)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{stack.worker_url}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        offsets = {
+            int(sample.labels["partition"]): int(sample.value)
+            for family in text_string_to_metric_families(text)
+            if family.name == "creditflow_partition_next_offset"
+            for sample in family.samples
+        }
+        if all(offsets.get(p, 0) >= end for p, end in enumerate(ends)):
+            return
+        time.sleep(0.2)
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
+
+
+def _format(value: Any, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "fen" and isinstance(value, int):
+        return f"{value:,} fen  (CNY {value / 100:,.2f})"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def print_product(body: dict[str, Any]) -> None:
+    spec = load_products()[body["product"]]
+    units = {item.id: item.unit.value for item in spec.items}
+    names = {item.id: item.name_zh for item in spec.items}
+    print(f"\n{spec.name_zh} / {spec.name_en}")
+    print(
+        f"enterprise {body['enterprise_id']}  period {body['period']}"
+        f"  partial={body['partial']}  watermark {body['as_of'].get('watermark')}"
+    )
+    for segment in body["segments"]:
+        print(f"\n  {segment['name']} ({segment['id']})")
+        for item_id, value in segment["items"].items():
+            label = f"{_pad(item_id, 26)} {_pad(names[item_id], 14)}"
+            print(f"    {label} {_format(value, units[item_id])}")
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: dict[str, Any] = codec.loads(response.read())
+        return body
+
+
+def _last_complete_periods() -> tuple[str, str]:
+    from datetime import datetime
+
+    now = datetime.now(CST)
+    this_month = now.year * 12 + now.month - 1
+    month = format_month(this_month - 1)
+    quarter_index = (now.year * 4 + (now.month - 1) // 3) - 1
+    return month, f"{quarter_index // 4}Q{quarter_index % 4 + 1}"
+
+
+def run_demo(
+    settings: Settings, enterprises: int = 1000, months: int = 13, stay: bool = False
+) -> None:
+    config = GeneratorConfig(enterprises=enterprises, months=months)
+    print(
+        f"creditflow demo: {enterprises} enterprises, {months} months, banks "
+        f"{', '.join(config.banks)}"
+    )
+    print("  generating the data set once to size it ...", flush=True)
+    total = sum(1 for _ in generate(config))
+    print("  starting the embedded stack (broker, Redis if needed, worker, API) ...", flush=True)
+    with embedded_stack(settings, banks=config.banks) as stack:
+        print(f"  API {stack.api_url}   worker metrics {stack.worker_url}/metrics")
+        print(f"  streaming {total:,} transactions for about {_DEMO_SECONDS:.0f} s:", flush=True)
+        per_enterprise = _publish(stack, config, total)
+        enterprise_id = per_enterprise.most_common(1)[0][0]
+        month, quarter = _last_complete_periods()
+        base = f"{stack.api_url}/v1/enterprises/{enterprise_id}"
+        for url in (f"{base}/monthly/{month}", f"{base}/quarterly/{quarter}"):
+            print_product(_get(url))
+        print("\nPull them yourself (run `creditflow demo --stay` to keep the stack up):")
+        for url in (f"{base}/monthly/{month}", f"{base}/quarterly/{quarter}"):
+            print(f"  curl -s {url}")
+        if stay:
+            print("\nThe stack keeps running; Ctrl-C stops all of it.", flush=True)
+            wait_for_interrupt(stack)
+    print("\ndemo finished; everything it started has stopped.")

@@ -1,0 +1,65 @@
+"""Topic administration and offset probes with confluent-kafka (never a consumer group)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from engine.topics import BANK_TOPIC_RE
+
+__all__ = ["ensure_topics", "high_watermarks", "list_bank_topics", "topic_partitions"]
+
+_TIMEOUT_S = 15.0
+
+
+def _admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def topic_partitions(bootstrap: str) -> dict[str, int]:
+    """Every topic of the cluster with its partition count."""
+    metadata = _admin(bootstrap).list_topics(timeout=_TIMEOUT_S)
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+def list_bank_topics(bootstrap: str) -> list[str]:
+    return sorted(name for name in topic_partitions(bootstrap) if BANK_TOPIC_RE.match(name))
+
+
+def ensure_topics(bootstrap: str, wanted: Mapping[str, int]) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created (idempotent)."""
+    admin = _admin(bootstrap)
+    existing = topic_partitions(bootstrap)
+    missing = [
+        NewTopic(name, partitions) for name, partitions in wanted.items() if name not in existing
+    ]
+    created = []
+    if missing:
+        for name, future in admin.create_topics(missing, request_timeout=_TIMEOUT_S).items():
+            try:
+                future.result()
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+    return created
+
+
+def high_watermarks(bootstrap: str, topic: str, partitions: int) -> list[int]:
+    """The end offset of each partition of ``topic``."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "creditflow-offset-probe",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        return [
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1]
+            for p in range(partitions)
+        ]
+    finally:
+        consumer.close()

@@ -1,0 +1,100 @@
+"""Every Prometheus metric of creditflow, declared against an injected registry.
+
+Names carry base units; no label ever holds an enterprise, account or counterparty id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["ApiMetrics", "WorkerMetrics"]
+
+_STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_API_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.bank_messages = Counter(
+            "creditflow_intake_messages_total",
+            "Messages read from bank topics.",
+            registry=registry,
+        )
+        self.intake_events = Counter(
+            "creditflow_intake_events_total",
+            "Events read from bank topics, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "creditflow_rejected_events_total",
+            "Events sent to the rejected topic, by reason and stage.",
+            ["reason", "stage"],
+            registry=registry,
+        )
+        self.ledger_events = Counter(
+            "creditflow_ledger_events_total",
+            "Events applied to worker state, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.step_seconds = Histogram(
+            "creditflow_step_seconds",
+            "Duration of one processing step, by stage.",
+            ["stage"],
+            buckets=_STEP_BUCKETS,
+            registry=registry,
+        )
+        self.publish_seconds = Histogram(
+            "creditflow_view_publish_seconds",
+            "Duration of publishing views to Redis.",
+            buckets=_STEP_BUCKETS,
+            registry=registry,
+        )
+        self.publish_errors = Counter(
+            "creditflow_view_publish_errors_total",
+            "Failed attempts to publish views to Redis (retried).",
+            registry=registry,
+        )
+        self.republished_enterprises = Counter(
+            "creditflow_view_republished_enterprises_total",
+            "Enterprises whose views were rebuilt in Redis from worker state.",
+            registry=registry,
+        )
+        self.watermark = Gauge(
+            "creditflow_partition_watermark_seconds",
+            "Latest booked_at applied in a routed partition (Unix seconds).",
+            ["partition"],
+            registry=registry,
+        )
+        self.next_offset = Gauge(
+            "creditflow_partition_next_offset",
+            "Next routed-topic offset a partition will apply.",
+            ["partition"],
+            registry=registry,
+        )
+        self.state_bytes = Gauge(
+            "creditflow_state_bytes",
+            "Bytes of a partition's state on disk.",
+            ["partition"],
+            registry=registry,
+        )
+
+
+class ApiMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "creditflow_api_requests_total",
+            "API requests, by route and status.",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "creditflow_api_request_seconds",
+            "API request duration, by route.",
+            ["route"],
+            buckets=_API_BUCKETS,
+            registry=registry,
+        )

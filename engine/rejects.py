@@ -1,0 +1,68 @@
+"""Read the rejected-events topic: what an operator inspects before fixing and replaying."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from engine import codec
+from engine.kafka_admin import high_watermarks, topic_partitions
+from engine.topics import REJECTED_TOPIC
+
+__all__ = ["read_rejects", "show_rejects"]
+
+
+def read_rejects(bootstrap: str, topic: str = REJECTED_TOPIC) -> Iterator[dict[str, Any]]:
+    """Every record of the rejected topic up to its current end, partition by partition."""
+    partitions = topic_partitions(bootstrap).get(topic, 0)
+    ends = high_watermarks(bootstrap, topic, partitions)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "creditflow-rejects-reader",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        for partition, end in enumerate(ends):
+            if end == 0:
+                continue
+            consumer.assign([TopicPartition(topic, partition, 0)])
+            position = 0
+            while position < end:
+                message = consumer.poll(5.0)
+                if message is None:
+                    break
+                if message.error():
+                    continue
+                position = message.offset() + 1
+                yield codec.loads(message.value())
+    finally:
+        consumer.close()
+
+
+def show_rejects(bootstrap: str, limit: int, reason: str | None) -> None:
+    shown: deque[dict[str, Any]] = deque(maxlen=limit)
+    counts: dict[str, int] = {}
+    for record in read_rejects(bootstrap):
+        counts[record["reason"]] = counts.get(record["reason"], 0) + 1
+        if reason is None or record["reason"] == reason:
+            shown.append(record)
+    print(
+        "rejected events by reason: "
+        + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none")
+    )
+    for record in shown:
+        source = record["source"]
+        where = f"{source['topic']}[{source['partition']}]@{source['offset']}"
+        if source["index"] is not None:
+            where += f"#{source['index']}"
+        original = record["original"]
+        print(f"- {record['reason']:<22} {where}  {record['detail']}")
+        print(
+            f"    original ({record['original_encoding']}): "
+            f"{original[:160]}{'...' if len(original) > 160 else ''}"
+        )

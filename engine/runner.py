@@ -1,0 +1,228 @@
+"""Run the pieces: a worker, the API, or the whole embedded stack (for `up` and `demo`)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+
+from engine import kafka_admin
+from engine.embedded import (
+    Child,
+    Stack,
+    creditflow_argv,
+    free_port,
+    redis_reachable,
+    spawn,
+    start_broker,
+    start_redis,
+    wait_http,
+)
+from engine.errors import ConfigurationError, StateError
+from engine.settings import ENV_PREFIX, Settings
+from engine.topics import REJECTED_TOPIC, ROUTED_TOPIC, bank_topic
+
+__all__ = [
+    "EmbeddedStack",
+    "embedded_stack",
+    "prepare_worker",
+    "run_api",
+    "run_worker",
+    "wait_for_interrupt",
+]
+
+log = logging.getLogger(__name__)
+
+
+def prepare_worker(settings: Settings) -> None:
+    """Create the worker's topics and refuse state that is ahead of its log."""
+    bootstrap = settings.kafka_bootstrap
+    if bootstrap is None:
+        raise ConfigurationError(
+            "`creditflow worker` needs CREDITFLOW_KAFKA_BOOTSTRAP (host:port of Kafka); "
+            "`creditflow up` starts an embedded broker instead"
+        )
+    kafka_admin.ensure_topics(
+        bootstrap, {ROUTED_TOPIC: settings.partitions, REJECTED_TOPIC: settings.partitions}
+    )
+    actual = kafka_admin.topic_partitions(bootstrap)[ROUTED_TOPIC]
+    if actual != settings.partitions:
+        raise ConfigurationError(
+            f"{ROUTED_TOPIC} has {actual} partitions but CREDITFLOW_PARTITIONS is "
+            f"{settings.partitions}; they must agree"
+        )
+    _check_state_against_log(settings, bootstrap)
+
+
+def _check_state_against_log(settings: Settings, bootstrap: str) -> None:
+    from engine.app import state_dir
+    from state.ledger import PartitionLedger
+    from state.rocksdb import RocksDBStore, shared_block_cache
+
+    ends = kafka_admin.high_watermarks(bootstrap, ROUTED_TOPIC, settings.partitions)
+    cache = shared_block_cache(1 << 20)
+    for partition, end in enumerate(ends):
+        path = state_dir(settings, partition)
+        if not path.exists():
+            continue
+        store = RocksDBStore(path, cache)
+        try:
+            next_offset = PartitionLedger(store, str).progress.next_offset
+        finally:
+            store.close()
+        if next_offset > end:
+            raise StateError(
+                f"state of partition {partition} resumes at offset {next_offset} but "
+                f"{ROUTED_TOPIC} ends at {end}: the topic was recreated or truncated. "
+                f"Delete {path} to rebuild that partition from the log."
+            )
+
+
+def run_worker(settings: Settings) -> None:
+    import faust
+
+    from engine.app import build_worker
+
+    prepare_worker(settings)
+    worker = build_worker(settings)
+    if settings.pseudonym_key_is_default:
+        log.warning("CREDITFLOW_PSEUDONYM_KEY is the development default; set it in production")
+    faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+
+
+def run_api(settings: Settings) -> None:
+    from aiohttp import web
+
+    from engine.api import build_api
+
+    web.run_app(
+        build_api(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        print=None,
+        access_log=None,
+    )
+
+
+def _port_or_free(port: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            return free_port()
+
+
+@dataclass
+class EmbeddedStack:
+    settings: Settings  # what the children run with
+    env: dict[str, str]
+    stack: Stack
+    worker: Child
+    api: Child
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    @property
+    def worker_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.worker_web_port}"
+
+
+@contextlib.contextmanager
+def embedded_stack(settings: Settings, banks: tuple[str, ...] = ()) -> Iterator[EmbeddedStack]:
+    """Broker (unless CREDITFLOW_KAFKA_BOOTSTRAP is set), Redis if needed, worker and API.
+
+    With the embedded broker, whose log lives in memory, worker state and Redis keys are
+    per run too (a temporary directory and a unique key prefix) and are removed at exit.
+    """
+    with Stack.temporary() as stack:
+        logs = stack.run_dir / "logs"
+        logs.mkdir()
+        update: dict[str, Any] = {}
+        if settings.kafka_bootstrap is None:
+            bootstrap, broker = start_broker(logs / "broker.log")
+            stack.add(broker)
+            update["kafka_bootstrap"] = bootstrap
+            update["data_dir"] = stack.run_dir / "state"
+            update["redis_prefix"] = f"{settings.redis_prefix}-{secrets.token_hex(4)}"
+        if not redis_reachable(settings.redis_url.get_secret_value()):
+            redis_url, redis_child = start_redis(stack.run_dir, logs / "redis.log")
+            stack.add(redis_child)
+            update["redis_url"] = SecretStr(redis_url)
+        update["api_port"] = _port_or_free(settings.api_port)
+        update["worker_web_port"] = _port_or_free(settings.worker_web_port)
+        child_settings = settings.model_copy(update=update)
+        env = {
+            **os.environ,
+            **{
+                ENV_PREFIX + name.upper(): str(
+                    v.get_secret_value() if isinstance(v, SecretStr) else v
+                )
+                for name, v in update.items()
+            },
+        }
+        assert child_settings.kafka_bootstrap is not None
+        kafka_admin.ensure_topics(
+            child_settings.kafka_bootstrap,
+            {bank_topic(code): settings.partitions for code in banks},
+        )
+        worker = stack.add(spawn("worker", creditflow_argv("worker"), env, logs / "worker.log"))
+        api = stack.add(spawn("api", creditflow_argv("api"), env, logs / "api.log"))
+        running = EmbeddedStack(child_settings, env, stack, worker, api)
+        try:
+            wait_http(f"{running.api_url}/healthz", 60, api.process)
+            wait_http(f"{running.worker_url}/readyz", 120, worker.process)
+            yield running
+        finally:
+            stack.stop()  # the worker first: nothing may publish while its views are removed
+            if "redis_prefix" in update and "redis_url" not in update:
+                _delete_views(child_settings)
+
+
+def wait_for_interrupt(stack: EmbeddedStack) -> None:
+    """Block until Ctrl-C, or until the worker or the API dies."""
+    import time
+
+    try:
+        while True:
+            for child in (stack.worker, stack.api):
+                if child.process.poll() is not None:
+                    log.error(
+                        "%s exited with code %s; see %s",
+                        child.name,
+                        child.process.returncode,
+                        child.log_path,
+                    )
+                    return
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+
+
+def _delete_views(settings: Settings) -> None:
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from state.views import ViewStore
+
+    async def delete() -> None:
+        client = Redis.from_url(settings.redis_url.get_secret_value())
+        try:
+            await ViewStore(client, settings.redis_prefix).delete_all()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(delete())
+    except Exception as exc:
+        log.warning("could not remove this run's views from Redis: %s", exc)

@@ -1,0 +1,99 @@
+"""The one place that reads the environment.
+
+Every knob is a field of :class:`Settings`, read from variables prefixed ``CREDITFLOW_``.
+A ``CREDITFLOW_*`` variable that names no field is an error, so a typo fails loudly
+instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ENV_PREFIX", "Settings"]
+
+ENV_PREFIX = "CREDITFLOW_"
+
+# A development-only key for pseudonymising counterparty and account ids in Redis views.
+# Production sets CREDITFLOW_PSEUDONYM_KEY; changing it is a migration (every view must be
+# republished, and counterparty sets of different keys do not union).
+_DEV_PSEUDONYM_KEY = "creditflow-development-key-not-for-production"
+
+
+class Settings(BaseSettings):
+    """All configuration of creditflow, frozen once read."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="host:port of the Kafka brokers. Unset under `up`/`demo`: start the "
+        "embedded broker. Required by `worker`.",
+    )
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"),
+        description="Redis that holds the published views (may carry a password).",
+    )
+    redis_prefix: str = Field(
+        default="cf", pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="Prefix of every Redis key."
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds.")
+    api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API.")
+    worker_web_port: int = Field(
+        default=6066,
+        ge=0,
+        le=65535,
+        description="Port of the worker's /metrics, /healthz, /readyz.",
+    )
+    data_dir: Path = Field(
+        default=Path(".creditflow"), description="Worker state (RocksDB per partition)."
+    )
+    partitions: int = Field(
+        default=8,
+        ge=1,
+        le=4096,
+        description="Partitions of every bank topic and of the routed topic. Fixed for the "
+        "life of a deployment: changing it moves enterprises between partitions.",
+    )
+    group_id: str = Field(
+        default="creditflow", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Faust app id."
+    )
+    pseudonym_key: SecretStr = Field(
+        default=SecretStr(_DEV_PSEUDONYM_KEY),
+        description="Key of the keyed hash that replaces counterparty/account ids in views.",
+    )
+    batch_max_messages: int = Field(
+        default=500, ge=1, description="Messages a stage takes from Kafka per processing step."
+    )
+    batch_within_seconds: float = Field(
+        default=0.05, gt=0, description="Longest wait to fill a processing step."
+    )
+    bank_refresh_seconds: float = Field(
+        default=5.0, gt=0, description="How often a worker looks for new bank topics."
+    )
+    log_level: Literal["debug", "info", "warn", "error"] = "info"
+    view_cache_months: int = Field(
+        default=100_000, ge=1, description="Month aggregates a worker keeps decoded in memory."
+    )
+    rocksdb_block_cache_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=0, description="Block cache per partition database."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_env(cls, data: Any) -> Any:
+        known = {ENV_PREFIX + name.upper() for name in cls.model_fields}
+        unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            )
+        return data
+
+    @property
+    def pseudonym_key_is_default(self) -> bool:
+        return self.pseudonym_key.get_secret_value() == _DEV_PSEUDONYM_KEY

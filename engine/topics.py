@@ -1,0 +1,39 @@
+"""Names of every topic creditflow reads or writes.
+
+Renaming a topic is a migration: consumers and producers of both names must be moved.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "BANK_CODE_RE",
+    "BANK_TOPIC_RE",
+    "REJECTED_TOPIC",
+    "ROUTED_TOPIC",
+    "bank_code_of",
+    "bank_topic",
+]
+
+BANK_CODE_RE = re.compile(r"^[A-Z0-9]{4,12}$")
+BANK_TOPIC_RE = re.compile(r"^bank\.([A-Z0-9]{4,12})\.txns$")
+
+#: Valid transactions, re-keyed and re-partitioned by enterprise (stage 1 -> stage 2).
+#: It is the log the worker state is folded from, so its retention must cover the
+#: history a rebuild needs.
+ROUTED_TOPIC = "creditflow.txns.routed.v1"
+
+#: Every rejected event, with its reason (the contract names it).
+REJECTED_TOPIC = "txns.rejected"
+
+
+def bank_topic(code: str) -> str:
+    if not BANK_CODE_RE.match(code):
+        raise ValueError(f"bank code {code!r} must match {BANK_CODE_RE.pattern}")
+    return f"bank.{code}.txns"
+
+
+def bank_code_of(topic: str) -> str | None:
+    match = BANK_TOPIC_RE.match(topic)
+    return match.group(1) if match else None

@@ -1,0 +1,270 @@
+"""Synthetic SME transaction flows for the demo, tests and benchmarks (reproducible by seed).
+
+Each enterprise has accounts at one or two banks, a size drawn from a heavy-tailed law, a
+trend (stable, growing, shrinking, or stopping), seasonal sales from a power-law of customers,
+supplier payments, monthly payroll, utilities and social insurance, monthly or quarterly tax,
+loans with monthly repayments, fees and interest, cash, and transfers between its own
+accounts. Balances follow each account's bookings. A few events are reversed, a few are
+published late (weeks to months after booking), a few are delivered twice.
+
+Events come month by month in roughly booking order, late ones when they are due, so memory
+stays bounded by one month of events.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine import credit_code
+from engine.periods import CST, format_month
+
+__all__ = ["Enterprise", "GeneratorConfig", "generate", "make_enterprises"]
+
+_TREND = ("stable", "stable", "stable", "growing", "shrinking", "stopping")
+# Synthetic ids of public bodies; the registries in specs/ will classify them.
+_UTILITIES = ("UTIL-POWER-0001", "UTIL-WATER-0001", "UTIL-GAS-0001", "UTIL-TELECOM-0001")
+_TAX = "TAX-STA-0001"
+_SOCIAL = "SOCIAL-SI-0001"
+_PSP = "PSP-ALIPAY-0001"
+_SEASON = (0.8, 0.7, 1.0, 1.0, 1.05, 1.1, 1.0, 1.0, 1.05, 1.1, 1.15, 1.4)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    seed: int = 7
+    enterprises: int = 1000
+    months: int = 13
+    end_month: int | None = None  # month ordinal; default: the current month (CST)
+    banks: tuple[str, ...] = ("ICBC0001", "CCB00002", "ABC00003")
+    reversal_rate: float = 0.01
+    late_rate: float = 0.01
+    duplicate_rate: float = 0.005
+    trade_per_month: float = 18.0  # median sales receipts a month; sizes vary around it
+
+
+@dataclass
+class Enterprise:
+    id: str
+    accounts: list[tuple[str, str]]  # (bank, account)
+    scale: float
+    trend: str
+    stop_month: int | None
+    customers: list[str]
+    suppliers: list[str]
+    weights: list[float]
+    tax_quarterly: bool
+    loan_month: int | None
+    loan_fen: int
+    balances: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def make_enterprises(
+    config: GeneratorConfig, rng: random.Random, first: int, last: int
+) -> list[Enterprise]:
+    enterprises = []
+    for _ in range(config.enterprises):
+        eid = credit_code.generate(rng)
+        home = rng.choice(config.banks)
+        accounts = [(home, f"{rng.randrange(10**15, 10**16)}")]
+        if rng.random() < 0.3:
+            other = rng.choice([b for b in config.banks if b != home] or [home])
+            accounts.append((other, f"{rng.randrange(10**15, 10**16)}"))
+        n_partners = max(3, int(rng.paretovariate(1.3) * 6))
+        trend = rng.choice(_TREND)
+        enterprises.append(
+            Enterprise(
+                id=eid,
+                accounts=accounts,
+                scale=rng.lognormvariate(0, 0.8),
+                trend=trend,
+                stop_month=rng.randint(first + 2, last) if trend == "stopping" else None,
+                customers=[credit_code.generate(rng) for _ in range(n_partners)],
+                suppliers=[credit_code.generate(rng) for _ in range(max(2, n_partners // 2))],
+                weights=[1.0 / (i + 1) ** 1.1 for i in range(n_partners)],
+                tax_quarterly=rng.random() < 0.5,
+                loan_month=rng.randint(first, last) if rng.random() < 0.3 else None,
+                loan_fen=rng.randrange(50, 500) * 1_000_000,
+            )
+        )
+        for account in accounts:
+            enterprises[-1].balances[account] = rng.randrange(1, 500) * 100_000
+    return enterprises
+
+
+class _Month:
+    """Builds one enterprise-month of events."""
+
+    def __init__(self, rng: random.Random, month: int, counters: dict[str, int]) -> None:
+        self.rng = rng
+        self.month = month
+        self.year, m0 = divmod(month, 12)
+        self.days = (
+            datetime(self.year + (m0 == 11), (m0 + 1) % 12 + 1, 1) - datetime(self.year, m0 + 1, 1)
+        ).days
+        self.counters = counters
+        self.events: list[tuple[datetime, dict[str, Any]]] = []
+
+    def at(self, day: int | None = None) -> datetime:
+        rng = self.rng
+        d = day if day is not None else rng.randint(1, self.days)
+        return datetime(
+            self.year,
+            self.month % 12 + 1,
+            min(d, self.days),
+            rng.randint(8, 18),
+            rng.randint(0, 59),
+            rng.randint(0, 59),
+            tzinfo=CST,
+        )
+
+    def book(
+        self,
+        ent: Enterprise,
+        when: datetime,
+        inflow: bool,
+        amount: int,
+        channel: str,
+        cp: str,
+        account: tuple[str, str] | None = None,
+        cp_bank: str | None = None,
+    ) -> dict[str, Any]:
+        bank, number = account or ent.accounts[0]
+        self.counters[bank] = self.counters.get(bank, 0) + 1
+        event = {
+            "schema": 1,
+            "txn_id": f"{bank}-{when:%Y%m%d}-{self.counters[bank]:09d}",
+            "bank": bank,
+            "enterprise_id": ent.id,
+            "account": number,
+            "booked_at": when.isoformat(),
+            "direction": "in" if inflow else "out",
+            "amount_fen": amount,
+            "currency": "CNY",
+            "balance_after_fen": 0,  # set when the account's month is ordered
+            "channel": channel,
+            "counterparty": {"id": cp} if cp_bank is None else {"id": cp, "bank": cp_bank},
+        }
+        self.events.append((when, event))
+        return event
+
+
+def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> None:
+    rng = b.rng
+    if ent.stop_month is not None and b.month >= ent.stop_month:
+        return
+    drift = {"growing": 1.04**index, "shrinking": 0.96**index}.get(ent.trend, 1.0)
+    level = ent.scale * drift * _SEASON[b.month % 12]
+    n_sales = max(0, int(rng.gauss(18 * level, 3 * math.sqrt(level + 1))))
+    for _ in range(n_sales):
+        customer = rng.choices(ent.customers, ent.weights)[0]
+        b.book(
+            ent,
+            b.at(),
+            True,
+            int(rng.lognormvariate(10.5, 1.0) * level) + 100,
+            "transfer",
+            customer,
+        )
+    for _ in range(max(1, n_sales // 2)):
+        b.book(
+            ent,
+            b.at(),
+            False,
+            int(rng.lognormvariate(10.6, 0.9) * level) + 100,
+            "transfer",
+            rng.choice(ent.suppliers),
+        )
+    payroll = int(3_000_000 * ent.scale) + rng.randrange(0, 100_000)
+    b.book(ent, b.at(10), False, payroll, "payroll", f"PAYROLL-{ent.id[-6:]}")
+    for utility in _UTILITIES[: 2 + (ent.scale > 1)]:
+        b.book(
+            ent,
+            b.at(rng.randint(15, 25)),
+            False,
+            int(rng.uniform(20_000, 200_000) * ent.scale),
+            "utility",
+            utility,
+        )
+    b.book(ent, b.at(15), False, int(payroll * 0.3), "transfer", _SOCIAL)
+    if not ent.tax_quarterly or b.month % 3 == 0:
+        b.book(ent, b.at(15), False, int(rng.uniform(50_000, 900_000) * level), "tax", _TAX)
+    if rng.random() < 0.3:
+        b.book(ent, b.at(), True, int(rng.uniform(10_000, 2_000_000) * level), "transfer", _PSP)
+    if rng.random() < 0.2:
+        b.book(ent, b.at(), rng.random() < 0.5, rng.randrange(1_000, 500_000), "cash", "CASH")
+    bank = ent.accounts[0][0]
+    if ent.loan_month is not None:
+        if b.month == ent.loan_month:
+            b.book(ent, b.at(5), True, ent.loan_fen, "loan", bank, cp_bank=bank)
+        elif b.month > ent.loan_month:
+            b.book(ent, b.at(20), False, ent.loan_fen // 12, "loan", bank, cp_bank=bank)
+            b.book(ent, b.at(20), False, ent.loan_fen // 200, "interest", bank, cp_bank=bank)
+    b.book(ent, b.at(28), False, rng.randrange(500, 5_000), "fee", bank, cp_bank=bank)
+    if len(ent.accounts) > 1 and rng.random() < 0.5:  # same-name transfer between own accounts
+        amount = rng.randrange(10_000, 1_000_000)
+        when = b.at()
+        b.book(ent, when, False, amount, "transfer", ent.id, ent.accounts[0])
+        b.book(ent, when + timedelta(seconds=1), True, amount, "transfer", ent.id, ent.accounts[1])
+
+
+def _order_and_balance(ent: Enterprise, events: list[tuple[datetime, dict[str, Any]]]) -> None:
+    """Set balance_after_fen in booking order (ties by txn_id), per account."""
+    events.sort(key=lambda pair: (pair[0], pair[1]["txn_id"]))
+    for _, event in events:
+        account = (event["bank"], event["account"])
+        sign = 1 if event["direction"] == "in" else -1
+        ent.balances[account] += sign * event["amount_fen"]
+        event["balance_after_fen"] = ent.balances[account]
+
+
+def generate(config: GeneratorConfig) -> Iterator[dict[str, Any]]:
+    """Events to publish, in publishing order."""
+    rng = random.Random(config.seed)
+    now = datetime.now(UTC).astimezone(CST)
+    last = config.end_month if config.end_month is not None else now.year * 12 + now.month - 1
+    first = last - config.months + 1
+    enterprises = make_enterprises(config, rng, first, last)
+    counters: dict[str, int] = {}
+    late: list[tuple[int, dict[str, Any]]] = []  # (month due, event)
+    for index, month in enumerate(range(first, last + 1)):
+        out: list[tuple[datetime, dict[str, Any]]] = []
+        for ent in enterprises:
+            b = _Month(rng, month, counters)
+            _enterprise_month(ent, b, index, config.months)
+            _order_and_balance(ent, b.events)
+            for when, event in b.events:
+                if month == last and when > now:
+                    continue  # not booked yet
+                out.append((when, event))
+                if rng.random() < config.reversal_rate:
+                    reversal = dict(
+                        event,
+                        txn_id=event["txn_id"] + "-R",
+                        direction="out" if event["direction"] == "in" else "in",
+                        reversal_of=event["txn_id"],
+                        booked_at=(when + timedelta(minutes=5)).isoformat(),
+                    )
+                    out.append((when + timedelta(minutes=5), reversal))
+        out.sort(key=lambda pair: pair[0])
+        for _, event in out:
+            if rng.random() < config.late_rate and month < last:
+                late.append((rng.randint(month + 1, last), event))
+                continue
+            yield event
+            if rng.random() < config.duplicate_rate:
+                yield event
+        due = [event for m, event in late if m == month]
+        late = [(m, event) for m, event in late if m != month]
+        yield from due
+    yield from (event for _, event in late)
+
+
+def describe(config: GeneratorConfig) -> str:
+    last = config.end_month
+    span = "" if last is None else f" ending {format_month(last)}"
+    return f"{config.enterprises} enterprises x {config.months} months{span}, seed {config.seed}"

@@ -1,0 +1,1 @@
+"""Worker state: key-value stores, the per-partition ledger, and the Redis views."""

@@ -1,0 +1,357 @@
+"""The state of one partition: a ledger of every transaction seen, and month aggregates.
+
+The ledger makes processing idempotent and reversals exact:
+- a redelivered duplicate (same bank, txn_id and content) changes nothing;
+- the same (bank, txn_id) with other content is rejected, the first one stays;
+- a reversal removes its original from every aggregate, whichever of the two comes first.
+
+Aggregates change incrementally. Nothing is written until :meth:`PartitionLedger.commit`,
+which writes the ledger, the touched month aggregates and the consumed offset in one atomic
+batch: a crash loses a whole step or nothing, and the stored offset says where to resume.
+
+Keys (renaming one is a migration):
+    L|<enterprise>|<bank>|<txn_id>     ledger record
+    P|<enterprise>|<bank>|<txn_id>     a reversal waiting for this original
+    M|<enterprise>|<YYYY-MM>           month aggregate
+    _meta                              progress: next routed offset, sources, watermark
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from engine import codec
+from engine.contract import RejectReason, Txn
+from engine.periods import format_month, month_of_us, parse_month
+from state.kv import KVStore
+from state.month import MonthAgg
+
+__all__ = ["Outcome", "PartitionLedger", "Progress", "Rejection", "Source"]
+
+_META_KEY = b"_meta"
+# Ledger record statuses.
+_COUNTED = "C"  # counted in its month
+_REVERSED = "X"  # an original removed by its reversal
+_REVERSAL = "R"  # a reversal that removed its original
+_PENDING = "P"  # a reversal whose original has not arrived yet
+# Ledger record fields.
+_STATUS, _HASH, _BOOKED, _INFLOW, _AMOUNT, _BALANCE, _ACCOUNT, _CP, _LINK, _EVENT = range(10)
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    REVERSAL_APPLIED = "reversal_applied"
+    REVERSAL_PENDING = "reversal_pending"
+    REVERSED_ON_ARRIVAL = "reversed_on_arrival"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an event was published: bank topic, partition, offset, index in a batch."""
+
+    topic: str
+    partition: int
+    offset: int
+    index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: RejectReason
+    detail: str
+    event: dict[str, Any]
+    source: Source
+
+
+@dataclass(slots=True)
+class Progress:
+    next_offset: int = 0  # next offset of the routed partition to apply
+    watermark_us: int | None = None  # latest booked_at applied
+    sources: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> last offset
+
+    def encode(self) -> bytes:
+        return codec.dumps([self.next_offset, self.watermark_us, self.sources])
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> Progress:
+        if data is None:
+            return cls()
+        next_offset, watermark_us, sources = codec.loads(data)
+        return cls(next_offset, watermark_us, sources)
+
+
+def _ledger_key(enterprise_id: str, bank: str, txn_id: str) -> bytes:
+    return f"L|{enterprise_id}|{bank}|{txn_id}".encode()
+
+
+def _pending_key(enterprise_id: str, bank: str, txn_id: str) -> bytes:
+    return f"P|{enterprise_id}|{bank}|{txn_id}".encode()
+
+
+def _month_key(enterprise_id: str, month: int) -> bytes:
+    return f"M|{enterprise_id}|{format_month(month)}".encode()
+
+
+class PartitionLedger:
+    def __init__(
+        self,
+        store: KVStore,
+        pseudonym: Callable[[str], str],
+        cache_limit: int = 100_000,
+    ) -> None:
+        self._store = store
+        self._pseudonym = pseudonym
+        self._cache_limit = cache_limit
+        self.progress = Progress.decode(store.get(_META_KEY))
+        self._writes: dict[bytes, bytes | None] = {}
+        self._months: dict[tuple[str, int], MonthAgg] = {}
+        self._dirty: set[tuple[str, int]] = set()
+        self.rejections: list[Rejection] = []
+
+    # -- reading through the uncommitted writes -------------------------------------------
+
+    def _get(self, key: bytes) -> bytes | None:
+        if key in self._writes:
+            return self._writes[key]
+        return self._store.get(key)
+
+    def _record(self, key: bytes) -> list[Any] | None:
+        raw = self._get(key)
+        return None if raw is None else codec.loads(raw)
+
+    def _put(self, key: bytes, value: bytes | None) -> None:
+        self._writes[key] = value
+
+    def _month(self, enterprise_id: str, month: int) -> MonthAgg:
+        slot = (enterprise_id, month)
+        agg = self._months.get(slot)
+        if agg is None:
+            raw = self._store.get(_month_key(enterprise_id, month))
+            agg = MonthAgg() if raw is None else MonthAgg.decode(raw)
+            self._months[slot] = agg
+        return agg
+
+    # -- applying events --------------------------------------------------------------------
+
+    def apply(self, txn: Txn, source: Source) -> Outcome:
+        """Apply one valid transaction; rejections are collected in :attr:`rejections`."""
+        key = _ledger_key(txn.enterprise_id, txn.bank, txn.txn_id)
+        known = self._record(key)
+        if known is not None:
+            if known[_HASH] == txn.content_hash:
+                return Outcome.DUPLICATE
+            return self._reject(
+                txn,
+                source,
+                RejectReason.CONFLICTING_DUPLICATE,
+                "(bank, txn_id) was already booked with other content; the first stays",
+            )
+        self._note_progress(txn, source)
+        if txn.reversal_of is not None:
+            return self._apply_reversal(txn, source, key)
+        pending_key = _pending_key(txn.enterprise_id, txn.bank, txn.txn_id)
+        reversal_id = self._get(pending_key)
+        if reversal_id is not None:
+            # Its reversal came first: neither is counted.
+            self._put(key, self._encode(txn, _REVERSED, reversal_id.decode()))
+            reversal_key = _ledger_key(txn.enterprise_id, txn.bank, reversal_id.decode())
+            reversal = self._record(reversal_key)
+            assert reversal is not None and reversal[_STATUS] == _PENDING
+            reversal[_STATUS], reversal[_EVENT] = _REVERSAL, None
+            self._put(reversal_key, codec.dumps(reversal))
+            self._put(pending_key, None)
+            return Outcome.REVERSED_ON_ARRIVAL
+        self._put(key, self._encode(txn, _COUNTED, None))
+        self._add(txn)
+        return Outcome.APPLIED
+
+    def _apply_reversal(self, txn: Txn, source: Source, key: bytes) -> Outcome:
+        assert txn.reversal_of is not None
+        self._reject_reversal_waiting_for(txn)
+        original_key = _ledger_key(txn.enterprise_id, txn.bank, txn.reversal_of)
+        original = self._record(original_key)
+        if original is None:
+            pending_key = _pending_key(txn.enterprise_id, txn.bank, txn.reversal_of)
+            if self._get(pending_key) is not None:
+                return self._reject(
+                    txn,
+                    source,
+                    RejectReason.BAD_REVERSAL,
+                    "another reversal of the same original is already waiting for it",
+                )
+            kept = [txn.to_event(), [source.topic, source.partition, source.offset, source.index]]
+            self._put(key, self._encode(txn, _PENDING, txn.reversal_of, kept))
+            self._put(pending_key, txn.txn_id.encode())
+            return Outcome.REVERSAL_PENDING
+        if original[_STATUS] in (_REVERSAL, _PENDING):
+            return self._reject(txn, source, RejectReason.BAD_REVERSAL, "it reverses a reversal")
+        if original[_STATUS] == _REVERSED:
+            return self._reject(
+                txn, source, RejectReason.BAD_REVERSAL, "its original is already reversed"
+            )
+        original[_STATUS], original[_LINK] = _REVERSED, txn.txn_id
+        self._put(original_key, codec.dumps(original))
+        self._remove(txn.enterprise_id, txn.bank, txn.reversal_of, original)
+        self._put(key, self._encode(txn, _REVERSAL, txn.reversal_of))
+        return Outcome.REVERSAL_APPLIED
+
+    def _reject_reversal_waiting_for(self, txn: Txn) -> None:
+        """A reversal that waited for ``txn``, itself a reversal, reverses a reversal: reject it."""
+        pending_key = _pending_key(txn.enterprise_id, txn.bank, txn.txn_id)
+        waiting_id = self._get(pending_key)
+        if waiting_id is None:
+            return
+        waiting_key = _ledger_key(txn.enterprise_id, txn.bank, waiting_id.decode())
+        waiting = self._record(waiting_key)
+        assert waiting is not None and waiting[_STATUS] == _PENDING
+        event, (topic, partition, offset, index) = waiting[_EVENT]
+        self.rejections.append(
+            Rejection(
+                RejectReason.BAD_REVERSAL,
+                "it reverses a reversal",
+                event,
+                Source(topic, partition, offset, index),
+            )
+        )
+        self._put(waiting_key, None)
+        self._put(pending_key, None)
+
+    def _reject(self, txn: Txn, source: Source, reason: RejectReason, detail: str) -> Outcome:
+        self.rejections.append(Rejection(reason, detail, txn.to_event(), source))
+        return Outcome.REJECTED
+
+    def _note_progress(self, txn: Txn, source: Source) -> None:
+        progress = self.progress
+        if progress.watermark_us is None or txn.booked_us > progress.watermark_us:
+            progress.watermark_us = txn.booked_us
+        name = f"{source.topic}/{source.partition}"
+        if source.offset > progress.sources.get(name, -1):
+            progress.sources[name] = source.offset
+
+    def _encode(
+        self, txn: Txn, status: str, link: str | None, kept: list[Any] | None = None
+    ) -> bytes:
+        return codec.dumps(
+            [
+                status,
+                txn.content_hash,
+                txn.booked_us,
+                txn.inflow,
+                txn.amount_fen,
+                txn.balance_after_fen,
+                txn.account,
+                txn.cp_id,
+                link,
+                kept,
+            ]
+        )
+
+    def _counterparty(self, enterprise_id: str, cp_id: str) -> str | None:
+        return None if cp_id == enterprise_id else self._pseudonym(cp_id)
+
+    def _account(self, bank: str, account: str) -> str:
+        return self._pseudonym(f"{bank}/{account}")
+
+    def _add(self, txn: Txn) -> None:
+        month = month_of_us(txn.booked_us)
+        self._month(txn.enterprise_id, month).add(
+            txn.inflow,
+            txn.amount_fen,
+            self._counterparty(txn.enterprise_id, txn.cp_id),
+            self._account(txn.bank, txn.account),
+            txn.booked_us,
+            txn.txn_id,
+            txn.balance_after_fen,
+        )
+        self._dirty.add((txn.enterprise_id, month))
+
+    def _remove(self, enterprise_id: str, bank: str, txn_id: str, record: list[Any]) -> None:
+        month = month_of_us(record[_BOOKED])
+        agg = self._month(enterprise_id, month)
+        agg.remove(record[_INFLOW], record[_AMOUNT], self._counterparty(enterprise_id, record[_CP]))
+        account = self._account(bank, record[_ACCOUNT])
+        last = agg.accounts.get(account)
+        if last is not None and last[0] == record[_BOOKED] and last[1] == txn_id:
+            self._rederive_last(enterprise_id, month, account)
+        self._dirty.add((enterprise_id, month))
+
+    def _rederive_last(self, enterprise_id: str, month: int, account: str) -> None:
+        """The account's last counted booking in the month, from the ledger (rare path)."""
+        best: list[Any] | None = None
+        for key, raw in self._scan(f"L|{enterprise_id}|".encode()):
+            record = codec.loads(raw)
+            if record[_STATUS] != _COUNTED or month_of_us(record[_BOOKED]) != month:
+                continue
+            _, _, bank, txn_id = key.decode().split("|", 3)
+            if self._account(bank, record[_ACCOUNT]) != account:
+                continue
+            candidate = [record[_BOOKED], txn_id, record[_BALANCE]]
+            if best is None or (candidate[0], candidate[1]) > (best[0], best[1]):
+                best = candidate
+        agg = self._month(enterprise_id, month)
+        if best is None:
+            agg.accounts.pop(account, None)
+        else:
+            agg.accounts[account] = best
+
+    def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        merged = dict(self._store.scan_prefix(prefix))
+        for key, value in self._writes.items():
+            if key.startswith(prefix):
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+        return iter(merged.items())
+
+    # -- committing and reading back --------------------------------------------------------
+
+    def commit(self, next_offset: int) -> dict[str, set[int]]:
+        """Write everything since the last commit, with the offset to resume from.
+
+        Returns the months changed per enterprise, for publishing.
+        """
+        self.progress.next_offset = next_offset
+        changes = self._writes
+        changed: dict[str, set[int]] = {}
+        for enterprise_id, month in self._dirty:
+            agg = self._months[(enterprise_id, month)]
+            changes[_month_key(enterprise_id, month)] = None if agg.is_empty else agg.encode()
+            changed.setdefault(enterprise_id, set()).add(month)
+        changes[_META_KEY] = self.progress.encode()
+        self._store.write(changes)
+        self._writes = {}
+        self._dirty.clear()
+        self.rejections = []
+        if len(self._months) > self._cache_limit:
+            self._months.clear()
+        return changed
+
+    def month(self, enterprise_id: str, month: int) -> MonthAgg | None:
+        """A committed month aggregate, or None when the month has no counted transaction."""
+        agg = self._months.get((enterprise_id, month))
+        if agg is None:
+            raw = self._store.get(_month_key(enterprise_id, month))
+            agg = None if raw is None else MonthAgg.decode(raw)
+        return None if agg is None or agg.is_empty else agg
+
+    def enterprises(self) -> Iterator[tuple[str, dict[int, MonthAgg]]]:
+        """Every enterprise of the partition with all its months (for a full republish)."""
+        current: str | None = None
+        months: dict[int, MonthAgg] = {}
+        for key, raw in self._store.scan_prefix(b"M|"):
+            _, enterprise_id, label = key.decode().split("|")
+            if enterprise_id != current:
+                if current is not None:
+                    yield current, months
+                current, months = enterprise_id, {}
+            month = parse_month(label)
+            assert month is not None
+            months[month] = MonthAgg.decode(raw)
+        if current is not None:
+            yield current, months

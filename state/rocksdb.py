@@ -1,0 +1,89 @@
+"""The RocksDB :class:`~state.kv.KVStore`: one database per partition (rocksdict).
+
+Memory is bounded on purpose (Faust's defaults grew a worker to gigabytes): one block cache
+is shared by every partition of a worker, and memtables are small.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import rocksdict
+
+from engine.errors import StateError
+
+__all__ = ["RocksDBStore", "shared_block_cache"]
+
+_WRITE_BUFFER_BYTES = 8 * 1024 * 1024
+_OPEN_ATTEMPTS = 50  # a partition handed over on one machine may still be closing
+
+
+def shared_block_cache(capacity_bytes: int) -> rocksdict.Cache:
+    return rocksdict.Cache(capacity_bytes)
+
+
+class RocksDBStore:
+    def __init__(self, path: Path, block_cache: rocksdict.Cache) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(_WRITE_BUFFER_BYTES)
+        options.set_max_write_buffer_number(2)
+        options.set_compression_type(rocksdict.DBCompressionType.lz4())
+        table = rocksdict.BlockBasedOptions()
+        table.set_block_cache(block_cache)
+        table.set_bloom_filter(10, False)  # most ledger look-ups are for ids never seen
+        table.set_cache_index_and_filter_blocks(True)
+        options.set_block_based_table_factory(table)
+        self._path = path
+        self._db = self._open(path, options)
+        self._write_options = rocksdict.WriteOptions()
+
+    @staticmethod
+    def _open(path: Path, options: rocksdict.Options) -> rocksdict.Rdict:
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                return rocksdict.Rdict(str(path), options)
+            except Exception as exc:  # rocksdict raises a bare Exception on a held lock
+                if "lock" not in str(exc).lower() or attempt == _OPEN_ATTEMPTS - 1:
+                    raise StateError(
+                        f"cannot open state database {path}: {exc}. If another worker on "
+                        "this machine holds it, stop that worker or give each worker its "
+                        "own CREDITFLOW_DATA_DIR."
+                    ) from exc
+                time.sleep(0.1)
+        raise AssertionError("unreachable")
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values: list[bytes | None] = self._db[list(keys)]
+        return values
+
+    def scan_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items(from_key=prefix):
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def write(self, changes: Mapping[bytes, bytes | None]) -> None:
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in changes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self._db.write(batch, self._write_options)
+
+    def size_bytes(self) -> int:
+        return sum(entry.stat().st_size for entry in os.scandir(self._path) if entry.is_file())
+
+    def close(self) -> None:
+        self._db.close()

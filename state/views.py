@@ -1,0 +1,76 @@
+"""Published views in Redis: what the API serves, derived from worker state.
+
+Layout (renaming a key is a migration):
+    <prefix>:v1:ent:{<enterprise>}   HASH  field "m:YYYY-MM" -> month view JSON
+                                           (an empty value: the month has no data any more)
+    <prefix>:v1:part:<n>             STRING progress of partition n (as_of of its views)
+
+Every update of one enterprise is one HSET of one key, so a reader never sees half of an
+update, in Redis Cluster as well (the hash tag keeps an enterprise in one slot). Progress is
+written after the views it covers, and read before them, so the offsets a reader is told are
+always already reflected in what it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from redis.asyncio import Redis
+
+from engine import codec
+
+__all__ = ["ViewStore", "month_field"]
+
+
+def month_field(label: str) -> str:
+    return f"m:{label}"
+
+
+class ViewStore:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    def enterprise_key(self, enterprise_id: str) -> str:
+        return f"{self._prefix}:v1:ent:{{{enterprise_id}}}"
+
+    def partition_key(self, partition: int) -> str:
+        return f"{self._prefix}:v1:part:{partition}"
+
+    async def publish(
+        self,
+        partition: int,
+        months: Mapping[str, Mapping[str, bytes]],
+        progress: Mapping[str, Any] | None,
+    ) -> None:
+        """Write the changed month views of each enterprise, then the partition's progress."""
+        pipe = self._redis.pipeline(transaction=False)
+        for enterprise_id, fields in months.items():
+            if fields:
+                pipe.hset(self.enterprise_key(enterprise_id), mapping=dict(fields))
+        if progress is not None:
+            pipe.set(self.partition_key(partition), codec.dumps(progress))
+        await pipe.execute()
+
+    async def read(
+        self, enterprise_id: str, partition: int
+    ) -> tuple[dict[str, Any] | None, dict[bytes, bytes]]:
+        """(progress of the enterprise's partition, its month views) in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(self.partition_key(partition))
+        pipe.hgetall(self.enterprise_key(enterprise_id))
+        progress_raw, fields = await pipe.execute()
+        progress = None if progress_raw is None else codec.loads(progress_raw)
+        return progress, fields
+
+    async def progress(self, partition: int) -> dict[str, Any] | None:
+        raw = await self._redis.get(self.partition_key(partition))
+        return None if raw is None else codec.loads(raw)
+
+    async def delete_all(self) -> int:
+        """Remove every key under this prefix (the demo and tests clean up what they wrote)."""
+        deleted = 0
+        async for key in self._redis.scan_iter(match=f"{self._prefix}:v1:*", count=1000):
+            deleted += await self._redis.delete(key)
+        return deleted
