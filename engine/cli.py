@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="embedded stack + a minute of generated flows + products")
     demo.add_argument("--enterprises", type=int, default=1000)
     demo.add_argument("--months", type=int, default=13)
+    demo.add_argument("--seconds", type=float, default=60.0, help="how long to stream")
     demo.add_argument("--stay", action="store_true", help="keep the stack up after printing")
     bank = sub.add_parser("bank", help="manage banks").add_subparsers(dest="action", required=True)
     add = bank.add_parser("add", help="register a bank and create its topic (idempotent)")
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo":
             from engine.demo import run_demo
 
-            run_demo(settings, args.enterprises, args.months, args.stay)
+            run_demo(settings, args.enterprises, args.months, args.seconds, args.stay)
         elif args.command == "bank":
             (_bank_add if args.action == "add" else _bank_list)(settings, args)
         elif args.command == "rejects":

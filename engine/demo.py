@@ -5,58 +5,43 @@ from __future__ import annotations
 import sys
 import time
 import unicodedata
+from datetime import UTC, datetime
 import urllib.request
 from collections import Counter
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from engine import codec, kafka_admin
+from engine import codec
+from engine.observe import total, wait_views_published
 from engine.periods import CST, format_month
 from engine.publisher import BankPublisher
 from engine.runner import EmbeddedStack, embedded_stack, wait_for_interrupt
 from engine.settings import Settings
 from engine.specs import load_products
-from engine.topics import ROUTED_TOPIC
 from loadtest.generator import GeneratorConfig, generate
 
-__all__ = ["run_demo", "worker_counters"]
+__all__ = ["print_product", "run_demo"]
 
-_DEMO_SECONDS = 60.0
 _CHUNK = 2000
 
 
-def worker_counters(worker_url: str) -> dict[str, float]:
-    """Totals of the worker's counters, by metric family name (samples summed)."""
-    with urllib.request.urlopen(f"{worker_url}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-    return totals
-
-
-def _bar(done: int, total: int, applied: int, started: float) -> None:
+def _bar(done: int, count: int, applied: int, started: float) -> None:
     width = 30
-    filled = int(width * done / max(total, 1))
+    filled = int(width * done / max(count, 1))
     rate = applied / max(time.monotonic() - started, 1e-9)
     sys.stderr.write(
-        f"\r  [{'#' * filled}{'.' * (width - filled)}] published {done:,}/{total:,}"
+        f"\r  [{'#' * filled}{'.' * (width - filled)}] published {done:,}/{count:,}"
         f"  applied {applied:,}  ({rate:,.0f} events/s) "
     )
     sys.stderr.flush()
 
 
 def _applied(stack: EmbeddedStack) -> int:
-    try:
-        return int(worker_counters(stack.worker_url).get("creditflow_ledger_events_total", 0))
-    except OSError:
-        return 0
+    return int(total(stack.worker_url, "creditflow_ledger_events_total"))
 
 
-def _publish(stack: EmbeddedStack, config: GeneratorConfig, total: int) -> Counter[str]:
+def _publish(
+    stack: EmbeddedStack, config: GeneratorConfig, count: int, seconds: float
+) -> Counter[str]:
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
     publishers = {
@@ -74,40 +59,22 @@ def _publish(stack: EmbeddedStack, config: GeneratorConfig, total: int) -> Count
             for bank, events in pending.items():
                 publishers[bank].publish_batch(events)
                 events.clear()
-            ahead = started + _DEMO_SECONDS * done / total - time.monotonic()
+            ahead = started + seconds * done / count - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
-            _bar(done, total, _applied(stack), started)
+            _bar(done, count, _applied(stack), started)
     for bank, events in pending.items():
         publishers[bank].publish_batch(events)
     for publisher in publishers.values():
         publisher.flush()
-    while (applied := _applied(stack)) < total:
-        _bar(done, total, applied, started)
+    while (applied := _applied(stack)) < done:
+        _bar(done, count, applied, started)
         time.sleep(0.5)
-    _bar(done, total, total, started)
+    _bar(done, count, done, started)
     sys.stderr.write("\n")
-    _wait_views_published(stack)
-    return per_enterprise
-
-
-def _wait_views_published(stack: EmbeddedStack, timeout: float = 60.0) -> None:
-    bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
-    ends = kafka_admin.high_watermarks(bootstrap, ROUTED_TOPIC, stack.settings.partitions)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{stack.worker_url}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        offsets = {
-            int(sample.labels["partition"]): int(sample.value)
-            for family in text_string_to_metric_families(text)
-            if family.name == "creditflow_partition_next_offset"
-            for sample in family.samples
-        }
-        if all(offsets.get(p, 0) >= end for p, end in enumerate(ends)):
-            return
-        time.sleep(0.2)
+    wait_views_published(stack.worker_url, bootstrap, stack.settings.partitions)
+    return per_enterprise
 
 
 def _width(text: str) -> int:
@@ -151,8 +118,6 @@ def _get(url: str) -> dict[str, Any]:
 
 
 def _last_complete_periods() -> tuple[str, str]:
-    from datetime import datetime
-
     now = datetime.now(CST)
     this_month = now.year * 12 + now.month - 1
     month = format_month(this_month - 1)
@@ -161,20 +126,24 @@ def _last_complete_periods() -> tuple[str, str]:
 
 
 def run_demo(
-    settings: Settings, enterprises: int = 1000, months: int = 13, stay: bool = False
+    settings: Settings,
+    enterprises: int = 1000,
+    months: int = 13,
+    seconds: float = 60.0,
+    stay: bool = False,
 ) -> None:
-    config = GeneratorConfig(enterprises=enterprises, months=months)
+    config = GeneratorConfig(enterprises=enterprises, months=months, now=datetime.now(UTC))
     print(
         f"creditflow demo: {enterprises} enterprises, {months} months, banks "
         f"{', '.join(config.banks)}"
     )
     print("  generating the data set once to size it ...", flush=True)
-    total = sum(1 for _ in generate(config))
+    count = sum(1 for _ in generate(config))
     print("  starting the embedded stack (broker, Redis if needed, worker, API) ...", flush=True)
     with embedded_stack(settings, banks=config.banks) as stack:
         print(f"  API {stack.api_url}   worker metrics {stack.worker_url}/metrics")
-        print(f"  streaming {total:,} transactions for about {_DEMO_SECONDS:.0f} s:", flush=True)
-        per_enterprise = _publish(stack, config, total)
+        print(f"  streaming {count:,} transactions for about {seconds:.0f} s:", flush=True)
+        per_enterprise = _publish(stack, config, count, seconds)
         enterprise_id = per_enterprise.most_common(1)[0][0]
         month, quarter = _last_complete_periods()
         base = f"{stack.api_url}/v1/enterprises/{enterprise_id}"

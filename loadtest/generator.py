@@ -44,7 +44,7 @@ class GeneratorConfig:
     reversal_rate: float = 0.01
     late_rate: float = 0.01
     duplicate_rate: float = 0.005
-    trade_per_month: float = 18.0  # median sales receipts a month; sizes vary around it
+    now: datetime | None = None  # nothing is booked after it; default: the time of the call
 
 
 @dataclass
@@ -159,7 +159,7 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
         return
     drift = {"growing": 1.04**index, "shrinking": 0.96**index}.get(ent.trend, 1.0)
     level = ent.scale * drift * _SEASON[b.month % 12]
-    n_sales = max(0, int(rng.gauss(18 * level, 3 * math.sqrt(level + 1))))
+    n_sales = max(0, int(rng.gauss(18 * level, 3 * math.sqrt(level + 1))))  # sales receipts
     for _ in range(n_sales):
         customer = rng.choices(ent.customers, ent.weights)[0]
         b.book(
@@ -225,7 +225,7 @@ def _order_and_balance(ent: Enterprise, events: list[tuple[datetime, dict[str, A
 def generate(config: GeneratorConfig) -> Iterator[dict[str, Any]]:
     """Events to publish, in publishing order."""
     rng = random.Random(config.seed)
-    now = datetime.now(UTC).astimezone(CST)
+    now = (config.now or datetime.now(UTC)).astimezone(CST)
     last = config.end_month if config.end_month is not None else now.year * 12 + now.month - 1
     first = last - config.months + 1
     enterprises = make_enterprises(config, rng, first, last)

@@ -1,0 +1,47 @@
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine import credit_code
+
+# Published examples of valid unified social credit codes.
+KNOWN_VALID = ["91350100M000100Y43", "91110000600037341L"]
+
+
+def test_known_codes_are_valid() -> None:
+    for code in KNOWN_VALID:
+        assert credit_code.is_valid(code), code
+
+
+def test_a_wrong_final_check_character_is_invalid() -> None:
+    code = KNOWN_VALID[0]
+    for replacement in "0123456789ABCDEFGHJKLMNPQRTUWXY":
+        if replacement != code[-1]:
+            assert not credit_code.is_valid(code[:-1] + replacement)
+
+
+def test_a_wrong_organization_check_character_is_invalid_even_with_a_matching_final_one() -> None:
+    # Change the GB 11714 check character (position 17) and recompute the final one, so only
+    # the inner check can catch it.
+    code = KNOWN_VALID[0]
+    alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    weights = [pow(3, i, 31) for i in range(17)]
+    for replacement in "0123456789X":
+        if replacement == code[16]:
+            continue
+        body = code[:16] + replacement
+        check = 31 - sum(alphabet.index(c) * w for c, w in zip(body, weights, strict=True)) % 31
+        candidate = body + alphabet[0 if check == 31 else check]
+        assert not credit_code.is_valid(candidate), candidate
+
+
+@given(st.text(max_size=20))
+def test_arbitrary_text_is_rarely_valid_and_never_crashes(text: str) -> None:
+    assert credit_code.is_valid(text) in (True, False)
+
+
+@given(st.integers(min_value=0, max_value=2**32))
+def test_generated_codes_are_valid(seed: int) -> None:
+    code = credit_code.generate(random.Random(seed))
+    assert len(code) == 18 and credit_code.is_valid(code)
