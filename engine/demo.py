@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 import time
 import unicodedata
-from datetime import UTC, datetime
 import urllib.request
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from engine import codec

@@ -1,0 +1,79 @@
+"""Hypothesis strategies for transaction logs with everything the contract allows."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import strategies as st
+
+from tests.factories import enterprise_ids
+
+ENTERPRISES = enterprise_ids(3, seed=11)
+BANKS = ("BANKA001", "BANKB002")
+ACCOUNTS = ("ACC-1", "ACC-2")
+COUNTERPARTIES = ("CP-1", "CP-2", "CP-3", ENTERPRISES[1], "PAYROLL")
+_START = datetime(2025, 11, 1, tzinfo=timezone(timedelta(hours=8)))
+_SPAN_DAYS = 120  # Nov 2025 to Feb 2026: a year boundary, and months left empty
+_EDGE_DAYS = (29, 30, 60, 61, 91, 92)  # Nov 30, Dec 1, Dec 31, Jan 1, Jan 31, Feb 1
+
+
+@st.composite
+def base_event(draw: st.DrawFn, index: int) -> dict[str, Any]:
+    enterprise = draw(st.sampled_from(ENTERPRISES))
+    # Few distinct instants make ties on booked_at frequent (txn_id order decides), and the
+    # days around month ends put UTC and China time in different months.
+    day = draw(st.one_of(st.sampled_from(_EDGE_DAYS), st.integers(0, _SPAN_DAYS - 1)))
+    when = _START + timedelta(days=day, seconds=draw(st.sampled_from((0, 57_600, 86_399))))
+    utc = draw(st.booleans())
+    booked_at = (when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if utc
+                 else when.isoformat())
+    counterparty = draw(st.sampled_from((*COUNTERPARTIES, enterprise)))
+    return {
+        "schema": 1,
+        "txn_id": f"T{index:04d}",
+        "bank": draw(st.sampled_from(BANKS)),
+        "enterprise_id": enterprise,
+        "account": draw(st.sampled_from(ACCOUNTS)),
+        "booked_at": booked_at,
+        "direction": draw(st.sampled_from(("in", "out"))),
+        "amount_fen": draw(st.integers(1, 10**9)),
+        "balance_after_fen": draw(st.integers(-(10**9), 10**10)),
+        "channel": draw(st.sampled_from(("transfer", "cash", "utility", "tax", "loan"))),
+        "counterparty": {"id": counterparty},
+    }
+
+
+def _reversal(original: dict[str, Any], suffix: str) -> dict[str, Any]:
+    booked = datetime.fromisoformat(original["booked_at"].replace("Z", "+00:00"))
+    return dict(
+        original,
+        txn_id=original["txn_id"] + suffix,
+        direction="out" if original["direction"] == "in" else "in",
+        booked_at=(booked + timedelta(hours=1)).isoformat(),
+        reversal_of=original["txn_id"],
+    )
+
+
+@st.composite
+def transaction_log(draw: st.DrawFn, max_events: int = 40) -> list[dict[str, Any]]:
+    """Events in arrival order: duplicates, conflicts, reversals before and after their
+    originals, reversals of reversals and second reversals, out of order and late."""
+    n = draw(st.integers(1, max_events))
+    originals = [draw(base_event(i)) for i in range(n)]
+    events = list(originals)
+    for original in originals:
+        roll = draw(st.integers(0, 9))
+        if roll <= 2:  # reversed (the arrival permutation puts some reversals first)
+            reversal = _reversal(original, "-R")
+            events.append(reversal)
+            if roll == 0:  # and that reversal reversed again: rejected
+                events.append(_reversal(reversal, "-RR"))
+        elif roll == 3:  # two reversals of one original: the first to arrive wins
+            events.append(_reversal(original, "-R1"))
+            events.append(_reversal(original, "-R2"))
+        elif roll == 4:  # a conflicting duplicate: other content, same (bank, txn_id)
+            events.append(dict(original, amount_fen=original["amount_fen"] + 1))
+    for event in draw(st.lists(st.sampled_from(events), max_size=5)):  # redeliveries
+        events.append(dict(event))
+    return draw(st.permutations(events))

@@ -1,0 +1,163 @@
+"""The partition ledger and kernels against the reference, over generated logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from engine import codec
+from engine.contract import RejectReason, Txn, validate
+from engine.kernels import KERNELS, History, MonthView
+from engine.periods import Period, format_month
+from engine.pseudonym import Pseudonymizer
+from state.kv import KVStore
+from state.ledger import Outcome, PartitionLedger, Source
+from state.memory import MemoryStore
+from state.rocksdb import RocksDBStore, shared_block_cache
+from tests import reference
+from tests.factories import event
+from tests.strategies import transaction_log
+
+StoreFactory = Callable[[], KVStore]
+PSEUDONYM = Pseudonymizer(b"test-key")
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def new_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[StoreFactory]:
+    opened: list[KVStore] = []
+    cache = shared_block_cache(1 << 20)
+
+    def make() -> KVStore:
+        store: KVStore = (MemoryStore() if request.param == "memory"
+                          else RocksDBStore(tmp_path_factory.mktemp("db"), cache))
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def _apply(ledger: PartitionLedger, events: list[dict[str, Any]], offset: int = 0) -> int:
+    for index, element in enumerate(events):
+        txn = validate(element, element["bank"])
+        assert isinstance(txn, Txn), txn
+        ledger.apply(txn, Source(f"bank.{element['bank']}.txns", 0, offset + index, None))
+    return offset + len(events)
+
+
+def _engine_products(ledger: PartitionLedger, expected: dict[str, dict[str, dict[str, int]]]
+                     ) -> dict[str, dict[str, dict[str, Any]]]:
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for enterprise_id, months in ledger.enterprises():
+        history = History({m: MonthView.from_json(codec.loads(codec.dumps(agg.view())))
+                           for m, agg in months.items()})
+        periods = {}
+        for label in expected.get(enterprise_id, {}):
+            period = Period.monthly(label) if "-" in label else Period.quarterly(label)
+            assert period is not None
+            periods[label] = {item: KERNELS[item](history, period)
+                              for item in expected[enterprise_id][label]}
+        result[enterprise_id] = periods
+    return result
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(log=transaction_log())
+def test_every_item_matches_the_reference(new_store: StoreFactory, log: list[dict[str, Any]]) -> None:
+    ledger = PartitionLedger(new_store(), PSEUDONYM)
+    ledger.commit(_apply(ledger, log))
+    expected = reference.products(log)
+    assert _engine_products(ledger, expected) == expected
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(log=transaction_log())
+def test_committing_in_steps_and_reopening_changes_nothing(
+    new_store: StoreFactory, log: list[dict[str, Any]]
+) -> None:
+    store = new_store()
+    cut = len(log) // 2
+    first = PartitionLedger(store, PSEUDONYM)
+    first.commit(_apply(first, log[:cut]))
+    reopened = PartitionLedger(store, PSEUDONYM)  # as after a restart
+    assert reopened.progress.next_offset == cut
+    reopened.commit(_apply(reopened, log[cut:], offset=cut))
+    expected = reference.products(log)
+    assert _engine_products(reopened, expected) == expected
+
+
+def test_uncommitted_work_is_not_in_the_store(new_store: StoreFactory) -> None:
+    store = new_store()
+    ledger = PartitionLedger(store, PSEUDONYM)
+    _apply(ledger, [event()])
+    assert list(PartitionLedger(store, PSEUDONYM).enterprises()) == []
+    ledger.commit(1)
+    assert [e for e, _ in PartitionLedger(store, PSEUDONYM).enterprises()] == [event()["enterprise_id"]]
+
+
+def test_outcomes_and_rejections(new_store: StoreFactory) -> None:
+    ledger = PartitionLedger(new_store(), PSEUDONYM)
+    src = Source("bank.BANK0001.txns", 0, 0, None)
+
+    def apply(**fields: Any) -> Outcome:
+        txn = validate(event(**fields), "BANK0001")
+        assert isinstance(txn, Txn)
+        return ledger.apply(txn, src)
+
+    assert apply(txn_id="A") == Outcome.APPLIED
+    assert apply(txn_id="A") == Outcome.DUPLICATE
+    assert apply(txn_id="A", amount_fen=1) == Outcome.REJECTED
+    assert apply(txn_id="RB", reversal_of="B") == Outcome.REVERSAL_PENDING
+    assert apply(txn_id="RB2", reversal_of="B") == Outcome.REJECTED
+    assert apply(txn_id="B") == Outcome.REVERSED_ON_ARRIVAL
+    assert apply(txn_id="RA", reversal_of="A") == Outcome.REVERSAL_APPLIED
+    assert apply(txn_id="RRA", reversal_of="RA") == Outcome.REJECTED
+    assert apply(txn_id="RA2", reversal_of="A") == Outcome.REJECTED
+    reasons = [r.reason for r in ledger.rejections]
+    assert reasons == [RejectReason.CONFLICTING_DUPLICATE, RejectReason.BAD_REVERSAL,
+                       RejectReason.BAD_REVERSAL, RejectReason.BAD_REVERSAL]
+    assert all(r.event["txn_id"] for r in ledger.rejections)
+    ledger.commit(1)
+    assert ledger.month(event()["enterprise_id"], 2026 * 12 + 2) is None  # all reversed
+
+
+def test_a_pending_reversal_of_a_reversal_is_rejected_when_its_target_arrives(
+    new_store: StoreFactory,
+) -> None:
+    ledger = PartitionLedger(new_store(), PSEUDONYM)
+    src = Source("bank.BANK0001.txns", 0, 7, 2)
+    for fields in ({"txn_id": "RR", "reversal_of": "R"}, {"txn_id": "A"},
+                   {"txn_id": "R", "reversal_of": "A"}):
+        txn = validate(event(**fields), "BANK0001")
+        assert isinstance(txn, Txn)
+        ledger.apply(txn, src)
+    [rejection] = ledger.rejections
+    assert rejection.reason == RejectReason.BAD_REVERSAL and rejection.event["txn_id"] == "RR"
+    assert rejection.source == src
+    ledger.commit(1)
+    assert ledger.month(event()["enterprise_id"], 2026 * 12 + 2) is None
+
+
+def test_month_labels_are_sortable() -> None:
+    assert format_month(2026 * 12) == "2026-01" and format_month(2025 * 12 + 11) == "2025-12"
+
+
+def test_rocksdb_store_survives_reopen(tmp_path: Path) -> None:
+    cache = shared_block_cache(1 << 20)
+    store = RocksDBStore(tmp_path, cache)
+    store.write({b"a|1": b"x", b"a|2": b"y", b"b|1": b"z"})
+    store.write({b"a|1": None})
+    store.close()
+    store = RocksDBStore(tmp_path, cache)
+    assert list(store.scan_prefix(b"a|")) == [(b"a|2", b"y")]
+    assert store.get_many([b"a|2", b"q"]) == [b"y", None]
+    assert store.size_bytes() > 0
+    store.close()
