@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -15,10 +16,15 @@ from engine.topics import REJECTED_TOPIC
 __all__ = ["read_rejects", "show_rejects"]
 
 
-def read_rejects(bootstrap: str, topic: str = REJECTED_TOPIC) -> Iterator[dict[str, Any]]:
-    """Every record of the rejected topic up to its current end, partition by partition."""
+def read_rejects(
+    bootstrap: str, topic: str = REJECTED_TOPIC, timeout: float = 30.0
+) -> Iterator[dict[str, Any]]:
+    """Every record of the rejected topic up to its end at the time of the call."""
     partitions = topic_partitions(bootstrap).get(topic, 0)
     ends = high_watermarks(bootstrap, topic, partitions)
+    positions = {p: 0 for p, end in enumerate(ends) if end > 0}
+    if not positions:
+        return
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -27,19 +33,14 @@ def read_rejects(bootstrap: str, topic: str = REJECTED_TOPIC) -> Iterator[dict[s
         }
     )
     try:
-        for partition, end in enumerate(ends):
-            if end == 0:
+        consumer.assign([TopicPartition(topic, p, 0) for p in positions])
+        deadline = time.monotonic() + timeout
+        while any(positions[p] < ends[p] for p in positions) and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None or message.error():
                 continue
-            consumer.assign([TopicPartition(topic, partition, 0)])
-            position = 0
-            while position < end:
-                message = consumer.poll(5.0)
-                if message is None:
-                    break
-                if message.error():
-                    continue
-                position = message.offset() + 1
-                yield codec.loads(message.value())
+            positions[message.partition()] = message.offset() + 1
+            yield codec.loads(message.value())
     finally:
         consumer.close()
 

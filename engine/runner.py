@@ -111,6 +111,18 @@ def run_api(settings: Settings) -> None:
     )
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process exactly these settings."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[ENV_PREFIX + name.upper()] = str(value)
+    return env
+
+
 def _port_or_free(port: int) -> int:
     with socket.socket() as sock:
         try:
@@ -127,6 +139,17 @@ class EmbeddedStack:
     stack: Stack
     worker: Child
     api: Child
+
+    def restart_worker(self, kill: bool = False) -> None:
+        """Stop the worker (SIGKILL when ``kill``) and start a new one with the same settings."""
+        if kill:
+            self.worker.kill()
+        else:
+            self.worker.stop()
+        self.stack.children.remove(self.worker)
+        log_path = self.worker.log_path
+        self.worker = self.stack.add(spawn("worker", creditflow_argv("worker"), self.env, log_path))
+        wait_http(f"{self.worker_url}/readyz", 120, self.worker.process)
 
     @property
     def api_url(self) -> str:

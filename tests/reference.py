@@ -21,8 +21,18 @@ from typing import Any
 
 CST = timezone(timedelta(hours=8))
 
-CONTENT_FIELDS = ("enterprise_id", "account", "booked_at", "direction", "amount_fen", "currency",
-                  "balance_after_fen", "channel", "counterparty", "reversal_of")
+CONTENT_FIELDS = (
+    "enterprise_id",
+    "account",
+    "booked_at",
+    "direction",
+    "amount_fen",
+    "currency",
+    "balance_after_fen",
+    "channel",
+    "counterparty",
+    "reversal_of",
+)
 
 
 def instant(booked_at: str) -> datetime:
@@ -85,7 +95,8 @@ def counted_events(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any
             continue  # a second reversal of the same original: rejected
         reversed_by[target_key] = key
     return [
-        accepted[key] for key in order
+        accepted[key]
+        for key in order
         if accepted[key].get("reversal_of") is None and key not in reversed_by
     ]
 
@@ -140,7 +151,8 @@ def _items(enterprise_id: str, txns: list[Mapping[str, Any]], months: list[str])
         "inflow_count": len(inflow),
         "outflow_amount_fen": sum(t["amount_fen"] for t in outflow),
         "outflow_count": len(outflow),
-        "net_flow_fen": sum(t["amount_fen"] for t in inflow) - sum(t["amount_fen"] for t in outflow),
+        "net_flow_fen": sum(t["amount_fen"] for t in inflow)
+        - sum(t["amount_fen"] for t in outflow),
         "distinct_counterparties": len(
             {t["counterparty"]["id"] for t in inside if t["counterparty"]["id"] != enterprise_id}
         ),

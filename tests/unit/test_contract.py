@@ -42,8 +42,14 @@ def test_the_same_instant_written_in_utc_has_the_same_content() -> None:
 def test_any_changed_content_changes_the_hash() -> None:
     base = validate(event(), BANK)
     assert isinstance(base, Txn)
-    for change in ({"amount_fen": 1}, {"direction": "out"}, {"balance_after_fen": 0},
-                   {"counterparty": {"id": "X"}}, {"account": "other"}, {"channel": "cash"}):
+    for change in (
+        {"amount_fen": 1},
+        {"direction": "out"},
+        {"balance_after_fen": 0},
+        {"counterparty": {"id": "X"}},
+        {"account": "other"},
+        {"channel": "cash"},
+    ):
         changed = validate(event(**change), BANK)
         assert isinstance(changed, Txn) and changed.content_hash != base.content_hash, change
 
@@ -94,10 +100,12 @@ def test_split_message() -> None:
     assert split_message(codec.dumps(event())) == Elements([event()], is_batch=False)
     batch = split_message(codec.dumps([event(), event(txn_id="T2")]))
     assert isinstance(batch, Elements) and batch.is_batch and len(batch.items) == 2
-    for raw, reason in ((b"{not json", RejectReason.MALFORMED_JSON),
-                        (b"\xff\xfe", RejectReason.MALFORMED_JSON),
-                        (None, RejectReason.MALFORMED_JSON),
-                        (b"[]", RejectReason.EMPTY_BATCH),
-                        (b"42", RejectReason.BAD_TYPE)):
+    for raw, reason in (
+        (b"{not json", RejectReason.MALFORMED_JSON),
+        (b"\xff\xfe", RejectReason.MALFORMED_JSON),
+        (None, RejectReason.MALFORMED_JSON),
+        (b"[]", RejectReason.EMPTY_BATCH),
+        (b"42", RejectReason.BAD_TYPE),
+    ):
         result = split_message(raw)
         assert isinstance(result, Invalid) and result.reason == reason, raw

@@ -27,14 +27,18 @@ PSEUDONYM = Pseudonymizer(b"test-key")
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
-def new_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[StoreFactory]:
+def new_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StoreFactory]:
     opened: list[KVStore] = []
     cache = shared_block_cache(1 << 20)
 
     def make() -> KVStore:
-        store: KVStore = (MemoryStore() if request.param == "memory"
-                          else RocksDBStore(tmp_path_factory.mktemp("db"), cache))
+        store: KVStore = (
+            MemoryStore()
+            if request.param == "memory"
+            else RocksDBStore(tmp_path_factory.mktemp("db"), cache)
+        )
         opened.append(store)
         return store
 
@@ -51,34 +55,48 @@ def _apply(ledger: PartitionLedger, events: list[dict[str, Any]], offset: int = 
     return offset + len(events)
 
 
-def _engine_products(ledger: PartitionLedger, expected: dict[str, dict[str, dict[str, int]]]
-                     ) -> dict[str, dict[str, dict[str, Any]]]:
+def _engine_products(
+    ledger: PartitionLedger, expected: dict[str, dict[str, dict[str, int]]]
+) -> dict[str, dict[str, dict[str, Any]]]:
     result: dict[str, dict[str, dict[str, Any]]] = {}
     for enterprise_id, months in ledger.enterprises():
-        history = History({m: MonthView.from_json(codec.loads(codec.dumps(agg.view())))
-                           for m, agg in months.items()})
+        history = History(
+            {
+                m: MonthView.from_json(codec.loads(codec.dumps(agg.view())))
+                for m, agg in months.items()
+            }
+        )
         periods = {}
         for label in expected.get(enterprise_id, {}):
             period = Period.monthly(label) if "-" in label else Period.quarterly(label)
             assert period is not None
-            periods[label] = {item: KERNELS[item](history, period)
-                              for item in expected[enterprise_id][label]}
+            periods[label] = {
+                item: KERNELS[item](history, period) for item in expected[enterprise_id][label]
+            }
         result[enterprise_id] = periods
     return result
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(log=transaction_log())
-def test_every_item_matches_the_reference(new_store: StoreFactory, log: list[dict[str, Any]]) -> None:
+def test_every_item_matches_the_reference(
+    new_store: StoreFactory, log: list[dict[str, Any]]
+) -> None:
     ledger = PartitionLedger(new_store(), PSEUDONYM)
     ledger.commit(_apply(ledger, log))
     expected = reference.products(log)
     assert _engine_products(ledger, expected) == expected
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(log=transaction_log())
 def test_committing_in_steps_and_reopening_changes_nothing(
     new_store: StoreFactory, log: list[dict[str, Any]]
@@ -100,7 +118,9 @@ def test_uncommitted_work_is_not_in_the_store(new_store: StoreFactory) -> None:
     _apply(ledger, [event()])
     assert list(PartitionLedger(store, PSEUDONYM).enterprises()) == []
     ledger.commit(1)
-    assert [e for e, _ in PartitionLedger(store, PSEUDONYM).enterprises()] == [event()["enterprise_id"]]
+    assert [e for e, _ in PartitionLedger(store, PSEUDONYM).enterprises()] == [
+        event()["enterprise_id"]
+    ]
 
 
 def test_outcomes_and_rejections(new_store: StoreFactory) -> None:
@@ -122,8 +142,12 @@ def test_outcomes_and_rejections(new_store: StoreFactory) -> None:
     assert apply(txn_id="RRA", reversal_of="RA") == Outcome.REJECTED
     assert apply(txn_id="RA2", reversal_of="A") == Outcome.REJECTED
     reasons = [r.reason for r in ledger.rejections]
-    assert reasons == [RejectReason.CONFLICTING_DUPLICATE, RejectReason.BAD_REVERSAL,
-                       RejectReason.BAD_REVERSAL, RejectReason.BAD_REVERSAL]
+    assert reasons == [
+        RejectReason.CONFLICTING_DUPLICATE,
+        RejectReason.BAD_REVERSAL,
+        RejectReason.BAD_REVERSAL,
+        RejectReason.BAD_REVERSAL,
+    ]
     assert all(r.event["txn_id"] for r in ledger.rejections)
     ledger.commit(1)
     assert ledger.month(event()["enterprise_id"], 2026 * 12 + 2) is None  # all reversed
@@ -134,8 +158,11 @@ def test_a_pending_reversal_of_a_reversal_is_rejected_when_its_target_arrives(
 ) -> None:
     ledger = PartitionLedger(new_store(), PSEUDONYM)
     src = Source("bank.BANK0001.txns", 0, 7, 2)
-    for fields in ({"txn_id": "RR", "reversal_of": "R"}, {"txn_id": "A"},
-                   {"txn_id": "R", "reversal_of": "A"}):
+    for fields in (
+        {"txn_id": "RR", "reversal_of": "R"},
+        {"txn_id": "A"},
+        {"txn_id": "R", "reversal_of": "A"},
+    ):
         txn = validate(event(**fields), "BANK0001")
         assert isinstance(txn, Txn)
         ledger.apply(txn, src)

@@ -34,5 +34,11 @@ def test_period_parsing() -> None:
     assert parse_month("2026-13") is None and parse_month("2026-1") is None
     assert parse_quarter("2026Q4") == (2026, 4) and parse_quarter("2026Q5") is None
     q = Period.quarterly("2026Q1")
-    assert q is not None and [format_month(m) for m in q.months] == ["2026-01", "2026-02", "2026-03"]
-    assert q.is_partial(month_end_us(q.last_month)) and not q.is_partial(month_end_us(q.last_month) + 1)
+    assert q is not None and [format_month(m) for m in q.months] == [
+        "2026-01",
+        "2026-02",
+        "2026-03",
+    ]
+    assert q.is_partial(month_end_us(q.last_month)) and not q.is_partial(
+        month_end_us(q.last_month) + 1
+    )

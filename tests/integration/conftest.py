@@ -1,0 +1,86 @@
+"""A real embedded stack per test module: Tansu broker, Redis, a worker and the API.
+
+Each module gets its own broker (ephemeral port, in-memory), its own consumer group, state
+directory and Redis key prefix, and removes what it created.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from engine import codec
+from engine.runner import EmbeddedStack, embedded_stack
+from engine.settings import Settings
+
+BANKS = ("BANKA001", "BANKB002")
+PARTITIONS = 4
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[EmbeddedStack]:
+    token = secrets.token_hex(3)
+    settings = Settings(
+        partitions=PARTITIONS,
+        group_id=f"cf-test-{token}",
+        redis_prefix=f"cftest-{token}",
+        batch_within_seconds=0.02,
+        bank_refresh_seconds=1.0,
+        log_level="info",
+    )
+    with embedded_stack(settings, banks=BANKS) as running:
+        yield running
+
+
+def get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, codec.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, codec.loads(exc.read())
+
+
+def product_items(stack: EmbeddedStack, enterprise_id: str, label: str) -> dict[str, Any] | None:
+    kind = "quarterly" if "Q" in label else "monthly"
+    status, body = get(f"{stack.api_url}/v1/enterprises/{enterprise_id}/{kind}/{label}")
+    if status != 200:
+        return None
+    items: dict[str, Any] = {}
+    for segment in body["segments"]:
+        items.update(segment["items"])
+    return items
+
+
+def engine_products(
+    stack: EmbeddedStack, expected: Mapping[str, Mapping[str, Mapping[str, int]]]
+) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """What the API serves for every (enterprise, period) of ``expected``, pinned items only."""
+    result: dict[str, dict[str, dict[str, Any] | None]] = {}
+    for enterprise_id, periods in expected.items():
+        result[enterprise_id] = {}
+        for label, items in periods.items():
+            served = product_items(stack, enterprise_id, label)
+            result[enterprise_id][label] = (
+                None if served is None else {k: served.get(k) for k in items}
+            )
+    return result
+
+
+def wait_for_products(
+    stack: EmbeddedStack,
+    expected: Mapping[str, Mapping[str, Mapping[str, int]]],
+    timeout: float = 90.0,
+) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """Poll the API until it serves ``expected`` (or the timeout); returns what it served."""
+    deadline = time.monotonic() + timeout
+    while True:
+        served = engine_products(stack, expected)
+        if served == expected or time.monotonic() > deadline:
+            return served
+        time.sleep(0.5)

@@ -1,0 +1,330 @@
+"""Events through the real broker, worker and API, compared with the reference."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from kafka import KafkaProducer
+
+from engine import codec
+from engine.contract import RejectReason
+from engine.observe import worker_samples
+from engine.publisher import BankPublisher
+from engine.rejects import read_rejects
+from engine.runner import EmbeddedStack
+from engine.topics import bank_topic
+from loadtest.generator import GeneratorConfig, generate
+from tests import reference
+from tests.factories import enterprise_ids, event
+from tests.integration.conftest import BANKS, PARTITIONS, get, wait_for_products
+
+pytestmark = pytest.mark.integration
+
+TWO_BANKS, SOLO = enterprise_ids(2, seed=99)
+
+
+def _edge_cases() -> list[dict[str, Any]]:
+    """Hand-made cases the generator may not hit."""
+    a, b = BANKS
+
+    def ev(txn_id: str, bank: str, **fields: Any) -> dict[str, Any]:
+        return event(txn_id=txn_id, bank=bank, enterprise_id=TWO_BANKS, **fields)
+
+    return [
+        # One enterprise at two banks: both accounts count in one profile.
+        ev("E-A1", a, account="A-1", booked_at="2026-01-10T09:00:00+08:00", balance_after_fen=500),
+        ev(
+            "E-B1",
+            b,
+            account="B-1",
+            booked_at="2026-01-11T09:00:00+08:00",
+            balance_after_fen=700,
+            direction="out",
+            amount_fen=300,
+            counterparty={"id": "CP-X"},
+        ),
+        # UTC times either side of the China month boundary (Feb 1 00:00 CST = Jan 31 16:00Z).
+        ev("E-A2", a, account="A-1", booked_at="2026-01-31T15:59:59Z", balance_after_fen=900),
+        ev("E-A3", a, account="A-1", booked_at="2026-01-31T16:00:00Z", balance_after_fen=1100),
+        # Ties on booked_at: txn_id order decides the balance (E-B3 after E-B2).
+        ev("E-B3", b, account="B-1", booked_at="2026-02-20T12:00:00+08:00", balance_after_fen=1),
+        ev("E-B2", b, account="B-1", booked_at="2026-02-20T12:00:00+08:00", balance_after_fen=2),
+        # A reversal of the last booking of a month: the balance falls back to the one before.
+        ev("E-A4", a, account="A-1", booked_at="2026-02-25T10:00:00+08:00", balance_after_fen=5),
+        ev(
+            "E-A4-R",
+            a,
+            account="A-1",
+            booked_at="2026-02-25T10:05:00+08:00",
+            balance_after_fen=1100,
+            direction="out",
+            reversal_of="E-A4",
+        ),
+        # A self transfer does not add a counterparty.
+        ev(
+            "E-A5",
+            a,
+            account="A-1",
+            booked_at="2026-03-02T10:00:00+08:00",
+            counterparty={"id": TWO_BANKS},
+        ),
+    ]
+
+
+def _reversal_first() -> list[dict[str, Any]]:
+    original = event(
+        txn_id="S-1", bank=BANKS[0], enterprise_id=SOLO, booked_at="2026-02-03T10:00:00+08:00"
+    )
+    reversal = dict(
+        original,
+        txn_id="S-1-R",
+        direction="out",
+        reversal_of="S-1",
+        booked_at="2026-02-03T10:10:00+08:00",
+    )
+    keep = event(
+        txn_id="S-2", bank=BANKS[0], enterprise_id=SOLO, booked_at="2026-02-04T10:00:00+08:00"
+    )
+    return [reversal, original, keep]
+
+
+def _months_late() -> list[dict[str, Any]]:
+    return [
+        event(
+            txn_id="L-1",
+            bank=BANKS[1],
+            enterprise_id=SOLO,
+            booked_at="2025-12-15T10:00:00+08:00",
+            balance_after_fen=42,
+        )
+    ]
+
+
+def _generated() -> list[dict[str, Any]]:
+    config = GeneratorConfig(
+        seed=5,
+        enterprises=25,
+        months=4,
+        end_month=2026 * 12 + 2,
+        banks=BANKS,
+        reversal_rate=0.05,
+        late_rate=0.05,
+        duplicate_rate=0.03,
+        now=datetime(2026, 4, 15, tzinfo=UTC),
+    )
+    return list(generate(config))
+
+
+def _publish_mixed(stack: EmbeddedStack, events: list[dict[str, Any]]) -> None:
+    """Four ways a bank may publish: our batches, our single events, librdkafka's own
+    partitioner (CRC32, so many land on the 'wrong' partition), and kafka-python."""
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    ours = {bank: BankPublisher(bootstrap, bank, PARTITIONS, max_batch=50) for bank in BANKS}
+    crc32 = Producer({"bootstrap.servers": bootstrap})
+    outside = KafkaProducer(bootstrap_servers=bootstrap)
+    batches: dict[str, list[dict[str, Any]]] = {bank: [] for bank in BANKS}
+    for index, element in enumerate(events):
+        bank, key = element["bank"], element["enterprise_id"].encode()
+        way = index % 6
+        if way in (0, 1, 2):
+            batches[bank].append(element)
+        elif way == 3:
+            ours[bank].publish(element)
+        elif way == 4:
+            crc32.produce(bank_topic(bank), codec.dumps(element), key)
+        else:
+            outside.send(bank_topic(bank), codec.dumps(element), key=key)
+    for bank, group in batches.items():
+        ours[bank].publish_batch(group)
+    for publisher in ours.values():
+        publisher.flush()
+    assert crc32.flush(30) == 0
+    outside.flush(30)
+    outside.close()
+
+
+def _publish_in_order(stack: EmbeddedStack, events: list[dict[str, Any]]) -> None:
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    for element in events:
+        publisher = BankPublisher(bootstrap, element["bank"], PARTITIONS)
+        publisher.publish(element)
+        publisher.flush()
+
+
+def test_products_equal_the_reference(stack: EmbeddedStack) -> None:
+    first = _reversal_first()
+    _publish_in_order(stack, first)  # the reversal arrives before its original
+    phase1 = _generated() + _edge_cases()
+    _publish_mixed(stack, phase1)
+    late = _months_late()
+    time.sleep(1)
+    _publish_in_order(stack, late)  # booked in December, published after March
+    log = first + phase1 + late
+    expected = reference.products(log)
+    # The reference itself, on the hand-made cases: month boundary in UTC, ties, reversal.
+    closing = {
+        label: expected[TWO_BANKS][label]["closing_balance_fen"]
+        for label in ("2026-01", "2026-02", "2026Q1")
+    }
+    assert closing == {"2026-01": 900 + 700, "2026-02": 1100 + 1, "2026Q1": 1_000_000 + 1}
+    assert len(expected) >= 25
+    served = wait_for_products(stack, expected)
+    assert served == expected
+
+    # Order-sensitive events come last, one at a time: a conflicting duplicate and bad
+    # reversals are rejected and change nothing.
+    original = next(e for e in phase1 if "reversal_of" not in e and e["enterprise_id"] != SOLO)
+    phase2 = [
+        dict(original, amount_fen=original["amount_fen"] + 1),  # conflicting duplicate
+        event(
+            txn_id="E-A4-RR",
+            bank=BANKS[0],
+            enterprise_id=TWO_BANKS,
+            booked_at="2026-02-26T10:00:00+08:00",
+            reversal_of="E-A4-R",
+        ),  # reverses a reversal
+        event(
+            txn_id="E-A4-R2",
+            bank=BANKS[0],
+            enterprise_id=TWO_BANKS,
+            booked_at="2026-02-26T10:00:00+08:00",
+            reversal_of="E-A4",
+        ),  # second reversal
+    ]
+    _publish_in_order(stack, phase2)
+    assert reference.products(log + phase2) == expected
+    wait_for_rejects(stack, {"conflicting_duplicate": 1, "bad_reversal": 2}, topic_bank=None)
+    assert wait_for_products(stack, expected, timeout=5) == expected
+
+    status, body = get(f"{stack.api_url}/v1/enterprises/{TWO_BANKS}/quarterly/2026Q1")
+    assert status == 200 and body["partial"] is False
+    offsets = body["as_of"]["source_offsets"]
+    assert set(offsets) == {bank_topic(b) for b in BANKS}
+    assert body["as_of"]["watermark"].endswith("+08:00")
+
+
+def wait_for_rejects(
+    stack: EmbeddedStack, want: dict[str, int], topic_bank: str | None, timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        records = [
+            r
+            for r in read_rejects(bootstrap)
+            if topic_bank is None or r["source"]["topic"] == bank_topic(topic_bank)
+        ]
+        counts: dict[str, int] = {}
+        for record in records:
+            counts[record["reason"]] = counts.get(record["reason"], 0) + 1
+        if all(counts.get(k, 0) >= v for k, v in want.items()) or time.monotonic() > deadline:
+            assert {k: counts.get(k, 0) for k in want} == want
+            return records
+        time.sleep(0.5)
+
+
+def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason(
+    stack: EmbeddedStack,
+) -> None:
+    code = "REJECT01"
+    registered = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "bank", "add", code],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert registered.returncode == 0 and "created" in registered.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "bank", "add", code],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0 and "already registered" in again.stdout
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    who = enterprise_ids(1, seed=123)[0]
+
+    def ev(**fields: Any) -> dict[str, Any]:
+        return event(**{"bank": code, "enterprise_id": who, **fields})
+
+    good = ev(txn_id="G-1", booked_at="2026-03-01T10:00:00+08:00")
+    bad_elements = {
+        "missing_field": {k: v for k, v in ev(txn_id="M").items() if k != "account"},
+        "unsupported_schema": ev(txn_id="U", schema=2),
+        "bad_value": ev(txn_id="V", direction="sideways"),
+        "bad_timestamp": ev(txn_id="TS", booked_at="2026-03-01"),
+        "bad_enterprise_id": ev(txn_id="E", enterprise_id="91350100M000100Y44"),
+        "bank_mismatch": ev(txn_id="BM", bank=BANKS[0]),
+        "bad_amount": ev(txn_id="AM", amount_fen=0),
+        "bad_type": "not an object",
+    }
+    raw_messages = {"malformed_json": b"{oops", "empty_batch": b"[]"}
+    producer = Producer({"bootstrap.servers": bootstrap})
+    topic = bank_topic(code)
+    # The worker re-reads the topic list every second: wait until it consumes the new topic.
+    producer.produce(topic, codec.dumps(good), who.encode())
+    producer.produce(
+        topic,
+        codec.dumps(
+            [ev(txn_id="G-2", booked_at="2026-03-02T10:00:00+08:00"), *bad_elements.values()]
+        ),
+        who.encode(),
+    )
+    for raw in raw_messages.values():
+        producer.produce(topic, raw, who.encode())
+    producer.produce(topic, codec.dumps(ev(txn_id="G-1", amount_fen=1)), who.encode())  # conflict
+    producer.produce(topic, codec.dumps(ev(txn_id="R-R", reversal_of="R-1")), who.encode())
+    producer.produce(topic, codec.dumps(ev(txn_id="R-R2", reversal_of="R-1")), who.encode())
+    assert producer.flush(30) == 0
+
+    want = {reason: 1 for reason in (*bad_elements, *raw_messages)}
+    want |= {"conflicting_duplicate": 1, "bad_reversal": 1}
+    assert set(want) == {r.value for r in RejectReason}
+    records = wait_for_rejects(stack, want, topic_bank=code, timeout=60)
+    for record in records:
+        assert record["source"]["topic"] == topic and record["detail"]
+        assert isinstance(record["source"]["offset"], int)
+        if record["reason"] in bad_elements:
+            assert record["source"]["index"] is not None  # which element of the batch
+            assert codec.loads(record["original"]) == bad_elements[record["reason"]]
+        elif record["reason"] in raw_messages:
+            assert record["original"].encode() == raw_messages[record["reason"]]
+    # The good events of the same messages were not lost.
+    served = wait_for_products(
+        stack, {who: {"2026-03": {"inflow_count": 2, "inflow_amount_fen": 2 * 12_345}}}
+    )
+    assert served == {who: {"2026-03": {"inflow_count": 2, "inflow_amount_fen": 2 * 12_345}}}
+    rejected = worker_samples(stack.worker_url)["creditflow_rejected_events_total"]
+    seen = {dict(labels)["reason"] for labels, value in rejected.items() if value > 0}
+    assert seen == set(want)
+
+
+def test_api_answers_errors_as_json(stack: EmbeddedStack) -> None:
+    base = f"{stack.api_url}/v1/enterprises"
+    assert get(f"{base}/not-a-code/monthly/2026-01")[0] == 400
+    assert get(f"{base}/{SOLO}/monthly/2026-13")[0] == 400
+    assert get(f"{base}/{SOLO}/quarterly/2026-01")[0] == 400
+    status, body = get(f"{base}/{enterprise_ids(1, seed=4242)[0]}/monthly/2026-01")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    assert get(f"{base}/{SOLO}/monthly/2020-01")[0] == 404  # before its first transaction
+    assert get(f"{stack.api_url}/healthz")[0] == 200
+    assert get(f"{stack.api_url}/readyz") == (
+        200,
+        {"ready": True, "redis": True, "partitions_without_views": []},
+    )
+    assert get(f"{stack.api_url}/nope")[0] == 404
+    with urllib.request.urlopen(f"{stack.api_url}/metrics") as response:
+        assert b'creditflow_api_requests_total{route="/v1/enterprises' in response.read()
