@@ -33,6 +33,7 @@ StoreFactory = Callable[[int], KVStore]
 Seek = Callable[[int, int], Awaitable[None]]
 
 _REPUBLISH_CHUNK = 500
+_REWIND_RETRY_SECONDS = 10.0
 _RETRY_MAX_SECONDS = 5.0
 _TXN_FIELDS = len(Txn._fields)
 
@@ -64,6 +65,7 @@ class LedgerStage:
         metrics: WorkerMetrics,
         seek: Seek | None = None,
         cache_months: int = 100_000,
+        log_start: Callable[[int], Awaitable[int]] | None = None,
     ) -> None:
         self._open_store = open_store
         self._pseudonym = pseudonym
@@ -71,11 +73,14 @@ class LedgerStage:
         self._sender = sender
         self._metrics = metrics
         self._seek = seek
+        self._log_start = log_start
         self._cache_months = cache_months
         self._ledgers: dict[int, PartitionLedger] = {}
         self._stores: dict[int, KVStore] = {}
-        self._checked_start: set[int] = set()
+        self._rewinds: dict[int, tuple[int, float]] = {}  # partition -> (target, when)
         self._republishing: set[int] = set()
+        self._published: set[int] = set()  # partitions this process has published progress of
+        self._background: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self.views_ok = True
         self.assigned = False
@@ -98,18 +103,21 @@ class LedgerStage:
             ledger = PartitionLedger(store, self._pseudonym, self._cache_months)
             self._stores[partition] = store
             self._ledgers[partition] = ledger
-            self._checked_start.discard(partition)
+            self._rewinds.pop(partition, None)
         return ledger
 
     # -- rebalancing ------------------------------------------------------------------------
 
-    async def assign(self, partitions: set[int]) -> None:
-        """Open the state of newly assigned partitions; rebuild their views if Redis is behind."""
+    async def open(self, partitions: set[int]) -> None:
+        """Open the state of newly assigned partitions."""
         async with self._lock:
             for partition in sorted(partitions - self._ledgers.keys()):
                 self._ledger(partition)
-                self._republishing.add(partition)
+                self._republishing.add(partition)  # until its views are checked
             self.assigned = True
+
+    async def refresh_views(self, partitions: set[int]) -> None:
+        """Rebuild the views of newly opened partitions where Redis is behind their state."""
         for partition in sorted(partitions):
             if partition in self._republishing:
                 await self._republish_if_behind(partition)
@@ -120,6 +128,7 @@ class LedgerStage:
                 del self._ledgers[partition]
                 self._stores.pop(partition).close()
                 self._republishing.discard(partition)
+                self._published.discard(partition)
 
     async def close(self) -> None:
         await self.revoke(set(self._ledgers))
@@ -137,13 +146,14 @@ class LedgerStage:
     async def _process_partition(self, partition: int, messages: list[Message]) -> None:
         started = time.perf_counter()
         ledger = self._ledger(partition)
-        if not await self._starts_where_state_ends(partition, ledger, messages[0].offset):
-            return
         outcomes: dict[str, int] = {}
         next_offset = ledger.progress.next_offset
         for message in messages:
             if message.offset < next_offset:
                 continue  # applied before a restart or a rebalance: never count twice
+            if message.offset > next_offset and await self._rewind(partition, next_offset):
+                break  # the missing messages come again after the seek
+            self._rewinds.pop(partition, None)
             for row in codec.loads(message.value or b"[]"):
                 txn = Txn(*row[:_TXN_FIELDS])
                 outcome = ledger.apply(txn, Source(*row[_TXN_FIELDS:]))
@@ -153,34 +163,46 @@ class LedgerStage:
             return
         await self._send_rejections(ledger)
         changed = ledger.commit(next_offset)
-        for outcome, count in outcomes.items():
-            self._metrics.ledger_events.labels(outcome).inc(count)
+        for name, count in outcomes.items():
+            self._metrics.ledger_events.labels(name).inc(count)
         await self._publish(partition, ledger, changed)
         self._metrics.step_seconds.labels("ledger").observe(time.perf_counter() - started)
 
-    async def _starts_where_state_ends(
-        self, partition: int, ledger: PartitionLedger, first_offset: int
-    ) -> bool:
-        """After (re)opening, the consumer must not start past the state's offset.
+    async def seek_to_state(self, partitions: set[int]) -> None:
+        """Point the consumer at each partition's stored offset (after a rebalance).
 
-        It can when the state was lost or restored from an older copy while the group's
-        committed offset moved on: then seek back once and rebuild from the log.
+        The group's committed offset can be ahead of the state (state lost or restored from
+        an older copy) or behind it (commits lag the state by design).
         """
-        if partition in self._checked_start:
-            return True
-        self._checked_start.add(partition)
-        expected = ledger.progress.next_offset
-        if first_offset <= expected or self._seek is None:
-            return True
+        if self._seek is None:
+            return
+        for partition in sorted(partitions & self._ledgers.keys()):
+            await self._seek(partition, self._ledgers[partition].progress.next_offset)
+
+    async def _rewind(self, partition: int, expected: int) -> bool:
+        """A message beyond the state's offset arrived: seek back, unless the log lacks the
+        missing offsets. Returns True when the caller must drop the message."""
+        if self._seek is None:
+            return False
+        target, when = self._rewinds.get(partition, (-1, 0.0))
+        if target == expected and time.monotonic() - when < _REWIND_RETRY_SECONDS:
+            return True  # already seeking there; messages fetched before the seek still drain
+        if self._log_start is not None and expected < await self._log_start(partition):
+            log.error(
+                "partition %d: offsets from %d are no longer in the routed topic (retention); "
+                "state cannot be rebuilt for them",
+                partition,
+                expected,
+            )
+            return False
         log.warning(
-            "partition %d: state resumes at offset %d but the consumer is at %d; "
-            "seeking back to rebuild state from the routed topic",
+            "partition %d: state resumes at offset %d; seeking back to rebuild it",
             partition,
             expected,
-            first_offset,
         )
+        self._rewinds[partition] = (expected, time.monotonic())
         await self._seek(partition, expected)
-        return False
+        return True
 
     async def _send_rejections(self, ledger: PartitionLedger) -> None:
         if not ledger.rejections:
@@ -226,7 +248,7 @@ class LedgerStage:
         while True:
             started = time.perf_counter()
             try:
-                await self._views.publish(
+                had_progress = await self._views.publish(
                     partition, fields, None if progress is None else as_of(progress, partition)
                 )
             except Exception as exc:  # Redis down or failing over: state is safe, keep trying
@@ -245,10 +267,30 @@ class LedgerStage:
             self._metrics.publish_seconds.observe(time.perf_counter() - started)
             if progress is None:
                 return
+            if not had_progress and partition in self._published:
+                self._views_vanished(partition)
+            self._published.add(partition)
             self._metrics.next_offset.labels(str(partition)).set(progress.next_offset)
             if progress.watermark_us is not None:
                 self._metrics.watermark.labels(str(partition)).set(progress.watermark_us / 1e6)
             return
+
+    def _views_vanished(self, partition: int) -> None:
+        """Redis lost this partition's views (restarted empty, flushed): rebuild them all."""
+        log.warning("partition %d: views vanished from Redis; republishing from state", partition)
+        self._republishing.add(partition)
+        task = asyncio.get_running_loop().create_task(self._republish(partition))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _republish(self, partition: int) -> None:
+        try:
+            async with self._lock:
+                ledger = self._ledgers.get(partition)
+                if ledger is not None:
+                    await self._republish_all(partition, ledger)
+        finally:
+            self._republishing.discard(partition)
 
     async def _republish_if_behind(self, partition: int) -> None:
         """Rebuild a partition's views from state when Redis lacks them or is behind."""
@@ -259,6 +301,7 @@ class LedgerStage:
                     return
                 published = await self._published_offset(partition)
                 if published == ledger.progress.next_offset:
+                    self._published.add(partition)
                     return
                 log.info(
                     "partition %d: views at offset %s, state at %d: republishing",
@@ -266,20 +309,23 @@ class LedgerStage:
                     published,
                     ledger.progress.next_offset,
                 )
-                batch: dict[str, dict[str, bytes]] = {}
-                for enterprise_id, months in ledger.enterprises():
-                    batch[enterprise_id] = {
-                        month_field(format_month(m)): codec.dumps(agg.view())
-                        for m, agg in months.items()
-                    }
-                    if len(batch) >= _REPUBLISH_CHUNK:  # progress only with the last chunk
-                        await self._publish_with_retry(partition, batch, None)
-                        self._metrics.republished_enterprises.inc(len(batch))
-                        batch = {}
-                await self._publish_with_retry(partition, batch, ledger.progress)
-                self._metrics.republished_enterprises.inc(len(batch))
+                await self._republish_all(partition, ledger)
         finally:
             self._republishing.discard(partition)
+
+    async def _republish_all(self, partition: int, ledger: PartitionLedger) -> None:
+        batch: dict[str, dict[str, bytes]] = {}
+        for enterprise_id, months in ledger.enterprises():
+            batch[enterprise_id] = {
+                month_field(format_month(m)): codec.dumps(agg.view()) for m, agg in months.items()
+            }
+            if len(batch) >= _REPUBLISH_CHUNK:  # progress only with the last chunk
+                await self._publish_with_retry(partition, batch, None)
+                self._metrics.republished_enterprises.inc(len(batch))
+                batch = {}
+        self._published.discard(partition)  # its progress is written anew below
+        await self._publish_with_retry(partition, batch, ledger.progress)
+        self._metrics.republished_enterprises.inc(len(batch))
 
     async def _published_offset(self, partition: int) -> int | None:
         delay = 0.1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from typing import Any
 
 import faust
@@ -18,11 +18,11 @@ from redis.asyncio import Redis
 
 from agents.intake import Intake
 from agents.ledger import LedgerStage
-from engine import kafka_admin
+from engine import faust_compat, kafka_admin
 from engine.metrics import WorkerMetrics
 from engine.pseudonym import Pseudonymizer
 from engine.settings import Settings
-from engine.topics import BANK_TOPIC_RE, ROUTED_TOPIC
+from engine.topics import ROUTED_TOPIC
 from state.rocksdb import RocksDBStore, shared_block_cache
 from state.views import ViewStore
 
@@ -76,15 +76,6 @@ class Worker:
         self.background: set[asyncio.Future[None]] = set()
 
 
-def _intake_channels(app: faust.App) -> Iterable[Any]:
-    # Faust subscribes the clone of a topic that an agent iterates, not the topic object we
-    # hold, and it has no pattern subscription (its aiokafka driver drops patterns). So new
-    # bank topics are added by updating every subscribed channel that reads bank topics.
-    for channel in list(app.topics):
-        if all(BANK_TOPIC_RE.match(name) for name in channel.topics):
-            yield channel
-
-
 def build_worker(settings: Settings) -> Worker:
     if settings.kafka_bootstrap is None:
         raise ValueError("a worker needs CREDITFLOW_KAFKA_BOOTSTRAP")
@@ -116,7 +107,12 @@ def build_worker(settings: Settings) -> Worker:
     cache = shared_block_cache(settings.rocksdb_block_cache_bytes)
 
     async def seek(partition: int, offset: int) -> None:
-        await app.consumer.seek(TP(ROUTED_TOPIC, partition), offset)
+        await faust_compat.seek(app, ROUTED_TOPIC, partition, offset)
+
+    async def log_start(partition: int) -> int:
+        return await asyncio.to_thread(
+            kafka_admin.low_watermark, bootstrap, ROUTED_TOPIC, partition
+        )
 
     ledger = LedgerStage(
         open_store=lambda p: RocksDBStore(state_dir(settings, p), cache),
@@ -126,6 +122,7 @@ def build_worker(settings: Settings) -> Worker:
         metrics=metrics,
         seek=seek,
         cache_months=settings.view_cache_months,
+        log_start=log_start,
     )
     intake = Intake(sender, settings.partitions, metrics)
     worker = Worker(settings, app, intake, ledger, redis, registry)
@@ -136,25 +133,35 @@ def build_worker(settings: Settings) -> Worker:
     take_max, within = settings.batch_max_messages, settings.batch_within_seconds
 
     @app.agent(bank_topics, name="intake")
-    async def intake_agent(stream: faust.StreamT[bytes]) -> None:
+    async def intake_agent(stream: Any) -> None:  # a faust.Stream: StreamT lacks take_events
         async for events in stream.take_events(take_max, within=within):
             await intake.process([event.message for event in events])
 
     @app.agent(routed, name="ledger")
-    async def ledger_agent(stream: faust.StreamT[bytes]) -> None:
+    async def ledger_agent(stream: Any) -> None:
         async for events in stream.take_events(take_max, within=within):
             await ledger.process([event.message for event in events])
 
+    async def after_assignment(mine: set[int]) -> None:
+        # Faust seeks to the group's committed offsets when the rebalance ends; the state's
+        # own offsets win, so seek again once it has.
+        while app.rebalancing:
+            await asyncio.sleep(0.05)
+        await ledger.seek_to_state(mine)
+        await ledger.refresh_views(mine)  # republishing may take a while
+
     @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: set[TP], **_: Any) -> None:
+    async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned: set[TP] = args[0]
         mine = {tp.partition for tp in assigned if tp.topic == ROUTED_TOPIC}
         await ledger.revoke(set(ledger.partitions) - mine)
-        # Republishing views may take a while: do not hold up the rebalance for it.
-        worker.background.add(task := asyncio.ensure_future(ledger.assign(mine)))
+        await ledger.open(mine)
+        worker.background.add(task := asyncio.ensure_future(after_assignment(mine)))
         task.add_done_callback(worker.background.discard)
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[TP] = args[0]
         await ledger.revoke({tp.partition for tp in revoked if tp.topic == ROUTED_TOPIC})
 
     @app.timer(interval=settings.bank_refresh_seconds)
@@ -164,10 +171,7 @@ def build_worker(settings: Settings) -> Worker:
             return
         log.info("bank topics changed: %s; resubscribing", ", ".join(names))
         worker.bank_topics = names
-        for channel in _intake_channels(app):
-            channel.topics = list(names)
-        app.topics._resubscribe_sleep_lock_seconds = 0.5  # default waits 45 s
-        app.topics._flag_changes()
+        faust_compat.resubscribe_bank_topics(app, names)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

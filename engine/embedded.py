@@ -119,15 +119,17 @@ def start_broker(log_path: Path | None = None, port: int | None = None) -> tuple
     return f"127.0.0.1:{port}", child
 
 
-def start_redis(workdir: Path, log_path: Path | None = None) -> tuple[str, Child]:
-    """Start a throwaway redis-server (no persistence) on an ephemeral port."""
+def start_redis(
+    workdir: Path, log_path: Path | None = None, port: int | None = None
+) -> tuple[str, Child]:
+    """Start a throwaway redis-server (no persistence), on an ephemeral port by default."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise EmbeddedServiceError(
             "Redis is not reachable at CREDITFLOW_REDIS_URL and redis-server is not installed; "
             "install Redis (apt-get install redis-server) or point CREDITFLOW_REDIS_URL at one"
         )
-    port = free_port()
+    port = port or free_port()
     argv = [
         binary,
         "--bind",

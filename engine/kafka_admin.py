@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from engine.topics import BANK_TOPIC_RE
 
-__all__ = ["ensure_topics", "high_watermarks", "list_bank_topics", "topic_partitions"]
+__all__ = [
+    "ensure_topics",
+    "high_watermarks",
+    "list_bank_topics",
+    "low_watermark",
+    "topic_partitions",
+]
 
 _TIMEOUT_S = 15.0
 
@@ -45,6 +51,24 @@ def ensure_topics(bootstrap: str, wanted: Mapping[str, int]) -> list[str]:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
     return created
+
+
+def low_watermark(bootstrap: str, topic: str, partition: int) -> int:
+    """The earliest offset still in the log of one partition."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "creditflow-offset-probe",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        low: int = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=_TIMEOUT_S
+        )[0]
+        return low
+    finally:
+        consumer.close()
 
 
 def high_watermarks(bootstrap: str, topic: str, partitions: int) -> list[int]:

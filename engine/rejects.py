@@ -39,8 +39,10 @@ def read_rejects(
             message = consumer.poll(1.0)
             if message is None or message.error():
                 continue
-            positions[message.partition()] = message.offset() + 1
-            yield codec.loads(message.value())
+            partition, offset, value = message.partition(), message.offset(), message.value()
+            assert partition is not None and offset is not None and value is not None
+            positions[partition] = offset + 1
+            yield codec.loads(value)
     finally:
         consumer.close()
 

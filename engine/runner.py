@@ -25,7 +25,7 @@ from engine.embedded import (
     start_redis,
     wait_http,
 )
-from engine.errors import ConfigurationError, StateError
+from engine.errors import ConfigurationError, EmbeddedServiceError, StateError
 from engine.settings import ENV_PREFIX, Settings
 from engine.topics import REJECTED_TOPIC, ROUTED_TOPIC, bank_topic
 
@@ -149,7 +149,16 @@ class EmbeddedStack:
         self.stack.children.remove(self.worker)
         log_path = self.worker.log_path
         self.worker = self.stack.add(spawn("worker", creditflow_argv("worker"), self.env, log_path))
-        wait_http(f"{self.worker_url}/readyz", 120, self.worker.process)
+        try:
+            wait_http(f"{self.worker_url}/readyz", 120, self.worker.process)
+        except EmbeddedServiceError as exc:
+            text = log_path.read_text() if log_path is not None else ""
+            tail = "\n".join(
+                line
+                for line in text.splitlines()
+                if "rror" in line or "xception" in line or "raise" in line
+            )[-3000:]
+            raise EmbeddedServiceError(f"{exc}; the worker log ends with:\n{tail}") from exc
 
     @property
     def api_url(self) -> str:
@@ -184,15 +193,7 @@ def embedded_stack(settings: Settings, banks: tuple[str, ...] = ()) -> Iterator[
         update["api_port"] = _port_or_free(settings.api_port)
         update["worker_web_port"] = _port_or_free(settings.worker_web_port)
         child_settings = settings.model_copy(update=update)
-        env = {
-            **os.environ,
-            **{
-                ENV_PREFIX + name.upper(): str(
-                    v.get_secret_value() if isinstance(v, SecretStr) else v
-                )
-                for name, v in update.items()
-            },
-        }
+        env = {**os.environ, **settings_env(child_settings)}
         assert child_settings.kafka_bootstrap is not None
         kafka_admin.ensure_topics(
             child_settings.kafka_bootstrap,

@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(
         default="cf", pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="Prefix of every Redis key."
     )
-    api_host: str = Field(default="127.0.0.1", description="Address the HTTP API binds.")
+    api_host: str = Field(
+        default="127.0.0.1", description="Address the API and the worker's web port bind."
+    )
     api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API.")
     worker_web_port: int = Field(
         default=6066,
@@ -75,12 +77,16 @@ class Settings(BaseSettings):
     bank_refresh_seconds: float = Field(
         default=5.0, gt=0, description="How often a worker looks for new bank topics."
     )
-    log_level: Literal["debug", "info", "warn", "error"] = "info"
+    log_level: Literal["debug", "info", "warn", "error"] = Field(
+        default="info", description="Log level of every process."
+    )
     view_cache_months: int = Field(
         default=100_000, ge=1, description="Month aggregates a worker keeps decoded in memory."
     )
     rocksdb_block_cache_bytes: int = Field(
-        default=16 * 1024 * 1024, ge=0, description="Block cache per partition database."
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="RocksDB block cache shared by the partitions of a worker.",
     )
 
     @model_validator(mode="before")

@@ -136,7 +136,7 @@ def parse_products(doc: dict[str, Any]) -> dict[str, ProductSpec]:
         products = _products_of(table, where, seg_products)
         if not set(products) <= set(seg_products):
             raise SpecError(f"{where}: products {products} are not all in its segment's")
-        spec = ItemSpec(
+        item = ItemSpec(
             id=item_id,
             segment=segment,
             name_zh=_require(table, "name_zh", str, where),
@@ -146,7 +146,7 @@ def parse_products(doc: dict[str, Any]) -> dict[str, ProductSpec]:
             formula=_require(table, "formula", str, where),
             null_when=_require(table, "null_when", str, where),
         )
-        items_by_segment[segment].append((spec, products))
+        items_by_segment[segment].append((item, products))
 
     result: dict[str, ProductSpec] = {}
     for product in PRODUCTS:
@@ -157,9 +157,7 @@ def parse_products(doc: dict[str, Any]) -> dict[str, ProductSpec]:
         for seg_id, (table, seg_products) in segments_by_id.items():
             if product not in seg_products:
                 continue
-            items = tuple(
-                spec for spec, products in items_by_segment[seg_id] if product in products
-            )
+            items = tuple(i for i, products in items_by_segment[seg_id] if product in products)
             if not items:
                 raise SpecError(f"segment {seg_id!r} has no item in product {product!r}")
             segments.append(SegmentSpec(seg_id, table["name_zh"], table["name_en"], items))
@@ -177,7 +175,7 @@ def parse_products(doc: dict[str, Any]) -> dict[str, ProductSpec]:
                 f"product {product!r} declares {want_segments} segments and {want_items} items "
                 f"but has {len(spec.segments)} and {len(spec.items)}"
             )
-        missing = set(PINNED_ITEMS) - {item.id for item in spec.items}
+        missing = set(PINNED_ITEMS) - {i.id for i in spec.items}
         if missing:
             raise SpecError(f"product {product!r} lacks pinned items {sorted(missing)}")
         result[product] = spec

@@ -99,8 +99,9 @@ def make_enterprises(
 class _Month:
     """Builds one enterprise-month of events."""
 
-    def __init__(self, rng: random.Random, month: int, counters: dict[str, int]) -> None:
+    def __init__(self, rng: random.Random, month: int, counters: dict[str, int], run: str) -> None:
         self.rng = rng
+        self.run = run  # in every txn_id: ids stay unique within a bank across data sets
         self.month = month
         self.year, m0 = divmod(month, 12)
         self.days = (
@@ -137,7 +138,7 @@ class _Month:
         self.counters[bank] = self.counters.get(bank, 0) + 1
         event = {
             "schema": 1,
-            "txn_id": f"{bank}-{when:%Y%m%d}-{self.counters[bank]:09d}",
+            "txn_id": f"{bank}-{self.run}-{when:%Y%m%d}-{self.counters[bank]:09d}",
             "bank": bank,
             "enterprise_id": ent.id,
             "account": number,
@@ -234,7 +235,7 @@ def generate(config: GeneratorConfig) -> Iterator[dict[str, Any]]:
     for index, month in enumerate(range(first, last + 1)):
         out: list[tuple[datetime, dict[str, Any]]] = []
         for ent in enterprises:
-            b = _Month(rng, month, counters)
+            b = _Month(rng, month, counters, f"S{config.seed}")
             _enterprise_month(ent, b, index, config.months)
             _order_and_balance(ent, b.events)
             for when, event in b.events:

@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import rocksdict
 
@@ -64,11 +65,11 @@ class RocksDBStore:
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         if not keys:
             return []
-        values: list[bytes | None] = self._db[list(keys)]
-        return values
+        return cast(list[bytes | None], self._db[list(keys)])  # a multi-get
 
     def scan_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.items(from_key=prefix):
+            assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode
             if not key.startswith(prefix):
                 return
             yield key, value

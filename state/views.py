@@ -14,7 +14,7 @@ always already reflected in what it reads.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -43,15 +43,22 @@ class ViewStore:
         partition: int,
         months: Mapping[str, Mapping[str, bytes]],
         progress: Mapping[str, Any] | None,
-    ) -> None:
-        """Write the changed month views of each enterprise, then the partition's progress."""
+    ) -> bool:
+        """Write the changed month views of each enterprise, then the partition's progress.
+
+        Returns whether the partition had progress in Redis before this write: False after a
+        Redis restart or flush, when the caller must republish everything.
+        """
         pipe = self._redis.pipeline(transaction=False)
         for enterprise_id, fields in months.items():
             if fields:
-                pipe.hset(self.enterprise_key(enterprise_id), mapping=dict(fields))
-        if progress is not None:
-            pipe.set(self.partition_key(partition), codec.dumps(progress))
-        await pipe.execute()
+                pipe.hset(self.enterprise_key(enterprise_id), mapping=cast(Any, fields))
+        if progress is None:
+            await pipe.execute()
+            return True
+        pipe.set(self.partition_key(partition), codec.dumps(progress), get=True)
+        results = await pipe.execute()
+        return results[-1] is not None
 
     async def read(
         self, enterprise_id: str, partition: int

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import strategies as st
@@ -26,9 +26,7 @@ def base_event(draw: st.DrawFn, index: int) -> dict[str, Any]:
     day = draw(st.one_of(st.sampled_from(_EDGE_DAYS), st.integers(0, _SPAN_DAYS - 1)))
     when = _START + timedelta(days=day, seconds=draw(st.sampled_from((0, 57_600, 86_399))))
     utc = draw(st.booleans())
-    booked_at = (
-        when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if utc else when.isoformat()
-    )
+    booked_at = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if utc else when.isoformat()
     counterparty = draw(st.sampled_from((*COUNTERPARTIES, enterprise)))
     return {
         "schema": 1,

@@ -84,3 +84,23 @@ def wait_for_products(
         if served == expected or time.monotonic() > deadline:
             return served
         time.sleep(0.5)
+
+
+def assert_products(
+    stack: EmbeddedStack,
+    expected: Mapping[str, Mapping[str, Mapping[str, int]]],
+    timeout: float = 90.0,
+) -> None:
+    """The API serves exactly ``expected``; on failure, show a few differences and the log."""
+    served = wait_for_products(stack, expected, timeout)
+    if served == expected:
+        return
+    wrong = [
+        (e, p, dict(items), served[e][p])
+        for e, periods in expected.items()
+        for p, items in periods.items()
+        if served[e][p] != items
+    ]
+    worker_log = stack.worker.log_path.read_text()[-3000:] if stack.worker.log_path else ""
+    shown = "\n".join(f"  {e} {p}: expected {want}, served {got}" for e, p, want, got in wrong[:5])
+    pytest.fail(f"{len(wrong)} periods differ, e.g.\n{shown}\nworker log tail:\n{worker_log}")

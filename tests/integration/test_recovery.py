@@ -1,0 +1,131 @@
+"""Crashes, lost state and lost Redis: the products end up as if nothing had happened."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from engine.embedded import Child, start_redis
+from engine.observe import total
+from engine.publisher import BankPublisher
+from engine.runner import EmbeddedStack, embedded_stack
+from engine.settings import Settings
+from loadtest.generator import GeneratorConfig, generate
+from state.views import ViewStore
+from tests import reference
+from tests.integration.conftest import BANKS, PARTITIONS, assert_products
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Child, Path]]:
+    """A Redis this module may stop and start again on the same port."""
+    workdir = tmp_path_factory.mktemp("redis")
+    url, child = start_redis(workdir)
+    yield url, child, workdir
+    child.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(own_redis: tuple[str, Child, Path]) -> Iterator[EmbeddedStack]:
+    token = secrets.token_hex(3)
+    settings = Settings(
+        partitions=PARTITIONS,
+        group_id=f"cf-recovery-{token}",
+        redis_prefix=f"cfrec-{token}",
+        redis_url=own_redis[0],  # type: ignore[arg-type]
+        batch_within_seconds=0.02,
+        batch_max_messages=20,
+    )
+    with embedded_stack(settings, banks=BANKS) as running:
+        yield running
+
+
+def _log(seed: int, enterprises: int) -> list[dict[str, Any]]:
+    config = GeneratorConfig(
+        seed=seed,
+        enterprises=enterprises,
+        months=6,
+        banks=BANKS,
+        end_month=2026 * 12 + 5,
+        reversal_rate=0.03,
+        late_rate=0.03,
+        duplicate_rate=0.02,
+        now=datetime(2026, 7, 1, tzinfo=UTC),
+    )
+    return list(generate(config))
+
+
+def _publish(stack: EmbeddedStack, events: list[dict[str, Any]]) -> None:
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    publishers = {bank: BankPublisher(bootstrap, bank, PARTITIONS, max_batch=100) for bank in BANKS}
+    for bank, publisher in publishers.items():
+        publisher.publish_batch(e for e in events if e["bank"] == bank)
+        publisher.flush()
+
+
+def _applied(stack: EmbeddedStack) -> float:
+    return total(stack.worker_url, "creditflow_ledger_events_total")
+
+
+def _delete_views(stack: EmbeddedStack) -> None:
+    async def delete() -> None:
+        client = Redis.from_url(stack.settings.redis_url.get_secret_value())
+        await ViewStore(client, stack.settings.redis_prefix).delete_all()
+        await client.aclose()
+
+    asyncio.run(delete())
+
+
+def test_a_worker_killed_mid_stream_neither_loses_nor_doubles(stack: EmbeddedStack) -> None:
+    log = _log(seed=21, enterprises=80)
+    _publish(stack, log)
+    deadline = time.monotonic() + 60
+    while _applied(stack) < len(log) * 0.2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    applied_at_kill = _applied(stack)
+    stack.restart_worker(kill=True)  # SIGKILL: no shutdown, no commit
+    assert 0 < applied_at_kill < len(log), "the kill must land mid-stream"
+    expected = reference.products(log)
+    assert_products(stack, expected, timeout=120)
+
+
+def test_lost_worker_state_is_rebuilt_from_the_routed_topic(stack: EmbeddedStack) -> None:
+    log = _log(seed=21, enterprises=80) + _log(seed=22, enterprises=20)
+    _publish(stack, log[-1:])  # something new, so the group has committed far ahead
+    stack.worker.stop()
+    shutil.rmtree(stack.settings.data_dir / "state")
+    _delete_views(stack)
+    stack.restart_worker()
+    expected = reference.products(_log(seed=21, enterprises=80) + log[-1:])
+    assert_products(stack, expected, timeout=120)
+
+
+def test_views_lost_in_redis_are_republished(
+    stack: EmbeddedStack, own_redis: tuple[str, Child, Path]
+) -> None:
+    before = _log(seed=23, enterprises=15)
+    _publish(stack, before)
+    assert_products(stack, reference.products(before), timeout=120)
+    # Redis restarts empty while the worker runs, and events keep coming meanwhile.
+    url, child, workdir = own_redis
+    child.kill()
+    during = _log(seed=24, enterprises=15)
+    _publish(stack, during)
+    time.sleep(2)  # the worker keeps retrying its publication
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    _, restarted = start_redis(workdir, port=port)
+    child.process = restarted.process
+    expected = reference.products(before + during)
+    assert_products(stack, expected, timeout=120)
