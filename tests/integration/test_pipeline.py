@@ -237,21 +237,18 @@ def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason
     stack: EmbeddedStack,
 ) -> None:
     code = "REJECT01"
-    registered = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "bank", "add", code],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def bank_add() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "engine.cli", "bank", "add", code],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    registered, again = bank_add(), bank_add()
     assert registered.returncode == 0 and "created" in registered.stdout
-    again = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "bank", "add", code],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
     assert again.returncode == 0 and "already registered" in again.stdout
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
