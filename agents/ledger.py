@@ -141,7 +141,13 @@ class LedgerStage:
             by_partition.setdefault(message.partition, []).append(message)
         async with self._lock:
             for partition, batch in by_partition.items():
-                await self._process_partition(partition, batch)
+                try:
+                    await self._process_partition(partition, batch)
+                except BaseException:
+                    ledger = self._ledgers.get(partition)
+                    if ledger is not None:
+                        ledger.rollback()  # the whole step is retried: nothing half-applied
+                    raise
 
     async def _process_partition(self, partition: int, messages: list[Message]) -> None:
         started = time.perf_counter()

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from agents.intake import Intake
 from agents.ledger import LedgerStage
+from agents.retry import until_done
 from engine import faust_compat, kafka_admin
 from engine.metrics import WorkerMetrics
 from engine.pseudonym import Pseudonymizer
@@ -135,12 +136,12 @@ def build_worker(settings: Settings) -> Worker:
     @app.agent(bank_topics, name="intake")
     async def intake_agent(stream: Any) -> None:  # a faust.Stream: StreamT lacks take_events
         async for events in stream.take_events(take_max, within=within):
-            await intake.process([event.message for event in events])
+            await until_done(intake.process, [event.message for event in events], "intake", metrics)
 
     @app.agent(routed, name="ledger")
     async def ledger_agent(stream: Any) -> None:
         async for events in stream.take_events(take_max, within=within):
-            await ledger.process([event.message for event in events])
+            await until_done(ledger.process, [event.message for event in events], "ledger", metrics)
 
     async def after_assignment(mine: set[int]) -> None:
         # Faust seeks to the group's committed offsets when the rebalance ends; the state's

@@ -24,14 +24,24 @@ __all__ = ["print_product", "run_demo"]
 _CHUNK = 2000
 
 
+_last_tenth = -1
+
+
 def _bar(done: int, count: int, applied: int, started: float) -> None:
+    """A progress bar on a terminal; a line per tenth when the output is a file."""
+    global _last_tenth
     width = 30
     filled = int(width * done / max(count, 1))
     rate = applied / max(time.monotonic() - started, 1e-9)
-    sys.stderr.write(
-        f"\r  [{'#' * filled}{'.' * (width - filled)}] published {done:,}/{count:,}"
+    text = (
+        f"  [{'#' * filled}{'.' * (width - filled)}] published {done:,}/{count:,}"
         f"  applied {applied:,}  ({rate:,.0f} events/s) "
     )
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + text)
+    elif (tenth := 10 * applied // max(count, 1)) != _last_tenth:
+        _last_tenth = tenth
+        sys.stderr.write(text + "\n")
     sys.stderr.flush()
 
 

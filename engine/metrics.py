@@ -46,6 +46,12 @@ class WorkerMetrics:
             buckets=_STEP_BUCKETS,
             registry=registry,
         )
+        self.step_failures = Counter(
+            "creditflow_step_failures_total",
+            "Processing steps that failed and were retried, by stage.",
+            ["stage"],
+            registry=registry,
+        )
         self.publish_seconds = Histogram(
             "creditflow_view_publish_seconds",
             "Duration of publishing views to Redis.",

@@ -311,6 +311,14 @@ class PartitionLedger:
 
     # -- committing and reading back --------------------------------------------------------
 
+    def rollback(self) -> None:
+        """Forget everything applied since the last commit (a step failed; it will be retried)."""
+        self._writes = {}
+        self._dirty.clear()
+        self._months.clear()  # cached aggregates may hold uncommitted changes
+        self.rejections = []
+        self.progress = Progress.decode(self._store.get(_META_KEY))
+
     def commit(self, next_offset: int) -> dict[str, set[int]]:
         """Write everything since the last commit, with the offset to resume from.
 

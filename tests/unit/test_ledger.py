@@ -188,3 +188,23 @@ def test_rocksdb_store_survives_reopen(tmp_path: Path) -> None:
     assert store.get_many([b"a|2", b"q"]) == [b"y", None]
     assert store.size_bytes() > 0
     store.close()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(log=transaction_log())
+def test_a_rolled_back_step_can_be_applied_again(
+    new_store: StoreFactory, log: list[dict[str, Any]]
+) -> None:
+    ledger = PartitionLedger(new_store(), PSEUDONYM)
+    cut = len(log) // 2
+    ledger.commit(_apply(ledger, log[:cut]))
+    _apply(ledger, log[cut:], offset=cut)  # a step that fails before its commit ...
+    ledger.rollback()
+    assert ledger.progress.next_offset == cut
+    ledger.commit(_apply(ledger, log[cut:], offset=cut))  # ... and is retried
+    expected = reference.products(log)
+    assert _engine_products(ledger, expected) == expected
