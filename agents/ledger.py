@@ -18,6 +18,7 @@ from typing import Any
 from agents.intake import Message
 from agents.sending import Outbox, Sender, rejected_record
 from engine import codec
+from engine.classify import Registry
 from engine.contract import Txn
 from engine.metrics import WorkerMetrics
 from engine.periods import format_month, us_to_cst_iso
@@ -60,6 +61,7 @@ class LedgerStage:
         self,
         open_store: StoreFactory,
         pseudonym: Callable[[str], str],
+        registry: Callable[[], Registry],
         views: ViewStore,
         sender: Sender,
         metrics: WorkerMetrics,
@@ -69,6 +71,7 @@ class LedgerStage:
     ) -> None:
         self._open_store = open_store
         self._pseudonym = pseudonym
+        self._registry = registry
         self._views = views
         self._sender = sender
         self._metrics = metrics
@@ -100,7 +103,7 @@ class LedgerStage:
         ledger = self._ledgers.get(partition)
         if ledger is None:
             store = self._open_store(partition)
-            ledger = PartitionLedger(store, self._pseudonym, self._cache_months)
+            ledger = PartitionLedger(store, self._pseudonym, self._registry, self._cache_months)
             self._stores[partition] = store
             self._ledgers[partition] = ledger
             self._rewinds.pop(partition, None)

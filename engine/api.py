@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from engine import codec, credit_code
 from engine.errors import BadRequestError, NotFoundError
-from engine.kernels import History, MonthView
+from engine.history import History, MonthView
 from engine.metrics import ApiMetrics
 from engine.partitioner import partition_for
 from engine.periods import Period, now_us, parse_month

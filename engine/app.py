@@ -20,6 +20,7 @@ from agents.intake import Intake
 from agents.ledger import LedgerStage
 from agents.retry import until_done
 from engine import faust_compat, kafka_admin
+from engine.classify import RegistryWatcher
 from engine.metrics import WorkerMetrics
 from engine.pseudonym import Pseudonymizer
 from engine.settings import Settings
@@ -106,6 +107,7 @@ def build_worker(settings: Settings) -> Worker:
     views = ViewStore(redis, settings.redis_prefix)
     sender = FaustSender(app)
     cache = shared_block_cache(settings.rocksdb_block_cache_bytes)
+    registries = RegistryWatcher(settings.registry_path)
 
     async def seek(partition: int, offset: int) -> None:
         await faust_compat.seek(app, ROUTED_TOPIC, partition, offset)
@@ -118,6 +120,7 @@ def build_worker(settings: Settings) -> Worker:
     ledger = LedgerStage(
         open_store=lambda p: RocksDBStore(state_dir(settings, p), cache),
         pseudonym=Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
+        registry=lambda: registries.current,
         views=views,
         sender=sender,
         metrics=metrics,
@@ -191,6 +194,10 @@ def build_worker(settings: Settings) -> Worker:
         ready = ledger.ready and redis_ok
         body = {"ready": ready, "partitions": ledger.partitions, "redis": redis_ok}
         return web.json(body, status=200 if ready else 503)
+
+    @app.timer(interval=settings.registry_refresh_seconds)
+    async def refresh_registry() -> None:
+        registries.refresh()
 
     @app.timer(interval=30.0)
     async def measure_state() -> None:

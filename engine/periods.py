@@ -15,7 +15,9 @@ from typing import Literal
 __all__ = [
     "CST",
     "Period",
+    "days_in_month",
     "format_month",
+    "month_day_of_us",
     "month_end_us",
     "month_of_us",
     "month_start_us",
@@ -41,6 +43,16 @@ def month_of_us(us: int) -> int:
     """Month ordinal in CST of an instant given as epoch microseconds."""
     local = _EPOCH + timedelta(microseconds=us + _CST_OFFSET_US)
     return local.year * 12 + local.month - 1
+
+
+def month_day_of_us(us: int) -> tuple[int, int]:
+    """(month ordinal, day of month) in CST of an instant given as epoch microseconds."""
+    local = _EPOCH + timedelta(microseconds=us + _CST_OFFSET_US)
+    return local.year * 12 + local.month - 1, local.day
+
+
+def days_in_month(month: int) -> int:
+    return (month_start_us(month + 1) - month_start_us(month)) // 86_400_000_000
 
 
 def month_start_us(month: int) -> int:

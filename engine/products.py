@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from engine.errors import NotFoundError, SpecError
-from engine.kernels import KERNELS, History
+from engine.history import History
+from engine.kernels import KERNELS
 from engine.periods import Period
 from engine.specs import ProductSpec
 

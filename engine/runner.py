@@ -63,7 +63,7 @@ def prepare_worker(settings: Settings) -> None:
 
 def _check_state_against_log(settings: Settings, bootstrap: str) -> None:
     from engine.app import state_dir
-    from state.ledger import PartitionLedger
+    from state.ledger import META_KEY, Progress
     from state.rocksdb import RocksDBStore, shared_block_cache
 
     ends = kafka_admin.high_watermarks(bootstrap, ROUTED_TOPIC, settings.partitions)
@@ -74,7 +74,7 @@ def _check_state_against_log(settings: Settings, bootstrap: str) -> None:
             continue
         store = RocksDBStore(path, cache)
         try:
-            next_offset = PartitionLedger(store, str).progress.next_offset
+            next_offset = Progress.decode(store.get(META_KEY)).next_offset
         finally:
             store.close()
         if next_offset > end:

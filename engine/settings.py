@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     bank_refresh_seconds: float = Field(
         default=5.0, gt=0, description="How often a worker looks for new bank topics."
     )
+    registry_path: Path = Field(
+        default=Path(__file__).resolve().parent.parent / "specs" / "registries.toml",
+        description="Reference registries (counterparty classes); reloaded when it changes.",
+    )
+    registry_refresh_seconds: float = Field(
+        default=5.0, gt=0, description="How often a worker checks the registries for a change."
+    )
     log_level: Literal["debug", "info", "warn", "error"] = Field(
         default="info", description="Log level of every process."
     )

@@ -24,21 +24,38 @@ from enum import StrEnum
 from typing import Any
 
 from engine import codec
+from engine.classify import Classification, Registry, classify
 from engine.contract import RejectReason, Txn
-from engine.periods import format_month, month_of_us, parse_month
+from engine.periods import format_month, month_day_of_us, parse_month
 from state.kv import KVStore
 from state.month import MonthAgg
 
-__all__ = ["Outcome", "PartitionLedger", "Progress", "Rejection", "Source"]
+__all__ = ["META_KEY", "Outcome", "PartitionLedger", "Progress", "Rejection", "Source"]
 
-_META_KEY = b"_meta"
+META_KEY = b"_meta"
 # Ledger record statuses.
 _COUNTED = "C"  # counted in its month
 _REVERSED = "X"  # an original removed by its reversal
 _REVERSAL = "R"  # a reversal that removed its original
 _PENDING = "P"  # a reversal whose original has not arrived yet
 # Ledger record fields.
-_STATUS, _HASH, _BOOKED, _INFLOW, _AMOUNT, _BALANCE, _ACCOUNT, _CP, _LINK, _EVENT = range(10)
+(
+    _STATUS,
+    _HASH,
+    _BOOKED,
+    _INFLOW,
+    _AMOUNT,
+    _BALANCE,
+    _ACCOUNT,
+    _CP,
+    _LINK,
+    _EVENT,
+    _CLASS,
+    _SUBTYPE,
+    _CHANNEL,
+    _CURRENCY,
+    _REGISTRY,
+) = range(15)
 
 
 class Outcome(StrEnum):
@@ -102,12 +119,14 @@ class PartitionLedger:
         self,
         store: KVStore,
         pseudonym: Callable[[str], str],
+        registry: Callable[[], Registry],
         cache_limit: int = 100_000,
     ) -> None:
         self._store = store
         self._pseudonym = pseudonym
+        self._registry = registry
         self._cache_limit = cache_limit
-        self.progress = Progress.decode(store.get(_META_KEY))
+        self.progress = Progress.decode(store.get(META_KEY))
         self._writes: dict[bytes, bytes | None] = {}
         self._months: dict[tuple[str, int], MonthAgg] = {}
         self._dirty: set[tuple[str, int]] = set()
@@ -166,8 +185,9 @@ class PartitionLedger:
             self._put(reversal_key, codec.dumps(reversal))
             self._put(pending_key, None)
             return Outcome.REVERSED_ON_ARRIVAL
-        self._put(key, self._encode(txn, _COUNTED, None))
-        self._add(txn)
+        record = self._encode(txn, _COUNTED, None)
+        self._put(key, record)
+        self._add(txn, codec.loads(record))
         return Outcome.APPLIED
 
     def _apply_reversal(self, txn: Txn, source: Source, key: bytes) -> Outcome:
@@ -236,6 +256,9 @@ class PartitionLedger:
     def _encode(
         self, txn: Txn, status: str, link: str | None, kept: list[Any] | None = None
     ) -> bytes:
+        # The classification is kept so that a reversal removes exactly what was added,
+        # whatever registry version is current by then.
+        kind = self._classify(txn)
         return codec.dumps(
             [
                 status,
@@ -248,7 +271,23 @@ class PartitionLedger:
                 txn.cp_id,
                 link,
                 kept,
+                kind.cls,
+                kind.subtype,
+                txn.channel,
+                txn.currency,
+                self._registry().version,
             ]
+        )
+
+    def _classify(self, txn: Txn) -> Classification:
+        return classify(
+            self._registry(),
+            txn.enterprise_id,
+            txn.bank,
+            txn.channel,
+            txn.cp_id,
+            txn.cp_bank,
+            txn.currency,
         )
 
     def _counterparty(self, enterprise_id: str, cp_id: str) -> str | None:
@@ -257,35 +296,54 @@ class PartitionLedger:
     def _account(self, bank: str, account: str) -> str:
         return self._pseudonym(f"{bank}/{account}")
 
-    def _add(self, txn: Txn) -> None:
-        month = month_of_us(txn.booked_us)
-        self._month(txn.enterprise_id, month).add(
-            txn.inflow,
-            txn.amount_fen,
-            self._counterparty(txn.enterprise_id, txn.cp_id),
+    def _add(self, txn: Txn, record: list[Any]) -> None:
+        month, day = month_day_of_us(txn.booked_us)
+        agg = self._month(txn.enterprise_id, month)
+        self._change(agg, 1, txn.enterprise_id, day, record)
+        agg.book_balance(
             self._account(txn.bank, txn.account),
+            txn.bank,
+            day,
             txn.booked_us,
             txn.txn_id,
             txn.balance_after_fen,
         )
         self._dirty.add((txn.enterprise_id, month))
 
+    def _change(
+        self, agg: MonthAgg, sign: int, enterprise_id: str, day: int, record: list[Any]
+    ) -> None:
+        cross_border = record[_CURRENCY] != "CNY" or record[_CHANNEL] == "fx"
+        agg.change(
+            sign,
+            inflow=record[_INFLOW],
+            amount=record[_AMOUNT],
+            cls=record[_CLASS],
+            subtype=record[_SUBTYPE],
+            channel=record[_CHANNEL],
+            currency=record[_CURRENCY],
+            cross_border=cross_border,
+            day=day,
+            party=self._counterparty(enterprise_id, record[_CP]),
+            registry=record[_REGISTRY],
+        )
+
     def _remove(self, enterprise_id: str, bank: str, txn_id: str, record: list[Any]) -> None:
-        month = month_of_us(record[_BOOKED])
+        month, day = month_day_of_us(record[_BOOKED])
         agg = self._month(enterprise_id, month)
-        agg.remove(record[_INFLOW], record[_AMOUNT], self._counterparty(enterprise_id, record[_CP]))
+        self._change(agg, -1, enterprise_id, day, record)
         account = self._account(bank, record[_ACCOUNT])
-        last = agg.accounts.get(account)
+        last = agg.last_of_day(account, day)
         if last is not None and last[0] == record[_BOOKED] and last[1] == txn_id:
-            self._rederive_last(enterprise_id, month, account)
+            self._rederive_last_of_day(enterprise_id, month, day, account)
         self._dirty.add((enterprise_id, month))
 
-    def _rederive_last(self, enterprise_id: str, month: int, account: str) -> None:
-        """The account's last counted booking in the month, from the ledger (rare path)."""
+    def _rederive_last_of_day(self, enterprise_id: str, month: int, day: int, account: str) -> None:
+        """The account's last counted booking of the day, from the ledger (rare path)."""
         best: list[Any] | None = None
         for key, raw in self._scan(f"L|{enterprise_id}|".encode()):
             record = codec.loads(raw)
-            if record[_STATUS] != _COUNTED or month_of_us(record[_BOOKED]) != month:
+            if record[_STATUS] != _COUNTED or month_day_of_us(record[_BOOKED]) != (month, day):
                 continue
             _, _, bank, txn_id = key.decode().split("|", 3)
             if self._account(bank, record[_ACCOUNT]) != account:
@@ -293,11 +351,7 @@ class PartitionLedger:
             candidate = [record[_BOOKED], txn_id, record[_BALANCE]]
             if best is None or (candidate[0], candidate[1]) > (best[0], best[1]):
                 best = candidate
-        agg = self._month(enterprise_id, month)
-        if best is None:
-            agg.accounts.pop(account, None)
-        else:
-            agg.accounts[account] = best
+        self._month(enterprise_id, month).set_last_of_day(account, day, best)
 
     def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         merged = dict(self._store.scan_prefix(prefix))
@@ -317,7 +371,7 @@ class PartitionLedger:
         self._dirty.clear()
         self._months.clear()  # cached aggregates may hold uncommitted changes
         self.rejections = []
-        self.progress = Progress.decode(self._store.get(_META_KEY))
+        self.progress = Progress.decode(self._store.get(META_KEY))
 
     def commit(self, next_offset: int) -> dict[str, set[int]]:
         """Write everything since the last commit, with the offset to resume from.
@@ -331,7 +385,7 @@ class PartitionLedger:
             agg = self._months[(enterprise_id, month)]
             changes[_month_key(enterprise_id, month)] = None if agg.is_empty else agg.encode()
             changed.setdefault(enterprise_id, set()).add(month)
-        changes[_META_KEY] = self.progress.encode()
+        changes[META_KEY] = self.progress.encode()
         self._store.write(changes)
         self._writes = {}
         self._dirty.clear()

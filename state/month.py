@@ -1,7 +1,17 @@
 """One enterprise's aggregate for one calendar month (CST), and its published view.
 
-The aggregate is kept incrementally: a transaction adds to it, a reversal subtracts its
-original. Counterparties and accounts appear only as pseudonyms.
+Everything here is kept incrementally and is reversible: a transaction adds to it, its
+reversal subtracts exactly what it added. Counterparties and accounts appear only as
+pseudonyms. The parts:
+
+- flows:    (direction, class, subtype, bank channel) -> [amount, count]
+- cross:    direction -> [amount, count] of cross-border transactions
+- currency: foreign currency -> count
+- days:     day of month -> [inflow, outflow, operating inflow, operating outflow, count]
+- accounts: account -> {"bank": code, "days": {day: [booked_us, txn_id, balance]}}, the last
+            booking of each day in (booked_at, txn_id) order
+- parties:  counterparty -> [class, inflow, outflow, count] (every class but SELF)
+- registry: registry version -> transactions it classified
 """
 
 from __future__ import annotations
@@ -9,99 +19,172 @@ from __future__ import annotations
 from typing import Any
 
 from engine import codec
+from engine.classify import CounterpartyClass
 
-__all__ = ["MonthAgg"]
+__all__ = ["OPERATING_IN", "OPERATING_OUT", "MonthAgg", "flow_key"]
+
+#: Money from customers: what "operating inflow" means in every item.
+OPERATING_IN = frozenset({CounterpartyClass.TRADE, CounterpartyClass.PSP, CounterpartyClass.CASH})
+#: Money to suppliers, staff, utilities and the state: "operating outflow".
+OPERATING_OUT = frozenset(
+    {
+        CounterpartyClass.TRADE,
+        CounterpartyClass.PAYROLL,
+        CounterpartyClass.UTILITY,
+        CounterpartyClass.TAX,
+        CounterpartyClass.SOCIAL,
+        CounterpartyClass.GOV_OTHER,
+        CounterpartyClass.PSP,
+        CounterpartyClass.CASH,
+    }
+)
+_BANK_CHANNELS = ("loan", "interest", "fee")
+
+
+def flow_key(inflow: bool, cls: str, subtype: str, channel: str) -> str:
+    """``i|BANK_OWN||loan``: the channel is kept for the account-holding bank only."""
+    if cls == CounterpartyClass.BANK_OWN:
+        bank_channel = channel if channel in _BANK_CHANNELS else "other"
+    else:
+        bank_channel = ""
+    return f"{'i' if inflow else 'o'}|{cls}|{subtype}|{bank_channel}"
+
+
+def _bump(table: dict[str, list[int]], key: str, amount: int, sign: int) -> None:
+    entry = table.get(key)
+    if entry is None:
+        entry = table[key] = [0, 0]
+    entry[0] += sign * amount
+    entry[1] += sign
+    if entry[1] == 0:
+        del table[key]
 
 
 class MonthAgg:
-    """Sums and counts, live counterparties, and each account's last booking in the month."""
-
-    __slots__ = ("accounts", "counterparties", "in_amount", "in_count", "out_amount", "out_count")
+    __slots__ = ("accounts", "cross", "currency", "days", "flows", "parties", "registry")
 
     def __init__(self) -> None:
-        self.in_amount = 0
-        self.in_count = 0
-        self.out_amount = 0
-        self.out_count = 0
-        # counterparty pseudonym -> number of counted transactions with it (self excluded)
-        self.counterparties: dict[str, int] = {}
-        # account pseudonym -> [booked_us, txn_id, balance_after_fen] of its last counted
-        # transaction in the month, in (booked_at, txn_id) order
-        self.accounts: dict[str, list[Any]] = {}
+        self.flows: dict[str, list[int]] = {}
+        self.cross: dict[str, list[int]] = {}
+        self.currency: dict[str, int] = {}
+        self.days: dict[str, list[int]] = {}  # day as a string: JSON object keys
+        self.accounts: dict[str, dict[str, Any]] = {}
+        self.parties: dict[str, list[Any]] = {}
+        self.registry: dict[str, int] = {}
 
     @property
     def is_empty(self) -> bool:
-        return self.in_count == 0 and self.out_count == 0
+        return not self.flows
 
-    def add(
+    def change(
         self,
+        sign: int,
+        *,
         inflow: bool,
         amount: int,
-        cp: str | None,
-        account: str,
-        booked_us: int,
-        txn_id: str,
-        balance: int,
+        cls: str,
+        subtype: str,
+        channel: str,
+        currency: str,
+        cross_border: bool,
+        day: int,
+        party: str | None,
+        registry: int,
     ) -> None:
-        if inflow:
-            self.in_amount += amount
-            self.in_count += 1
-        else:
-            self.out_amount += amount
-            self.out_count += 1
-        if cp is not None:
-            self.counterparties[cp] = self.counterparties.get(cp, 0) + 1
-        last = self.accounts.get(account)
-        if last is None or (booked_us, txn_id) > (last[0], last[1]):
-            self.accounts[account] = [booked_us, txn_id, balance]
-
-    def remove(self, inflow: bool, amount: int, cp: str | None) -> None:
-        """Subtract a counted transaction; the caller re-derives the account's last booking."""
-        if inflow:
-            self.in_amount -= amount
-            self.in_count -= 1
-        else:
-            self.out_amount -= amount
-            self.out_count -= 1
-        if cp is not None:
-            left = self.counterparties[cp] - 1
+        """Add (sign=1) or remove (sign=-1) one transaction's contribution, balances apart."""
+        _bump(self.flows, flow_key(inflow, cls, subtype, channel), amount, sign)
+        direction = "i" if inflow else "o"
+        if cross_border:
+            _bump(self.cross, direction, amount, sign)
+        if currency != "CNY":
+            left = self.currency.get(currency, 0) + sign
             if left:
-                self.counterparties[cp] = left
+                self.currency[currency] = left
             else:
-                del self.counterparties[cp]
+                self.currency.pop(currency, None)
+        daily = self.days.setdefault(str(day), [0, 0, 0, 0, 0])
+        operating = (OPERATING_IN if inflow else OPERATING_OUT).__contains__(cls)
+        slot = 0 if inflow else 1
+        daily[slot] += sign * amount
+        if operating:
+            daily[slot + 2] += sign * amount
+        daily[4] += sign
+        if daily[4] == 0:
+            del self.days[str(day)]
+        if party is not None:
+            entry = self.parties.get(party)
+            if entry is None:
+                entry = self.parties[party] = [cls, 0, 0, 0]
+            entry[1 if inflow else 2] += sign * amount
+            entry[3] += sign
+            if entry[3] == 0:
+                del self.parties[party]
+        version = str(registry)
+        left = self.registry.get(version, 0) + sign
+        if left:
+            self.registry[version] = left
+        else:
+            self.registry.pop(version, None)
+
+    def book_balance(
+        self, account: str, bank: str, day: int, booked_us: int, txn_id: str, balance: int
+    ) -> None:
+        """Record a booking's balance if it is the account's last of that day so far."""
+        entry = self.accounts.setdefault(account, {"bank": bank, "days": {}})
+        last = entry["days"].get(str(day))
+        if last is None or (booked_us, txn_id) > (last[0], last[1]):
+            entry["days"][str(day)] = [booked_us, txn_id, balance]
+
+    def last_of_day(self, account: str, day: int) -> list[Any] | None:
+        entry = self.accounts.get(account)
+        return None if entry is None else entry["days"].get(str(day))
+
+    def set_last_of_day(self, account: str, day: int, last: list[Any] | None) -> None:
+        entry = self.accounts.get(account)
+        if entry is None:
+            return
+        if last is None:
+            entry["days"].pop(str(day), None)
+            if not entry["days"]:
+                del self.accounts[account]
+        else:
+            entry["days"][str(day)] = last
 
     def encode(self) -> bytes:
         return codec.dumps(
             [
-                self.in_amount,
-                self.in_count,
-                self.out_amount,
-                self.out_count,
-                self.counterparties,
+                self.flows,
+                self.cross,
+                self.currency,
+                self.days,
                 self.accounts,
+                self.parties,
+                self.registry,
             ]
         )
 
     @classmethod
     def decode(cls, data: bytes) -> MonthAgg:
         agg = cls()
-        (
-            agg.in_amount,
-            agg.in_count,
-            agg.out_amount,
-            agg.out_count,
-            agg.counterparties,
-            agg.accounts,
-        ) = codec.loads(data)
+        (agg.flows, agg.cross, agg.currency, agg.days, agg.accounts, agg.parties, agg.registry) = (
+            codec.loads(data)
+        )
         return agg
 
     def view(self) -> dict[str, Any]:
         """What the API needs of this month: no txn ids, no raw identifiers."""
         return {
-            "in_amount": self.in_amount,
-            "in_count": self.in_count,
-            "out_amount": self.out_amount,
-            "out_count": self.out_count,
-            "counterparties": sorted(self.counterparties),
-            "balances": {acct: last[2] for acct, last in self.accounts.items()},
+            "flows": self.flows,
+            "cross": self.cross,
+            "currency": self.currency,
+            "days": self.days,
+            "accounts": {
+                account: {
+                    "bank": entry["bank"],
+                    "days": {day: last[2] for day, last in entry["days"].items()},
+                }
+                for account, entry in self.accounts.items()
+            },
+            "parties": self.parties,
+            "registry": self.registry,
         }

@@ -10,10 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from engine import codec
+from engine.classify import Registry, load_registry
 from engine.contract import RejectReason, Txn, validate
-from engine.kernels import KERNELS, History, MonthView
+from engine.history import History, MonthView
+from engine.kernels import KERNELS
 from engine.periods import Period, format_month
 from engine.pseudonym import Pseudonymizer
+from engine.specs import SPECS_DIR
 from state.kv import KVStore
 from state.ledger import Outcome, PartitionLedger, Source
 from state.memory import MemoryStore
@@ -24,6 +27,11 @@ from tests.strategies import transaction_log
 
 StoreFactory = Callable[[], KVStore]
 PSEUDONYM = Pseudonymizer(b"test-key")
+_REGISTRY = load_registry(SPECS_DIR / "registries.toml")
+
+
+def current_registry() -> Registry:
+    return _REGISTRY
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
@@ -86,7 +94,7 @@ def _engine_products(
 def test_every_item_matches_the_reference(
     new_store: StoreFactory, log: list[dict[str, Any]]
 ) -> None:
-    ledger = PartitionLedger(new_store(), PSEUDONYM)
+    ledger = PartitionLedger(new_store(), PSEUDONYM, current_registry)
     ledger.commit(_apply(ledger, log))
     expected = reference.products(log)
     assert _engine_products(ledger, expected) == expected
@@ -103,9 +111,9 @@ def test_committing_in_steps_and_reopening_changes_nothing(
 ) -> None:
     store = new_store()
     cut = len(log) // 2
-    first = PartitionLedger(store, PSEUDONYM)
+    first = PartitionLedger(store, PSEUDONYM, current_registry)
     first.commit(_apply(first, log[:cut]))
-    reopened = PartitionLedger(store, PSEUDONYM)  # as after a restart
+    reopened = PartitionLedger(store, PSEUDONYM, current_registry)  # as after a restart
     assert reopened.progress.next_offset == cut
     reopened.commit(_apply(reopened, log[cut:], offset=cut))
     expected = reference.products(log)
@@ -114,17 +122,17 @@ def test_committing_in_steps_and_reopening_changes_nothing(
 
 def test_uncommitted_work_is_not_in_the_store(new_store: StoreFactory) -> None:
     store = new_store()
-    ledger = PartitionLedger(store, PSEUDONYM)
+    ledger = PartitionLedger(store, PSEUDONYM, current_registry)
     _apply(ledger, [event()])
-    assert list(PartitionLedger(store, PSEUDONYM).enterprises()) == []
+    assert list(PartitionLedger(store, PSEUDONYM, current_registry).enterprises()) == []
     ledger.commit(1)
-    assert [e for e, _ in PartitionLedger(store, PSEUDONYM).enterprises()] == [
+    assert [e for e, _ in PartitionLedger(store, PSEUDONYM, current_registry).enterprises()] == [
         event()["enterprise_id"]
     ]
 
 
 def test_outcomes_and_rejections(new_store: StoreFactory) -> None:
-    ledger = PartitionLedger(new_store(), PSEUDONYM)
+    ledger = PartitionLedger(new_store(), PSEUDONYM, current_registry)
     src = Source("bank.BANK0001.txns", 0, 0, None)
 
     def apply(**fields: Any) -> Outcome:
@@ -156,7 +164,7 @@ def test_outcomes_and_rejections(new_store: StoreFactory) -> None:
 def test_a_pending_reversal_of_a_reversal_is_rejected_when_its_target_arrives(
     new_store: StoreFactory,
 ) -> None:
-    ledger = PartitionLedger(new_store(), PSEUDONYM)
+    ledger = PartitionLedger(new_store(), PSEUDONYM, current_registry)
     src = Source("bank.BANK0001.txns", 0, 7, 2)
     for fields in (
         {"txn_id": "RR", "reversal_of": "R"},
@@ -199,7 +207,7 @@ def test_rocksdb_store_survives_reopen(tmp_path: Path) -> None:
 def test_a_rolled_back_step_can_be_applied_again(
     new_store: StoreFactory, log: list[dict[str, Any]]
 ) -> None:
-    ledger = PartitionLedger(new_store(), PSEUDONYM)
+    ledger = PartitionLedger(new_store(), PSEUDONYM, current_registry)
     cut = len(log) // 2
     ledger.commit(_apply(ledger, log[:cut]))
     _apply(ledger, log[cut:], offset=cut)  # a step that fails before its commit ...

@@ -1,0 +1,173 @@
+"""An enterprise's published months, read back, with the queries the item kernels share.
+
+A :class:`MonthView` is one month as a worker publishes it (state/month.py ``view()``);
+:class:`History` holds every month of one enterprise and answers: flows by direction and
+class, daily balances, counterparties over a set of months.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from engine.periods import days_in_month
+
+__all__ = ["Flow", "History", "MonthView", "Party"]
+
+
+class Flow(NamedTuple):
+    inflow: bool
+    cls: str
+    subtype: str
+    bank_channel: str  # loan | interest | fee | other for BANK_OWN, "" otherwise
+    amount: int
+    txns: int
+
+
+class Party(NamedTuple):
+    cls: str
+    inflow: int
+    outflow: int
+    txns: int
+
+
+class Day(NamedTuple):
+    inflow: int
+    outflow: int
+    operating_in: int
+    operating_out: int
+    txns: int
+
+
+@dataclass(frozen=True, slots=True)
+class MonthView:
+    flows: tuple[Flow, ...]
+    cross: Mapping[str, tuple[int, int]]  # "i"/"o" -> (amount, count)
+    currency: Mapping[str, int]
+    days: Mapping[int, Day]
+    accounts: Mapping[str, tuple[str, Mapping[int, int]]]  # account -> (bank, day -> balance)
+    parties: Mapping[str, Party]
+    registry: Mapping[int, int]
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> MonthView:
+        flows = []
+        for key, (amount, count) in doc["flows"].items():
+            direction, klass, subtype, bank_channel = key.split("|")
+            flows.append(Flow(direction == "i", klass, subtype, bank_channel, amount, count))
+        return cls(
+            flows=tuple(flows),
+            cross={k: (v[0], v[1]) for k, v in doc["cross"].items()},
+            currency=dict(doc["currency"]),
+            days={int(d): Day(*v) for d, v in doc["days"].items()},
+            accounts={
+                a: (e["bank"], {int(d): b for d, b in e["days"].items()})
+                for a, e in doc["accounts"].items()
+            },
+            parties={p: Party(*v) for p, v in doc["parties"].items()},
+            registry={int(k): v for k, v in doc["registry"].items()},
+        )
+
+
+EMPTY = MonthView((), {}, {}, {}, {}, {}, {})
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Every month of one enterprise that has data, by month ordinal."""
+
+    months: Mapping[int, MonthView]
+    _sorted: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_sorted", tuple(sorted(self.months)))
+
+    def month(self, month: int) -> MonthView:
+        return self.months.get(month, EMPTY)
+
+    def first_month(self) -> int | None:
+        return self._sorted[0] if self._sorted else None
+
+    def has_data_until(self, month: int) -> bool:
+        return bool(self._sorted) and self._sorted[0] <= month
+
+    def flows(
+        self,
+        months: Iterable[int],
+        inflow: bool | None = None,
+        classes: Iterable[str] | None = None,
+        subtype: str | None = None,
+        bank_channel: str | None = None,
+    ) -> tuple[int, int]:
+        """(amount, count) of the flows matching every given filter."""
+        wanted = None if classes is None else set(classes)
+        amount = count = 0
+        for month in months:
+            for flow in self.month(month).flows:
+                if inflow is not None and flow.inflow != inflow:
+                    continue
+                if wanted is not None and flow.cls not in wanted:
+                    continue
+                if subtype is not None and flow.subtype != subtype:
+                    continue
+                if bank_channel is not None and flow.bank_channel != bank_channel:
+                    continue
+                amount += flow.amount
+                count += flow.txns
+        return amount, count
+
+    def days(self, months: Iterable[int]) -> list[Day]:
+        """Every calendar day of the months, in order (empty days are zeros)."""
+        result = []
+        for month in months:
+            view = self.month(month)
+            for day in range(1, days_in_month(month) + 1):
+                result.append(view.days.get(day, _NO_DAY))
+        return result
+
+    def parties(self, months: Iterable[int]) -> dict[str, Party]:
+        """Counterparties over the months: amounts and counts summed."""
+        merged: dict[str, Party] = {}
+        for month in months:
+            for key, party in self.month(month).parties.items():
+                seen = merged.get(key)
+                merged[key] = (
+                    party
+                    if seen is None
+                    else Party(
+                        party.cls,
+                        seen.inflow + party.inflow,
+                        seen.outflow + party.outflow,
+                        seen.txns + party.txns,
+                    )
+                )
+        return merged
+
+    def balances_at_end_of(self, month: int) -> dict[str, int]:
+        """Each account's balance after its last booking at or before the end of ``month``."""
+        seen: dict[str, int] = {}
+        for m in reversed(self._sorted):
+            if m > month:
+                continue
+            for account, (_, days) in self.month(m).accounts.items():
+                if account not in seen and days:
+                    seen[account] = days[max(days)]
+        return seen
+
+    def daily_balances(self, months: list[int]) -> list[int | None]:
+        """End-of-day total balance for every day of ``months`` (consecutive), or None for a
+        day before any account has a booking."""
+        accounts = self.balances_at_end_of(months[0] - 1)
+        result: list[int | None] = []
+        for month in months:
+            view = self.month(month)
+            for day in range(1, days_in_month(month) + 1):
+                for account, (_, days) in view.accounts.items():
+                    if day in days:
+                        accounts[account] = days[day]
+                result.append(sum(accounts.values()) if accounts else None)
+        return result
+
+
+_NO_DAY = Day(0, 0, 0, 0, 0)
