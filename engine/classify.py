@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 from engine.errors import SpecError
 
 __all__ = [
+    "OPERATING_IN",
+    "OPERATING_OUT",
     "SUBTYPES",
     "Classification",
     "CounterpartyClass",
@@ -68,6 +70,22 @@ SUBTYPES: Mapping[CounterpartyClass, frozenset[str]] = {
     CounterpartyClass.PSP: frozenset({""}),
 }
 _BANK_CHANNELS = frozenset({"loan", "interest", "fee"})
+
+#: Money from customers: what "operating inflow" means in every item.
+OPERATING_IN = frozenset({CounterpartyClass.TRADE, CounterpartyClass.PSP, CounterpartyClass.CASH})
+#: Money to suppliers, staff, utilities and the state: "operating outflow".
+OPERATING_OUT = frozenset(
+    {
+        CounterpartyClass.TRADE,
+        CounterpartyClass.PAYROLL,
+        CounterpartyClass.UTILITY,
+        CounterpartyClass.TAX,
+        CounterpartyClass.SOCIAL,
+        CounterpartyClass.GOV_OTHER,
+        CounterpartyClass.PSP,
+        CounterpartyClass.CASH,
+    }
+)
 
 
 class Classification(NamedTuple):

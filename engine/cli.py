@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     add = bank.add_parser("add", help="register a bank and create its topic (idempotent)")
     add.add_argument("code", help="bank code, [A-Z0-9]{4,12}")
     bank.add_parser("list", help="list registered banks")
+    sub.add_parser("docs", help="regenerate docs/products.md from specs/products.toml")
     rejects = sub.add_parser("rejects", help="show rejected events with their reasons")
     rejects.add_argument("--limit", type=int, default=20)
     rejects.add_argument("--reason", help="only this reason code")
@@ -129,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             (_bank_add if args.action == "add" else _bank_list)(settings, args)
         elif args.command == "rejects":
             _rejects(settings, args)
+        elif args.command == "docs":
+            from engine.docs import write_products_doc
+
+            print(f"wrote {write_products_doc()}")
     except CreditflowError as exc:
         print(f"creditflow: {exc}", file=sys.stderr)
         return 1

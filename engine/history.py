@@ -26,7 +26,6 @@ class Flow(NamedTuple):
 
 
 class Party(NamedTuple):
-    cls: str
     inflow: int
     outflow: int
     txns: int
@@ -47,7 +46,7 @@ class MonthView:
     currency: Mapping[str, int]
     days: Mapping[int, Day]
     accounts: Mapping[str, tuple[str, Mapping[int, int]]]  # account -> (bank, day -> balance)
-    parties: Mapping[str, Party]
+    parties: Mapping[tuple[str, str], Party]  # (class, counterparty) -> flows with it
     registry: Mapping[int, int]
 
     @classmethod
@@ -65,7 +64,7 @@ class MonthView:
                 a: (e["bank"], {int(d): b for d, b in e["days"].items()})
                 for a, e in doc["accounts"].items()
             },
-            parties={p: Party(*v) for p, v in doc["parties"].items()},
+            parties={_split(k): Party(*v) for k, v in doc["parties"].items()},
             registry={int(k): v for k, v in doc["registry"].items()},
         )
 
@@ -126,9 +125,9 @@ class History:
                 result.append(view.days.get(day, _NO_DAY))
         return result
 
-    def parties(self, months: Iterable[int]) -> dict[str, Party]:
-        """Counterparties over the months: amounts and counts summed."""
-        merged: dict[str, Party] = {}
+    def parties(self, months: Iterable[int]) -> dict[tuple[str, str], Party]:
+        """(class, counterparty) over the months: amounts and counts summed."""
+        merged: dict[tuple[str, str], Party] = {}
         for month in months:
             for key, party in self.month(month).parties.items():
                 seen = merged.get(key)
@@ -136,7 +135,6 @@ class History:
                     party
                     if seen is None
                     else Party(
-                        party.cls,
                         seen.inflow + party.inflow,
                         seen.outflow + party.outflow,
                         seen.txns + party.txns,
@@ -171,3 +169,8 @@ class History:
 
 
 _NO_DAY = Day(0, 0, 0, 0, 0)
+
+
+def _split(key: str) -> tuple[str, str]:
+    cls, _, party = key.partition("|")
+    return cls, party

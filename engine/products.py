@@ -6,7 +6,7 @@ from typing import Any
 
 from engine.errors import NotFoundError, SpecError
 from engine.history import History
-from engine.kernels import KERNELS
+from engine.kernels import KERNELS, Context
 from engine.periods import Period
 from engine.specs import ProductSpec
 
@@ -33,6 +33,8 @@ def render(
     """The response body of one product; raises NotFoundError when there is no data."""
     if not history.has_data_until(period.last_month):
         raise NotFoundError(f"no transaction of this enterprise at or before {period.label}")
+    ctx = Context(history, period, spec.parameters)
+    versions = sorted({v for m in period.months for v in history.month(m).registry})
     return {
         "enterprise_id": enterprise_id,
         "product": spec.id,
@@ -40,12 +42,13 @@ def render(
         "period": period.label,
         "partial": period.is_partial(now_us),
         "as_of": as_of,
+        "registry_versions": versions,
         "segments": [
             {
                 "id": segment.id,
                 "name": segment.name_zh,
                 "name_en": segment.name_en,
-                "items": {item.id: KERNELS[item.id](history, period) for item in segment.items},
+                "items": {item.id: KERNELS[item.id](ctx) for item in segment.items},
             }
             for segment in spec.segments
         ],

@@ -8,6 +8,7 @@ offending id when the file is inconsistent.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -55,10 +56,9 @@ class Unit(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ItemSpec:
-    """One data item of a product."""
+    """One data item: what it means, how it is computed, when it is null."""
 
     id: str
-    segment: str
     name_zh: str
     name_en: str
     unit: Unit
@@ -86,59 +86,32 @@ class ProductSpec:
     name_zh: str
     name_en: str
     segments: tuple[SegmentSpec, ...]
+    parameters: Mapping[str, int | float]
 
     @property
     def items(self) -> tuple[ItemSpec, ...]:
         return tuple(item for segment in self.segments for item in segment.items)
 
 
-def _require(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+def _require(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     value = table.get(key)
     if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
         raise SpecError(f"{where}: {key!r} must be a non-empty {kind.__name__}")
     return value
 
 
-def _products_of(table: dict[str, Any], where: str, default: list[str] | None) -> list[str]:
-    products = table.get("products", default)
-    if not isinstance(products, list) or not products or any(p not in PRODUCTS for p in products):
-        raise SpecError(f"{where}: 'products' must be a non-empty subset of {list(PRODUCTS)}")
-    return products
-
-
-def parse_products(doc: dict[str, Any]) -> dict[str, ProductSpec]:
-    """Validate a parsed specs document and build the product specs."""
-    version = _require(doc, "version", int, "specs")
-    segments_by_id: dict[str, tuple[dict[str, Any], list[str]]] = {}
-    for table in doc.get("segments", []):
-        seg_id = _require(table, "id", str, "segment")
-        if seg_id in segments_by_id:
-            raise SpecError(f"segment {seg_id!r} is declared twice")
-        for key in ("name_zh", "name_en"):
-            _require(table, key, str, f"segment {seg_id!r}")
-        segments_by_id[seg_id] = (table, _products_of(table, f"segment {seg_id!r}", None))
-
-    items_by_segment: dict[str, list[tuple[ItemSpec, list[str]]]] = {s: [] for s in segments_by_id}
-    seen: set[str] = set()
+def _items(doc: Mapping[str, Any]) -> dict[str, ItemSpec]:
+    items: dict[str, ItemSpec] = {}
     for table in doc.get("items", []):
         item_id = _require(table, "id", str, "item")
         where = f"item {item_id!r}"
-        if item_id in seen:
+        if item_id in items:
             raise SpecError(f"{where} is declared twice")
-        seen.add(item_id)
-        segment = _require(table, "segment", str, where)
-        if segment not in segments_by_id:
-            raise SpecError(f"{where}: unknown segment {segment!r}")
         unit = _require(table, "unit", str, where)
         if unit not in Unit.__members__.values():
             raise SpecError(f"{where}: unit {unit!r} is not one of {[u.value for u in Unit]}")
-        seg_products = segments_by_id[segment][1]
-        products = _products_of(table, where, seg_products)
-        if not set(products) <= set(seg_products):
-            raise SpecError(f"{where}: products {products} are not all in its segment's")
-        item = ItemSpec(
+        items[item_id] = ItemSpec(
             id=item_id,
-            segment=segment,
             name_zh=_require(table, "name_zh", str, where),
             name_en=_require(table, "name_en", str, where),
             unit=Unit(unit),
@@ -146,39 +119,79 @@ def parse_products(doc: dict[str, Any]) -> dict[str, ProductSpec]:
             formula=_require(table, "formula", str, where),
             null_when=_require(table, "null_when", str, where),
         )
-        items_by_segment[segment].append((item, products))
+    return items
 
+
+def _segments(doc: Mapping[str, Any], items: Mapping[str, ItemSpec]) -> dict[str, SegmentSpec]:
+    segments: dict[str, SegmentSpec] = {}
+    for table in doc.get("segments", []):
+        seg_id = _require(table, "id", str, "segment")
+        where = f"segment {seg_id!r}"
+        if seg_id in segments:
+            raise SpecError(f"{where} is declared twice")
+        ids = _require(table, "items", list, where)
+        unknown = [i for i in ids if i not in items]
+        if unknown:
+            raise SpecError(f"{where}: unknown items {unknown}")
+        segments[seg_id] = SegmentSpec(
+            seg_id,
+            _require(table, "name_zh", str, where),
+            _require(table, "name_en", str, where),
+            tuple(items[i] for i in ids),
+        )
+    return segments
+
+
+def parse_products(doc: Mapping[str, Any]) -> dict[str, ProductSpec]:
+    """Validate a parsed specs document and build the product specs."""
+    version = _require(doc, "version", int, "specs")
+    parameters = doc.get("parameters", {})
+    if not all(isinstance(v, int | float) for v in parameters.values()):
+        raise SpecError("specs: every parameter must be a number")
+    items = _items(doc)
+    segments = _segments(doc, items)
     result: dict[str, ProductSpec] = {}
+    used_segments: set[str] = set()
+    used_items: set[str] = set()
     for product in PRODUCTS:
         header = doc.get("products", {}).get(product)
         if not isinstance(header, dict):
             raise SpecError(f"product {product!r} has no [products.{product}] table")
-        segments = []
-        for seg_id, (table, seg_products) in segments_by_id.items():
-            if product not in seg_products:
-                continue
-            items = tuple(i for i, products in items_by_segment[seg_id] if product in products)
-            if not items:
-                raise SpecError(f"segment {seg_id!r} has no item in product {product!r}")
-            segments.append(SegmentSpec(seg_id, table["name_zh"], table["name_en"], items))
+        seg_ids = _require(header, "segments", list, product)
+        missing = [s for s in seg_ids if s not in segments]
+        if missing:
+            raise SpecError(f"product {product!r}: unknown segments {missing}")
         spec = ProductSpec(
             product,
             version,
             _require(header, "name_zh", str, product),
             _require(header, "name_en", str, product),
-            tuple(segments),
+            tuple(segments[s] for s in seg_ids),
+            dict(parameters),
         )
-        want_segments = _require(header, "segments", int, product)
-        want_items = _require(header, "items", int, product)
-        if len(spec.segments) != want_segments or len(spec.items) != want_items:
+        ids = [item.id for item in spec.items]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise SpecError(f"product {product!r} has items in two segments: {twice}")
+        want = (
+            _require(header, "expected_segments", int, product),
+            _require(header, "expected_items", int, product),
+        )
+        if (len(spec.segments), len(ids)) != want:
             raise SpecError(
-                f"product {product!r} declares {want_segments} segments and {want_items} items "
-                f"but has {len(spec.segments)} and {len(spec.items)}"
+                f"product {product!r} must have {want[0]} segments and {want[1]} items, "
+                f"has {len(spec.segments)} and {len(ids)}"
             )
-        missing = set(PINNED_ITEMS) - {i.id for i in spec.items}
-        if missing:
-            raise SpecError(f"product {product!r} lacks pinned items {sorted(missing)}")
+        pinned = set(PINNED_ITEMS) - set(ids)
+        if pinned:
+            raise SpecError(f"product {product!r} lacks pinned items {sorted(pinned)}")
+        used_segments.update(seg_ids)
+        used_items.update(ids)
         result[product] = spec
+    if set(segments) - used_segments:
+        raise SpecError(f"segments in no product: {sorted(set(segments) - used_segments)}")
+    if set(items) - used_items:
+        raise SpecError(f"items in no product: {sorted(set(items) - used_items)}")
     return result
 
 

@@ -31,6 +31,9 @@ _UTILITIES = ("UTIL-POWER-0001", "UTIL-WATER-0001", "UTIL-GAS-0001", "UTIL-TELEC
 _TAX = "TAX-STA-0001"
 _SOCIAL = "SOCIAL-SI-0001"
 _PSP = "PSP-ALIPAY-0001"
+_HOUSING_FUND = "SOCIAL-HF-0001"
+_LESSOR = "FIN-LEASE-0001"
+_SUBSIDY = "GOV-FIN-0001"
 _SEASON = (0.8, 0.7, 1.0, 1.0, 1.05, 1.1, 1.0, 1.0, 1.05, 1.1, 1.15, 1.4)
 
 
@@ -60,6 +63,8 @@ class Enterprise:
     tax_quarterly: bool
     loan_month: int | None
     loan_fen: int
+    lessee: bool  # pays a leasing company every month
+    exporter: bool  # some receipts are in USD
     balances: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
@@ -89,6 +94,8 @@ def make_enterprises(
                 tax_quarterly=rng.random() < 0.5,
                 loan_month=rng.randint(first, last) if rng.random() < 0.3 else None,
                 loan_fen=rng.randrange(50, 500) * 1_000_000,
+                lessee=rng.random() < 0.2,
+                exporter=rng.random() < 0.15,
             )
         )
         for account in accounts:
@@ -133,6 +140,7 @@ class _Month:
         cp: str,
         account: tuple[str, str] | None = None,
         cp_bank: str | None = None,
+        currency: str = "CNY",
     ) -> dict[str, Any]:
         bank, number = account or ent.accounts[0]
         self.counters[bank] = self.counters.get(bank, 0) + 1
@@ -145,7 +153,7 @@ class _Month:
             "booked_at": when.isoformat(),
             "direction": "in" if inflow else "out",
             "amount_fen": amount,
-            "currency": "CNY",
+            "currency": currency,
             "balance_after_fen": 0,  # set when the account's month is ordered
             "channel": channel,
             "counterparty": {"id": cp} if cp_bank is None else {"id": cp, "bank": cp_bank},
@@ -163,13 +171,15 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
     n_sales = max(0, int(rng.gauss(18 * level, 3 * math.sqrt(level + 1))))  # sales receipts
     for _ in range(n_sales):
         customer = rng.choices(ent.customers, ent.weights)[0]
+        abroad = ent.exporter and rng.random() < 0.3
         b.book(
             ent,
             b.at(),
             True,
             int(rng.lognormvariate(10.5, 1.0) * level) + 100,
-            "transfer",
+            "fx" if abroad else rng.choice(("transfer", "transfer", "card")),
             customer,
+            currency="USD" if abroad else "CNY",
         )
     for _ in range(max(1, n_sales // 2)):
         b.book(
@@ -198,6 +208,12 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
         b.book(ent, b.at(), True, int(rng.uniform(10_000, 2_000_000) * level), "transfer", _PSP)
     if rng.random() < 0.2:
         b.book(ent, b.at(), rng.random() < 0.5, rng.randrange(1_000, 500_000), "cash", "CASH")
+    if ent.scale > 0.7:
+        b.book(ent, b.at(15), False, int(payroll * 0.1), "transfer", _HOUSING_FUND)
+    if ent.lessee:
+        b.book(ent, b.at(25), False, int(200_000 * ent.scale), "transfer", _LESSOR)
+    if rng.random() < 0.05:
+        b.book(ent, b.at(), True, rng.randrange(10, 200) * 10_000, "transfer", _SUBSIDY)
     bank = ent.accounts[0][0]
     if ent.loan_month is not None:
         if b.month == ent.loan_month:

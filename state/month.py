@@ -10,7 +10,8 @@ pseudonyms. The parts:
 - days:     day of month -> [inflow, outflow, operating inflow, operating outflow, count]
 - accounts: account -> {"bank": code, "days": {day: [booked_us, txn_id, balance]}}, the last
             booking of each day in (booked_at, txn_id) order
-- parties:  counterparty -> [class, inflow, outflow, count] (every class but SELF)
+- parties:  "class|counterparty" -> [inflow, outflow, count] (every class but SELF; one
+            counterparty can appear in several classes, e.g. by channel)
 - registry: registry version -> transactions it classified
 """
 
@@ -19,25 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from engine import codec
-from engine.classify import CounterpartyClass
+from engine.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
 
-__all__ = ["OPERATING_IN", "OPERATING_OUT", "MonthAgg", "flow_key"]
+__all__ = ["MonthAgg", "flow_key"]
 
-#: Money from customers: what "operating inflow" means in every item.
-OPERATING_IN = frozenset({CounterpartyClass.TRADE, CounterpartyClass.PSP, CounterpartyClass.CASH})
-#: Money to suppliers, staff, utilities and the state: "operating outflow".
-OPERATING_OUT = frozenset(
-    {
-        CounterpartyClass.TRADE,
-        CounterpartyClass.PAYROLL,
-        CounterpartyClass.UTILITY,
-        CounterpartyClass.TAX,
-        CounterpartyClass.SOCIAL,
-        CounterpartyClass.GOV_OTHER,
-        CounterpartyClass.PSP,
-        CounterpartyClass.CASH,
-    }
-)
 _BANK_CHANNELS = ("loan", "interest", "fee")
 
 
@@ -112,13 +98,14 @@ class MonthAgg:
         if daily[4] == 0:
             del self.days[str(day)]
         if party is not None:
-            entry = self.parties.get(party)
+            key = f"{cls}|{party}"
+            entry = self.parties.get(key)
             if entry is None:
-                entry = self.parties[party] = [cls, 0, 0, 0]
-            entry[1 if inflow else 2] += sign * amount
-            entry[3] += sign
-            if entry[3] == 0:
-                del self.parties[party]
+                entry = self.parties[key] = [0, 0, 0]
+            entry[0 if inflow else 1] += sign * amount
+            entry[2] += sign
+            if entry[2] == 0:
+                del self.parties[key]
         version = str(registry)
         left = self.registry.get(version, 0) + sign
         if left:

@@ -12,10 +12,45 @@ from tests.factories import enterprise_ids
 ENTERPRISES = enterprise_ids(3, seed=11)
 BANKS = ("BANKA001", "BANKB002")
 ACCOUNTS = ("ACC-1", "ACC-2")
-COUNTERPARTIES = ("CP-1", "CP-2", "CP-3", ENTERPRISES[1], "PAYROLL")
-_START = datetime(2025, 11, 1, tzinfo=timezone(timedelta(hours=8)))
-_SPAN_DAYS = 120  # Nov 2025 to Feb 2026: a year boundary, and months left empty
-_EDGE_DAYS = (29, 30, 60, 61, 91, 92)  # Nov 30, Dec 1, Dec 31, Jan 1, Jan 31, Feb 1
+# Trade partners, another enterprise, and registry ids of every class (specs/registries.toml);
+# BANKA001 is one of the reporting banks (BANK_OWN when it reports, TRADE otherwise).
+COUNTERPARTIES = (
+    "CP-1",
+    "CP-2",
+    "CP-3",
+    "CP-4",
+    ENTERPRISES[1],
+    "PAYROLL",
+    "UTIL-POWER-0001",
+    "UTIL-WATER-0001",
+    "PSP-ALIPAY-0001",
+    "FIN-LEASE-0001",
+    "SOCIAL-SI-0001",
+    "SOCIAL-HF-0001",
+    "TAX-STA-0001",
+    "GOV-FIN-0001",
+    "BANKA001",
+)
+CHANNELS = (
+    "transfer",
+    "transfer",
+    "transfer",
+    "cash",
+    "card",
+    "payroll",
+    "tax",
+    "utility",
+    "fee",
+    "interest",
+    "loan",
+    "fx",
+    "other",
+)
+_START = datetime(2024, 11, 1, tzinfo=timezone(timedelta(hours=8)))
+_SPAN_DAYS = 486  # Nov 2024 to Feb 2026: year-on-year windows, year ends, empty months
+# Month edges, where UTC and China time disagree: Nov 30, Dec 1, Dec 31 and Jan 1 of both
+# years, Jan 31 and Feb 1 2026.
+_EDGE_DAYS = (29, 30, 60, 61, 394, 395, 425, 426, 456, 457)
 
 
 @st.composite
@@ -38,8 +73,9 @@ def base_event(draw: st.DrawFn, index: int) -> dict[str, Any]:
         "direction": draw(st.sampled_from(("in", "out"))),
         "amount_fen": draw(st.integers(1, 10**9)),
         "balance_after_fen": draw(st.integers(-(10**9), 10**10)),
-        "channel": draw(st.sampled_from(("transfer", "cash", "utility", "tax", "loan"))),
-        "counterparty": {"id": counterparty},
+        "channel": draw(st.sampled_from(CHANNELS)),
+        "currency": draw(st.sampled_from(("CNY", "CNY", "CNY", "USD", "HKD"))),
+        "counterparty": {"id": counterparty, "bank": draw(st.sampled_from((None, *BANKS)))},
     }
 
 

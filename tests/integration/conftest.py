@@ -18,6 +18,7 @@ import pytest
 from engine import codec
 from engine.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
+from tests.compare import differences
 
 BANKS = ("BANKA001", "BANKB002")
 PARTITIONS = 4
@@ -74,33 +75,27 @@ def engine_products(
 
 def wait_for_products(
     stack: EmbeddedStack,
-    expected: Mapping[str, Mapping[str, Mapping[str, int]]],
+    expected: Mapping[str, Mapping[str, Mapping[str, Any]]],
     timeout: float = 90.0,
 ) -> dict[str, dict[str, dict[str, Any] | None]]:
     """Poll the API until it serves ``expected`` (or the timeout); returns what it served."""
     deadline = time.monotonic() + timeout
     while True:
         served = engine_products(stack, expected)
-        if served == expected or time.monotonic() > deadline:
+        if not differences(expected, served) or time.monotonic() > deadline:
             return served
         time.sleep(0.5)
 
 
 def assert_products(
     stack: EmbeddedStack,
-    expected: Mapping[str, Mapping[str, Mapping[str, int]]],
+    expected: Mapping[str, Mapping[str, Mapping[str, Any]]],
     timeout: float = 90.0,
 ) -> None:
-    """The API serves exactly ``expected``; on failure, show a few differences and the log."""
-    served = wait_for_products(stack, expected, timeout)
-    if served == expected:
+    """The API serves ``expected``; on failure, show a few differences and the worker log."""
+    problems = differences(expected, wait_for_products(stack, expected, timeout))
+    if not problems:
         return
-    wrong = [
-        (e, p, dict(items), served[e][p])
-        for e, periods in expected.items()
-        for p, items in periods.items()
-        if served[e][p] != items
-    ]
     worker_log = stack.worker.log_path.read_text()[-3000:] if stack.worker.log_path else ""
-    shown = "\n".join(f"  {e} {p}: expected {want}, served {got}" for e, p, want, got in wrong[:5])
-    pytest.fail(f"{len(wrong)} periods differ, e.g.\n{shown}\nworker log tail:\n{worker_log}")
+    shown = "\n".join(f"  {line}" for line in problems[:8])
+    pytest.fail(f"{len(problems)} values differ, e.g.\n{shown}\nworker log tail:\n{worker_log}")

@@ -1,0 +1,13 @@
+"""Item kernels: one pure function per item of specs/products.toml.
+
+``building_blocks`` holds the 95 items both products share, ``analytics`` the quarterly-only
+ones. Every declared item has exactly one kernel and every kernel a declared item (checked
+when the API starts and by a test).
+"""
+
+from engine.kernels import analytics, building_blocks
+from engine.kernels._base import KERNELS, Context, Value
+
+__all__ = ["KERNELS", "Context", "Value"]
+
+del analytics, building_blocks  # imported for their registrations

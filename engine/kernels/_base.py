@@ -1,0 +1,196 @@
+"""The kernel registry and the per-request context every kernel reads.
+
+A kernel is a pure function ``(Context) -> value``; the context memoizes what several items
+share (flows by class, daily balances, counterparties of a set of months), so one product is
+computed from one pass over the enterprise's months.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+from engine.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
+from engine.history import Day, History, Party
+from engine.periods import Period, format_month
+
+__all__ = [
+    "ALL",
+    "KERNELS",
+    "OP_IN",
+    "OP_OUT",
+    "Context",
+    "Value",
+    "cv",
+    "kernel",
+    "ratio",
+]
+
+Value = int | float | str | None
+Kernel = Callable[["Context"], Value]
+KERNELS: dict[str, Kernel] = {}
+
+ALL: frozenset[str] | None = None
+OP_IN = frozenset(c.value for c in OPERATING_IN)
+OP_OUT = frozenset(c.value for c in OPERATING_OUT)
+TRADE = CounterpartyClass.TRADE.value
+
+
+def kernel(*item_ids: str) -> Callable[[Kernel], Kernel]:
+    """Register ``fn`` as the kernel of ``item_ids`` (one id per kernel, as a rule)."""
+
+    def register(fn: Kernel) -> Kernel:
+        for item_id in item_ids:
+            if item_id in KERNELS:
+                raise ValueError(f"two kernels for item {item_id!r}")
+            KERNELS[item_id] = fn
+        return fn
+
+    return register
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    return None if denominator == 0 else numerator / denominator
+
+
+def cv(values: Sequence[float]) -> float | None:
+    """Population standard deviation over mean; None when the mean is 0 or no value."""
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    if mean == 0:
+        return None
+    variance = sum((v - mean) ** 2 for v in values) / len(values)
+    return math.sqrt(variance) / abs(mean)
+
+
+class Context:
+    """One product request: an enterprise's history, the period, the spec parameters."""
+
+    def __init__(self, history: History, period: Period, parameters: Mapping[str, Any]) -> None:
+        self.history = history
+        self.period = period
+        self.params = parameters
+        self.months = list(period.months)
+        self._flows: dict[tuple[Any, ...], tuple[int, int]] = {}
+
+    # -- windows ----------------------------------------------------------------------------
+
+    def window(self, n: int) -> list[int]:
+        """W(n): the n months ending with the period's last month."""
+        last = self.period.last_month
+        return list(range(last - n + 1, last + 1))
+
+    def before(self, k: int) -> list[int]:
+        """M(1..k): the k months before the period's first month."""
+        first = self.period.first_month
+        return list(range(first - k, first))
+
+    def shifted(self, quarters: int) -> Context:
+        """The same request for the period ``quarters`` quarters earlier (Q-1, Q-4)."""
+        months = tuple(m - 3 * quarters for m in self.period.months)
+        label = f"{format_month(months[0])}..{format_month(months[-1])}"
+        return Context(self.history, Period(self.period.kind, label, months), self.params)
+
+    def since_first(self, months: Iterable[int]) -> list[int]:
+        """The months at or after the enterprise's first month on record."""
+        first = self.history.first_month()
+        return [] if first is None else [m for m in months if m >= first]
+
+    # -- flows ------------------------------------------------------------------------------
+
+    def flows(
+        self,
+        inflow: bool | None,
+        classes: Iterable[str] | None = ALL,
+        subtype: str | None = None,
+        bank_channel: str | None = None,
+        months: Sequence[int] | None = None,
+    ) -> tuple[int, int]:
+        """(amount, count) of the flows of ``months`` (default: the period) matching."""
+        chosen = tuple(self.months if months is None else months)
+        wanted = None if classes is None else frozenset(classes)
+        key = (inflow, wanted, subtype, bank_channel, chosen)
+        found = self._flows.get(key)
+        if found is None:
+            found = self.history.flows(chosen, inflow, wanted, subtype, bank_channel)
+            self._flows[key] = found
+        return found
+
+    def amount_in(
+        self,
+        classes: Iterable[str] | None = ALL,
+        months: Sequence[int] | None = None,
+        subtype: str | None = None,
+        bank_channel: str | None = None,
+    ) -> int:
+        return self.flows(True, classes, subtype, bank_channel, months)[0]
+
+    def amount_out(
+        self,
+        classes: Iterable[str] | None = ALL,
+        months: Sequence[int] | None = None,
+        subtype: str | None = None,
+        bank_channel: str | None = None,
+    ) -> int:
+        return self.flows(False, classes, subtype, bank_channel, months)[0]
+
+    def cross(self, direction: str) -> tuple[int, int]:
+        amount = count = 0
+        for month in self.months:
+            a, c = self.history.month(month).cross.get(direction, (0, 0))
+            amount += a
+            count += c
+        return amount, count
+
+    # -- days and balances ------------------------------------------------------------------
+
+    @cached_property
+    def days(self) -> list[Day]:
+        return self.history.days(self.months)
+
+    @cached_property
+    def eod(self) -> list[int | None]:
+        """End-of-day balance of every day of the period (None before any booking)."""
+        return self.history.daily_balances(self.months)
+
+    @cached_property
+    def defined_eod(self) -> list[int]:
+        return [b for b in self.eod if b is not None]
+
+    def average_daily_balance(self) -> int | None:
+        values = self.defined_eod
+        return None if not values else sum(values) // len(values)
+
+    # -- counterparties ---------------------------------------------------------------------
+
+    @cached_property
+    def parties(self) -> dict[tuple[str, str], Party]:
+        """(class, counterparty) -> flows in the period."""
+        return self.history.parties(self.months)
+
+    def of_class(self, cls: str, months: Sequence[int] | None = None) -> dict[str, Party]:
+        """Counterparty -> its flows of class ``cls`` in ``months`` (default: the period)."""
+        parties = self.parties if months is None else self.history.parties(months)
+        return {cp: p for (c, cp), p in parties.items() if c == cls}
+
+    def ids(self, months: Sequence[int] | None = None) -> set[str]:
+        """Counterparties with at least one transaction (any class) in ``months``."""
+        parties = self.parties if months is None else self.history.parties(months)
+        return {cp for _, cp in parties}
+
+    @cached_property
+    def trade(self) -> dict[str, Party]:
+        return self.of_class(TRADE)
+
+    def customers(self) -> set[str]:
+        return {k for k, p in self.trade.items() if p.inflow > p.outflow}
+
+    def suppliers(self) -> set[str]:
+        return {k for k, p in self.trade.items() if p.outflow > p.inflow}
+
+    def known(self, months: Sequence[int]) -> set[str]:
+        """Counterparties with at least one transaction in ``months``."""
+        return self.ids(months)

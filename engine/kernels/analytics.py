@@ -1,0 +1,580 @@
+"""Kernels of the 89 quarterly-only items: header, key indicators and the analytic segments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from itertools import pairwise
+
+from engine.kernels._base import ALL, OP_IN, OP_OUT, TRADE, Context, Value, cv, kernel, ratio
+from engine.kernels.building_blocks import hhi, top_share
+from engine.periods import days_in_month
+
+_BANK = frozenset({"BANK_OWN"})
+_FIN = frozenset({"FIN_PARTNER"})
+_UTILITY = frozenset({"UTILITY"})
+
+
+def _date(month: int, day: int) -> date:
+    year, m0 = divmod(month, 12)
+    return date(year, m0 + 1, day)
+
+
+def _op_in_by_month(ctx: Context, months: list[int]) -> list[int]:
+    return [ctx.amount_in(OP_IN, [m]) for m in months]
+
+
+def _has_flows(ctx: Context, month: int) -> bool:
+    return bool(ctx.history.month(month).flows)
+
+
+def _growth(current: float | None, previous: float | None) -> float | None:
+    if current is None or previous is None or previous == 0:
+        return None
+    return (current - previous) / abs(previous)
+
+
+def _longest_run(flags: list[bool]) -> int:
+    best = run = 0
+    for flag in flags:
+        run = run + 1 if flag else 0
+        best = max(best, run)
+    return best
+
+
+# -- header -------------------------------------------------------------------------------
+
+
+@kernel("months_with_transactions")
+def _months_with_transactions(ctx: Context) -> Value:
+    return sum(1 for m in ctx.months if _has_flows(ctx, m))
+
+
+@kernel("reporting_banks")
+def _reporting_banks(ctx: Context) -> Value:
+    return len({bank for m in ctx.months for bank, _ in ctx.history.month(m).accounts.values()})
+
+
+def _first_date(ctx: Context) -> date | None:
+    first = ctx.history.first_month()
+    if first is None:
+        return None
+    return _date(first, min(ctx.history.month(first).days))
+
+
+def _last_date(ctx: Context) -> date | None:
+    months = [m for m in ctx.history.months if m <= ctx.period.last_month]
+    if not months:
+        return None
+    last = max(months)
+    return _date(last, max(ctx.history.month(last).days))
+
+
+@kernel("first_transaction_date")
+def _first_transaction_date(ctx: Context) -> Value:
+    first = _first_date(ctx)
+    return None if first is None else first.isoformat()
+
+
+@kernel("last_transaction_date")
+def _last_transaction_date(ctx: Context) -> Value:
+    last = _last_date(ctx)
+    return None if last is None else last.isoformat()
+
+
+@kernel("history_months")
+def _history_months(ctx: Context) -> Value:
+    first = ctx.history.first_month()
+    return 0 if first is None else min(36, ctx.period.last_month - first + 1)
+
+
+@kernel("days_since_last_transaction")
+def _days_since_last(ctx: Context) -> Value:
+    last = _last_date(ctx)
+    if last is None:
+        return None
+    end = _date(ctx.period.last_month, days_in_month(ctx.period.last_month))
+    return (end - last) // timedelta(days=1)
+
+
+@kernel("transactions_36m")
+def _transactions_36m(ctx: Context) -> Value:
+    return ctx.flows(None, ALL, months=ctx.window(36))[1]
+
+
+# -- key indicators -----------------------------------------------------------------------
+
+
+@kernel("avg_monthly_operating_inflow_fen")
+def _avg_monthly_operating_inflow(ctx: Context) -> Value:
+    return ctx.amount_in(OP_IN) // len(ctx.months)
+
+
+@kernel("avg_monthly_net_flow_fen")
+def _avg_monthly_net_flow(ctx: Context) -> Value:
+    return (ctx.amount_in() - ctx.amount_out()) // len(ctx.months)
+
+
+@kernel("ttm_operating_inflow_fen")
+def _ttm_operating_inflow(ctx: Context) -> Value:
+    return ctx.amount_in(OP_IN, ctx.window(12))
+
+
+@kernel("ttm_net_flow_fen")
+def _ttm_net_flow(ctx: Context) -> Value:
+    return ctx.amount_in(ALL, ctx.window(12)) - ctx.amount_out(ALL, ctx.window(12))
+
+
+@kernel("ttm_operating_inflow_months")
+def _ttm_operating_inflow_months(ctx: Context) -> Value:
+    return sum(1 for amount in _op_in_by_month(ctx, ctx.window(12)) if amount > 0)
+
+
+@kernel("ttm_average_daily_balance_fen")
+def _ttm_average_daily_balance(ctx: Context) -> Value:
+    values = [b for b in ctx.history.daily_balances(ctx.window(12)) if b is not None]
+    return None if not values else sum(values) // len(values)
+
+
+@kernel("cash_cover_months")
+def _cash_cover_months(ctx: Context) -> Value:
+    outflow = ctx.amount_out(OP_OUT, ctx.window(12))
+    closing = sum(ctx.history.balances_at_end_of(ctx.period.last_month).values())
+    return None if outflow == 0 else closing / (outflow / 12)
+
+
+# -- trend --------------------------------------------------------------------------------
+
+
+def _trend(item: str, value: Callable[[Context], int | None], quarters: int) -> None:
+    def compute(ctx: Context) -> Value:
+        return _growth(value(ctx), value(ctx.shifted(quarters)))
+
+    kernel(item)(compute)
+
+
+_trend("inflow_qoq_growth", lambda c: c.amount_in(), 1)
+_trend("inflow_yoy_growth", lambda c: c.amount_in(), 4)
+_trend("operating_inflow_qoq_growth", lambda c: c.amount_in(OP_IN), 1)
+_trend("operating_inflow_yoy_growth", lambda c: c.amount_in(OP_IN), 4)
+_trend("outflow_qoq_growth", lambda c: c.amount_out(), 1)
+_trend("outflow_yoy_growth", lambda c: c.amount_out(), 4)
+_trend("average_daily_balance_qoq_growth", lambda c: c.average_daily_balance(), 1)
+_trend("average_daily_balance_yoy_growth", lambda c: c.average_daily_balance(), 4)
+
+
+def _net_flow(ctx: Context) -> int:
+    return ctx.amount_in() - ctx.amount_out()
+
+
+@kernel("net_flow_qoq_change_fen")
+def _net_flow_qoq(ctx: Context) -> Value:
+    return _net_flow(ctx) - _net_flow(ctx.shifted(1))
+
+
+@kernel("net_flow_yoy_change_fen")
+def _net_flow_yoy(ctx: Context) -> Value:
+    return _net_flow(ctx) - _net_flow(ctx.shifted(4))
+
+
+@kernel("customers_qoq_change")
+def _customers_qoq(ctx: Context) -> Value:
+    return len(ctx.customers()) - len(ctx.shifted(1).customers())
+
+
+@kernel("operating_inflow_slope_6m_fen")
+def _operating_inflow_slope(ctx: Context) -> Value:
+    # Least squares over x = 1..6: slope = sum((2x - 7) * y) / 35, exactly, then floored.
+    values = _op_in_by_month(ctx, ctx.window(6))
+    return sum((2 * x - 7) * y for x, y in enumerate(values, start=1)) // 35
+
+
+# -- stability ----------------------------------------------------------------------------
+
+
+@kernel("operating_inflow_cv_6m")
+def _operating_inflow_cv_6m(ctx: Context) -> Value:
+    return cv(_op_in_by_month(ctx, ctx.window(6)))
+
+
+@kernel("operating_inflow_cv_12m")
+def _operating_inflow_cv_12m(ctx: Context) -> Value:
+    return cv(_op_in_by_month(ctx, ctx.window(12)))
+
+
+@kernel("zero_operating_inflow_months_12m")
+def _zero_operating_inflow_months(ctx: Context) -> Value:
+    return sum(1 for a in _op_in_by_month(ctx, ctx.since_first(ctx.window(12))) if a == 0)
+
+
+@kernel("largest_mom_drop_12m")
+def _largest_mom_drop(ctx: Context) -> Value:
+    values = _op_in_by_month(ctx, ctx.window(12))
+    drops = [(a - b) / a for a, b in pairwise(values) if a > 0]
+    return None if not drops else max(max(drops), 0.0)
+
+
+@kernel("outflow_cv_6m")
+def _outflow_cv_6m(ctx: Context) -> Value:
+    return cv([ctx.amount_out(ALL, [m]) for m in ctx.window(6)])
+
+
+@kernel("negative_net_flow_months_12m")
+def _negative_net_flow_months(ctx: Context) -> Value:
+    months = ctx.since_first(ctx.window(12))
+    return sum(1 for m in months if ctx.amount_in(ALL, [m]) < ctx.amount_out(ALL, [m]))
+
+
+@kernel("daily_balance_cv")
+def _daily_balance_cv(ctx: Context) -> Value:
+    return cv(ctx.defined_eod)
+
+
+@kernel("min_to_mean_operating_inflow_6m")
+def _min_to_mean(ctx: Context) -> Value:
+    values = _op_in_by_month(ctx, ctx.window(6))
+    return ratio(min(values), sum(values) / len(values))
+
+
+@kernel("months_with_data_12m")
+def _months_with_data(ctx: Context) -> Value:
+    return sum(1 for m in ctx.window(12) if _has_flows(ctx, m))
+
+
+# -- concentration ------------------------------------------------------------------------
+
+
+def _trade_inflows(ctx: Context, months: list[int] | None = None) -> list[int]:
+    return [p.inflow for p in ctx.of_class(TRADE, months).values()]
+
+
+@kernel("top3_customer_share")
+def _top3_customer(ctx: Context) -> Value:
+    return top_share(_trade_inflows(ctx), 3)
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+@kernel("top1_customer_share_change_qoq")
+def _top1_change(ctx: Context) -> Value:
+    return _difference(
+        top_share(_trade_inflows(ctx), 1), top_share(_trade_inflows(ctx.shifted(1)), 1)
+    )
+
+
+@kernel("customer_hhi_change_qoq")
+def _hhi_change(ctx: Context) -> Value:
+    return _difference(hhi(_trade_inflows(ctx)), hhi(_trade_inflows(ctx.shifted(1))))
+
+
+@kernel("dominant_customer_months")
+def _dominant_customer_months(ctx: Context) -> Value:
+    months = 0
+    for m in ctx.months:
+        inflows = _trade_inflows(ctx, [m])
+        if inflows and 2 * max(inflows) > sum(inflows):
+            months += 1
+    return months
+
+
+@kernel("top1_customer_share_12m")
+def _top1_customer_12m(ctx: Context) -> Value:
+    return top_share(_trade_inflows(ctx, ctx.window(12)), 1)
+
+
+@kernel("customer_hhi_12m")
+def _customer_hhi_12m(ctx: Context) -> Value:
+    return hhi(_trade_inflows(ctx, ctx.window(12)))
+
+
+@kernel("distinct_customers_12m")
+def _customers_12m(ctx: Context) -> Value:
+    parties = ctx.of_class(TRADE, ctx.window(12))
+    return sum(1 for p in parties.values() if p.inflow > p.outflow)
+
+
+# -- stickiness ---------------------------------------------------------------------------
+
+
+def _known_share(ctx: Context, months: int, inflow: bool) -> float | None:
+    known = ctx.known(ctx.before(months))
+    amounts = {k: p.inflow if inflow else p.outflow for k, p in ctx.trade.items()}
+    return ratio(sum(a for k, a in amounts.items() if k in known), sum(amounts.values()))
+
+
+@kernel("inflow_share_known_6m")
+def _inflow_known_6m(ctx: Context) -> Value:
+    return _known_share(ctx, 6, True)
+
+
+@kernel("inflow_share_known_12m")
+def _inflow_known_12m(ctx: Context) -> Value:
+    return _known_share(ctx, 12, True)
+
+
+@kernel("outflow_share_known_6m")
+def _outflow_known_6m(ctx: Context) -> Value:
+    return _known_share(ctx, 6, False)
+
+
+@kernel("outflow_share_known_12m")
+def _outflow_known_12m(ctx: Context) -> Value:
+    return _known_share(ctx, 12, False)
+
+
+@kernel("new_customers")
+def _new_customers(ctx: Context) -> Value:
+    return len(ctx.customers() - ctx.known(ctx.before(12)))
+
+
+@kernel("lost_customers")
+def _lost_customers(ctx: Context) -> Value:
+    return len(ctx.shifted(1).customers() - ctx.ids())
+
+
+@kernel("new_suppliers")
+def _new_suppliers(ctx: Context) -> Value:
+    return len(ctx.suppliers() - ctx.known(ctx.before(12)))
+
+
+@kernel("lost_suppliers")
+def _lost_suppliers(ctx: Context) -> Value:
+    return len(ctx.shifted(1).suppliers() - ctx.ids())
+
+
+@kernel("customer_retention_ratio")
+def _retention(ctx: Context) -> Value:
+    previous = ctx.shifted(1).customers()
+    return ratio(len(previous & ctx.ids()), len(previous))
+
+
+@kernel("customer_active_months_12m")
+def _customer_active_months(ctx: Context) -> Value:
+    customers = ctx.customers()
+    if not customers:
+        return None
+    months = ctx.window(12)
+    by_month = [ctx.ids([m]) for m in months]
+    active = sum(1 for c in customers for ids in by_month if c in ids)
+    return active / len(customers)
+
+
+# -- obligations --------------------------------------------------------------------------
+
+
+def _debt_service(ctx: Context, months: list[int] | None = None) -> int:
+    return (
+        ctx.amount_out(_BANK, months, bank_channel="loan")
+        + ctx.amount_out(_BANK, months, bank_channel="interest")
+        + ctx.amount_out(_FIN, months)
+    )
+
+
+def _financing_inflow(ctx: Context) -> int:
+    return ctx.amount_in(_BANK, bank_channel="loan") + ctx.amount_in(_FIN)
+
+
+@kernel("debt_service_fen")
+def _debt_service_item(ctx: Context) -> Value:
+    return _debt_service(ctx)
+
+
+@kernel("debt_service_coverage")
+def _debt_service_coverage(ctx: Context) -> Value:
+    return ratio(ctx.amount_in(OP_IN), _debt_service(ctx))
+
+
+@kernel("bank_loans_disbursed_ttm_fen")
+def _loans_ttm(ctx: Context) -> Value:
+    return ctx.amount_in(_BANK, ctx.window(12), bank_channel="loan")
+
+
+@kernel("debt_service_ttm_fen")
+def _debt_service_ttm(ctx: Context) -> Value:
+    return _debt_service(ctx, ctx.window(12))
+
+
+@kernel("financing_inflow_fen")
+def _financing_inflow_item(ctx: Context) -> Value:
+    return _financing_inflow(ctx)
+
+
+@kernel("interest_to_operating_inflow")
+def _interest_to_operating(ctx: Context) -> Value:
+    return ratio(ctx.amount_out(_BANK, bank_channel="interest"), ctx.amount_in(OP_IN))
+
+
+@kernel("new_financing_partners")
+def _new_financing_partners(ctx: Context) -> Value:
+    known = ctx.known(ctx.before(12))
+    return len(set(ctx.of_class("FIN_PARTNER")) - known)
+
+
+@kernel("repayment_months")
+def _repayment_months(ctx: Context) -> Value:
+    return sum(1 for m in ctx.months if ctx.amount_out(_BANK, [m], bank_channel="loan") > 0)
+
+
+@kernel("net_financing_flow_fen")
+def _net_financing(ctx: Context) -> Value:
+    return _financing_inflow(ctx) - _debt_service(ctx)
+
+
+@kernel("debt_service_to_outflow")
+def _debt_service_share(ctx: Context) -> Value:
+    return ratio(_debt_service(ctx), ctx.amount_out())
+
+
+# -- continuity ---------------------------------------------------------------------------
+
+
+def _paid_months(
+    ctx: Context, months: list[int], classes: frozenset[str], subtype: str | None = None
+) -> int:
+    return sum(1 for m in months if ctx.amount_out(classes, [m], subtype=subtype) > 0)
+
+
+@kernel("utility_months_6m")
+def _utility_months_6m(ctx: Context) -> Value:
+    return _paid_months(ctx, ctx.window(6), _UTILITY)
+
+
+@kernel("utility_months_12m")
+def _utility_months_12m(ctx: Context) -> Value:
+    return _paid_months(ctx, ctx.window(12), _UTILITY)
+
+
+@kernel("tax_months_12m")
+def _tax_months(ctx: Context) -> Value:
+    return _paid_months(ctx, ctx.window(12), frozenset({"TAX"}))
+
+
+@kernel("social_insurance_months_12m")
+def _social_months(ctx: Context) -> Value:
+    return _paid_months(ctx, ctx.window(12), frozenset({"SOCIAL"}))
+
+
+@kernel("payroll_months_12m")
+def _payroll_months(ctx: Context) -> Value:
+    return _paid_months(ctx, ctx.window(12), frozenset({"PAYROLL"}))
+
+
+@kernel("power_months_12m")
+def _power_months(ctx: Context) -> Value:
+    return _paid_months(ctx, ctx.window(12), _UTILITY, "power")
+
+
+@kernel("longest_utility_gap_12m")
+def _longest_utility_gap(ctx: Context) -> Value:
+    months = ctx.since_first(ctx.window(12))
+    return _longest_run([ctx.amount_out(_UTILITY, [m]) == 0 for m in months])
+
+
+@kernel("utility_payment_cv_12m")
+def _utility_cv(ctx: Context) -> Value:
+    paid = [a for a in (ctx.amount_out(_UTILITY, [m]) for m in ctx.window(12)) if a > 0]
+    return None if len(paid) < 2 else cv(paid)
+
+
+@kernel("tax_quarters_4q")
+def _tax_quarters(ctx: Context) -> Value:
+    quarters = [ctx.shifted(q) for q in range(4)]
+    return sum(1 for q in quarters if q.amount_out(frozenset({"TAX"})) > 0)
+
+
+# -- quality flags ------------------------------------------------------------------------
+
+
+def _fast_in_out(ctx: Context) -> float | None:
+    return ratio(sum(min(d.inflow, d.outflow) for d in ctx.days), ctx.amount_in())
+
+
+def _share_of_flows(ctx: Context, cls: str) -> float | None:
+    classes = frozenset({cls})
+    return ratio(
+        ctx.amount_in(classes) + ctx.amount_out(classes), ctx.amount_in() + ctx.amount_out()
+    )
+
+
+def _at_least(value: float | None, threshold: float) -> int:
+    return int(value is not None and value >= threshold)
+
+
+def _longest_without_operating_inflow(ctx: Context) -> int:
+    return _longest_run([d.operating_in == 0 for d in ctx.days])
+
+
+def _flags(ctx: Context) -> dict[str, int]:
+    p = ctx.params
+    before = [ctx.amount_in(ALL, [m]) for m in ctx.before(6)]
+    peak = max(ctx.amount_in(ALL, [m]) for m in ctx.months)
+    previous = ctx.shifted(1).amount_in(OP_IN)
+    return {
+        "fast_in_out_flag": _at_least(_fast_in_out(ctx), p["fast_in_out_threshold"]),
+        "high_self_transfer_flag": _at_least(
+            _share_of_flows(ctx, "SELF"), p["self_transfer_threshold"]
+        ),
+        "high_cash_flag": _at_least(_share_of_flows(ctx, "CASH"), p["cash_threshold"]),
+        # peak > multiple * mean(before), kept exact: peak * 6 > multiple * sum(before)
+        "inflow_spike_flag": int(
+            sum(before) > 0 and peak * len(before) > p["spike_multiple"] * sum(before)
+        ),
+        "operating_inflow_drop_flag": int(
+            previous > 0 and ctx.amount_in(OP_IN) < p["drop_ratio"] * previous
+        ),
+        "interruption_flag": int(_longest_without_operating_inflow(ctx) >= p["interruption_days"]),
+        "negative_balance_flag": int(any(b < 0 for b in ctx.defined_eod)),
+    }
+
+
+def _flag_kernel(name: str) -> Callable[[Context], Value]:
+    def compute(ctx: Context) -> Value:
+        return _flags(ctx)[name]
+
+    return compute
+
+
+for _name in (
+    "fast_in_out_flag",
+    "high_self_transfer_flag",
+    "high_cash_flag",
+    "inflow_spike_flag",
+    "operating_inflow_drop_flag",
+    "interruption_flag",
+    "negative_balance_flag",
+):
+    kernel(_name)(_flag_kernel(_name))
+
+
+@kernel("fast_in_out_ratio")
+def _fast_in_out_ratio(ctx: Context) -> Value:
+    return _fast_in_out(ctx)
+
+
+@kernel("longest_no_operating_inflow_days")
+def _longest_no_operating_inflow(ctx: Context) -> Value:
+    return _longest_without_operating_inflow(ctx)
+
+
+@kernel("flags_raised")
+def _flags_raised(ctx: Context) -> Value:
+    return sum(_flags(ctx).values())
+
+
+# -- the information subject's segments: filled once access control exists -----------------
+
+
+@kernel(
+    "queries_90d",
+    "distinct_queriers_90d",
+    "last_query_date",
+    "open_disputes",
+    "disputes_resolved_12m",
+    "disputed_items",
+    "has_statement",
+    "statement_date",
+)
+def _not_yet_recorded(ctx: Context) -> Value:
+    return None

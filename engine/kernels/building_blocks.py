@@ -1,0 +1,356 @@
+"""Kernels of the 95 building-block items, shared by the monthly and the quarterly product."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.kernels._base import ALL, OP_IN, OP_OUT, TRADE, Context, Value, kernel, ratio
+
+# Items that are one sum or one count of flows: (item, inflow?, classes, subtype, bank
+# channel, amount or count). The formula column of specs/products.toml says the same.
+_FLOW_ITEMS: tuple[tuple[str, bool, frozenset[str] | None, str | None, str | None, int], ...] = (
+    ("inflow_amount_fen", True, ALL, None, None, 0),
+    ("inflow_count", True, ALL, None, None, 1),
+    ("outflow_amount_fen", False, ALL, None, None, 0),
+    ("outflow_count", False, ALL, None, None, 1),
+    ("operating_inflow_fen", True, OP_IN, None, None, 0),
+    ("operating_outflow_fen", False, OP_OUT, None, None, 0),
+    ("cash_deposit_fen", True, frozenset({"CASH"}), None, None, 0),
+    ("cash_deposit_count", True, frozenset({"CASH"}), None, None, 1),
+    ("cash_withdrawal_fen", False, frozenset({"CASH"}), None, None, 0),
+    ("cash_withdrawal_count", False, frozenset({"CASH"}), None, None, 1),
+    ("self_transfer_in_fen", True, frozenset({"SELF"}), None, None, 0),
+    ("self_transfer_in_count", True, frozenset({"SELF"}), None, None, 1),
+    ("self_transfer_out_fen", False, frozenset({"SELF"}), None, None, 0),
+    ("self_transfer_out_count", False, frozenset({"SELF"}), None, None, 1),
+    ("bank_loan_disbursed_fen", True, frozenset({"BANK_OWN"}), None, "loan", 0),
+    ("bank_loan_disbursed_count", True, frozenset({"BANK_OWN"}), None, "loan", 1),
+    ("bank_loan_repaid_fen", False, frozenset({"BANK_OWN"}), None, "loan", 0),
+    ("bank_loan_repayment_count", False, frozenset({"BANK_OWN"}), None, "loan", 1),
+    ("bank_interest_paid_fen", False, frozenset({"BANK_OWN"}), None, "interest", 0),
+    ("bank_interest_received_fen", True, frozenset({"BANK_OWN"}), None, "interest", 0),
+    ("bank_fees_paid_fen", False, frozenset({"BANK_OWN"}), None, "fee", 0),
+    ("utility_paid_fen", False, frozenset({"UTILITY"}), None, None, 0),
+    ("utility_payment_count", False, frozenset({"UTILITY"}), None, None, 1),
+    ("power_paid_fen", False, frozenset({"UTILITY"}), "power", None, 0),
+    ("water_paid_fen", False, frozenset({"UTILITY"}), "water", None, 0),
+    ("gas_paid_fen", False, frozenset({"UTILITY"}), "gas", None, 0),
+    ("heating_paid_fen", False, frozenset({"UTILITY"}), "heating", None, 0),
+    ("telecom_paid_fen", False, frozenset({"UTILITY"}), "telecom", None, 0),
+    ("tax_paid_fen", False, frozenset({"TAX"}), None, None, 0),
+    ("tax_payment_count", False, frozenset({"TAX"}), None, None, 1),
+    ("tax_refund_fen", True, frozenset({"TAX"}), None, None, 0),
+    ("social_insurance_paid_fen", False, frozenset({"SOCIAL"}), "social_insurance", None, 0),
+    ("social_insurance_payment_count", False, frozenset({"SOCIAL"}), "social_insurance", None, 1),
+    ("housing_fund_paid_fen", False, frozenset({"SOCIAL"}), "housing_fund", None, 0),
+    ("government_received_fen", True, frozenset({"GOV_OTHER"}), None, None, 0),
+    ("government_paid_fen", False, frozenset({"GOV_OTHER"}), None, None, 0),
+    ("payroll_paid_fen", False, frozenset({"PAYROLL"}), None, None, 0),
+    ("payroll_payment_count", False, frozenset({"PAYROLL"}), None, None, 1),
+    ("psp_inflow_fen", True, frozenset({"PSP"}), None, None, 0),
+    ("psp_inflow_count", True, frozenset({"PSP"}), None, None, 1),
+    ("psp_outflow_fen", False, frozenset({"PSP"}), None, None, 0),
+    ("psp_outflow_count", False, frozenset({"PSP"}), None, None, 1),
+    ("trade_inflow_fen", True, frozenset({TRADE}), None, None, 0),
+    ("trade_inflow_count", True, frozenset({TRADE}), None, None, 1),
+    ("trade_outflow_fen", False, frozenset({TRADE}), None, None, 0),
+    ("trade_outflow_count", False, frozenset({TRADE}), None, None, 1),
+    ("fin_partner_inflow_fen", True, frozenset({"FIN_PARTNER"}), None, None, 0),
+    ("fin_partner_inflow_count", True, frozenset({"FIN_PARTNER"}), None, None, 1),
+    ("fin_partner_outflow_fen", False, frozenset({"FIN_PARTNER"}), None, None, 0),
+    ("fin_partner_outflow_count", False, frozenset({"FIN_PARTNER"}), None, None, 1),
+)
+
+
+def _flow_kernel(
+    inflow: bool,
+    classes: frozenset[str] | None,
+    subtype: str | None,
+    channel: str | None,
+    part: int,
+) -> Callable[[Context], Value]:
+    def compute(ctx: Context) -> Value:
+        return ctx.flows(inflow, classes, subtype, channel)[part]
+
+    return compute
+
+
+for _item, _inflow, _classes, _subtype, _channel, _part in _FLOW_ITEMS:
+    kernel(_item)(_flow_kernel(_inflow, _classes, _subtype, _channel, _part))
+
+
+def _net(
+    ctx: Context, classes: frozenset[str] | None, out_classes: frozenset[str] | None = None
+) -> int:
+    return ctx.amount_in(classes) - ctx.amount_out(classes if out_classes is None else out_classes)
+
+
+def _share_of_flows(ctx: Context, classes: frozenset[str]) -> float | None:
+    return ratio(
+        ctx.amount_in(classes) + ctx.amount_out(classes), ctx.amount_in() + ctx.amount_out()
+    )
+
+
+# -- account funds -----------------------------------------------------------------------
+
+
+@kernel("net_flow_fen")
+def _net_flow(ctx: Context) -> Value:
+    return _net(ctx, ALL)
+
+
+@kernel("distinct_counterparties")
+def _distinct_counterparties(ctx: Context) -> Value:
+    return len(ctx.ids())
+
+
+@kernel("operating_net_flow_fen")
+def _operating_net_flow(ctx: Context) -> Value:
+    return _net(ctx, OP_IN, OP_OUT)
+
+
+@kernel("active_days")
+def _active_days(ctx: Context) -> Value:
+    return sum(1 for day in ctx.days if day.txns)
+
+
+@kernel("inflow_days")
+def _inflow_days(ctx: Context) -> Value:
+    return sum(1 for day in ctx.days if day.inflow)
+
+
+@kernel("outflow_days")
+def _outflow_days(ctx: Context) -> Value:
+    return sum(1 for day in ctx.days if day.outflow)
+
+
+@kernel("average_inflow_fen")
+def _average_inflow(ctx: Context) -> Value:
+    amount, count = ctx.flows(True)
+    return None if count == 0 else amount // count
+
+
+@kernel("max_daily_inflow_fen")
+def _max_daily_inflow(ctx: Context) -> Value:
+    return max((day.inflow for day in ctx.days), default=0)
+
+
+# -- balances -----------------------------------------------------------------------------
+
+
+@kernel("opening_balance_fen")
+def _opening_balance(ctx: Context) -> Value:
+    return sum(ctx.history.balances_at_end_of(ctx.period.first_month - 1).values())
+
+
+@kernel("closing_balance_fen")
+def _closing_balance(ctx: Context) -> Value:
+    return sum(ctx.history.balances_at_end_of(ctx.period.last_month).values())
+
+
+@kernel("balance_change_fen")
+def _balance_change(ctx: Context) -> Value:
+    return int(_closing_balance(ctx) or 0) - int(_opening_balance(ctx) or 0)
+
+
+@kernel("average_daily_balance_fen")
+def _average_daily_balance(ctx: Context) -> Value:
+    return ctx.average_daily_balance()
+
+
+@kernel("max_daily_balance_fen")
+def _max_daily_balance(ctx: Context) -> Value:
+    return max(ctx.defined_eod, default=None)
+
+
+@kernel("min_daily_balance_fen")
+def _min_daily_balance(ctx: Context) -> Value:
+    return min(ctx.defined_eod, default=None)
+
+
+@kernel("low_balance_days")
+def _low_balance_days(ctx: Context) -> Value:
+    line = ctx.params["low_balance_fen"]
+    return sum(1 for balance in ctx.defined_eod if balance < line)
+
+
+@kernel("negative_balance_days")
+def _negative_balance_days(ctx: Context) -> Value:
+    return sum(1 for balance in ctx.defined_eod if balance < 0)
+
+
+@kernel("accounts_with_activity")
+def _accounts_with_activity(ctx: Context) -> Value:
+    return len({a for m in ctx.months for a in ctx.history.month(m).accounts})
+
+
+@kernel("balance_to_outflow_ratio")
+def _balance_to_outflow(ctx: Context) -> Value:
+    average = ctx.average_daily_balance()
+    outflow = ctx.amount_out()
+    if average is None or outflow == 0:
+        return None
+    return average / (outflow / len(ctx.months))
+
+
+# -- cash, self transfers, banks, utilities, public bodies, platforms -------------------------
+
+
+@kernel("cash_net_fen")
+def _cash_net(ctx: Context) -> Value:
+    return _net(ctx, frozenset({"CASH"}))
+
+
+@kernel("cash_share_of_flow")
+def _cash_share(ctx: Context) -> Value:
+    return _share_of_flows(ctx, frozenset({"CASH"}))
+
+
+@kernel("self_transfer_share")
+def _self_share(ctx: Context) -> Value:
+    return _share_of_flows(ctx, frozenset({"SELF"}))
+
+
+@kernel("bank_net_flow_fen")
+def _bank_net(ctx: Context) -> Value:
+    return _net(ctx, frozenset({"BANK_OWN"}))
+
+
+_UTILITY_KINDS = ("power", "water", "gas", "heating", "telecom")
+
+
+@kernel("utility_types_paid")
+def _utility_types(ctx: Context) -> Value:
+    return sum(
+        1 for kind in _UTILITY_KINDS if ctx.flows(False, frozenset({"UTILITY"}), kind)[1] > 0
+    )
+
+
+@kernel("utility_share_of_outflow")
+def _utility_share(ctx: Context) -> Value:
+    return ratio(ctx.amount_out(frozenset({"UTILITY"})), ctx.amount_out())
+
+
+@kernel("psp_share_of_inflow")
+def _psp_share(ctx: Context) -> Value:
+    return ratio(ctx.amount_in(frozenset({"PSP"})), ctx.amount_in())
+
+
+@kernel("distinct_psps")
+def _distinct_psps(ctx: Context) -> Value:
+    return len(ctx.of_class("PSP"))
+
+
+# -- trade --------------------------------------------------------------------------------
+
+
+@kernel("trade_net_flow_fen")
+def _trade_net(ctx: Context) -> Value:
+    return _net(ctx, frozenset({TRADE}))
+
+
+@kernel("distinct_customers")
+def _customers(ctx: Context) -> Value:
+    return len(ctx.customers())
+
+
+@kernel("distinct_suppliers")
+def _suppliers(ctx: Context) -> Value:
+    return len(ctx.suppliers())
+
+
+def top_share(amounts: list[int], n: int) -> float | None:
+    total = sum(amounts)
+    return ratio(sum(sorted(amounts, reverse=True)[:n]), total)
+
+
+def hhi(amounts: list[int]) -> float | None:
+    total = sum(amounts)
+    return None if total == 0 else sum((a / total) ** 2 for a in amounts)
+
+
+@kernel("top1_customer_share")
+def _top1_customer(ctx: Context) -> Value:
+    return top_share([p.inflow for p in ctx.trade.values()], 1)
+
+
+@kernel("top5_customer_share")
+def _top5_customer(ctx: Context) -> Value:
+    return top_share([p.inflow for p in ctx.trade.values()], 5)
+
+
+@kernel("customer_hhi")
+def _customer_hhi(ctx: Context) -> Value:
+    return hhi([p.inflow for p in ctx.trade.values()])
+
+
+@kernel("top1_supplier_share")
+def _top1_supplier(ctx: Context) -> Value:
+    return top_share([p.outflow for p in ctx.trade.values()], 1)
+
+
+@kernel("top5_supplier_share")
+def _top5_supplier(ctx: Context) -> Value:
+    return top_share([p.outflow for p in ctx.trade.values()], 5)
+
+
+@kernel("supplier_hhi")
+def _supplier_hhi(ctx: Context) -> Value:
+    return hhi([p.outflow for p in ctx.trade.values()])
+
+
+@kernel("average_inflow_per_customer_fen")
+def _inflow_per_customer(ctx: Context) -> Value:
+    customers = len(ctx.customers())
+    return None if customers == 0 else ctx.amount_in(frozenset({TRADE})) // customers
+
+
+# -- financing partners, cross-border -------------------------------------------------------
+
+
+@kernel("fin_partner_net_flow_fen")
+def _fin_net(ctx: Context) -> Value:
+    return _net(ctx, frozenset({"FIN_PARTNER"}))
+
+
+@kernel("distinct_fin_partners")
+def _distinct_fin(ctx: Context) -> Value:
+    return len(ctx.of_class("FIN_PARTNER"))
+
+
+@kernel("external_financing_share")
+def _external_financing(ctx: Context) -> Value:
+    financing = ctx.amount_in(frozenset({"BANK_OWN"}), bank_channel="loan") + ctx.amount_in(
+        frozenset({"FIN_PARTNER"})
+    )
+    return ratio(financing, ctx.amount_in())
+
+
+@kernel("cross_border_inflow_fen")
+def _xb_in(ctx: Context) -> Value:
+    return ctx.cross("i")[0]
+
+
+@kernel("cross_border_inflow_count")
+def _xb_in_count(ctx: Context) -> Value:
+    return ctx.cross("i")[1]
+
+
+@kernel("cross_border_outflow_fen")
+def _xb_out(ctx: Context) -> Value:
+    return ctx.cross("o")[0]
+
+
+@kernel("cross_border_outflow_count")
+def _xb_out_count(ctx: Context) -> Value:
+    return ctx.cross("o")[1]
+
+
+@kernel("cross_border_share_of_flow")
+def _xb_share(ctx: Context) -> Value:
+    return ratio(ctx.cross("i")[0] + ctx.cross("o")[0], ctx.amount_in() + ctx.amount_out())
+
+
+@kernel("foreign_currencies")
+def _foreign_currencies(ctx: Context) -> Value:
+    return len({c for m in ctx.months for c in ctx.history.month(m).currency})

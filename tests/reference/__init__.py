@@ -1,0 +1,70 @@
+"""A deliberately simple reference for every item of both products, from raw events.
+
+``products(events)`` -> enterprise id -> period label ("YYYY-MM" or "YYYYQn") -> item -> value,
+for every month from an enterprise's first counted transaction to its last and every quarter
+touching those months. It shares no code with the engine: only specs/products.toml (item
+lists, parameters) and specs/registries.toml.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tests.reference import quarterly
+from tests.reference.events import counted_events, transactions
+from tests.reference.items import _EOD as EOD_CACHE
+from tests.reference.items import ITEMS
+
+__all__ = ["counted_events", "product_items", "products"]
+
+_SPECS = Path(__file__).resolve().parents[2] / "specs" / "products.toml"
+del quarterly  # imported for its item registrations
+
+
+def product_items() -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Item ids of each product, in spec order, and the parameters."""
+    with _SPECS.open("rb") as handle:
+        doc = tomllib.load(handle)
+    segments = {s["id"]: s["items"] for s in doc["segments"]}
+    items = {
+        product: [i for seg in doc["products"][product]["segments"] for i in segments[seg]]
+        for product in ("monthly", "quarterly")
+    }
+    return items, doc["parameters"]
+
+
+def _label(month: int) -> str:
+    return f"{month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def products(
+    events: Iterable[Mapping[str, Any]], pinned_only: bool = False
+) -> dict[str, dict[str, dict[str, Any]]]:
+    items, params = product_items()
+    if pinned_only:
+        pinned = [
+            "inflow_amount_fen",
+            "inflow_count",
+            "outflow_amount_fen",
+            "outflow_count",
+            "net_flow_fen",
+            "distinct_counterparties",
+            "closing_balance_fen",
+        ]
+        items = {product: pinned for product in items}
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    EOD_CACHE.clear()  # it is keyed by list identity: valid within one call only
+    for enterprise, txns in transactions(events).items():
+        first, last = min(t.month for t in txns), max(t.month for t in txns)
+        periods: dict[str, dict[str, Any]] = {}
+        for month in range(first, last + 1):
+            periods[_label(month)] = {i: ITEMS[i](txns, [month], params) for i in items["monthly"]}
+        for start in sorted({m - m % 3 for m in range(first, last + 1)}):
+            label = f"{start // 12}Q{start % 12 // 3 + 1}"
+            months = [start, start + 1, start + 2]
+            periods[label] = {i: ITEMS[i](txns, months, params) for i in items["quarterly"]}
+        result[enterprise] = periods
+    return result

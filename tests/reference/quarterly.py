@@ -1,0 +1,551 @@
+"""Reference, part 3: the quarterly-only items, naively, from their definitions in the spec."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from itertools import pairwise
+from typing import Any
+
+from tests.reference.events import Txn
+from tests.reference.items import (
+    ITEMS,
+    OP_IN,
+    OP_OUT,
+    adb,
+    back,
+    balance_at,
+    before,
+    coefficient_of_variation,
+    customers,
+    day_total,
+    days_of,
+    eod_series,
+    first_month,
+    flow_share,
+    herfindahl,
+    item,
+    known,
+    longest_run,
+    month_days,
+    of,
+    parties,
+    share,
+    start_of,
+    suppliers,
+    top,
+    total,
+    window,
+)
+
+T = list[Txn]
+
+
+def op_in(t: T, m: int) -> int:
+    return total(t, [m], True, OP_IN)
+
+
+def growth(cur: float | None, prev: float | None) -> float | None:
+    if cur is None or prev is None or prev == 0:
+        return None
+    return (cur - prev) / abs(prev)
+
+
+def since_first(t: T, months: list[int]) -> list[int]:
+    return [m for m in months if m >= first_month(t)]
+
+
+# -- header -------------------------------------------------------------------------------
+
+
+@item("months_with_transactions")
+def _(t: T, m: list[int], p: dict[str, Any]) -> Any:
+    return len({x.month for x in of(t, m)})
+
+
+@item("reporting_banks")
+def _(t, m, p):
+    return len({x.bank for x in of(t, m)})
+
+
+@item("first_transaction_date")
+def _(t, m, p):
+    return min(x.day for x in t).isoformat()
+
+
+def last_day(t: T, m: list[int]) -> date | None:
+    days = [x.day for x in t if x.month <= m[-1]]
+    return max(days) if days else None
+
+
+@item("last_transaction_date")
+def _(t, m, p):
+    d = last_day(t, m)
+    return None if d is None else d.isoformat()
+
+
+@item("history_months")
+def _(t, m, p):
+    return min(36, m[-1] - first_month(t) + 1)
+
+
+@item("days_since_last_transaction")
+def _(t, m, p):
+    d = last_day(t, m)
+    return None if d is None else (month_days(m[-1])[-1] - d).days
+
+
+@item("transactions_36m")
+def _(t, m, p):
+    return len(of(t, window(m, 36)))
+
+
+# -- key indicators -----------------------------------------------------------------------
+
+
+@item("avg_monthly_operating_inflow_fen")
+def _(t, m, p):
+    return total(t, m, True, OP_IN) // len(m)
+
+
+@item("avg_monthly_net_flow_fen")
+def _(t, m, p):
+    return (total(t, m, True) - total(t, m, False)) // len(m)
+
+
+@item("ttm_operating_inflow_fen")
+def _(t, m, p):
+    return total(t, window(m, 12), True, OP_IN)
+
+
+@item("ttm_net_flow_fen")
+def _(t, m, p):
+    w = window(m, 12)
+    return total(t, w, True) - total(t, w, False)
+
+
+@item("ttm_operating_inflow_months")
+def _(t, m, p):
+    return sum(1 for x in window(m, 12) if op_in(t, x) > 0)
+
+
+@item("ttm_average_daily_balance_fen")
+def _(t, m, p):
+    return adb(t, window(m, 12))
+
+
+@item("cash_cover_months")
+def _(t, m, p):
+    out = total(t, window(m, 12), False, OP_OUT)
+    closing = balance_at(t, start_of(month_days(m[-1])[-1] + timedelta(days=1))) or 0
+    return None if out == 0 else closing / (out / 12)
+
+
+# -- trend --------------------------------------------------------------------------------
+
+
+def _trend(name: str, measure: Any, quarters: int) -> None:
+    ITEMS[name] = lambda t, m, p: growth(measure(t, m), measure(t, back(m, quarters)))
+
+
+_trend("inflow_qoq_growth", lambda t, m: total(t, m, True), 1)
+_trend("inflow_yoy_growth", lambda t, m: total(t, m, True), 4)
+_trend("operating_inflow_qoq_growth", lambda t, m: total(t, m, True, OP_IN), 1)
+_trend("operating_inflow_yoy_growth", lambda t, m: total(t, m, True, OP_IN), 4)
+_trend("outflow_qoq_growth", lambda t, m: total(t, m, False), 1)
+_trend("outflow_yoy_growth", lambda t, m: total(t, m, False), 4)
+_trend("average_daily_balance_qoq_growth", adb, 1)
+_trend("average_daily_balance_yoy_growth", adb, 4)
+
+
+def net_of(t: T, m: list[int]) -> int:
+    return total(t, m, True) - total(t, m, False)
+
+
+@item("net_flow_qoq_change_fen")
+def _(t, m, p):
+    return net_of(t, m) - net_of(t, back(m, 1))
+
+
+@item("net_flow_yoy_change_fen")
+def _(t, m, p):
+    return net_of(t, m) - net_of(t, back(m, 4))
+
+
+@item("customers_qoq_change")
+def _(t, m, p):
+    return len(customers(t, m)) - len(customers(t, back(m, 1)))
+
+
+@item("operating_inflow_slope_6m_fen")
+def _(t, m, p):
+    ys = [op_in(t, x) for x in window(m, 6)]
+    xs = [1, 2, 3, 4, 5, 6]
+    # exact least squares: slope = sum((x - 3.5)(y - ybar)) / sum((x - 3.5)^2), floored
+    numerator = sum((2 * x - 7) * y for x, y in zip(xs, ys, strict=True))  # = 2 * sum((x-3.5)y)
+    return numerator // 35  # sum((x - 3.5)^2) = 17.5, so slope = numerator / 35
+
+
+# -- stability ----------------------------------------------------------------------------
+
+
+@item("operating_inflow_cv_6m")
+def _(t, m, p):
+    return coefficient_of_variation([op_in(t, x) for x in window(m, 6)])
+
+
+@item("operating_inflow_cv_12m")
+def _(t, m, p):
+    return coefficient_of_variation([op_in(t, x) for x in window(m, 12)])
+
+
+@item("zero_operating_inflow_months_12m")
+def _(t, m, p):
+    return sum(1 for x in since_first(t, window(m, 12)) if op_in(t, x) == 0)
+
+
+@item("largest_mom_drop_12m")
+def _(t, m, p):
+    w = window(m, 12)
+    drops = [
+        (op_in(t, a) - op_in(t, b)) / op_in(t, a)
+        for a, b in pairwise(w)
+        if op_in(t, a) > 0
+    ]
+    return max(max(drops), 0.0) if drops else None
+
+
+@item("outflow_cv_6m")
+def _(t, m, p):
+    return coefficient_of_variation([total(t, [x], False) for x in window(m, 6)])
+
+
+@item("negative_net_flow_months_12m")
+def _(t, m, p):
+    return sum(1 for x in since_first(t, window(m, 12)) if net_of(t, [x]) < 0)
+
+
+@item("daily_balance_cv")
+def _(t, m, p):
+    return coefficient_of_variation(eod_series(t, m))
+
+
+@item("min_to_mean_operating_inflow_6m")
+def _(t, m, p):
+    ys = [op_in(t, x) for x in window(m, 6)]
+    return share(min(ys), sum(ys) / 6)
+
+
+@item("months_with_data_12m")
+def _(t, m, p):
+    return len({x.month for x in of(t, window(m, 12))})
+
+
+# -- concentration ------------------------------------------------------------------------
+
+
+def trade_inflows(t: T, m: list[int]) -> list[int]:
+    return [i for i, _ in parties(t, m, "TRADE").values()]
+
+
+def diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+@item("top3_customer_share")
+def _(t, m, p):
+    return top(trade_inflows(t, m), 3)
+
+
+@item("top1_customer_share_change_qoq")
+def _(t, m, p):
+    return diff(top(trade_inflows(t, m), 1), top(trade_inflows(t, back(m, 1)), 1))
+
+
+@item("customer_hhi_change_qoq")
+def _(t, m, p):
+    return diff(herfindahl(trade_inflows(t, m)), herfindahl(trade_inflows(t, back(m, 1))))
+
+
+@item("dominant_customer_months")
+def _(t, m, p):
+    n = 0
+    for x in m:
+        inflows = trade_inflows(t, [x])
+        if inflows and max(inflows) > 0.5 * sum(inflows):
+            n += 1
+    return n
+
+
+@item("top1_customer_share_12m")
+def _(t, m, p):
+    return top(trade_inflows(t, window(m, 12)), 1)
+
+
+@item("customer_hhi_12m")
+def _(t, m, p):
+    return herfindahl(trade_inflows(t, window(m, 12)))
+
+
+@item("distinct_customers_12m")
+def _(t, m, p):
+    return len(customers(t, window(m, 12)))
+
+
+# -- stickiness ---------------------------------------------------------------------------
+
+
+def known_share(t: T, m: list[int], k: int, inflow: bool) -> float | None:
+    seen = known(t, before(m, k))
+    chosen = [x for x in of(t, m) if x.cls == "TRADE" and x.inflow == inflow]
+    return share(sum(x.amount for x in chosen if x.cp in seen), sum(x.amount for x in chosen))
+
+
+@item("inflow_share_known_6m")
+def _(t, m, p):
+    return known_share(t, m, 6, True)
+
+
+@item("inflow_share_known_12m")
+def _(t, m, p):
+    return known_share(t, m, 12, True)
+
+
+@item("outflow_share_known_6m")
+def _(t, m, p):
+    return known_share(t, m, 6, False)
+
+
+@item("outflow_share_known_12m")
+def _(t, m, p):
+    return known_share(t, m, 12, False)
+
+
+@item("new_customers")
+def _(t, m, p):
+    return len(customers(t, m) - known(t, before(m, 12)))
+
+
+@item("lost_customers")
+def _(t, m, p):
+    return len(customers(t, back(m, 1)) - known(t, m))
+
+
+@item("new_suppliers")
+def _(t, m, p):
+    return len(suppliers(t, m) - known(t, before(m, 12)))
+
+
+@item("lost_suppliers")
+def _(t, m, p):
+    return len(suppliers(t, back(m, 1)) - known(t, m))
+
+
+@item("customer_retention_ratio")
+def _(t, m, p):
+    previous = customers(t, back(m, 1))
+    return share(len(previous & known(t, m)), len(previous))
+
+
+@item("customer_active_months_12m")
+def _(t, m, p):
+    current = customers(t, m)
+    if not current:
+        return None
+    return sum(sum(1 for x in window(m, 12) if c in known(t, [x])) for c in current) / len(current)
+
+
+# -- obligations --------------------------------------------------------------------------
+
+
+def debt_service(t: T, m: list[int]) -> int:
+    return (
+        total(t, m, False, {"BANK_OWN"}, channel="loan")
+        + total(t, m, False, {"BANK_OWN"}, channel="interest")
+        + total(t, m, False, {"FIN_PARTNER"})
+    )
+
+
+def financing_inflow(t: T, m: list[int]) -> int:
+    return total(t, m, True, {"BANK_OWN"}, channel="loan") + total(t, m, True, {"FIN_PARTNER"})
+
+
+@item("debt_service_fen")
+def _(t, m, p):
+    return debt_service(t, m)
+
+
+@item("debt_service_coverage")
+def _(t, m, p):
+    return share(total(t, m, True, OP_IN), debt_service(t, m))
+
+
+@item("bank_loans_disbursed_ttm_fen")
+def _(t, m, p):
+    return total(t, window(m, 12), True, {"BANK_OWN"}, channel="loan")
+
+
+@item("debt_service_ttm_fen")
+def _(t, m, p):
+    return debt_service(t, window(m, 12))
+
+
+@item("financing_inflow_fen")
+def _(t, m, p):
+    return financing_inflow(t, m)
+
+
+@item("interest_to_operating_inflow")
+def _(t, m, p):
+    return share(total(t, m, False, {"BANK_OWN"}, channel="interest"), total(t, m, True, OP_IN))
+
+
+@item("new_financing_partners")
+def _(t, m, p):
+    partners = {x.cp for x in of(t, m) if x.cls == "FIN_PARTNER"}
+    return len(partners - known(t, before(m, 12)))
+
+
+@item("repayment_months")
+def _(t, m, p):
+    return sum(1 for x in m if total(t, [x], False, {"BANK_OWN"}, channel="loan") > 0)
+
+
+@item("net_financing_flow_fen")
+def _(t, m, p):
+    return financing_inflow(t, m) - debt_service(t, m)
+
+
+@item("debt_service_to_outflow")
+def _(t, m, p):
+    return share(debt_service(t, m), total(t, m, False))
+
+
+# -- continuity ---------------------------------------------------------------------------
+
+
+def paid_months(t: T, months: list[int], cls: str, subtype: str | None = None) -> int:
+    return sum(1 for x in months if total(t, [x], False, {cls}, subtype) > 0)
+
+
+@item("utility_months_6m")
+def _(t, m, p):
+    return paid_months(t, window(m, 6), "UTILITY")
+
+
+@item("utility_months_12m")
+def _(t, m, p):
+    return paid_months(t, window(m, 12), "UTILITY")
+
+
+@item("tax_months_12m")
+def _(t, m, p):
+    return paid_months(t, window(m, 12), "TAX")
+
+
+@item("social_insurance_months_12m")
+def _(t, m, p):
+    return paid_months(t, window(m, 12), "SOCIAL")
+
+
+@item("payroll_months_12m")
+def _(t, m, p):
+    return paid_months(t, window(m, 12), "PAYROLL")
+
+
+@item("power_months_12m")
+def _(t, m, p):
+    return paid_months(t, window(m, 12), "UTILITY", "power")
+
+
+@item("longest_utility_gap_12m")
+def _(t, m, p):
+    return longest_run(
+        [total(t, [x], False, {"UTILITY"}) == 0 for x in since_first(t, window(m, 12))]
+    )
+
+
+@item("utility_payment_cv_12m")
+def _(t, m, p):
+    paid = [total(t, [x], False, {"UTILITY"}) for x in window(m, 12)]
+    paid = [a for a in paid if a > 0]
+    return coefficient_of_variation(paid) if len(paid) >= 2 else None
+
+
+@item("tax_quarters_4q")
+def _(t, m, p):
+    return sum(1 for q in range(4) if total(t, back(m, q), False, {"TAX"}) > 0)
+
+
+# -- quality flags ------------------------------------------------------------------------
+
+
+def fast_ratio(t: T, m: list[int]) -> float | None:
+    same_day = sum(min(day_total(t, d, True), day_total(t, d, False)) for d in days_of(m))
+    return share(same_day, total(t, m, True))
+
+
+def longest_dry(t: T, m: list[int]) -> int:
+    return longest_run([day_total(t, d, True, OP_IN) == 0 for d in days_of(m)])
+
+
+def flags(t: T, m: list[int], p: dict[str, Any]) -> dict[str, int]:
+    fast = fast_ratio(t, m)
+    self_share = flow_share(t, m, "SELF")
+    cash_share = flow_share(t, m, "CASH")
+    prior = [total(t, [x], True) for x in before(m, 6)]
+    mean_prior = sum(prior) / 6
+    peak = max(total(t, [x], True) for x in m)
+    previous = total(t, back(m, 1), True, OP_IN)
+    return {
+        "fast_in_out_flag": int(fast is not None and fast >= p["fast_in_out_threshold"]),
+        "high_self_transfer_flag": int(
+            self_share is not None and self_share >= p["self_transfer_threshold"]
+        ),
+        "high_cash_flag": int(cash_share is not None and cash_share >= p["cash_threshold"]),
+        "inflow_spike_flag": int(mean_prior > 0 and peak > p["spike_multiple"] * mean_prior),
+        "operating_inflow_drop_flag": int(
+            previous > 0 and total(t, m, True, OP_IN) < p["drop_ratio"] * previous
+        ),
+        "interruption_flag": int(longest_dry(t, m) >= p["interruption_days"]),
+        "negative_balance_flag": int(any(b < 0 for b in eod_series(t, m))),
+    }
+
+
+for _name in (
+    "fast_in_out_flag",
+    "high_self_transfer_flag",
+    "high_cash_flag",
+    "inflow_spike_flag",
+    "operating_inflow_drop_flag",
+    "interruption_flag",
+    "negative_balance_flag",
+):
+    ITEMS[_name] = (lambda n: lambda t, m, p: flags(t, m, p)[n])(_name)
+
+
+@item("fast_in_out_ratio")
+def _(t, m, p):
+    return fast_ratio(t, m)
+
+
+@item("longest_no_operating_inflow_days")
+def _(t, m, p):
+    return longest_dry(t, m)
+
+
+@item("flags_raised")
+def _(t, m, p):
+    return sum(flags(t, m, p).values())
+
+
+for _name in (
+    "queries_90d",
+    "distinct_queriers_90d",
+    "last_query_date",
+    "open_disputes",
+    "disputes_resolved_12m",
+    "disputed_items",
+    "has_statement",
+    "statement_date",
+):
+    ITEMS[_name] = lambda t, m, p: None
