@@ -1,4 +1,4 @@
-"""docs/products.md, generated from specs/products.toml (``creditflow docs``; a test keeps it current)."""
+"""docs/products.md, generated from specs/products.toml by ``creditflow docs``."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -14,6 +15,7 @@ __all__ = [
     "high_watermarks",
     "list_bank_topics",
     "low_watermark",
+    "offset_exists",
     "topic_partitions",
 ]
 
@@ -67,6 +69,38 @@ def low_watermark(bootstrap: str, topic: str, partition: int) -> int:
             TopicPartition(topic, partition), timeout=_TIMEOUT_S
         )[0]
         return low
+    finally:
+        consumer.close()
+
+
+def offset_exists(
+    bootstrap: str, topic: str, partition: int, offset: int, timeout: float = 5.0
+) -> bool:
+    """Whether the log of one partition still holds ``offset`` (read it to be sure).
+
+    The high watermark cannot be trusted alone: Tansu 0.6 reports it too low after a
+    multi-record batch from aiokafka (seen here: 3 records, watermark 2).
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "creditflow-offset-probe",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "error",
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error():
+                return False
+            found = message.offset()
+            return found is not None and found >= offset
+        return False
     finally:
         consumer.close()
 

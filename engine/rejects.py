@@ -17,14 +17,18 @@ __all__ = ["read_rejects", "show_rejects"]
 
 
 def read_rejects(
-    bootstrap: str, topic: str = REJECTED_TOPIC, timeout: float = 30.0
+    bootstrap: str, topic: str = REJECTED_TOPIC, timeout: float = 30.0, idle: float = 1.0
 ) -> Iterator[dict[str, Any]]:
-    """Every record of the rejected topic up to its end at the time of the call."""
+    """Every record of the rejected topic, as far as it goes when the call starts.
+
+    Reads on past the high watermarks until nothing new arrives for ``idle`` seconds:
+    Tansu reports watermarks too low after a multi-record batch.
+    """
     partitions = topic_partitions(bootstrap).get(topic, 0)
-    ends = high_watermarks(bootstrap, topic, partitions)
-    positions = {p: 0 for p, end in enumerate(ends) if end > 0}
-    if not positions:
+    if partitions == 0:
         return
+    ends = high_watermarks(bootstrap, topic, partitions)
+    positions = dict.fromkeys(range(partitions), 0)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -35,10 +39,15 @@ def read_rejects(
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p in positions])
         deadline = time.monotonic() + timeout
-        while any(positions[p] < ends[p] for p in positions) and time.monotonic() < deadline:
-            message = consumer.poll(1.0)
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
             if message is None or message.error():
+                caught_up = all(positions[p] >= ends[p] for p in positions)
+                if caught_up and time.monotonic() - quiet_since > idle:
+                    return
                 continue
+            quiet_since = time.monotonic()
             partition, offset, value = message.partition(), message.offset(), message.value()
             assert partition is not None and offset is not None and value is not None
             positions[partition] = offset + 1

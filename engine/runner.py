@@ -77,7 +77,9 @@ def _check_state_against_log(settings: Settings, bootstrap: str) -> None:
             next_offset = Progress.decode(store.get(META_KEY)).next_offset
         finally:
             store.close()
-        if next_offset > end:
+        if next_offset > end and not kafka_admin.offset_exists(
+            bootstrap, ROUTED_TOPIC, partition, next_offset - 1
+        ):
             raise StateError(
                 f"state of partition {partition} resumes at offset {next_offset} but "
                 f"{ROUTED_TOPIC} ends at {end}: the topic was recreated or truncated. "

@@ -227,7 +227,9 @@ def wait_for_rejects(
         for record in records:
             counts[record["reason"]] = counts.get(record["reason"], 0) + 1
         if all(counts.get(k, 0) >= v for k, v in want.items()) or time.monotonic() > deadline:
-            assert {k: counts.get(k, 0) for k in want} == want
+            assert {k: counts.get(k, 0) for k in want} == want, [
+                (r["reason"], r["detail"], r["original"][:120]) for r in records
+            ]
             return records
         time.sleep(0.5)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from tests.reference import quarterly
 from tests.reference.events import counted_events, transactions
+from tests.reference.items import _BY_DAY as DAY_CACHE
 from tests.reference.items import _EOD as EOD_CACHE
 from tests.reference.items import ITEMS
 
@@ -56,7 +57,8 @@ def products(
         ]
         items = {product: pinned for product in items}
     result: dict[str, dict[str, dict[str, Any]]] = {}
-    EOD_CACHE.clear()  # it is keyed by list identity: valid within one call only
+    EOD_CACHE.clear()  # caches keyed by list identity: valid within one call only
+    DAY_CACHE.clear()
     for enterprise, txns in transactions(events).items():
         first, last = min(t.month for t in txns), max(t.month for t in txns)
         periods: dict[str, dict[str, Any]] = {}

@@ -53,14 +53,8 @@ class Txn:
     cp: str
     cls: str
     subtype: str
-
-    @property
-    def month(self) -> int:  # ordinal: year * 12 + month - 1
-        return self.when.year * 12 + self.when.month - 1
-
-    @property
-    def day(self) -> date:
-        return self.when.date()
+    month: int  # ordinal of the China-time month: year * 12 + month - 1
+    day: date  # China-time date
 
     @property
     def cross_border(self) -> bool:
@@ -137,13 +131,14 @@ def transactions(events: Iterable[Mapping[str, Any]]) -> dict[str, list[Txn]]:
     result: dict[str, list[Txn]] = {}
     for event in counted_events(events):
         cls, subtype = classify(event, registry)
+        when = instant(event["booked_at"])
         result.setdefault(event["enterprise_id"], []).append(
             Txn(
                 enterprise=event["enterprise_id"],
                 bank=event["bank"],
                 txn_id=event["txn_id"],
                 account=(event["bank"], event["account"]),
-                when=instant(event["booked_at"]),
+                when=when,
                 inflow=event["direction"] == "in",
                 amount=event["amount_fen"],
                 balance=event["balance_after_fen"],
@@ -152,6 +147,8 @@ def transactions(events: Iterable[Mapping[str, Any]]) -> dict[str, list[Txn]]:
                 cp=event["counterparty"]["id"],
                 cls=cls,
                 subtype=subtype,
+                month=when.year * 12 + when.month - 1,
+                day=when.date(),
             )
         )
     return result

@@ -185,11 +185,19 @@ def days_of(months: list[int]) -> list[date]:
     return [d for m in months for d in month_days(m)]
 
 
+_BY_DAY: dict[int, dict[date, list[Txn]]] = {}  # cleared per products() call
+
+
 def day_total(txns: list[Txn], d: date, inflow: bool, classes: set[str] | None = None) -> int:
+    by_day = _BY_DAY.get(id(txns))
+    if by_day is None:
+        by_day = _BY_DAY[id(txns)] = {}
+        for t in txns:
+            by_day.setdefault(t.day, []).append(t)
     return sum(
         t.amount
-        for t in txns
-        if t.day == d and t.inflow == inflow and (classes is None or t.cls in classes)
+        for t in by_day.get(d, [])
+        if t.inflow == inflow and (classes is None or t.cls in classes)
     )
 
 

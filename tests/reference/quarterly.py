@@ -206,11 +206,7 @@ def _(t, m, p):
 @item("largest_mom_drop_12m")
 def _(t, m, p):
     w = window(m, 12)
-    drops = [
-        (op_in(t, a) - op_in(t, b)) / op_in(t, a)
-        for a, b in pairwise(w)
-        if op_in(t, a) > 0
-    ]
+    drops = [(op_in(t, a) - op_in(t, b)) / op_in(t, a) for a, b in pairwise(w) if op_in(t, a) > 0]
     return max(max(drops), 0.0) if drops else None
 
 

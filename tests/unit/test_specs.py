@@ -50,8 +50,10 @@ def _broken(change: Any) -> dict[str, Any]:
         (lambda d: d["segments"][0]["items"].append("no_such_item"), "unknown items"),
         (lambda d: d["segments"][0]["items"].pop(), "must have 11 segments and 95 items"),
         (lambda d: d["products"]["monthly"]["segments"].append("trend"), "must have"),
-        (lambda d: d["segments"][1]["items"].append(d["segments"][0]["items"][0]),
-         "in two segments"),
+        (
+            lambda d: d["segments"][1]["items"].append(d["segments"][0]["items"][0]),
+            "in two segments",
+        ),
         (lambda d: d["items"].append({**d["items"][0], "id": "orphan"}), "in no product"),
     ],
 )
