@@ -18,6 +18,7 @@ from engine import codec
 from engine.contract import Invalid, split_message, validate
 from engine.metrics import WorkerMetrics
 from engine.partitioner import partition_for
+from engine.periods import history_start, month_start_us
 from engine.topics import ROUTED_TOPIC, bank_code_of
 
 __all__ = ["ROUTED_CHUNK_EVENTS", "Intake", "Message"]
@@ -34,13 +35,17 @@ class Message(Protocol):
 
 
 class Intake:
-    def __init__(self, sender: Sender, partitions: int, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self, sender: Sender, partitions: int, metrics: WorkerMetrics, history_months: int = 36
+    ) -> None:
         self._sender = sender
         self._partitions = partitions
         self._metrics = metrics
+        self._history_months = history_months
 
     async def process(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
+        oldest_us = month_start_us(history_start(self._history_months))
         outbox = Outbox(self._sender)
         routed: dict[int, list[list[Any]]] = {}
         accepted = rejected = 0
@@ -54,7 +59,7 @@ class Intake:
                 rejected += 1
                 continue
             for index, element in enumerate(elements.items):
-                result = validate(element, bank)
+                result = validate(element, bank, oldest_us)
                 position = index if elements.is_batch else None
                 if isinstance(result, Invalid):
                     original = codec.dumps(element) if elements.is_batch else message.value or b""

@@ -234,6 +234,25 @@ class LedgerStage:
             self._metrics.rejected.labels(rejection.reason.value, "ledger").inc()
         await outbox.flush()
 
+    async def prune_history(self, before_month: int) -> int:
+        """Drop state and views booked before ``before_month``; returns enterprise-months."""
+        dropped = 0
+        for partition in self.partitions:
+            async with self._lock:
+                ledger = self._ledgers.get(partition)
+                if ledger is None:
+                    continue
+                removed = ledger.prune(before_month)
+            if removed:
+                labels = {e: [format_month(m) for m in months] for e, months in removed.items()}
+                await self._views.drop_months(labels)
+                dropped += sum(len(m) for m in removed.values())
+        if dropped:
+            log.info(
+                "dropped %d enterprise-months booked before %s", dropped, format_month(before_month)
+            )
+        return dropped
+
     # -- publishing views -------------------------------------------------------------------
 
     async def _publish(

@@ -22,6 +22,7 @@ from agents.retry import until_done
 from engine import faust_compat, kafka_admin
 from engine.classify import RegistryWatcher
 from engine.metrics import WorkerMetrics
+from engine.periods import history_start
 from engine.pseudonym import Pseudonymizer
 from engine.settings import Settings
 from engine.topics import ROUTED_TOPIC
@@ -31,6 +32,8 @@ from state.views import ViewStore
 __all__ = ["Worker", "build_worker", "faust_broker_urls", "state_dir"]
 
 log = logging.getLogger(__name__)
+
+_PRUNE_EVERY_SECONDS = 3600.0  # history moves by months: hourly is plenty
 
 
 def faust_broker_urls(bootstrap: str) -> list[str]:
@@ -128,7 +131,7 @@ def build_worker(settings: Settings) -> Worker:
         cache_months=settings.view_cache_months,
         log_start=log_start,
     )
-    intake = Intake(sender, settings.partitions, metrics)
+    intake = Intake(sender, settings.partitions, metrics, settings.history_months)
     worker = Worker(settings, app, intake, ledger, redis, registry)
     worker.bank_topics = kafka_admin.list_bank_topics(bootstrap)
 
@@ -153,6 +156,7 @@ def build_worker(settings: Settings) -> Worker:
             await asyncio.sleep(0.05)
         await ledger.seek_to_state(mine)
         await ledger.refresh_views(mine)  # republishing may take a while
+        await ledger.prune_history(history_start(settings.history_months))
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -198,6 +202,10 @@ def build_worker(settings: Settings) -> Worker:
     @app.timer(interval=settings.registry_refresh_seconds)
     async def refresh_registry() -> None:
         registries.refresh()
+
+    @app.timer(interval=_PRUNE_EVERY_SECONDS)
+    async def prune_history() -> None:
+        await ledger.prune_history(history_start(settings.history_months))
 
     @app.timer(interval=30.0)
     async def measure_state() -> None:

@@ -72,6 +72,7 @@ class RejectReason(StrEnum):
     EMPTY_BATCH = "empty_batch"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     BAD_REVERSAL = "bad_reversal"
+    TOO_OLD = "too_old"
 
 
 class Invalid(NamedTuple):
@@ -213,8 +214,11 @@ def _enterprise_id_ok(value: str) -> bool:
     return known
 
 
-def validate(event: Any, bank: str) -> Txn | Invalid:
-    """Check one element against the contract of topic ``bank.<bank>.txns``."""
+def validate(event: Any, bank: str, oldest_us: int | None = None) -> Txn | Invalid:
+    """Check one element against the contract of topic ``bank.<bank>.txns``.
+
+    ``oldest_us``: bookings before it are outside the history the products keep (too_old).
+    """
     if not isinstance(event, dict):
         return Invalid(
             RejectReason.BAD_TYPE, f"an event must be a JSON object, got {_type_name(event)}"
@@ -249,6 +253,12 @@ def validate(event: Any, bank: str) -> Txn | Invalid:
     booked_us = _booked_us(booked_at)
     if isinstance(booked_us, Invalid):
         return booked_us
+    if oldest_us is not None and booked_us < oldest_us:
+        return Invalid(
+            RejectReason.TOO_OLD,
+            "'booked_at' is before the months of history the products keep "
+            "(CREDITFLOW_HISTORY_MONTHS)",
+        )
     direction = _string(event, "direction", 3)
     if isinstance(direction, Invalid):
         return direction

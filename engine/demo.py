@@ -117,7 +117,7 @@ def print_product(body: dict[str, Any]) -> None:
     for segment in body["segments"]:
         print(f"\n  {segment['name']} ({segment['id']})")
         for item_id, value in segment["items"].items():
-            label = f"{_pad(item_id, 26)} {_pad(names[item_id], 14)}"
+            label = f"{_pad(item_id, 34)} {_pad(names[item_id], 26)}"
             print(f"    {label} {_format(value, units[item_id])}")
 
 

@@ -15,8 +15,10 @@ from typing import Literal
 __all__ = [
     "CST",
     "Period",
+    "current_month",
     "days_in_month",
     "format_month",
+    "history_start",
     "month_day_of_us",
     "month_end_us",
     "month_of_us",
@@ -53,6 +55,16 @@ def month_day_of_us(us: int) -> tuple[int, int]:
 
 def days_in_month(month: int) -> int:
     return (month_start_us(month + 1) - month_start_us(month)) // 86_400_000_000
+
+
+def current_month() -> int:
+    """This month's ordinal in CST."""
+    return month_of_us(now_us())
+
+
+def history_start(history_months: int) -> int:
+    """The first month of the kept history: ``history_months`` months ending this month."""
+    return current_month() - history_months + 1
 
 
 def month_start_us(month: int) -> int:

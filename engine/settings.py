@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     registry_refresh_seconds: float = Field(
         default=5.0, gt=0, description="How often a worker checks the registries for a change."
     )
+    history_months: int = Field(
+        default=36,
+        ge=13,
+        le=120,
+        description="Months of history kept and shown; older bookings are rejected as too_old.",
+    )
     log_level: Literal["debug", "info", "warn", "error"] = Field(
         default="info", description="Log level of every process."
     )

@@ -176,7 +176,7 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
             ent,
             b.at(),
             True,
-            int(rng.lognormvariate(10.5, 1.0) * level) + 100,
+            int(rng.lognormvariate(12.0, 1.0) * level) + 100,
             "fx" if abroad else rng.choice(("transfer", "transfer", "card")),
             customer,
             currency="USD" if abroad else "CNY",
@@ -186,11 +186,11 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
             ent,
             b.at(),
             False,
-            int(rng.lognormvariate(10.6, 0.9) * level) + 100,
+            int(rng.lognormvariate(11.6, 0.9) * level) + 100,
             "transfer",
             rng.choice(ent.suppliers),
         )
-    payroll = int(3_000_000 * ent.scale) + rng.randrange(0, 100_000)
+    payroll = int(1_200_000 * ent.scale) + rng.randrange(0, 100_000)
     b.book(ent, b.at(10), False, payroll, "payroll", f"PAYROLL-{ent.id[-6:]}")
     for utility in _UTILITIES[: 2 + (ent.scale > 1)]:
         b.book(

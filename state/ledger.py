@@ -26,7 +26,7 @@ from typing import Any
 from engine import codec
 from engine.classify import Classification, Registry, classify
 from engine.contract import RejectReason, Txn
-from engine.periods import format_month, month_day_of_us, parse_month
+from engine.periods import format_month, month_day_of_us, month_start_us, parse_month
 from state.kv import KVStore
 from state.month import MonthAgg
 
@@ -393,6 +393,35 @@ class PartitionLedger:
         if len(self._months) > self._cache_limit:
             self._months.clear()
         return changed
+
+    def prune(self, before_month: int) -> dict[str, list[int]]:
+        """Forget everything booked before ``before_month`` (beyond the kept history).
+
+        Runs between processing steps; returns the months removed per enterprise so their
+        views can go too. Idempotent, one write batch.
+        """
+        assert not self._writes and not self._dirty, "prune only between steps"
+        changes: dict[bytes, bytes | None] = {}
+        removed: dict[str, list[int]] = {}
+        for key, _ in self._store.scan_prefix(b"M|"):
+            _, enterprise_id, label = key.decode().split("|")
+            month = parse_month(label)
+            if month is not None and month < before_month:
+                changes[key] = None
+                removed.setdefault(enterprise_id, []).append(month)
+                self._months.pop((enterprise_id, month), None)
+        horizon_us = month_start_us(before_month)
+        for key, raw in self._store.scan_prefix(b"L|"):
+            record = codec.loads(raw)
+            if record[_BOOKED] >= horizon_us:
+                continue
+            changes[key] = None
+            if record[_STATUS] == _PENDING:  # its original would be too old to count anyway
+                _, enterprise_id, bank, _ = key.decode().split("|", 3)
+                changes[_pending_key(enterprise_id, bank, record[_LINK])] = None
+        if changes:
+            self._store.write(changes)
+        return removed
 
     def month(self, enterprise_id: str, month: int) -> MonthAgg | None:
         """A committed month aggregate, or None when the month has no counted transaction."""

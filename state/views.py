@@ -60,6 +60,13 @@ class ViewStore:
         results = await pipe.execute()
         return results[-1] is not None
 
+    async def drop_months(self, months: Mapping[str, list[str]]) -> None:
+        """Remove month fields that fell out of the kept history (outside every product)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for enterprise_id, labels in months.items():
+            pipe.hdel(self.enterprise_key(enterprise_id), *[month_field(x) for x in labels])
+        await pipe.execute()
+
     async def read(
         self, enterprise_id: str, partition: int
     ) -> tuple[dict[str, Any] | None, dict[bytes, bytes]]:

@@ -267,6 +267,7 @@ def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason
         "bad_enterprise_id": ev(txn_id="E", enterprise_id="91350100M000100Y44"),
         "bank_mismatch": ev(txn_id="BM", bank=BANKS[0]),
         "bad_amount": ev(txn_id="AM", amount_fen=0),
+        "too_old": ev(txn_id="OLD", booked_at="2001-01-01T00:00:00Z"),
         "bad_type": "not an object",
     }
     raw_messages = {"malformed_json": b"{oops", "empty_batch": b"[]"}

@@ -109,3 +109,18 @@ def test_split_message() -> None:
     ):
         result = split_message(raw)
         assert isinstance(result, Invalid) and result.reason == reason, raw
+
+
+def test_bookings_before_the_kept_history_are_too_old() -> None:
+    oldest = validate(event(booked_at="2026-01-01T00:00:00+08:00"), BANK)
+    assert isinstance(oldest, Txn)
+    assert _reason_with(event(booked_at="2025-12-31T23:59:59+08:00"), oldest.booked_us) == (
+        RejectReason.TOO_OLD
+    )
+    assert isinstance(validate(event(), BANK, oldest.booked_us), Txn)
+
+
+def _reason_with(element: Any, oldest_us: int) -> RejectReason:
+    result = validate(element, BANK, oldest_us)
+    assert isinstance(result, Invalid)
+    return result.reason

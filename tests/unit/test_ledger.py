@@ -223,3 +223,29 @@ def test_a_rolled_back_step_can_be_applied_again(
     assert ledger.progress.next_offset == cut
     ledger.commit(_apply(ledger, log[cut:], offset=cut))  # ... and is retried
     _assert_same(log, ledger)
+
+
+def test_pruning_forgets_what_falls_out_of_the_kept_history(new_store: StoreFactory) -> None:
+    log = [
+        event(txn_id=f"T{month}", booked_at=f"2025-{month:02d}-15T10:00:00+08:00",
+              balance_after_fen=month)
+        for month in range(1, 13)
+    ] + [event(txn_id="R-old", booked_at="2025-02-20T10:00:00+08:00", reversal_of="never-seen")]
+    ledger = PartitionLedger(new_store(), PSEUDONYM, current_registry)
+    ledger.commit(_apply(ledger, log))
+    before = _engine_products(ledger, reference.products(log))
+    horizon = 2025 * 12 + 5  # June 2025
+    removed = ledger.prune(horizon)
+    assert removed == {event()["enterprise_id"]: [2025 * 12 + m for m in range(5)]}
+    kept = {label: items for label, items in before[event()["enterprise_id"]].items()
+            if label >= "2025-06" and "Q" not in label}
+    after = _engine_products(ledger, {event()["enterprise_id"]: kept})
+    # Monthly flows of kept months are unchanged; nothing before the horizon is left.
+    for label, items in kept.items():
+        assert after[event()["enterprise_id"]][label]["inflow_amount_fen"] == items["inflow_amount_fen"]
+    assert all(month >= horizon for _, months in ledger.enterprises() for month in months)
+    assert ledger.prune(horizon) == {}  # idempotent
+    # The old transaction is forgotten entirely: it could now be booked again.
+    again = validate(event(txn_id="T1", booked_at="2025-01-15T10:00:00+08:00"), "BANK0001")
+    assert isinstance(again, Txn)
+    assert ledger.apply(again, Source("t", 0, 99, None)) == Outcome.APPLIED
