@@ -44,15 +44,16 @@ def bank_channel(t: Txn) -> str:
     return t.channel if t.channel in ("loan", "interest", "fee") else "other"
 
 
-def total(
+def matching(
     txns: list[Txn],
     months: list[int],
     inflow: bool | None,
     classes: set[str] | None = None,
     subtype: str | None = None,
     channel: str | None = None,
-) -> int:
-    result = 0
+) -> list[Txn]:
+    """The transactions of ``months`` that pass every given filter."""
+    chosen = []
     for t in of(txns, months):
         if inflow is not None and t.inflow != inflow:
             continue
@@ -62,8 +63,19 @@ def total(
             continue
         if channel is not None and (t.cls != "BANK_OWN" or bank_channel(t) != channel):
             continue
-        result += t.amount
-    return result
+        chosen.append(t)
+    return chosen
+
+
+def total(
+    txns: list[Txn],
+    months: list[int],
+    inflow: bool | None,
+    classes: set[str] | None = None,
+    subtype: str | None = None,
+    channel: str | None = None,
+) -> int:
+    return sum(t.amount for t in matching(txns, months, inflow, classes, subtype, channel))
 
 
 def count(
@@ -74,18 +86,7 @@ def count(
     subtype: str | None = None,
     channel: str | None = None,
 ) -> int:
-    n = 0
-    for t in of(txns, months):
-        if inflow is not None and t.inflow != inflow:
-            continue
-        if classes is not None and t.cls not in classes:
-            continue
-        if subtype is not None and t.subtype != subtype:
-            continue
-        if channel is not None and (t.cls != "BANK_OWN" or bank_channel(t) != channel):
-            continue
-        n += 1
-    return n
+    return len(matching(txns, months, inflow, classes, subtype, channel))
 
 
 def share(a: float, b: float) -> float | None:

@@ -227,8 +227,11 @@ def test_a_rolled_back_step_can_be_applied_again(
 
 def test_pruning_forgets_what_falls_out_of_the_kept_history(new_store: StoreFactory) -> None:
     log = [
-        event(txn_id=f"T{month}", booked_at=f"2025-{month:02d}-15T10:00:00+08:00",
-              balance_after_fen=month)
+        event(
+            txn_id=f"T{month}",
+            booked_at=f"2025-{month:02d}-15T10:00:00+08:00",
+            balance_after_fen=month,
+        )
         for month in range(1, 13)
     ] + [event(txn_id="R-old", booked_at="2025-02-20T10:00:00+08:00", reversal_of="never-seen")]
     ledger = PartitionLedger(new_store(), PSEUDONYM, current_registry)
@@ -237,12 +240,18 @@ def test_pruning_forgets_what_falls_out_of_the_kept_history(new_store: StoreFact
     horizon = 2025 * 12 + 5  # June 2025
     removed = ledger.prune(horizon)
     assert removed == {event()["enterprise_id"]: [2025 * 12 + m for m in range(5)]}
-    kept = {label: items for label, items in before[event()["enterprise_id"]].items()
-            if label >= "2025-06" and "Q" not in label}
+    kept = {
+        label: items
+        for label, items in before[event()["enterprise_id"]].items()
+        if label >= "2025-06" and "Q" not in label
+    }
     after = _engine_products(ledger, {event()["enterprise_id"]: kept})
     # Monthly flows of kept months are unchanged; nothing before the horizon is left.
     for label, items in kept.items():
-        assert after[event()["enterprise_id"]][label]["inflow_amount_fen"] == items["inflow_amount_fen"]
+        assert (
+            after[event()["enterprise_id"]][label]["inflow_amount_fen"]
+            == items["inflow_amount_fen"]
+        )
     assert all(month >= horizon for _, months in ledger.enterprises() for month in months)
     assert ledger.prune(horizon) == {}  # idempotent
     # The old transaction is forgotten entirely: it could now be booked again.
