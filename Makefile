@@ -24,6 +24,9 @@ demo: $(STAMP)  ## run the embedded stack with generated bank data, print produc
 up: $(STAMP)  ## run the embedded stack until Ctrl-C
 	$(BIN)/creditflow up
 
+bench: $(STAMP)  ## benchmark the embedded stack; writes loadtest/results/latest.json
+	$(BIN)/creditflow bench
+
 test: $(STAMP)  ## run the whole test suite (starts its own broker; Redis if needed)
 	$(BIN)/python -m pytest -q
 
@@ -42,4 +45,4 @@ fmt: $(STAMP)  ## format the code
 clean:  ## remove the venv, caches and local state
 	rm -rf $(VENV) .creditflow .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help install demo up test test-fast lint fmt clean
+.PHONY: help install demo up bench test test-fast lint fmt clean

@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("code", help="bank code, [A-Z0-9]{4,12}")
     bank.add_parser("list", help="list registered banks")
     sub.add_parser("docs", help="regenerate docs/products.md from specs/products.toml")
+    bench = sub.add_parser("bench", help="benchmark the embedded stack (writes loadtest/results)")
+    bench.add_argument("--smoke", action="store_true", help="a tiny run that only checks it works")
+    bench.add_argument("--enterprises", type=int, default=2000)
+    bench.add_argument("--pull-rate", type=float, default=2000.0)
+    bench.add_argument("--pull-seconds", type=float, default=60.0)
     rejects = sub.add_parser("rejects", help="show rejected events with their reasons")
     rejects.add_argument("--limit", type=int, default=20)
     rejects.add_argument("--reason", help="only this reason code")
@@ -100,7 +105,7 @@ def _raise_on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("up", "demo"):
+    if args.command in ("up", "demo", "bench"):
         signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         settings = Settings()
@@ -130,6 +135,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             (_bank_add if args.action == "add" else _bank_list)(settings, args)
         elif args.command == "rejects":
             _rejects(settings, args)
+        elif args.command == "bench":
+            from loadtest.bench import BenchConfig, run_bench
+
+            config = (
+                BenchConfig.for_smoke()
+                if args.smoke
+                else BenchConfig(
+                    enterprises=args.enterprises,
+                    pull_rate=args.pull_rate,
+                    pull_seconds=args.pull_seconds,
+                )
+            )
+            run_bench(settings, config)
         elif args.command == "docs":
             from engine.docs import write_products_doc
 

@@ -128,6 +128,9 @@ class PartitionLedger:
         self._cache_limit = cache_limit
         self.progress = Progress.decode(store.get(META_KEY))
         self._writes: dict[bytes, bytes | None] = {}
+        # Uncommitted ledger writes per enterprise: the rare re-derivation reads them without
+        # walking every pending write of the step.
+        self._ledger_writes: dict[str, dict[bytes, bytes | None]] = {}
         self._months: dict[tuple[str, int], MonthAgg] = {}
         self._dirty: set[tuple[str, int]] = set()
         self.rejections: list[Rejection] = []
@@ -145,6 +148,9 @@ class PartitionLedger:
 
     def _put(self, key: bytes, value: bytes | None) -> None:
         self._writes[key] = value
+        if key.startswith(b"L|"):
+            enterprise_id = key[2:].split(b"|", 1)[0].decode()
+            self._ledger_writes.setdefault(enterprise_id, {})[key] = value
 
     def _month(self, enterprise_id: str, month: int) -> MonthAgg:
         slot = (enterprise_id, month)
@@ -341,7 +347,7 @@ class PartitionLedger:
     def _rederive_last_of_day(self, enterprise_id: str, month: int, day: int, account: str) -> None:
         """The account's last counted booking of the day, from the ledger (rare path)."""
         best: list[Any] | None = None
-        for key, raw in self._scan(f"L|{enterprise_id}|".encode()):
+        for key, raw in self._ledger_of(enterprise_id):
             record = codec.loads(raw)
             if record[_STATUS] != _COUNTED or month_day_of_us(record[_BOOKED]) != (month, day):
                 continue
@@ -353,14 +359,14 @@ class PartitionLedger:
                 best = candidate
         self._month(enterprise_id, month).set_last_of_day(account, day, best)
 
-    def _scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        merged = dict(self._store.scan_prefix(prefix))
-        for key, value in self._writes.items():
-            if key.startswith(prefix):
-                if value is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = value
+    def _ledger_of(self, enterprise_id: str) -> Iterator[tuple[bytes, bytes]]:
+        """Every ledger record of one enterprise, committed or not."""
+        merged = dict(self._store.scan_prefix(f"L|{enterprise_id}|".encode()))
+        for key, value in self._ledger_writes.get(enterprise_id, {}).items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
         return iter(merged.items())
 
     # -- committing and reading back --------------------------------------------------------
@@ -368,6 +374,7 @@ class PartitionLedger:
     def rollback(self) -> None:
         """Forget everything applied since the last commit (a step failed; it will be retried)."""
         self._writes = {}
+        self._ledger_writes = {}
         self._dirty.clear()
         self._months.clear()  # cached aggregates may hold uncommitted changes
         self.rejections = []
@@ -388,6 +395,7 @@ class PartitionLedger:
         changes[META_KEY] = self.progress.encode()
         self._store.write(changes)
         self._writes = {}
+        self._ledger_writes = {}
         self._dirty.clear()
         self.rejections = []
         if len(self._months) > self._cache_limit:

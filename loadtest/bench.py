@@ -1,0 +1,469 @@
+"""`make bench`: the real embedded stack under load, against Faust baselines in the same run.
+
+Phases, on one machine, each measured from the first publish until the last event is applied
+and published:
+1. batch ingest: partition-aligned batch messages (the project's publisher), as fast as possible;
+2. single ingest: one event per message;
+3. Faust baselines on the same broker: an agent that only counts (the per-message ceiling),
+   and the naive design (a RocksDB-backed Faust table write per event);
+4. under load: ingest paced at half the batch rate while pulls run at a target rate with a
+   Zipf skew (a separate process) and freshness probes publish-and-poll one enterprise.
+Writes loadtest/results/latest.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import queue
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine import codec, kafka_admin
+from engine.credit_code import generate as generate_code
+from engine.observe import total, wait_applied, wait_views_published
+from engine.periods import CST
+from engine.publisher import BankPublisher
+from engine.runner import EmbeddedStack, embedded_stack
+from engine.settings import Settings
+from loadtest.generator import GeneratorConfig, generate
+
+__all__ = ["BenchConfig", "run_bench"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BANKS = ("ICBC0001", "CCB00002", "ABC00003")
+_NOOP_TOPIC = "bench.noop.txns"
+_NAIVE_TOPIC = "bench.naive.txns"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    enterprises: int = 2000
+    months: int = 12
+    single_events: int = 60_000
+    naive_events: int = 20_000
+    pull_rate: float = 2000.0
+    pull_seconds: float = 60.0
+    smoke: bool = False
+
+    @classmethod
+    def for_smoke(cls) -> BenchConfig:
+        return cls(
+            enterprises=30,
+            months=3,
+            single_events=1500,
+            naive_events=300,
+            pull_rate=100.0,
+            pull_seconds=3.0,
+            smoke=True,
+        )
+
+
+def _events(seed: int, enterprises: int, months: int) -> list[dict[str, Any]]:
+    config = GeneratorConfig(
+        seed=seed, enterprises=enterprises, months=months, banks=BANKS, now=datetime.now(UTC)
+    )
+    return list(generate(config))
+
+
+def _ledger_total(stack: EmbeddedStack) -> int:
+    return int(total(stack.worker_url, "creditflow_ledger_events_total"))
+
+
+def _wait_done(stack: EmbeddedStack, target: int, timeout: float = 900.0) -> float:
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    wait_applied(stack.worker_url, target, timeout)
+    wait_views_published(stack.worker_url, bootstrap, stack.settings.partitions, timeout)
+    return time.time()
+
+
+def _ingest_batches(stack: EmbeddedStack, events: list[dict[str, Any]]) -> float:
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    before = _ledger_total(stack)
+    by_bank: dict[str, list[dict[str, Any]]] = {bank: [] for bank in BANKS}
+    for event in events:
+        by_bank[event["bank"]].append(event)
+    publishers = {bank: BankPublisher(bootstrap, bank, stack.settings.partitions) for bank in BANKS}
+    started = time.time()
+    for bank, group in by_bank.items():
+        publishers[bank].publish_batch(group)
+    for publisher in publishers.values():
+        publisher.flush(300)
+    done = _wait_done(stack, before + len(events))
+    return len(events) / (done - started)
+
+
+def _ingest_single(stack: EmbeddedStack, events: list[dict[str, Any]]) -> float:
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    before = _ledger_total(stack)
+    publishers = {bank: BankPublisher(bootstrap, bank, stack.settings.partitions) for bank in BANKS}
+    started = time.time()
+    for event in events:
+        publishers[event["bank"]].publish(event)
+    for publisher in publishers.values():
+        publisher.flush(300)
+    done = _wait_done(stack, before + len(events))
+    return len(events) / (done - started)
+
+
+def _baseline(stack: EmbeddedStack, kind: str, topic: str, events: list[dict[str, Any]]) -> float:
+    """Events/s of a baseline Faust app consuming ``events`` as single-event messages."""
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    kafka_admin.ensure_topics(bootstrap, {topic: stack.settings.partitions})
+    env = {**stack.env, "BASELINE_DATADIR": tempfile.mkdtemp(prefix=f"baseline-{kind}-")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.baselines", kind, topic, str(len(events))],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        lines = _Lines(process)
+        lines.first(lambda line: line.endswith("ready"))  # its consumer group has formed
+        from confluent_kafka import Producer
+
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        started = time.time()
+        for event in events:
+            while True:
+                try:
+                    producer.produce(topic, codec.dumps(event), event["enterprise_id"].encode())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.flush(300)
+        line = lines.first(lambda line: "{" in line)
+        result = codec.loads(line[line.index("{") :])
+        return float(result["events"]) / (float(result["done_at"]) - started)
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+class _Lines:
+    """A child's output lines, read in a thread, waited for with a deadline."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            self._lines.put(raw.strip())
+        self._lines.put(None)
+
+    def first(self, wanted: Any, timeout: float = 300.0) -> str:
+        """The first line ``wanted`` accepts.
+
+        Faust prints a banner before ours, and its spinner's escape codes share our lines.
+        """
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                raise RuntimeError(f"the baseline exited with code {self.process.wait()}")
+            if wanted(line):
+                return line
+        raise RuntimeError(f"the baseline did not report within {timeout:.0f} s")
+
+
+class _RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.max_kb = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.max_kb = max(self.max_kb, int(line.split()[1]))
+            except OSError:
+                pass
+            self.stop.wait(0.5)
+
+
+def _paced(
+    stack: EmbeddedStack, events: Iterator[dict[str, Any]], rate: float, stop: threading.Event
+) -> int:
+    """Publish batches at ``rate`` events/s until ``stop``; returns the events published."""
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    publishers = {bank: BankPublisher(bootstrap, bank, stack.settings.partitions) for bank in BANKS}
+    chunk = max(1, int(rate / 20))  # 20 publishes a second
+    sent = 0
+    started = time.monotonic()
+    while not stop.is_set():
+        batch: dict[str, list[dict[str, Any]]] = {bank: [] for bank in BANKS}
+        for _ in range(chunk):
+            event = next(events, None)
+            if event is None:
+                stop.set()
+                break
+            batch[event["bank"]].append(event)
+        for bank, group in batch.items():
+            if group:
+                publishers[bank].publish_batch(group)
+                sent += len(group)
+        ahead = started + sent / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+    for publisher in publishers.values():
+        publisher.flush(120)
+    return sent
+
+
+def _freshness(stack: EmbeddedStack, stop: threading.Event) -> list[float]:
+    """Publish one event for a probe enterprise, poll the API until it shows; repeat."""
+    import urllib.request
+
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    probe = generate_code(random.Random(99_991))
+    publisher = BankPublisher(bootstrap, BANKS[0], stack.settings.partitions)
+    month = datetime.now(CST).strftime("%Y-%m")
+    url = f"{stack.api_url}/v1/enterprises/{probe}/monthly/{month}"
+    latencies: list[float] = []
+    k = 0
+    while not stop.is_set():
+        k += 1
+        now = datetime.now(CST).replace(microsecond=0).isoformat()
+        publisher.publish(
+            {
+                "schema": 1,
+                "txn_id": f"PROBE-{k}",
+                "bank": BANKS[0],
+                "enterprise_id": probe,
+                "account": "PROBE",
+                "booked_at": now,
+                "direction": "in",
+                "amount_fen": 1,
+                "balance_after_fen": k,
+                "channel": "transfer",
+                "counterparty": {"id": "PROBE-CP"},
+            }
+        )
+        publisher.flush(30)
+        published = time.perf_counter()
+        deadline = published + 30
+        while time.perf_counter() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body = codec.loads(response.read())
+                if body["segments"][0]["items"]["inflow_count"] >= k:
+                    latencies.append(time.perf_counter() - published)
+                    break
+            except OSError:
+                pass
+            time.sleep(0.005)
+        stop.wait(0.2)
+    return latencies
+
+
+def _under_load(
+    stack: EmbeddedStack, urls: list[str], rate: float, config: BenchConfig
+) -> tuple[dict[str, float], list[float], int]:
+    urls_file = Path(tempfile.mkstemp(prefix="bench-urls-", suffix=".txt")[1])
+    urls_file.write_text("\n".join(urls))
+    needed = int(rate * (config.pull_seconds + 30))
+    load = iter(_events(7, max(config.enterprises // 2, 10), config.months)[:needed])
+    stop = threading.Event()
+    published = [0]
+
+    def ingest() -> None:
+        published[0] = _paced(stack, load, rate, stop)
+
+    ingest_thread = threading.Thread(target=ingest, daemon=True)
+    ingest_thread.start()
+    fresh: list[float] = []
+    probe_thread = threading.Thread(
+        target=lambda: fresh.extend(_freshness(stack, stop)), daemon=True
+    )
+    probe_thread.start()
+    pulls = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtest.pulls",
+            str(urls_file),
+            str(config.pull_rate),
+            str(config.pull_seconds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=config.pull_seconds + 300,
+        check=True,
+    )
+    stop.set()
+    ingest_thread.join(120)
+    probe_thread.join(60)
+    urls_file.unlink()
+    return codec.loads(pulls.stdout.strip().splitlines()[-1]), fresh, published[0]
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=RESULTS.parent.parent,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _machine() -> dict[str, Any]:
+    memory_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory_kb = int(line.split()[1])
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
+    started_at = datetime.now(UTC).isoformat()
+    batch_events = _events(1, config.enterprises, config.months)
+    single_events = _events(2, max(config.enterprises // 4, 10), config.months)
+    single_events = single_events[: config.single_events]
+    print(
+        f"bench: {len(batch_events):,} batch events, {len(single_events):,} single events",
+        flush=True,
+    )
+    with embedded_stack(settings, banks=BANKS) as stack:
+        sampler = _RssSampler(stack.worker.process.pid)
+        sampler.start()
+        batch_rate = _ingest_batches(stack, batch_events)
+        print(f"  batch ingest: {batch_rate:,.0f} events/s", flush=True)
+        single_rate = _ingest_single(stack, single_events)
+        print(f"  single ingest: {single_rate:,.0f} events/s", flush=True)
+        enterprises = sorted({e["enterprise_id"] for e in batch_events})
+        random.Random(5).shuffle(enterprises)  # popularity order for the Zipf skew
+        month = batch_events[-1]["booked_at"][:7]
+        urls = [f"{stack.api_url}/v1/enterprises/{e}/monthly/{month}" for e in enterprises]
+        pulls, fresh, paced = _under_load(stack, urls, batch_rate / 2, config)
+        print(
+            f"  pulls: {pulls['qps']:,.0f}/s p50 {pulls['p50_ms']:.2f} ms "
+            f"p99 {pulls['p99_ms']:.2f} ms",
+            flush=True,
+        )
+        sampler.stop.set()
+        state_bytes = total(stack.worker_url, "creditflow_state_bytes") or _dir_bytes(
+            stack.settings.data_dir
+        )
+        enterprise_months = len(
+            {(e["enterprise_id"], e["booked_at"][:7]) for e in batch_events + single_events}
+        )
+        noop_rate = _baseline(stack, "noop", _NOOP_TOPIC, single_events)
+        print(f"  faust noop: {noop_rate:,.0f} events/s", flush=True)
+        naive_rate = _baseline(stack, "naive", _NAIVE_TOPIC, batch_events[: config.naive_events])
+        print(f"  naive faust: {naive_rate:,.0f} events/s", flush=True)
+    result = {
+        "ingest_batch_events_per_s": round(batch_rate, 1),
+        "ingest_single_events_per_s": round(single_rate, 1),
+        "faust_noop_events_per_s": round(noop_rate, 1),
+        "naive_faust_events_per_s": round(naive_rate, 1),
+        "batch_vs_naive": round(batch_rate / naive_rate, 2) if naive_rate else None,
+        "single_vs_noop": round(single_rate / noop_rate, 3) if noop_rate else None,
+        "pull_qps": round(pulls["qps"], 1),
+        "pull_p50_ms": round(pulls["p50_ms"], 3),
+        "pull_p99_ms": round(pulls["p99_ms"], 3),
+        "pull_errors": int(pulls["errors"]),
+        "pull_target_qps": config.pull_rate,
+        "pull_seconds": config.pull_seconds,
+        "ingest_during_pulls_events": paced,
+        "freshness_p50_ms": _ms(_percentile(fresh, 0.5)),
+        "freshness_p99_ms": _ms(_percentile(fresh, 0.99)),
+        "freshness_samples": len(fresh),
+        "worker_rss_mb": round(sampler.max_kb / 1024, 1),
+        "state_bytes_per_enterprise_month": round(state_bytes / max(enterprise_months, 1), 1),
+        "enterprise_months": enterprise_months,
+        "events": {
+            "batch": len(batch_events),
+            "single": len(single_events),
+            "naive": min(config.naive_events, len(batch_events)),
+        },
+        "config": asdict(config),
+        "machine": _machine(),
+        "git_commit": _git_commit(),
+        "started_at": started_at,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / ("smoke.json" if config.smoke else "latest.json")).write_bytes(
+        codec.dumps_pretty(result)
+    )
+    print_table(result)
+    return result
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def print_table(result: dict[str, Any]) -> None:
+    rows = [
+        ("ingest, batch messages", f"{result['ingest_batch_events_per_s']:,.0f} events/s"),
+        ("ingest, single-event messages", f"{result['ingest_single_events_per_s']:,.0f} events/s"),
+        ("Faust no-op agent (ceiling)", f"{result['faust_noop_events_per_s']:,.0f} events/s"),
+        (
+            "naive Faust (table write per event)",
+            f"{result['naive_faust_events_per_s']:,.0f} events/s",
+        ),
+        ("batch / naive", f"{result['batch_vs_naive']}x"),
+        ("single / no-op", f"{result['single_vs_noop']}"),
+        (
+            "pulls during ingest",
+            f"{result['pull_qps']:,.0f}/s (target "
+            f"{result['pull_target_qps']:,.0f}), p50 {result['pull_p50_ms']} ms,"
+            f" p99 {result['pull_p99_ms']} ms, errors {result['pull_errors']}",
+        ),
+        ("freshness p50 / p99", f"{result['freshness_p50_ms']} / {result['freshness_p99_ms']} ms"),
+        ("worker RSS (max)", f"{result['worker_rss_mb']} MB"),
+        ("state per enterprise-month", f"{result['state_bytes_per_enterprise_month']} bytes"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    machine = result["machine"]
+    print(
+        f"\ncreditflow benchmark, {machine['cores']} cores, {machine['memory_gb']} GB, "
+        f"Python {machine['python']}, commit {result['git_commit'][:10]}"
+    )
+    for name, value in rows:
+        print(f"  {name.ljust(width)}  {value}")
