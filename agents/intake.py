@@ -18,7 +18,7 @@ from engine import codec
 from engine.contract import Invalid, split_message, validate
 from engine.metrics import WorkerMetrics
 from engine.partitioner import partition_for
-from engine.periods import history_start, month_start_us
+from engine.periods import history_start, month_start_us, now_us
 from engine.topics import ROUTED_TOPIC, bank_code_of
 
 __all__ = ["ROUTED_CHUNK_EVENTS", "Intake", "Message"]
@@ -46,6 +46,7 @@ class Intake:
     async def process(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
         oldest_us = month_start_us(history_start(self._history_months))
+        now = now_us()
         outbox = Outbox(self._sender)
         routed: dict[int, list[list[Any]]] = {}
         accepted = rejected = 0
@@ -59,7 +60,7 @@ class Intake:
                 rejected += 1
                 continue
             for index, element in enumerate(elements.items):
-                result = validate(element, bank, oldest_us)
+                result = validate(element, bank, oldest_us, now)
                 position = index if elements.is_batch else None
                 if isinstance(result, Invalid):
                     original = codec.dumps(element) if elements.is_batch else message.value or b""

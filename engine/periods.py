@@ -7,6 +7,7 @@ Event time is epoch microseconds (UTC) inside the engine.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -14,8 +15,10 @@ from typing import Literal
 
 __all__ = [
     "CST",
+    "DAY_US",
     "Period",
     "current_month",
+    "day_start_us",
     "days_in_month",
     "format_month",
     "history_start",
@@ -35,6 +38,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _QUARTER_RE = re.compile(r"^(\d{4})Q([1-4])$")
 _CST_OFFSET_US = 8 * 3600 * 1_000_000
+DAY_US = 86_400_000_000
 
 
 def now_us() -> int:
@@ -49,12 +53,23 @@ def month_of_us(us: int) -> int:
 
 def month_day_of_us(us: int) -> tuple[int, int]:
     """(month ordinal, day of month) in CST of an instant given as epoch microseconds."""
-    local = _EPOCH + timedelta(microseconds=us + _CST_OFFSET_US)
+    return _month_day_of_cst_day((us + _CST_OFFSET_US) // DAY_US)
+
+
+@functools.lru_cache(maxsize=4096)
+def _month_day_of_cst_day(day: int) -> tuple[int, int]:
+    # Called for every event: a CST day number is cheap, building a datetime is not.
+    local = _EPOCH + timedelta(days=day)
     return local.year * 12 + local.month - 1, local.day
 
 
+def day_start_us(month: int, day: int) -> int:
+    """Epoch microseconds of the first instant of a day of a month (CST has no DST)."""
+    return month_start_us(month) + (day - 1) * DAY_US
+
+
 def days_in_month(month: int) -> int:
-    return (month_start_us(month + 1) - month_start_us(month)) // 86_400_000_000
+    return (month_start_us(month + 1) - month_start_us(month)) // DAY_US
 
 
 def current_month() -> int:

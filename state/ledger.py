@@ -21,12 +21,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import islice
 from typing import Any
 
 from engine import codec
 from engine.classify import Classification, Registry, classify
 from engine.contract import RejectReason, Txn
-from engine.periods import format_month, month_day_of_us, month_start_us, parse_month
+from engine.periods import (
+    DAY_US,
+    day_start_us,
+    format_month,
+    month_day_of_us,
+    month_start_us,
+    parse_month,
+)
 from state.kv import KVStore
 from state.month import MonthAgg
 
@@ -120,7 +128,7 @@ class PartitionLedger:
         store: KVStore,
         pseudonym: Callable[[str], str],
         registry: Callable[[], Registry],
-        cache_limit: int = 100_000,
+        cache_limit: int = 2_500,
     ) -> None:
         self._store = store
         self._pseudonym = pseudonym
@@ -128,9 +136,9 @@ class PartitionLedger:
         self._cache_limit = cache_limit
         self.progress = Progress.decode(store.get(META_KEY))
         self._writes: dict[bytes, bytes | None] = {}
-        # Uncommitted ledger writes per enterprise: the rare re-derivation reads them without
-        # walking every pending write of the step.
-        self._ledger_writes: dict[str, dict[bytes, bytes | None]] = {}
+        # Uncommitted ledger writes per (enterprise, bank): the re-derivation reads them
+        # without walking every pending write of the step.
+        self._ledger_writes: dict[tuple[str, str], dict[bytes, bytes | None]] = {}
         self._months: dict[tuple[str, int], MonthAgg] = {}
         self._dirty: set[tuple[str, int]] = set()
         self.rejections: list[Rejection] = []
@@ -148,9 +156,11 @@ class PartitionLedger:
 
     def _put(self, key: bytes, value: bytes | None) -> None:
         self._writes[key] = value
-        if key.startswith(b"L|"):
-            enterprise_id = key[2:].split(b"|", 1)[0].decode()
-            self._ledger_writes.setdefault(enterprise_id, {})[key] = value
+
+    def _put_ledger(self, txn: Txn, key: bytes, value: bytes | None) -> None:
+        """Write a ledger record of ``txn``'s enterprise and bank (every one a step touches)."""
+        self._writes[key] = value
+        self._ledger_writes.setdefault((txn.enterprise_id, txn.bank), {})[key] = value
 
     def _month(self, enterprise_id: str, month: int) -> MonthAgg:
         slot = (enterprise_id, month)
@@ -183,17 +193,17 @@ class PartitionLedger:
         reversal_id = self._get(pending_key)
         if reversal_id is not None:
             # Its reversal came first: neither is counted.
-            self._put(key, self._encode(txn, _REVERSED, reversal_id.decode()))
+            self._put_ledger(txn, key, self._encode(txn, _REVERSED, reversal_id.decode()))
             reversal_key = _ledger_key(txn.enterprise_id, txn.bank, reversal_id.decode())
             reversal = self._record(reversal_key)
             assert reversal is not None and reversal[_STATUS] == _PENDING
             reversal[_STATUS], reversal[_EVENT] = _REVERSAL, None
-            self._put(reversal_key, codec.dumps(reversal))
+            self._put_ledger(txn, reversal_key, codec.dumps(reversal))
             self._put(pending_key, None)
             return Outcome.REVERSED_ON_ARRIVAL
-        record = self._encode(txn, _COUNTED, None)
-        self._put(key, record)
-        self._add(txn, codec.loads(record))
+        record = self._record_of(txn, _COUNTED, None)
+        self._put_ledger(txn, key, codec.dumps(record))
+        self._add(txn, record)
         return Outcome.APPLIED
 
     def _apply_reversal(self, txn: Txn, source: Source, key: bytes) -> Outcome:
@@ -211,7 +221,7 @@ class PartitionLedger:
                     "another reversal of the same original is already waiting for it",
                 )
             kept = [txn.to_event(), [source.topic, source.partition, source.offset, source.index]]
-            self._put(key, self._encode(txn, _PENDING, txn.reversal_of, kept))
+            self._put_ledger(txn, key, self._encode(txn, _PENDING, txn.reversal_of, kept))
             self._put(pending_key, txn.txn_id.encode())
             return Outcome.REVERSAL_PENDING
         if original[_STATUS] in (_REVERSAL, _PENDING):
@@ -221,9 +231,9 @@ class PartitionLedger:
                 txn, source, RejectReason.BAD_REVERSAL, "its original is already reversed"
             )
         original[_STATUS], original[_LINK] = _REVERSED, txn.txn_id
-        self._put(original_key, codec.dumps(original))
+        self._put_ledger(txn, original_key, codec.dumps(original))
         self._remove(txn.enterprise_id, txn.bank, txn.reversal_of, original)
-        self._put(key, self._encode(txn, _REVERSAL, txn.reversal_of))
+        self._put_ledger(txn, key, self._encode(txn, _REVERSAL, txn.reversal_of))
         return Outcome.REVERSAL_APPLIED
 
     def _reject_reversal_waiting_for(self, txn: Txn) -> None:
@@ -244,7 +254,7 @@ class PartitionLedger:
                 Source(topic, partition, offset, index),
             )
         )
-        self._put(waiting_key, None)
+        self._put_ledger(txn, waiting_key, None)
         self._put(pending_key, None)
 
     def _reject(self, txn: Txn, source: Source, reason: RejectReason, detail: str) -> Outcome:
@@ -262,28 +272,31 @@ class PartitionLedger:
     def _encode(
         self, txn: Txn, status: str, link: str | None, kept: list[Any] | None = None
     ) -> bytes:
+        return codec.dumps(self._record_of(txn, status, link, kept))
+
+    def _record_of(
+        self, txn: Txn, status: str, link: str | None, kept: list[Any] | None = None
+    ) -> list[Any]:
         # The classification is kept so that a reversal removes exactly what was added,
         # whatever registry version is current by then.
         kind = self._classify(txn)
-        return codec.dumps(
-            [
-                status,
-                txn.content_hash,
-                txn.booked_us,
-                txn.inflow,
-                txn.amount_fen,
-                txn.balance_after_fen,
-                txn.account,
-                txn.cp_id,
-                link,
-                kept,
-                kind.cls,
-                kind.subtype,
-                txn.channel,
-                txn.currency,
-                self._registry().version,
-            ]
-        )
+        return [
+            status,
+            txn.content_hash,
+            txn.booked_us,
+            txn.inflow,
+            txn.amount_fen,
+            txn.balance_after_fen,
+            txn.account,
+            txn.cp_id,
+            link,
+            kept,
+            kind.cls,
+            kind.subtype,
+            txn.channel,
+            txn.currency,
+            self._registry().version,
+        ]
 
     def _classify(self, txn: Txn) -> Classification:
         return classify(
@@ -339,30 +352,37 @@ class PartitionLedger:
         agg = self._month(enterprise_id, month)
         self._change(agg, -1, enterprise_id, day, record)
         account = self._account(bank, record[_ACCOUNT])
-        last = agg.last_of_day(account, day)
-        if last is not None and last[0] == record[_BOOKED] and last[1] == txn_id:
-            self._rederive_last_of_day(enterprise_id, month, day, account)
+        if agg.unbook_balance(account, day, record[_BOOKED], txn_id):
+            self._rederive_last_of_day(enterprise_id, bank, month, day, account)
         self._dirty.add((enterprise_id, month))
 
-    def _rederive_last_of_day(self, enterprise_id: str, month: int, day: int, account: str) -> None:
-        """The account's last counted booking of the day, from the ledger (rare path)."""
+    def _rederive_last_of_day(
+        self, enterprise_id: str, bank: str, month: int, day: int, account: str
+    ) -> None:
+        """The account's last two counted bookings of the day, from the ledger (rare path:
+        the month aggregate keeps the second, so this runs after two removals of a last)."""
         best: list[Any] | None = None
-        for key, raw in self._ledger_of(enterprise_id):
+        second: list[Any] | None = None
+        start = day_start_us(month, day)
+        end = start + DAY_US
+        for key, raw in self._ledger_of(enterprise_id, bank):  # the account is at this bank
             record = codec.loads(raw)
-            if record[_STATUS] != _COUNTED or month_day_of_us(record[_BOOKED]) != (month, day):
+            if record[_STATUS] != _COUNTED or not start <= record[_BOOKED] < end:
                 continue
-            _, _, bank, txn_id = key.decode().split("|", 3)
             if self._account(bank, record[_ACCOUNT]) != account:
                 continue
-            candidate = [record[_BOOKED], txn_id, record[_BALANCE]]
+            candidate = [record[_BOOKED], key.decode().split("|", 3)[3], record[_BALANCE]]
             if best is None or (candidate[0], candidate[1]) > (best[0], best[1]):
-                best = candidate
-        self._month(enterprise_id, month).set_last_of_day(account, day, best)
+                best, second = candidate, best
+            elif second is None or (candidate[0], candidate[1]) > (second[0], second[1]):
+                second = candidate
+        self._month(enterprise_id, month).set_last_of_day(account, day, best, second)
 
-    def _ledger_of(self, enterprise_id: str) -> Iterator[tuple[bytes, bytes]]:
-        """Every ledger record of one enterprise, committed or not."""
-        merged = dict(self._store.scan_prefix(f"L|{enterprise_id}|".encode()))
-        for key, value in self._ledger_writes.get(enterprise_id, {}).items():
+    def _ledger_of(self, enterprise_id: str, bank: str) -> Iterator[tuple[bytes, bytes]]:
+        """Every ledger record of one enterprise at one bank, committed or not."""
+        prefix = f"L|{enterprise_id}|{bank}|".encode()
+        merged = dict(self._store.scan_prefix(prefix))
+        for key, value in self._ledger_writes.get((enterprise_id, bank), {}).items():
             if value is None:
                 merged.pop(key, None)
             else:
@@ -398,8 +418,9 @@ class PartitionLedger:
         self._ledger_writes = {}
         self._dirty.clear()
         self.rejections = []
-        if len(self._months) > self._cache_limit:
-            self._months.clear()
+        if len(self._months) > self._cache_limit:  # forget the older half: all are committed
+            for slot in list(islice(self._months, len(self._months) - self._cache_limit // 2)):
+                del self._months[slot]
         return changed
 
     def prune(self, before_month: int) -> dict[str, list[int]]:

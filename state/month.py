@@ -8,8 +8,11 @@ pseudonyms. The parts:
 - cross:    direction -> [amount, count] of cross-border transactions
 - currency: foreign currency -> count
 - days:     day of month -> [inflow, outflow, operating inflow, operating outflow, count]
-- accounts: account -> {"bank": code, "days": {day: [booked_us, txn_id, balance]}}, the last
-            booking of each day in (booked_at, txn_id) order
+- accounts: account -> {"bank": code, "days": {day: [booked_us, txn_id, balance, *second]}},
+            the last booking of each day in (booked_at, txn_id) order. ``second`` is the
+            booking before it ([booked_us, txn_id, balance], or None when there is none),
+            absent when unknown: removing the last then needs no look at the ledger unless
+            the second is unknown (state only, never in the view)
 - parties:  "class|counterparty" -> [inflow, outflow, count] (every class but SELF; one
             counterparty can appear in several classes, e.g. by channel)
 - registry: registry version -> transactions it classified
@@ -22,9 +25,10 @@ from typing import Any
 from engine import codec
 from engine.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
 
-__all__ = ["MonthAgg", "flow_key"]
+__all__ = ["UNKNOWN", "MonthAgg", "flow_key"]
 
 _BANK_CHANNELS = ("loan", "interest", "fee")
+UNKNOWN: Any = object()  # a day's second booking that is not known
 
 
 def flow_key(inflow: bool, cls: str, subtype: str, channel: str) -> str:
@@ -117,16 +121,41 @@ class MonthAgg:
         self, account: str, bank: str, day: int, booked_us: int, txn_id: str, balance: int
     ) -> None:
         """Record a booking's balance if it is the account's last of that day so far."""
-        entry = self.accounts.setdefault(account, {"bank": bank, "days": {}})
-        last = entry["days"].get(str(day))
-        if last is None or (booked_us, txn_id) > (last[0], last[1]):
-            entry["days"][str(day)] = [booked_us, txn_id, balance]
-
-    def last_of_day(self, account: str, day: int) -> list[Any] | None:
         entry = self.accounts.get(account)
-        return None if entry is None else entry["days"].get(str(day))
+        if entry is None:
+            entry = self.accounts[account] = {"bank": bank, "days": {}}
+        days = entry["days"]
+        key = str(day)
+        last = days.get(key)
+        booking = [booked_us, txn_id, balance]
+        if last is None:
+            days[key] = [*booking, None]  # the day's only booking
+        elif (booked_us, txn_id) > (last[0], last[1]):
+            days[key] = [*booking, last[:3]]
+        elif len(last) == 4 and (last[3] is None or (booked_us, txn_id) > tuple(last[3][:2])):
+            last[3] = booking  # the new second; an unknown second stays unknown
 
-    def set_last_of_day(self, account: str, day: int, last: list[Any] | None) -> None:
+    def unbook_balance(self, account: str, day: int, booked_us: int, txn_id: str) -> bool:
+        """Forget a removed booking's balance; True when the day's last must be re-derived
+        from the ledger (the removed booking was the last and the one before is unknown)."""
+        entry = self.accounts.get(account)
+        last = None if entry is None else entry["days"].get(str(day))
+        if last is None:
+            return False
+        if last[0] == booked_us and last[1] == txn_id:
+            if len(last) < 4:
+                return True
+            self.set_last_of_day(account, day, last[3])  # the second is last now
+            return False
+        if len(last) == 4 and last[3] is not None and tuple(last[3][:2]) == (booked_us, txn_id):
+            del last[3]  # the second is gone; which booking is second now is unknown
+        return False
+
+    def set_last_of_day(
+        self, account: str, day: int, last: list[Any] | None, second: Any = UNKNOWN
+    ) -> None:
+        """Set the day's last booking (None: the day has none) and, if known, the second
+        (a booking, or None when there is none)."""
         entry = self.accounts.get(account)
         if entry is None:
             return
@@ -135,7 +164,7 @@ class MonthAgg:
             if not entry["days"]:
                 del self.accounts[account]
         else:
-            entry["days"][str(day)] = last
+            entry["days"][str(day)] = last[:3] if second is UNKNOWN else [*last[:3], second]
 
     def encode(self) -> bytes:
         return codec.dumps(
