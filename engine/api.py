@@ -24,10 +24,11 @@ from engine.history import History, MonthView
 from engine.metrics import ApiMetrics
 from engine.partitioner import partition_for
 from engine.periods import Period, now_us, parse_month
-from engine.products import check_kernels, render
+from engine.products import assemble, check_kernels, render_items
+from engine.render_cache import RenderCache
 from engine.settings import Settings
 from engine.specs import ProductSpec, load_products
-from state.views import ViewStore
+from state.views import VERSION_FIELD, ViewStore
 
 __all__ = ["build_api", "history_from_fields"]
 
@@ -53,10 +54,19 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 class ProductHandler:
-    def __init__(self, settings: Settings, views: ViewStore, products: dict[str, ProductSpec]):
+    def __init__(
+        self,
+        settings: Settings,
+        views: ViewStore,
+        products: dict[str, ProductSpec],
+        cache: RenderCache,
+        metrics: ApiMetrics,
+    ):
         self._partitions = settings.partitions
         self._views = views
         self._products = products
+        self._cache = cache
+        self._cache_lookups = metrics.render_cache
 
     async def monthly(self, request: web.Request) -> web.Response:
         return await self._serve(request, "monthly", Period.monthly)
@@ -78,17 +88,20 @@ class ProductHandler:
             raise BadRequestError(f"period must look like {expected}")
         self._authorize(request, enterprise_id, product)
         partition = partition_for(enterprise_id, self._partitions)
-        progress, fields = await self._views.read(enterprise_id, partition)
-        if not fields:
-            raise NotFoundError("no data for this enterprise")
-        body = render(
-            self._products[product],
-            enterprise_id,
-            period,
-            history_from_fields(fields),
-            progress or {},
-            now_us(),
-        )
+        spec = self._products[product]
+        key = (product, enterprise_id, period.label)
+        progress, version = await self._views.read_version(enterprise_id, partition)
+        items = None if version is None else self._cache.get(key, version)
+        self._cache_lookups.labels("miss" if items is None else "hit").inc()
+        if items is None:
+            progress, fields = await self._views.read(enterprise_id, partition)
+            if not fields:
+                raise NotFoundError("no data for this enterprise")
+            items = render_items(spec, period, history_from_fields(fields))
+            version = fields.get(VERSION_FIELD.encode())
+            if version is not None:
+                self._cache.put(key, version, items)
+        body = assemble(spec, enterprise_id, period, items, progress or {}, now_us())
         return web.Response(body=codec.dumps(body), content_type=_JSON)
 
     def _authorize(self, request: web.Request, enterprise_id: str, product: str) -> None:
@@ -102,7 +115,9 @@ def build_api(settings: Settings, redis: Redis | None = None) -> web.Application
     views = ViewStore(redis, settings.redis_prefix)
     registry = CollectorRegistry()
     metrics = ApiMetrics(registry)
-    handler = ProductHandler(settings, views, products)
+    cache = RenderCache(settings.api_cache_products)
+    metrics.watch_cache(cache)
+    handler = ProductHandler(settings, views, products, cache, metrics)
 
     @web.middleware
     async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:

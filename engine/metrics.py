@@ -5,6 +5,8 @@ Names carry base units; no label ever holds an enterprise, account or counterpar
 
 from __future__ import annotations
 
+from collections.abc import Sized
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["ApiMetrics", "WorkerMetrics"]
@@ -104,3 +106,17 @@ class ApiMetrics:
             buckets=_API_BUCKETS,
             registry=registry,
         )
+        self.render_cache = Counter(
+            "creditflow_api_render_cache_lookups_total",
+            "Product pulls served from an earlier rendering of the same views (hit) or not.",
+            ["result"],
+            registry=registry,
+        )
+        self.render_cache_entries = Gauge(
+            "creditflow_api_render_cache_entries",
+            "Rendered products the API holds.",
+            registry=registry,
+        )
+
+    def watch_cache(self, cache: Sized) -> None:
+        self.render_cache_entries.set_function(lambda: len(cache))

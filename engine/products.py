@@ -10,7 +10,7 @@ from engine.kernels import KERNELS, Context
 from engine.periods import Period
 from engine.specs import ProductSpec
 
-__all__ = ["check_kernels", "render"]
+__all__ = ["assemble", "check_kernels", "render", "render_items"]
 
 
 def check_kernels(products: dict[str, ProductSpec]) -> None:
@@ -31,17 +31,16 @@ def render(
     now_us: int,
 ) -> dict[str, Any]:
     """The response body of one product; raises NotFoundError when there is no data."""
+    return assemble(spec, enterprise_id, period, render_items(spec, period, history), as_of, now_us)
+
+
+def render_items(spec: ProductSpec, period: Period, history: History) -> dict[str, Any]:
+    """The part of a product that depends only on the history (what the API caches)."""
     if not history.has_data_until(period.last_month):
         raise NotFoundError(f"no transaction of this enterprise at or before {period.label}")
     ctx = Context(history, period, spec.parameters)
     versions = sorted({v for m in period.months for v in history.month(m).registry})
     return {
-        "enterprise_id": enterprise_id,
-        "product": spec.id,
-        "spec_version": spec.version,
-        "period": period.label,
-        "partial": period.is_partial(now_us),
-        "as_of": as_of,
         "registry_versions": versions,
         "segments": [
             {
@@ -52,4 +51,24 @@ def render(
             }
             for segment in spec.segments
         ],
+    }
+
+
+def assemble(
+    spec: ProductSpec,
+    enterprise_id: str,
+    period: Period,
+    items: dict[str, Any],
+    as_of: dict[str, Any],
+    now_us: int,
+) -> dict[str, Any]:
+    """A response body from rendered items and what depends on the moment of the pull."""
+    return {
+        "enterprise_id": enterprise_id,
+        "product": spec.id,
+        "spec_version": spec.version,
+        "period": period.label,
+        "partial": period.is_partial(now_us),
+        "as_of": as_of,
+        **items,
     }

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         default="127.0.0.1", description="Address the API and the worker's web port bind."
     )
     api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API.")
+    api_cache_products: int = Field(
+        default=20_000,
+        ge=0,
+        description="Rendered products the API keeps until their views change (0: none). "
+        "About 15 KB each.",
+    )
     worker_web_port: int = Field(
         default=6066,
         ge=0,
@@ -94,7 +100,10 @@ class Settings(BaseSettings):
         default="info", description="Log level of every process."
     )
     view_cache_months: int = Field(
-        default=100_000, ge=1, description="Month aggregates a worker keeps decoded in memory."
+        default=20_000,
+        ge=1,
+        description="Month aggregates a worker keeps decoded in memory, shared out among "
+        "the partitions (about 15 KB each).",
     )
     rocksdb_block_cache_bytes: int = Field(
         default=16 * 1024 * 1024,

@@ -30,7 +30,7 @@ from typing import Any
 
 from engine import codec, kafka_admin
 from engine.credit_code import generate as generate_code
-from engine.observe import total, wait_applied, wait_views_published
+from engine.observe import total, wait_applied, wait_views_published, worker_samples
 from engine.periods import CST
 from engine.publisher import BankPublisher
 from engine.runner import EmbeddedStack, embedded_stack
@@ -322,6 +322,13 @@ def _under_load(
     return codec.loads(pulls.stdout.strip().splitlines()[-1]), fresh, published[0]
 
 
+def _cache_lookups(stack: EmbeddedStack) -> tuple[float, float]:
+    """(hits, misses) of the API's render cache so far."""
+    samples = worker_samples(stack.api_url).get("creditflow_api_render_cache_lookups_total", {})
+    by_result = {dict(labels)["result"]: value for labels, value in samples.items()}
+    return by_result.get("hit", 0.0), by_result.get("miss", 0.0)
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -375,7 +382,9 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         random.Random(5).shuffle(enterprises)  # popularity order for the Zipf skew
         month = batch_events[-1]["booked_at"][:7]
         urls = [f"{stack.api_url}/v1/enterprises/{e}/monthly/{month}" for e in enterprises]
+        lookups_before = _cache_lookups(stack)
         pulls, fresh, paced = _under_load(stack, urls, batch_rate / 2, config)
+        hits, misses = (a - b for a, b in zip(_cache_lookups(stack), lookups_before, strict=True))
         print(
             f"  pulls: {pulls['qps']:,.0f}/s p50 {pulls['p50_ms']:.2f} ms "
             f"p99 {pulls['p99_ms']:.2f} ms",
@@ -404,6 +413,7 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         "pull_p99_ms": round(pulls["p99_ms"], 3),
         "pull_errors": int(pulls["errors"]),
         "pull_target_qps": config.pull_rate,
+        "pull_render_cache_hit_ratio": round(hits / (hits + misses), 3) if hits + misses else None,
         "pull_seconds": config.pull_seconds,
         "ingest_during_pulls_events": paced,
         "freshness_p50_ms": _ms(_percentile(fresh, 0.5)),
@@ -455,6 +465,7 @@ def print_table(result: dict[str, Any]) -> None:
             f"{result['pull_target_qps']:,.0f}), p50 {result['pull_p50_ms']} ms,"
             f" p99 {result['pull_p99_ms']} ms, errors {result['pull_errors']}",
         ),
+        ("pulls served from the render cache", f"{result['pull_render_cache_hit_ratio']}"),
         ("freshness p50 / p99", f"{result['freshness_p50_ms']} / {result['freshness_p99_ms']} ms"),
         ("worker RSS (max)", f"{result['worker_rss_mb']} MB"),
         ("state per enterprise-month", f"{result['state_bytes_per_enterprise_month']} bytes"),

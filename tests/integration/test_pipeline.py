@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 from kafka import KafkaProducer
+from redis.asyncio import Redis
 
 from engine import codec
 from engine.contract import RejectReason
@@ -21,6 +23,7 @@ from engine.rejects import read_rejects
 from engine.runner import EmbeddedStack
 from engine.topics import bank_topic
 from loadtest.generator import GeneratorConfig, generate
+from state.views import ViewStore
 from tests import reference
 from tests.factories import enterprise_ids, event
 from tests.integration.conftest import BANKS, PARTITIONS, assert_products, get
@@ -324,3 +327,48 @@ def test_api_answers_errors_as_json(stack: EmbeddedStack) -> None:
     assert get(f"{stack.api_url}/nope")[0] == 404
     with urllib.request.urlopen(f"{stack.api_url}/metrics") as response:
         assert b'creditflow_api_requests_total{route="/v1/enterprises' in response.read()
+
+
+def _render_cache_hits(stack: EmbeddedStack) -> float:
+    samples = worker_samples(stack.api_url)["creditflow_api_render_cache_lookups_total"]
+    return sum(value for labels, value in samples.items() if dict(labels)["result"] == "hit")
+
+
+def test_a_cached_product_follows_every_change_of_its_views(stack: EmbeddedStack) -> None:
+    """Repeated pulls are served from the render cache, and never after the views changed."""
+    who = enterprise_ids(1, seed=777)[0]
+    bank = BANKS[0]
+    publisher = BankPublisher(stack.settings.kafka_bootstrap or "", bank, PARTITIONS)
+
+    def book(txn_id: str, amount: int) -> None:
+        publisher.publish(
+            event(
+                txn_id=txn_id,
+                bank=bank,
+                enterprise_id=who,
+                booked_at="2026-04-03T10:00:00+08:00",
+                amount_fen=amount,
+            )
+        )
+        publisher.flush(30)
+
+    book("C-1", 100)
+    assert_products(stack, {who: {"2026-04": {"inflow_count": 1, "inflow_amount_fen": 100}}})
+    url = f"{stack.api_url}/v1/enterprises/{who}/monthly/2026-04"
+    before = _render_cache_hits(stack)
+    first, second = get(url)[1], get(url)[1]
+    assert _render_cache_hits(stack) > before  # the second pull was not rendered again
+    assert first["segments"] == second["segments"]
+    book("C-2", 250)  # the views change: the cached rendering must not be served any more
+    assert_products(stack, {who: {"2026-04": {"inflow_count": 2, "inflow_amount_fen": 350}}})
+    # Months dropped from the kept history disappear at once, cached or not.
+    asyncio.run(_drop_month(stack, who, "2026-04"))
+    assert get(url)[0] == 404
+
+
+async def _drop_month(stack: EmbeddedStack, enterprise_id: str, label: str) -> None:
+    client = Redis.from_url(stack.settings.redis_url.get_secret_value())
+    try:
+        await ViewStore(client, stack.settings.redis_prefix).drop_months({enterprise_id: [label]})
+    finally:
+        await client.aclose()
