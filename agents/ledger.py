@@ -35,6 +35,7 @@ Seek = Callable[[int, int], Awaitable[None]]
 
 _REPUBLISH_CHUNK = 500
 _REWIND_RETRY_SECONDS = 10.0
+_STALL_SECONDS = 10.0  # behind the log and not moving for this long: seek again
 _RETRY_MAX_SECONDS = 5.0
 _TXN_FIELDS = len(Txn._fields)
 
@@ -66,7 +67,7 @@ class LedgerStage:
         sender: Sender,
         metrics: WorkerMetrics,
         seek: Seek | None = None,
-        cache_months: int = 100_000,
+        cache_months: int = 2_500,
         log_start: Callable[[int], Awaitable[int]] | None = None,
     ) -> None:
         self._open_store = open_store
@@ -83,6 +84,11 @@ class LedgerStage:
         self._rewinds: dict[int, tuple[int, float]] = {}  # partition -> (target, when)
         self._republishing: set[int] = set()
         self._published: set[int] = set()  # partitions this process has published progress of
+        # Partitions whose state is behind the views Redis already serves (a partition moved
+        # here without its state, or with an older copy): nothing is published until the
+        # state reaches that offset, so pulls never see a product go back in time.
+        self._catching_up: dict[int, int] = {}  # partition -> routed offset of the views
+        self._moved: dict[int, float] = {}  # partition -> when its state last advanced
         self._background: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self.views_ok = True
@@ -107,6 +113,7 @@ class LedgerStage:
             self._stores[partition] = store
             self._ledgers[partition] = ledger
             self._rewinds.pop(partition, None)
+            self._moved[partition] = time.monotonic()
         return ledger
 
     # -- rebalancing ------------------------------------------------------------------------
@@ -132,6 +139,8 @@ class LedgerStage:
                 self._stores.pop(partition).close()
                 self._republishing.discard(partition)
                 self._published.discard(partition)
+                self._catching_up.pop(partition, None)
+                self._moved.pop(partition, None)
 
     async def close(self) -> None:
         await self.revoke(set(self._ledgers))
@@ -172,10 +181,56 @@ class LedgerStage:
             return
         await self._send_rejections(ledger)
         changed = ledger.commit(next_offset)
+        self._moved[partition] = time.monotonic()
         for name, count in outcomes.items():
             self._metrics.ledger_events.labels(name).inc(count)
-        await self._publish(partition, ledger, changed)
+        await self._publish_step(partition, ledger, changed)
         self._metrics.step_seconds.labels("ledger").observe(time.perf_counter() - started)
+
+    async def _publish_step(
+        self, partition: int, ledger: PartitionLedger, changed: dict[str, set[int]]
+    ) -> None:
+        if partition in self._republishing:
+            return  # not checked against Redis yet: the check publishes what is needed
+        views_at = self._catching_up.get(partition)
+        if views_at is None:
+            await self._publish(partition, ledger, changed)
+        elif ledger.progress.next_offset >= views_at:
+            del self._catching_up[partition]
+            log.info(
+                "partition %d: state has caught up with the views (offset %d); republishing",
+                partition,
+                views_at,
+            )
+            await self._republish_all(partition, ledger)  # every step since was held back
+
+    async def unstall(self, ends: Sequence[int]) -> None:
+        """Seek again where a partition's state is behind the log and has not moved for a while.
+
+        A seek can come to nothing: Faust drops refetched messages when the seek lands while
+        an older fetch is still being delivered, and a partition whose group offset is at the
+        end of the log gets no message that would make it rewind.
+        """
+        if self._seek is None:
+            return
+        now = time.monotonic()
+        for partition in self.partitions:
+            next_offset = self._ledgers[partition].progress.next_offset
+            if partition >= len(ends) or next_offset >= ends[partition]:
+                continue
+            if now - self._moved.get(partition, now) < _STALL_SECONDS:
+                continue
+            log.warning(
+                "partition %d: state at offset %d, log at %d, nothing applied for %.0f s; "
+                "seeking again",
+                partition,
+                next_offset,
+                ends[partition],
+                now - self._moved[partition],
+            )
+            self._moved[partition] = now
+            self._rewinds[partition] = (next_offset, now)
+            await self._seek(partition, next_offset)
 
     async def seek_to_state(self, partitions: set[int]) -> None:
         """Point the consumer at each partition's stored offset (after a rebalance).
@@ -330,6 +385,17 @@ class LedgerStage:
                 published = await self._published_offset(partition)
                 if published == ledger.progress.next_offset:
                     self._published.add(partition)
+                    self._metrics.next_offset.labels(str(partition)).set(published)
+                    return
+                if published is not None and published > ledger.progress.next_offset:
+                    log.info(
+                        "partition %d: views at offset %d, state at %d: keeping the views "
+                        "until the state catches up",
+                        partition,
+                        published,
+                        ledger.progress.next_offset,
+                    )
+                    self._catching_up[partition] = published
                     return
                 log.info(
                     "partition %d: views at offset %s, state at %d: republishing",

@@ -128,7 +128,8 @@ def build_worker(settings: Settings) -> Worker:
         sender=sender,
         metrics=metrics,
         seek=seek,
-        cache_months=settings.view_cache_months,
+        # Per partition: the setting bounds the worker that holds every partition.
+        cache_months=max(1, settings.view_cache_months // settings.partitions),
         log_start=log_start,
     )
     intake = Intake(sender, settings.partitions, metrics, settings.history_months)
@@ -198,6 +199,15 @@ def build_worker(settings: Settings) -> Worker:
         ready = ledger.ready and redis_ok
         body = {"ready": ready, "partitions": ledger.partitions, "redis": redis_ok}
         return web.json(body, status=200 if ready else 503)
+
+    @app.timer(interval=5.0)
+    async def unstall_partitions() -> None:
+        if app.rebalancing or not ledger.partitions:
+            return
+        ends = await asyncio.to_thread(
+            kafka_admin.high_watermarks, bootstrap, ROUTED_TOPIC, settings.partitions
+        )
+        await ledger.unstall(ends)
 
     @app.timer(interval=settings.registry_refresh_seconds)
     async def refresh_registry() -> None:

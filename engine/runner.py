@@ -64,19 +64,15 @@ def prepare_worker(settings: Settings) -> None:
 def _check_state_against_log(settings: Settings, bootstrap: str) -> None:
     from engine.app import state_dir
     from state.ledger import META_KEY, Progress
-    from state.rocksdb import RocksDBStore, shared_block_cache
+    from state.rocksdb import read_key
 
     ends = kafka_admin.high_watermarks(bootstrap, ROUTED_TOPIC, settings.partitions)
-    cache = shared_block_cache(1 << 20)
     for partition, end in enumerate(ends):
         path = state_dir(settings, partition)
         if not path.exists():
             continue
-        store = RocksDBStore(path, cache)
-        try:
-            next_offset = Progress.decode(store.get(META_KEY)).next_offset
-        finally:
-            store.close()
+        # Read-only: another worker of this machine may hold the partition right now.
+        next_offset = Progress.decode(read_key(path, META_KEY)).next_offset
         if next_offset > end and not kafka_admin.offset_exists(
             bootstrap, ROUTED_TOPIC, partition, next_offset - 1
         ):
@@ -100,6 +96,7 @@ def run_worker(settings: Settings) -> None:
 
 
 def run_api(settings: Settings) -> None:
+    import uvloop
     from aiohttp import web
 
     from engine.api import build_api
@@ -110,6 +107,7 @@ def run_api(settings: Settings) -> None:
         port=settings.api_port,
         print=None,
         access_log=None,
+        loop=uvloop.new_event_loop(),
     )
 
 
@@ -151,9 +149,26 @@ class EmbeddedStack:
         self.stack.children.remove(self.worker)
         log_path = self.worker.log_path
         self.worker = self.stack.add(spawn("worker", creditflow_argv("worker"), self.env, log_path))
+        self.wait_ready(self.worker, self.worker_url)
+
+    def add_worker(self, name: str, **overrides: Any) -> tuple[Child, str]:
+        """Start one more worker in the same consumer group (scale-out) and return it with
+        its web URL at once (see :meth:`wait_ready`). It logs to ``logs/<name>.log``, gets its
+        own web port, and runs the stack's settings with ``overrides`` (e.g. ``data_dir``).
+        """
+        update = {"worker_web_port": free_port(), **overrides}
+        settings = self.settings.model_copy(update=update)
+        env = {**self.env, **settings_env(settings)}
+        log_path = self.stack.run_dir / "logs" / f"{name}.log"
+        child = self.stack.add(spawn(name, creditflow_argv("worker"), env, log_path))
+        return child, f"http://{settings.api_host}:{settings.worker_web_port}"
+
+    def wait_ready(self, worker: Child, url: str, timeout: float = 120.0) -> None:
+        """Until the worker at ``url`` answers /readyz; on failure the error quotes its log."""
         try:
-            wait_http(f"{self.worker_url}/readyz", 120, self.worker.process)
+            wait_http(f"{url}/readyz", timeout, worker.process)
         except EmbeddedServiceError as exc:
+            log_path = worker.log_path
             text = log_path.read_text() if log_path is not None else ""
             tail = "\n".join(
                 line

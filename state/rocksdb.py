@@ -16,7 +16,7 @@ import rocksdict
 
 from engine.errors import StateError
 
-__all__ = ["RocksDBStore", "shared_block_cache"]
+__all__ = ["RocksDBStore", "read_key", "shared_block_cache"]
 
 _WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 _OPEN_ATTEMPTS = 50  # a partition handed over on one machine may still be closing
@@ -24,6 +24,20 @@ _OPEN_ATTEMPTS = 50  # a partition handed over on one machine may still be closi
 
 def shared_block_cache(capacity_bytes: int) -> rocksdict.Cache:
     return rocksdict.Cache(capacity_bytes)
+
+
+def read_key(path: Path, key: bytes) -> bytes | None:
+    """One value of a database that another process may have open (a read-only open takes
+    no lock); None when the database does not exist."""
+    if not (path / "CURRENT").exists():
+        return None
+    options = rocksdict.Options(raw_mode=True)
+    db = rocksdict.Rdict(str(path), options, access_type=rocksdict.AccessType.read_only())
+    try:
+        value: bytes | None = db.get(key)
+        return value
+    finally:
+        db.close()
 
 
 class RocksDBStore:
