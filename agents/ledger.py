@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.intake import Message
+from agents.intake import Message, in_steps
 from agents.sending import Outbox, Sender, rejected_record
 from engine import codec
 from engine.classify import Registry
@@ -153,13 +153,14 @@ class LedgerStage:
             by_partition.setdefault(message.partition, []).append(message)
         async with self._lock:
             for partition, batch in by_partition.items():
-                try:
-                    await self._process_partition(partition, batch)
-                except BaseException:
-                    ledger = self._ledgers.get(partition)
-                    if ledger is not None:
-                        ledger.rollback()  # the whole step is retried: nothing half-applied
-                    raise
+                for step in in_steps(batch):  # bounded memory, one commit each
+                    try:
+                        await self._process_partition(partition, step)
+                    except BaseException:
+                        ledger = self._ledgers.get(partition)
+                        if ledger is not None:
+                            ledger.rollback()  # the step is retried: nothing half-applied
+                        raise
 
     async def _process_partition(self, partition: int, messages: list[Message]) -> None:
         started = time.perf_counter()

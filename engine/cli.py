@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("docs", help="regenerate docs/products.md from specs/products.toml")
     bench = sub.add_parser("bench", help="benchmark the embedded stack (writes loadtest/results)")
     bench.add_argument("--smoke", action="store_true", help="a tiny run that only checks it works")
-    bench.add_argument("--enterprises", type=int, default=2000)
+    bench.add_argument("--enterprises", type=int, default=1000)
     bench.add_argument("--pull-rate", type=float, default=2000.0)
     bench.add_argument("--pull-seconds", type=float, default=60.0)
     rejects = sub.add_parser("rejects", help="show rejected events with their reasons")

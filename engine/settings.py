@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         default="info", description="Log level of every process."
     )
     view_cache_months: int = Field(
-        default=20_000,
+        default=10_000,
         ge=1,
         description="Month aggregates a worker keeps decoded in memory, shared out among "
         "the partitions (about 15 KB each).",

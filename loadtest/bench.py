@@ -1,13 +1,15 @@
 """`make bench`: the real embedded stack under load, against Faust baselines in the same run.
 
 Phases, on one machine, each measured from the first publish until the last event is applied
-and published:
+and published, repeated (3 times by default, new enterprises each time; medians reported):
 1. batch ingest: partition-aligned batch messages (the project's publisher), as fast as possible;
 2. single ingest: one event per message;
 3. Faust baselines on the same broker: an agent that only counts (the per-message ceiling),
    and the naive design (a RocksDB-backed Faust table write per event);
-4. under load: ingest paced at half the batch rate while pulls run at a target rate with a
-   Zipf skew (a separate process) and freshness probes publish-and-poll one enterprise.
+then once:
+4. paced: ingest at half the batch rate while freshness probes publish-and-poll one
+   enterprise, first alone, then while pulls run at a target rate with a Zipf skew (a
+   separate process).
 Writes loadtest/results/latest.json and prints a table.
 """
 
@@ -17,6 +19,7 @@ import os
 import platform
 import queue
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,18 +44,18 @@ __all__ = ["BenchConfig", "run_bench"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BANKS = ("ICBC0001", "CCB00002", "ABC00003")
-_NOOP_TOPIC = "bench.noop.txns"
-_NAIVE_TOPIC = "bench.naive.txns"
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    enterprises: int = 2000
+    enterprises: int = 1000
     months: int = 12
-    single_events: int = 60_000
+    single_events: int = 40_000
     naive_events: int = 20_000
     pull_rate: float = 2000.0
     pull_seconds: float = 60.0
+    freshness_seconds: float = 30.0
+    repeats: int = 3  # ingest phases and baselines; medians are reported
     smoke: bool = False
 
     @classmethod
@@ -64,6 +67,8 @@ class BenchConfig:
             naive_events=300,
             pull_rate=100.0,
             pull_seconds=3.0,
+            freshness_seconds=3.0,
+            repeats=1,
             smoke=True,
         )
 
@@ -207,19 +212,21 @@ class _RssSampler(threading.Thread):
 def _paced(
     stack: EmbeddedStack, events: Iterator[dict[str, Any]], rate: float, stop: threading.Event
 ) -> int:
-    """Publish batches at ``rate`` events/s until ``stop``; returns the events published."""
+    """Publish batches at ``rate`` events/s until ``stop`` or the events run out; returns
+    the events published."""
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
     publishers = {bank: BankPublisher(bootstrap, bank, stack.settings.partitions) for bank in BANKS}
     chunk = max(1, int(rate / 20))  # 20 publishes a second
     sent = 0
     started = time.monotonic()
-    while not stop.is_set():
+    exhausted = False
+    while not stop.is_set() and not exhausted:
         batch: dict[str, list[dict[str, Any]]] = {bank: [] for bank in BANKS}
         for _ in range(chunk):
             event = next(events, None)
             if event is None:
-                stop.set()
+                exhausted = True
                 break
             batch[event["bank"]].append(event)
         for bank, group in batch.items():
@@ -234,13 +241,14 @@ def _paced(
     return sent
 
 
-def _freshness(stack: EmbeddedStack, stop: threading.Event) -> list[float]:
-    """Publish one event for a probe enterprise, poll the API until it shows; repeat."""
+def _freshness(stack: EmbeddedStack, stop: threading.Event, probe_seed: int) -> list[float]:
+    """Publish one event for a probe enterprise of its own, poll the API until it shows;
+    repeat."""
     import urllib.request
 
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
-    probe = generate_code(random.Random(99_991))
+    probe = generate_code(random.Random(probe_seed))
     publisher = BankPublisher(bootstrap, BANKS[0], stack.settings.partitions)
     month = datetime.now(CST).strftime("%Y-%m")
     url = f"{stack.api_url}/v1/enterprises/{probe}/monthly/{month}"
@@ -249,6 +257,7 @@ def _freshness(stack: EmbeddedStack, stop: threading.Event) -> list[float]:
     while not stop.is_set():
         k += 1
         now = datetime.now(CST).replace(microsecond=0).isoformat()
+        published = time.perf_counter()  # the publish itself counts
         publisher.publish(
             {
                 "schema": 1,
@@ -265,7 +274,6 @@ def _freshness(stack: EmbeddedStack, stop: threading.Event) -> list[float]:
             }
         )
         publisher.flush(30)
-        published = time.perf_counter()
         deadline = published + 30
         while time.perf_counter() < deadline:
             try:
@@ -281,45 +289,56 @@ def _freshness(stack: EmbeddedStack, stop: threading.Event) -> list[float]:
     return latencies
 
 
-def _under_load(
-    stack: EmbeddedStack, urls: list[str], rate: float, config: BenchConfig
-) -> tuple[dict[str, float], list[float], int]:
-    urls_file = Path(tempfile.mkstemp(prefix="bench-urls-", suffix=".txt")[1])
-    urls_file.write_text("\n".join(urls))
-    needed = int(rate * (config.pull_seconds + 30))
-    load = iter(_events(7, max(config.enterprises // 2, 10), config.months)[:needed])
+def _paced_phase(
+    stack: EmbeddedStack,
+    load: list[dict[str, Any]],
+    rate: float,
+    seconds: float,
+    probe_seed: int,
+    pulls: tuple[list[str], float] | None = None,
+) -> tuple[dict[str, float] | None, list[float], int]:
+    """Ingest ``load`` at ``rate`` while freshness probes run, for ``seconds``; with
+    ``pulls`` (URLs, rate) the pull client runs meanwhile. Returns (pull figures, freshness
+    samples, events published)."""
     stop = threading.Event()
     published = [0]
-
-    def ingest() -> None:
-        published[0] = _paced(stack, load, rate, stop)
-
-    ingest_thread = threading.Thread(target=ingest, daemon=True)
+    events = iter(load)
+    ingest_thread = threading.Thread(
+        target=lambda: published.__setitem__(0, _paced(stack, events, rate, stop)), daemon=True
+    )
     ingest_thread.start()
     fresh: list[float] = []
     probe_thread = threading.Thread(
-        target=lambda: fresh.extend(_freshness(stack, stop)), daemon=True
+        target=lambda: fresh.extend(_freshness(stack, stop, probe_seed)), daemon=True
     )
     probe_thread.start()
-    pulls = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtest.pulls",
-            str(urls_file),
-            str(config.pull_rate),
-            str(config.pull_seconds),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=config.pull_seconds + 300,
-        check=True,
-    )
+    figures = None
+    if pulls is None:
+        stop.wait(seconds)
+    else:
+        figures = _pulls(*pulls, seconds)
     stop.set()
     ingest_thread.join(120)
     probe_thread.join(60)
-    urls_file.unlink()
-    return codec.loads(pulls.stdout.strip().splitlines()[-1]), fresh, published[0]
+    return figures, fresh, published[0]
+
+
+def _pulls(urls: list[str], rate: float, seconds: float) -> dict[str, float]:
+    """The pull client, in its own process (it must not share our interpreter lock)."""
+    urls_file = Path(tempfile.mkstemp(prefix="bench-urls-", suffix=".txt")[1])
+    urls_file.write_text("\n".join(urls))
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "loadtest.pulls", str(urls_file), str(rate), str(seconds)],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 300,
+            check=True,
+        )
+    finally:
+        urls_file.unlink()
+    figures: dict[str, float] = codec.loads(run.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def _cache_lookups(stack: EmbeddedStack) -> tuple[float, float]:
@@ -364,26 +383,70 @@ def _machine() -> dict[str, Any]:
 
 def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
     started_at = datetime.now(UTC).isoformat()
-    batch_events = _events(1, config.enterprises, config.months)
-    single_events = _events(2, max(config.enterprises // 4, 10), config.months)
-    single_events = single_events[: config.single_events]
+    # Every repeat has enterprises of its own: a repeat of the same events would measure
+    # the ledger's duplicate path instead.
+    batch_sets = [
+        _events(1 + 10 * k, config.enterprises, config.months) for k in range(config.repeats)
+    ]
+    single_sets = [
+        _events(2 + 10 * k, max(config.enterprises // 4, 10), config.months)[: config.single_events]
+        for k in range(config.repeats)
+    ]
     print(
-        f"bench: {len(batch_events):,} batch events, {len(single_events):,} single events",
+        f"bench: {config.repeats} x ({len(batch_sets[0]):,} batch events, "
+        f"{len(single_sets[0]):,} single events)",
         flush=True,
     )
+    rates: dict[str, list[float]] = {"batch": [], "single": [], "noop": [], "naive": []}
     with embedded_stack(settings, banks=BANKS) as stack:
         sampler = _RssSampler(stack.worker.process.pid)
         sampler.start()
-        batch_rate = _ingest_batches(stack, batch_events)
-        print(f"  batch ingest: {batch_rate:,.0f} events/s", flush=True)
-        single_rate = _ingest_single(stack, single_events)
-        print(f"  single ingest: {single_rate:,.0f} events/s", flush=True)
+        for k, (batch_k, single_k) in enumerate(zip(batch_sets, single_sets, strict=True)):
+            rates["batch"].append(_ingest_batches(stack, batch_k))
+            rates["single"].append(_ingest_single(stack, single_k))
+            # The baselines on the same broker, each on topics of its own.
+            rates["noop"].append(_baseline(stack, "noop", f"bench.noop.{k}.txns", single_k))
+            naive_k = batch_k[: config.naive_events]
+            rates["naive"].append(_baseline(stack, "naive", f"bench.naive.{k}.txns", naive_k))
+            print(
+                f"  repeat {k + 1}: batch {rates['batch'][-1]:,.0f}, single "
+                f"{rates['single'][-1]:,.0f}, Faust no-op {rates['noop'][-1]:,.0f}, naive "
+                f"{rates['naive'][-1]:,.0f} events/s",
+                flush=True,
+            )
+        batch_rate, single_rate, noop_rate, naive_rate = (
+            statistics.median(rates[name]) for name in ("batch", "single", "noop", "naive")
+        )
+        # State on disk (RocksDB files and write-ahead log) of what was ingested so far.
+        state_bytes = _dir_bytes(stack.settings.data_dir)
+        enterprise_months = len(
+            {
+                (e["enterprise_id"], e["booked_at"][:7])
+                for events in batch_sets + single_sets
+                for e in events
+            }
+        )
+        batch_events = batch_sets[0]
         enterprises = sorted({e["enterprise_id"] for e in batch_events})
         random.Random(5).shuffle(enterprises)  # popularity order for the Zipf skew
         month = batch_events[-1]["booked_at"][:7]
         urls = [f"{stack.api_url}/v1/enterprises/{e}/monthly/{month}" for e in enterprises]
+        # Half the batch rate, on enterprises not seen yet: first alone (freshness), then
+        # with product pulls.
+        rate = batch_rate / 2
+        load = _events(7, 2 * config.enterprises, config.months)
+        split = int(rate * config.freshness_seconds)
+        _, fresh, _ = _paced_phase(stack, load[:split], rate, config.freshness_seconds, 1)
+        print(
+            f"  freshness at {rate:,.0f} events/s: p50 {_ms(_percentile(fresh, 0.5))} ms, "
+            f"p99 {_ms(_percentile(fresh, 0.99))} ms",
+            flush=True,
+        )
         lookups_before = _cache_lookups(stack)
-        pulls, fresh, paced = _under_load(stack, urls, batch_rate / 2, config)
+        pulls, fresh_pulling, paced = _paced_phase(
+            stack, load[split:], rate, config.pull_seconds, 2, (urls, config.pull_rate)
+        )
+        assert pulls is not None
         hits, misses = (a - b for a, b in zip(_cache_lookups(stack), lookups_before, strict=True))
         print(
             f"  pulls: {pulls['qps']:,.0f}/s p50 {pulls['p50_ms']:.2f} ms "
@@ -391,16 +454,6 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
             flush=True,
         )
         sampler.stop.set()
-        state_bytes = total(stack.worker_url, "creditflow_state_bytes") or _dir_bytes(
-            stack.settings.data_dir
-        )
-        enterprise_months = len(
-            {(e["enterprise_id"], e["booked_at"][:7]) for e in batch_events + single_events}
-        )
-        noop_rate = _baseline(stack, "noop", _NOOP_TOPIC, single_events)
-        print(f"  faust noop: {noop_rate:,.0f} events/s", flush=True)
-        naive_rate = _baseline(stack, "naive", _NAIVE_TOPIC, batch_events[: config.naive_events])
-        print(f"  naive faust: {naive_rate:,.0f} events/s", flush=True)
     result = {
         "ingest_batch_events_per_s": round(batch_rate, 1),
         "ingest_single_events_per_s": round(single_rate, 1),
@@ -419,12 +472,16 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         "freshness_p50_ms": _ms(_percentile(fresh, 0.5)),
         "freshness_p99_ms": _ms(_percentile(fresh, 0.99)),
         "freshness_samples": len(fresh),
+        "freshness_ingest_events_per_s": round(rate, 1),
+        "freshness_during_pulls_p50_ms": _ms(_percentile(fresh_pulling, 0.5)),
+        "freshness_during_pulls_p99_ms": _ms(_percentile(fresh_pulling, 0.99)),
         "worker_rss_mb": round(sampler.max_kb / 1024, 1),
         "state_bytes_per_enterprise_month": round(state_bytes / max(enterprise_months, 1), 1),
         "enterprise_months": enterprise_months,
+        "samples_events_per_s": {name: [round(r, 1) for r in rs] for name, rs in rates.items()},
         "events": {
             "batch": len(batch_events),
-            "single": len(single_events),
+            "single": len(single_sets[0]),
             "naive": min(config.naive_events, len(batch_events)),
         },
         "config": asdict(config),
@@ -466,7 +523,13 @@ def print_table(result: dict[str, Any]) -> None:
             f" p99 {result['pull_p99_ms']} ms, errors {result['pull_errors']}",
         ),
         ("pulls served from the render cache", f"{result['pull_render_cache_hit_ratio']}"),
-        ("freshness p50 / p99", f"{result['freshness_p50_ms']} / {result['freshness_p99_ms']} ms"),
+        (
+            "freshness p50 / p99",
+            f"{result['freshness_p50_ms']} / {result['freshness_p99_ms']} ms at "
+            f"{result['freshness_ingest_events_per_s']:,.0f} events/s; during pulls "
+            f"{result['freshness_during_pulls_p50_ms']} / "
+            f"{result['freshness_during_pulls_p99_ms']} ms",
+        ),
         ("worker RSS (max)", f"{result['worker_rss_mb']} MB"),
         ("state per enterprise-month", f"{result['state_bytes_per_enterprise_month']} bytes"),
     ]
