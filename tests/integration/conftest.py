@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -18,24 +19,49 @@ import pytest
 from engine import codec
 from engine.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
+from loadtest.generator import GeneratorConfig, generate
 from tests.compare import differences
 
 BANKS = ("BANKA001", "BANKB002")
 PARTITIONS = 4
 
 
+def module_settings(name: str, **overrides: Any) -> Settings:
+    """Settings of one test module's stack: its own consumer group and Redis key prefix."""
+    token = secrets.token_hex(3)
+    fields: dict[str, Any] = {
+        "partitions": PARTITIONS,
+        "group_id": f"cf-{name}-{token}",
+        "redis_prefix": f"cf{name}-{token}",
+        "batch_within_seconds": 0.02,
+        "bank_refresh_seconds": 1.0,
+        **overrides,
+    }
+    return Settings(**fields)
+
+
+def generated_log(
+    seed: int, enterprises: int, end_month: int, now: datetime
+) -> list[dict[str, Any]]:
+    """Six months of generated flows with more reversals, late and duplicated events than the
+    generator's defaults: the hard cases, often."""
+    config = GeneratorConfig(
+        seed=seed,
+        enterprises=enterprises,
+        months=6,
+        banks=BANKS,
+        end_month=end_month,
+        reversal_rate=0.03,
+        late_rate=0.03,
+        duplicate_rate=0.02,
+        now=now,
+    )
+    return list(generate(config))
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    token = secrets.token_hex(3)
-    settings = Settings(
-        partitions=PARTITIONS,
-        group_id=f"cf-test-{token}",
-        redis_prefix=f"cftest-{token}",
-        batch_within_seconds=0.02,
-        bank_refresh_seconds=1.0,
-        log_level="info",
-    )
-    with embedded_stack(settings, banks=BANKS) as running:
+    with embedded_stack(module_settings("test", log_level="info"), banks=BANKS) as running:
         yield running
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,11 +17,15 @@ from engine.embedded import Child, start_redis
 from engine.observe import total
 from engine.publisher import BankPublisher
 from engine.runner import EmbeddedStack, embedded_stack
-from engine.settings import Settings
-from loadtest.generator import GeneratorConfig, generate
 from state.views import ViewStore
 from tests import reference
-from tests.integration.conftest import BANKS, PARTITIONS, assert_products
+from tests.integration.conftest import (
+    BANKS,
+    PARTITIONS,
+    assert_products,
+    generated_log,
+    module_settings,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -38,32 +41,13 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, C
 
 @pytest.fixture(scope="module")
 def stack(own_redis: tuple[str, Child, Path]) -> Iterator[EmbeddedStack]:
-    token = secrets.token_hex(3)
-    settings = Settings(
-        partitions=PARTITIONS,
-        group_id=f"cf-recovery-{token}",
-        redis_prefix=f"cfrec-{token}",
-        redis_url=own_redis[0],  # type: ignore[arg-type]
-        batch_within_seconds=0.02,
-        batch_max_messages=20,
-    )
+    settings = module_settings("rec", redis_url=own_redis[0], batch_max_messages=20)
     with embedded_stack(settings, banks=BANKS) as running:
         yield running
 
 
 def _log(seed: int, enterprises: int) -> list[dict[str, Any]]:
-    config = GeneratorConfig(
-        seed=seed,
-        enterprises=enterprises,
-        months=6,
-        banks=BANKS,
-        end_month=2026 * 12 + 5,
-        reversal_rate=0.03,
-        late_rate=0.03,
-        duplicate_rate=0.02,
-        now=datetime(2026, 7, 1, tzinfo=UTC),
-    )
-    return list(generate(config))
+    return generated_log(seed, enterprises, 2026 * 12 + 5, datetime(2026, 7, 1, tzinfo=UTC))
 
 
 def _publish(stack: EmbeddedStack, events: list[dict[str, Any]]) -> None:

@@ -17,7 +17,6 @@ independent reference: nothing lost, nothing doubled.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import shutil
 import threading
 import time
@@ -36,13 +35,18 @@ from engine.embedded import Child
 from engine.partitioner import partition_for
 from engine.publisher import BankPublisher
 from engine.runner import EmbeddedStack, embedded_stack
-from engine.settings import Settings
 from engine.topics import ROUTED_TOPIC
-from loadtest.generator import GeneratorConfig, generate
 from state.views import ViewStore
 from tests import reference
 from tests.compare import differences
-from tests.integration.conftest import BANKS, PARTITIONS, get, wait_for_products
+from tests.integration.conftest import (
+    BANKS,
+    PARTITIONS,
+    generated_log,
+    get,
+    module_settings,
+    wait_for_products,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(360)]
 
@@ -56,15 +60,7 @@ ALL_PARTITIONS = list(range(PARTITIONS))
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    token = secrets.token_hex(3)
-    settings = Settings(
-        partitions=PARTITIONS,
-        group_id=f"cf-scale-{token}",
-        redis_prefix=f"cfscale-{token}",
-        batch_within_seconds=0.02,
-        batch_max_messages=20,
-        bank_refresh_seconds=1.0,
-    )
+    settings = module_settings("scale", batch_max_messages=20)
     with embedded_stack(settings, banks=BANKS) as running:
         try:
             yield running
@@ -259,18 +255,7 @@ class Outcome:
 
 
 def _log() -> list[dict[str, Any]]:
-    config = GeneratorConfig(
-        seed=51,
-        enterprises=ENTERPRISES,
-        months=6,
-        banks=BANKS,
-        end_month=2026 * 12 + 8,
-        reversal_rate=0.03,
-        late_rate=0.03,
-        duplicate_rate=0.02,
-        now=datetime(2026, 10, 1, tzinfo=UTC),
-    )
-    return list(generate(config))
+    return generated_log(51, ENTERPRISES, 2026 * 12 + 8, datetime(2026, 10, 1, tzinfo=UTC))
 
 
 def _watched(log: list[dict[str, Any]]) -> dict[str, int]:
