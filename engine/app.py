@@ -80,6 +80,7 @@ class Worker:
         self.registry = registry
         self.bank_topics: list[str] = []
         self.background: set[asyncio.Future[None]] = set()
+        self.assigned = False  # the group has given this worker its partitions
 
 
 def build_worker(settings: Settings) -> Worker:
@@ -87,8 +88,14 @@ def build_worker(settings: Settings) -> Worker:
         raise ValueError("a worker needs CREDITFLOW_KAFKA_BOOTSTRAP")
     bootstrap = settings.kafka_bootstrap
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    runs_intake = settings.worker_stages in ("all", "intake")
+    runs_ledger = settings.worker_stages in ("all", "ledger")
     app = faust.App(
-        settings.group_id,
+        # One consumer group per stage when they run apart: a member of a Faust group is
+        # expected to read every topic of the group.
+        settings.group_id
+        if settings.worker_stages == "all"
+        else f"{settings.group_id}-{settings.worker_stages}",
         broker=faust_broker_urls(bootstrap),
         store="memory://",  # no Faust tables: state is ours, batch-written (state/)
         datadir=str(settings.data_dir / "faust"),
@@ -145,15 +152,18 @@ def build_worker(settings: Settings) -> Worker:
     routed = app.topic(ROUTED_TOPIC, value_serializer="raw", key_serializer="raw")
     take_max, within = settings.batch_max_messages, settings.batch_within_seconds
 
-    @app.agent(bank_topics, name="intake")
     async def intake_agent(stream: Any) -> None:  # a faust.Stream: StreamT lacks take_events
         async for events in stream.take_events(take_max, within=within):
             await until_done(intake.process, [event.message for event in events], "intake", metrics)
 
-    @app.agent(routed, name="ledger")
     async def ledger_agent(stream: Any) -> None:
         async for events in stream.take_events(take_max, within=within):
             await until_done(ledger.process, [event.message for event in events], "ledger", metrics)
+
+    if runs_intake:
+        app.agent(bank_topics, name="intake")(intake_agent)
+    if runs_ledger:
+        app.agent(routed, name="ledger")(ledger_agent)
 
     async def after_assignment(mine: set[int]) -> None:
         # Faust seeks to the group's committed offsets when the rebalance ends; the state's
@@ -168,6 +178,9 @@ def build_worker(settings: Settings) -> Worker:
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned: set[TP] = args[0]
         faust_compat.shorten_fetch_wait(app, _FETCH_MAX_WAIT_MS)
+        worker.assigned = True
+        if not runs_ledger:
+            return
         mine = {tp.partition for tp in assigned if tp.topic == ROUTED_TOPIC}
         await ledger.revoke(set(ledger.partitions) - mine)
         await ledger.open(mine)
@@ -181,6 +194,8 @@ def build_worker(settings: Settings) -> Worker:
 
     @app.timer(interval=settings.bank_refresh_seconds)
     async def refresh_bank_topics() -> None:
+        if not runs_intake:
+            return
         names = await asyncio.to_thread(kafka_admin.list_bank_topics, bootstrap)
         if names == worker.bank_topics:
             return
@@ -202,7 +217,7 @@ def build_worker(settings: Settings) -> Worker:
             redis_ok = bool(await redis.ping())
         except Exception:
             redis_ok = False
-        ready = ledger.ready and redis_ok
+        ready = (ledger.ready if runs_ledger else worker.assigned) and redis_ok
         body = {"ready": ready, "partitions": ledger.partitions, "redis": redis_ok}
         return web.json(body, status=200 if ready else 503)
 

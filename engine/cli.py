@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pydantic import ValidationError
 
@@ -92,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--enterprises", type=int, default=1000)
     bench.add_argument("--pull-rate", type=float, default=2000.0)
     bench.add_argument("--pull-seconds", type=float, default=60.0)
+    bench.add_argument(
+        "--split-stages", action="store_true", help="intake and ledger as two worker processes"
+    )
     rejects = sub.add_parser("rejects", help="show rejected events with their reasons")
     rejects.add_argument("--limit", type=int, default=20)
     rejects.add_argument("--reason", help="only this reason code")
@@ -139,12 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from loadtest.bench import BenchConfig, run_bench
 
             config = (
-                BenchConfig.for_smoke()
+                replace(BenchConfig.for_smoke(), split_stages=args.split_stages)
                 if args.smoke
                 else BenchConfig(
                     enterprises=args.enterprises,
                     pull_rate=args.pull_rate,
                     pull_seconds=args.pull_seconds,
+                    split_stages=args.split_stages,
                 )
             )
             run_bench(settings, config)

@@ -137,8 +137,9 @@ class EmbeddedStack:
     settings: Settings  # what the children run with
     env: dict[str, str]
     stack: Stack
-    worker: Child
+    worker: Child  # the worker that runs the ledger (and intake, unless split)
     api: Child
+    intake: Child | None = None  # the intake worker, when the stages run apart
 
     def restart_worker(self, kill: bool = False) -> None:
         """Stop the worker (SIGKILL when ``kill``) and start a new one with the same settings."""
@@ -187,8 +188,12 @@ class EmbeddedStack:
 
 
 @contextlib.contextmanager
-def embedded_stack(settings: Settings, banks: tuple[str, ...] = ()) -> Iterator[EmbeddedStack]:
+def embedded_stack(
+    settings: Settings, banks: tuple[str, ...] = (), split_stages: bool = False
+) -> Iterator[EmbeddedStack]:
     """Broker (unless CREDITFLOW_KAFKA_BOOTSTRAP is set), Redis if needed, worker and API.
+
+    ``split_stages``: intake and ledger run as two worker processes (CREDITFLOW_WORKER_STAGES).
 
     With the embedded broker, whose log lives in memory, worker state and Redis keys are
     per run too (a temporary directory and a unique key prefix) and are removed at exit.
@@ -216,12 +221,28 @@ def embedded_stack(settings: Settings, banks: tuple[str, ...] = ()) -> Iterator[
             child_settings.kafka_bootstrap,
             {bank_topic(code): settings.partitions for code in banks},
         )
+        intake = None
+        if split_stages:
+            intake_port = free_port()
+            intake_env = {
+                **env,
+                f"{ENV_PREFIX}WORKER_STAGES": "intake",
+                f"{ENV_PREFIX}WORKER_WEB_PORT": str(intake_port),
+            }
+            intake = stack.add(
+                spawn("intake", creditflow_argv("worker"), intake_env, logs / "intake.log")
+            )
+            env = {**env, f"{ENV_PREFIX}WORKER_STAGES": "ledger"}
+            child_settings = child_settings.model_copy(update={"worker_stages": "ledger"})
         worker = stack.add(spawn("worker", creditflow_argv("worker"), env, logs / "worker.log"))
         api = stack.add(spawn("api", creditflow_argv("api"), env, logs / "api.log"))
-        running = EmbeddedStack(child_settings, env, stack, worker, api)
+        running = EmbeddedStack(child_settings, env, stack, worker, api, intake)
         try:
             wait_http(f"{running.api_url}/healthz", 60, api.process)
             wait_http(f"{running.worker_url}/readyz", 120, worker.process)
+            if intake is not None:
+                url = f"http://{child_settings.api_host}:{intake_port}"
+                wait_http(f"{url}/readyz", 120, intake.process)
             yield running
         finally:
             stack.stop()  # the worker first: nothing may publish while its views are removed

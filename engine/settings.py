@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         description="Month aggregates a worker keeps decoded in memory, shared out among "
         "the partitions (about 15 KB each).",
     )
+    worker_stages: Literal["all", "intake", "ledger"] = Field(
+        default="all",
+        description="Stages this worker runs. intake and ledger in separate processes (each "
+        "its own consumer group, <group_id>-intake and <group_id>-ledger) use a core each and "
+        "never wait on each other's Kafka buffers.",
+    )
     rocksdb_block_cache_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=0,

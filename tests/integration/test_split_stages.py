@@ -1,0 +1,58 @@
+"""Intake and ledger as two worker processes (CREDITFLOW_WORKER_STAGES): the same products.
+
+Each stage has its own consumer group; events still cross the routed topic, so this is the
+same pipeline with the stages on separate cores. Batch and single-event messages, a
+reversal and a duplicate among them, against the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.observe import wait_applied, wait_views_published
+from engine.publisher import BankPublisher
+from engine.runner import EmbeddedStack, embedded_stack
+from tests import reference
+from tests.compare import differences
+from tests.integration.conftest import (
+    BANKS,
+    PARTITIONS,
+    engine_products,
+    generated_log,
+    get,
+    module_settings,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[EmbeddedStack]:
+    with embedded_stack(module_settings("split"), banks=BANKS, split_stages=True) as running:
+        yield running
+
+
+def test_two_stage_processes_give_the_reference_products(stack: EmbeddedStack) -> None:
+    assert stack.intake is not None and stack.intake.process.poll() is None
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    log = generated_log(61, 40, 2026 * 12 + 8, datetime(2026, 10, 1, tzinfo=UTC))
+    half = len(log) // 2
+    for bank in BANKS:
+        publisher = BankPublisher(bootstrap, bank, PARTITIONS)
+        publisher.publish_batch(e for e in log[:half] if e["bank"] == bank)
+        for event in log[half:]:
+            if event["bank"] == bank:
+                publisher.publish(event)
+        publisher.flush()
+    wait_applied(stack.worker_url, len(log), timeout=240)
+    wait_views_published(stack.worker_url, bootstrap, PARTITIONS)
+    expected = reference.products(log)
+    problems = differences(expected, engine_products(stack, expected))
+    assert not problems, f"{len(problems)} values differ, e.g.\n" + "\n".join(problems[:10])
+    # The ledger worker reports only its own stage; readiness holds for both.
+    status, body = get(f"{stack.worker_url}/readyz")
+    assert status == 200 and body["partitions"] == list(range(PARTITIONS))
