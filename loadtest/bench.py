@@ -10,7 +10,8 @@ then once:
 4. paced: ingest at half the batch rate while freshness probes publish-and-poll one
    enterprise, first alone, then while pulls run at a target rate with a Zipf skew (a
    separate process).
-Writes loadtest/results/latest.json and prints a table.
+Writes loadtest/results/latest.json (latest-split.json with the stages in two processes)
+and prints a table.
 """
 
 from __future__ import annotations
@@ -497,9 +498,8 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         "started_at": started_at,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / ("smoke.json" if config.smoke else "latest.json")).write_bytes(
-        codec.dumps_pretty(result)
-    )
+    name = "smoke" if config.smoke else "latest-split" if config.split_stages else "latest"
+    (RESULTS / f"{name}.json").write_bytes(codec.dumps_pretty(result))
     print_table(result)
     return result
 
