@@ -222,8 +222,10 @@ def embedded_stack(
             {bank_topic(code): settings.partitions for code in banks},
         )
         intake = None
+        intake_url = ""
         if split_stages:
             intake_port = free_port()
+            intake_url = f"http://{child_settings.api_host}:{intake_port}"
             intake_env = {
                 **env,
                 f"{ENV_PREFIX}WORKER_STAGES": "intake",
@@ -241,8 +243,7 @@ def embedded_stack(
             wait_http(f"{running.api_url}/healthz", 60, api.process)
             wait_http(f"{running.worker_url}/readyz", 120, worker.process)
             if intake is not None:
-                url = f"http://{child_settings.api_host}:{intake_port}"
-                wait_http(f"{url}/readyz", 120, intake.process)
+                wait_http(f"{intake_url}/readyz", 120, intake.process)
             yield running
         finally:
             stack.stop()  # the worker first: nothing may publish while its views are removed

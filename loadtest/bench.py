@@ -403,8 +403,8 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
     with embedded_stack(settings, banks=BANKS, split_stages=config.split_stages) as stack:
         sampler = _RssSampler(stack.worker.process.pid)
         sampler.start()
-        intake_sampler = _RssSampler(stack.intake.process.pid if stack.intake else 0)
-        if stack.intake is not None:
+        intake_sampler = None if stack.intake is None else _RssSampler(stack.intake.process.pid)
+        if intake_sampler is not None:
             intake_sampler.start()
         for k, (batch_k, single_k) in enumerate(zip(batch_sets, single_sets, strict=True)):
             rates["batch"].append(_ingest_batches(stack, batch_k))
@@ -459,7 +459,8 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
             flush=True,
         )
         sampler.stop.set()
-        intake_sampler.stop.set()
+        if intake_sampler is not None:
+            intake_sampler.stop.set()
     result = {
         "ingest_batch_events_per_s": round(batch_rate, 1),
         "ingest_single_events_per_s": round(single_rate, 1),
@@ -482,7 +483,9 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         "freshness_during_pulls_p50_ms": _ms(_percentile(fresh_pulling, 0.5)),
         "freshness_during_pulls_p99_ms": _ms(_percentile(fresh_pulling, 0.99)),
         "worker_rss_mb": round(sampler.max_kb / 1024, 1),
-        "intake_worker_rss_mb": round(intake_sampler.max_kb / 1024, 1) if stack.intake else None,
+        "intake_worker_rss_mb": None
+        if intake_sampler is None
+        else round(intake_sampler.max_kb / 1024, 1),
         "split_stages": config.split_stages,
         "state_bytes_per_enterprise_month": round(state_bytes / max(enterprise_months, 1), 1),
         "enterprise_months": enterprise_months,

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from engine import codec
+from engine.publisher import BankPublisher
 from engine.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
@@ -57,6 +58,18 @@ def generated_log(
         now=now,
     )
     return list(generate(config))
+
+
+def publish_by_bank(
+    stack: EmbeddedStack, events: list[dict[str, Any]], max_batch: int = 500
+) -> None:
+    """Every event as partition-aligned batch messages of its bank, delivered."""
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    for bank in BANKS:
+        publisher = BankPublisher(bootstrap, bank, PARTITIONS, max_batch=max_batch)
+        publisher.publish_batch(e for e in events if e["bank"] == bank)
+        publisher.flush()
 
 
 @pytest.fixture(scope="module")

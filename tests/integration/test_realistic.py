@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.observe import wait_applied, wait_views_published
-from engine.publisher import BankPublisher
 from engine.runner import EmbeddedStack
 from loadtest.generator import GeneratorConfig, generate
 from tests import reference
 from tests.compare import differences
-from tests.integration.conftest import BANKS, PARTITIONS, engine_products
+from tests.integration.conftest import BANKS, PARTITIONS, engine_products, publish_by_bank
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -32,10 +31,7 @@ def test_two_hundred_enterprises_match_the_reference(stack: EmbeddedStack) -> No
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
     started = time.monotonic()
-    for bank in BANKS:
-        publisher = BankPublisher(bootstrap, bank, PARTITIONS)
-        publisher.publish_batch(e for e in log if e["bank"] == bank)
-        publisher.flush()
+    publish_by_bank(stack, log)
     wait_applied(stack.worker_url, len(log), timeout=300)
     wait_views_published(stack.worker_url, bootstrap, PARTITIONS)
     applied_in = time.monotonic() - started

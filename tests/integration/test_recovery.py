@@ -15,16 +15,15 @@ from redis.asyncio import Redis
 
 from engine.embedded import Child, start_redis
 from engine.observe import total
-from engine.publisher import BankPublisher
 from engine.runner import EmbeddedStack, embedded_stack
 from state.views import ViewStore
 from tests import reference
 from tests.integration.conftest import (
     BANKS,
-    PARTITIONS,
     assert_products,
     generated_log,
     module_settings,
+    publish_by_bank,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -51,12 +50,7 @@ def _log(seed: int, enterprises: int) -> list[dict[str, Any]]:
 
 
 def _publish(stack: EmbeddedStack, events: list[dict[str, Any]]) -> None:
-    bootstrap = stack.settings.kafka_bootstrap
-    assert bootstrap is not None
-    publishers = {bank: BankPublisher(bootstrap, bank, PARTITIONS, max_batch=100) for bank in BANKS}
-    for bank, publisher in publishers.items():
-        publisher.publish_batch(e for e in events if e["bank"] == bank)
-        publisher.flush()
+    publish_by_bank(stack, events, max_batch=100)
 
 
 def _applied(stack: EmbeddedStack) -> float:
