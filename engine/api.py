@@ -24,13 +24,14 @@ from engine.history import History, MonthView
 from engine.metrics import ApiMetrics
 from engine.partitioner import partition_for
 from engine.periods import Period, now_us, parse_month
-from engine.products import assemble, check_kernels, render_items
-from engine.render_cache import RenderCache
+from engine.product_cache import NotFound, ProductCache
+from engine.products import check_kernels, render_items
 from engine.settings import Settings
 from engine.specs import ProductSpec, load_products
-from state.views import VERSION_FIELD, ViewStore
+from state.tracking import InvalidationListener
+from state.views import ViewStore
 
-__all__ = ["build_api", "history_from_fields"]
+__all__ = ["build_api", "history_from_fields", "product_body"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _JSON = "application/json"
@@ -53,19 +54,44 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.Response(body=body, status=status, content_type=_JSON)
 
 
+def product_body(
+    spec: ProductSpec,
+    enterprise_id: str,
+    period: Period,
+    as_of: bytes | None,
+    items: bytes,
+    now: int,
+) -> bytes:
+    """The response body, spliced from encoded parts: the same JSON as
+    :func:`engine.products.assemble`, without decoding and encoding again what is cached
+    (``items``) or what Redis holds (``as_of``)."""
+    head = codec.dumps(
+        {
+            "enterprise_id": enterprise_id,
+            "product": spec.id,
+            "spec_version": spec.version,
+            "period": period.label,
+            "partial": period.is_partial(now),
+        }
+    )
+    return b"".join((head[:-1], b',"as_of":', as_of or b"{}", b",", items[1:]))
+
+
 class ProductHandler:
     def __init__(
         self,
         settings: Settings,
         views: ViewStore,
         products: dict[str, ProductSpec],
-        cache: RenderCache,
+        cache: ProductCache,
+        listener: InvalidationListener,
         metrics: ApiMetrics,
     ):
         self._partitions = settings.partitions
         self._views = views
         self._products = products
         self._cache = cache
+        self._listener = listener
         self._cache_lookups = metrics.render_cache
 
     async def monthly(self, request: web.Request) -> web.Response:
@@ -89,20 +115,56 @@ class ProductHandler:
         self._authorize(request, enterprise_id, product)
         partition = partition_for(enterprise_id, self._partitions)
         spec = self._products[product]
-        key = (product, enterprise_id, period.label)
-        progress, version = await self._views.read_version(enterprise_id, partition)
-        items = None if version is None else self._cache.get(key, version)
+        if self._cache.live:
+            progress, items = await self._cached(spec, enterprise_id, period, partition)
+        else:  # announcements are not flowing: read Redis every time
+            self._cache_lookups.labels("miss").inc()
+            progress, fields = await self._views.read(enterprise_id, partition)
+            items = self._render(spec, period, fields)
+        if isinstance(items, NotFound):
+            raise NotFoundError(items.message)
+        body = product_body(spec, enterprise_id, period, progress, items, now_us())
+        return web.Response(body=body, content_type=_JSON)
+
+    async def _cached(
+        self, spec: ProductSpec, enterprise_id: str, period: Period, partition: int
+    ) -> tuple[bytes | None, bytes | NotFound]:
+        # Progress first, then views (see engine/product_cache.py for why this is exact).
+        known, progress = self._cache.progress(partition)
+        if not known:
+            progress = await self._cache.fill_progress(
+                partition, lambda: self._read_progress(partition)
+            )
+        key = (spec.id, enterprise_id, period.label)
+        items = self._cache.product(key)
         self._cache_lookups.labels("miss" if items is None else "hit").inc()
         if items is None:
-            progress, fields = await self._views.read(enterprise_id, partition)
-            if not fields:
-                raise NotFoundError("no data for this enterprise")
-            items = render_items(spec, period, history_from_fields(fields))
-            version = fields.get(VERSION_FIELD.encode())
-            if version is not None:
-                self._cache.put(key, version, items)
-        body = assemble(spec, enterprise_id, period, items, progress or {}, now_us())
-        return web.Response(body=codec.dumps(body), content_type=_JSON)
+            items = await self._cache.fill_product(
+                key, lambda: self._read_and_render(spec, enterprise_id, period)
+            )
+        return progress, items
+
+    async def _read_progress(self, partition: int) -> bytes | None:
+        progress = await self._views.progress_raw(partition)
+        # Every change of views this progress covers must be announced, and its cached
+        # rendering dropped, before the progress is served with one.
+        if not await self._listener.barrier():
+            self._cache.clear()
+        return progress
+
+    async def _read_and_render(
+        self, spec: ProductSpec, enterprise_id: str, period: Period
+    ) -> bytes | NotFound:
+        return self._render(spec, period, await self._views.fields(enterprise_id))
+
+    @staticmethod
+    def _render(spec: ProductSpec, period: Period, fields: dict[bytes, bytes]) -> bytes | NotFound:
+        if not fields:
+            return NotFound("no data for this enterprise")
+        try:
+            return codec.dumps(render_items(spec, period, history_from_fields(fields)))
+        except NotFoundError as exc:
+            return NotFound(str(exc))
 
     def _authorize(self, request: web.Request, enterprise_id: str, product: str) -> None:
         """Where consent checks and the query log go (not yet: every request is allowed)."""
@@ -111,13 +173,15 @@ class ProductHandler:
 def build_api(settings: Settings, redis: Redis | None = None) -> web.Application:
     products = load_products()
     check_kernels(products)
-    redis = redis or Redis.from_url(settings.redis_url.get_secret_value())
+    redis_url = settings.redis_url.get_secret_value()
+    redis = redis or Redis.from_url(redis_url)
     views = ViewStore(redis, settings.redis_prefix)
     registry = CollectorRegistry()
     metrics = ApiMetrics(registry)
-    cache = RenderCache(settings.api_cache_products)
-    metrics.watch_cache(cache)
-    handler = ProductHandler(settings, views, products, cache, metrics)
+    cache = ProductCache(settings.api_cache_products, settings.redis_prefix)
+    listener = InvalidationListener(redis_url, views.key_prefix, cache.changed, cache.set_live)
+    metrics.watch_cache(cache, lambda: cache.live)
+    handler = ProductHandler(settings, views, products, cache, listener, metrics)
 
     @web.middleware
     async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -166,7 +230,12 @@ def build_api(settings: Settings, redis: Redis | None = None) -> web.Application
             body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
+    async def start_listener(app: web.Application) -> None:
+        await listener.start()
+        await listener.wait_live(2.0)  # until then every pull reads Redis: slower, as exact
+
     async def close_redis(app: web.Application) -> None:
+        await listener.stop()
         await redis.aclose()
 
     app = web.Application(middlewares=[errors_and_metrics])
@@ -175,5 +244,6 @@ def build_api(settings: Settings, redis: Redis | None = None) -> web.Application
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
+    app.on_startup.append(start_listener)
     app.on_cleanup.append(close_redis)
     return app

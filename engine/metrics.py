@@ -5,7 +5,7 @@ Names carry base units; no label ever holds an enterprise, account or counterpar
 
 from __future__ import annotations
 
-from collections.abc import Sized
+from collections.abc import Callable, Sized
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -117,6 +117,13 @@ class ApiMetrics:
             "Rendered products the API holds.",
             registry=registry,
         )
+        self.cache_live = Gauge(
+            "creditflow_api_cache_live",
+            "1 while Redis announces changed views to this API (cached pulls need no Redis);"
+            " 0 while every pull reads Redis.",
+            registry=registry,
+        )
 
-    def watch_cache(self, cache: Sized) -> None:
+    def watch_cache(self, cache: Sized, live: Callable[[], bool]) -> None:
         self.render_cache_entries.set_function(lambda: len(cache))
+        self.cache_live.set_function(lambda: 1.0 if live() else 0.0)

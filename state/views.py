@@ -3,23 +3,22 @@
 Layout (renaming a key is a migration):
     <prefix>:v1:ent:{<enterprise>}   HASH  field "m:YYYY-MM" -> month view JSON
                                            (an empty value: the month has no data any more)
-                                           field "v" -> a random token, new with every write
     <prefix>:v1:part:<n>             STRING progress of partition n (as_of of its views)
+
+(Views written before this version also hold a field "v", a token the API once compared;
+readers ignore every field but "m:*".)
 
 Every update of one enterprise is one HSET of one key, so a reader never sees half of an
 update, in Redis Cluster as well (the hash tag keeps an enterprise in one slot). Progress is
 written after the views it covers, and read before them, so the offsets a reader is told are
 always already reflected in what it reads.
 
-The token changes in the same HSET as the months, so a reader that has rendered the views
-of one token may serve that rendering for as long as the token stands (the API's render
-cache). Where months are removed, the token changes after the removal: a reader that sees
-the new token finds the new months.
+Readers that keep views in memory learn of every write from Redis itself
+(state/tracking.py): every key here is under one prefix, ``<prefix>:v1:``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -27,24 +26,22 @@ from redis.asyncio import Redis
 
 from engine import codec
 
-__all__ = ["VERSION_FIELD", "ViewStore", "month_field"]
-
-
-VERSION_FIELD = "v"
+__all__ = ["ViewStore", "month_field"]
 
 
 def month_field(label: str) -> str:
     return f"m:{label}"
 
 
-def _token() -> bytes:
-    return os.urandom(8).hex().encode()
-
-
 class ViewStore:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every key of these views (what a cache watches)."""
+        return f"{self._prefix}:v1:"
 
     def enterprise_key(self, enterprise_id: str) -> str:
         return f"{self._prefix}:v1:ent:{{{enterprise_id}}}"
@@ -66,8 +63,7 @@ class ViewStore:
         pipe = self._redis.pipeline(transaction=False)
         for enterprise_id, fields in months.items():
             if fields:
-                mapping = {**fields, VERSION_FIELD: _token()}
-                pipe.hset(self.enterprise_key(enterprise_id), mapping=cast(Any, mapping))
+                pipe.hset(self.enterprise_key(enterprise_id), mapping=cast(Any, fields))
         if progress is None:
             await pipe.execute()
             return True
@@ -79,32 +75,27 @@ class ViewStore:
         """Remove month fields that fell out of the kept history (outside every product)."""
         pipe = self._redis.pipeline(transaction=False)
         for enterprise_id, labels in months.items():
-            key = self.enterprise_key(enterprise_id)
-            pipe.hdel(key, *[month_field(x) for x in labels])
-            pipe.hset(key, VERSION_FIELD, _token())
+            pipe.hdel(self.enterprise_key(enterprise_id), *[month_field(x) for x in labels])
         await pipe.execute()
 
     async def read(
         self, enterprise_id: str, partition: int
-    ) -> tuple[dict[str, Any] | None, dict[bytes, bytes]]:
-        """(progress of the enterprise's partition, its whole hash) in one round trip."""
+    ) -> tuple[bytes | None, dict[bytes, bytes]]:
+        """(progress JSON of the enterprise's partition, its whole hash) in one round trip."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(self.partition_key(partition))
         pipe.hgetall(self.enterprise_key(enterprise_id))
         progress_raw, fields = await pipe.execute()
-        progress = None if progress_raw is None else codec.loads(progress_raw)
-        return progress, fields
+        return progress_raw, fields
 
-    async def read_version(
-        self, enterprise_id: str, partition: int
-    ) -> tuple[dict[str, Any] | None, bytes | None]:
-        """(progress of the enterprise's partition, its views' token) in one round trip."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.get(self.partition_key(partition))
-        pipe.hget(self.enterprise_key(enterprise_id), VERSION_FIELD)
-        progress_raw, version = await pipe.execute()
-        progress = None if progress_raw is None else codec.loads(progress_raw)
-        return progress, version
+    async def fields(self, enterprise_id: str) -> dict[bytes, bytes]:
+        """An enterprise's whole hash (empty when it has none)."""
+        fields = await self._redis.hgetall(self.enterprise_key(enterprise_id))
+        return cast(dict[bytes, bytes], fields)
+
+    async def progress_raw(self, partition: int) -> bytes | None:
+        raw = await self._redis.get(self.partition_key(partition))
+        return cast(bytes | None, raw)
 
     async def progress(self, partition: int) -> dict[str, Any] | None:
         raw = await self._redis.get(self.partition_key(partition))

@@ -1,0 +1,193 @@
+"""Rendered products and partition progress, kept in the API until Redis says they changed.
+
+Rendering a product decodes every published month of an enterprise and runs ~100 item
+kernels (one to five milliseconds), and even reading a views token costs a Redis round
+trip, the larger part of a cached pull. So the API keeps, per (product, enterprise,
+period), the rendered product already encoded as JSON, and per partition the progress
+(``as_of``) as Redis holds it, and drops each the moment Redis announces that its key
+changed (state/tracking.py). A pull that hits needs no Redis at all.
+
+Exactness:
+- A fill (a read of Redis to be cached) registers before it reads; an announcement for
+  its key that arrives before the fill ends marks it dirty, and a dirty fill is not kept.
+  An announcement that arrives later drops the kept entry. Either way nothing older than
+  Redis is kept once Redis has announced the change.
+- A product is only ever served with a progress read at or before the views it was
+  rendered from (progress first, then views, as in state/views.py): a new progress is used
+  only after the listener's barrier, so every change of views it covers has been
+  announced, and has dropped its cached rendering, by then.
+- A partition's progress whose fill was overtaken by an announcement is kept for at most
+  0.1 s (it is a lower bound all the same): ingest rewrites it with every step.
+- When announcements may have been missed (the listener is down), everything is dropped
+  and the API reads Redis on every pull until it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+__all__ = ["Fill", "NotFound", "ProductCache", "ProductKey"]
+
+ProductKey = tuple[str, str, str]  # (product, enterprise, period label)
+T = TypeVar("T")
+_DIRTY_PROGRESS_SECONDS = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """A cached 404: the enterprise has no data for the period (yet)."""
+
+    message: str
+
+
+@dataclass(eq=False, slots=True)
+class Fill(Generic[T]):
+    """One read of Redis whose result may be kept; concurrent pulls of the key share it."""
+
+    result: asyncio.Future[T]
+    dirty: bool = False
+
+
+class ProductCache:
+    """Bounded LRU of encoded products (``capacity`` 0 keeps none) and partition progress."""
+
+    def __init__(self, capacity: int, prefix: str) -> None:
+        self._capacity = capacity
+        self._enterprise_prefix = f"{prefix}:v1:ent:".encode()
+        self._partition_prefix = f"{prefix}:v1:part:".encode()
+        self._products: OrderedDict[ProductKey, bytes | NotFound] = OrderedDict()
+        self._keys_of: dict[str, set[ProductKey]] = {}  # enterprise -> its cached products
+        self._progress: dict[int, tuple[bytes | None, float]] = {}  # (value, kept until)
+        self._product_fills: dict[ProductKey, Fill[bytes | NotFound]] = {}
+        self._progress_fills: dict[int, Fill[bytes | None]] = {}
+        self.live = False  # announcements are flowing: caching is allowed
+
+    def __len__(self) -> int:
+        return len(self._products)
+
+    # -- announcements ----------------------------------------------------------------
+
+    def changed(self, keys: list[bytes] | None) -> None:
+        """Redis announced these keys changed (None: possibly all of them)."""
+        if keys is None:
+            self.clear()
+            return
+        for key in keys:
+            if key.startswith(self._enterprise_prefix):
+                # <prefix>:v1:ent:{<enterprise>}
+                self._drop_enterprise(key[len(self._enterprise_prefix) + 1 : -1].decode())
+            elif key.startswith(self._partition_prefix):
+                tail = key[len(self._partition_prefix) :]
+                if tail.isdigit():
+                    self._drop_partition(int(tail))
+
+    def set_live(self, live: bool) -> None:
+        self.clear()  # whatever was kept may have missed an announcement
+        self.live = live
+
+    def clear(self) -> None:
+        self._products.clear()
+        self._keys_of.clear()
+        self._progress.clear()
+        for product_fill in self._product_fills.values():
+            product_fill.dirty = True
+        for progress_fill in self._progress_fills.values():
+            progress_fill.dirty = True
+
+    def _drop_enterprise(self, enterprise_id: str) -> None:
+        for key in self._keys_of.pop(enterprise_id, ()):
+            self._products.pop(key, None)
+            product_fill = self._product_fills.get(key)
+            if product_fill is not None:
+                product_fill.dirty = True
+        for key, product_fill in self._product_fills.items():
+            if key[1] == enterprise_id:
+                product_fill.dirty = True
+
+    def _drop_partition(self, partition: int) -> None:
+        self._progress.pop(partition, None)
+        progress_fill = self._progress_fills.get(partition)
+        if progress_fill is not None:
+            progress_fill.dirty = True
+
+    # -- reads --------------------------------------------------------------------------
+
+    def product(self, key: ProductKey) -> bytes | NotFound | None:
+        entry = self._products.get(key)
+        if entry is not None:
+            self._products.move_to_end(key)
+        return entry
+
+    def progress(self, partition: int) -> tuple[bool, bytes | None]:
+        """(known, progress JSON as Redis holds it; None when Redis has none)."""
+        entry = self._progress.get(partition)
+        if entry is None or entry[1] < time.monotonic():
+            return False, None
+        return True, entry[0]
+
+    async def fill_product(
+        self, key: ProductKey, read: Callable[[], Awaitable[bytes | NotFound]]
+    ) -> bytes | NotFound:
+        """``read()``'s result, kept unless an announcement for the enterprise came first."""
+        current = self._product_fills.get(key)
+        if current is not None and not current.dirty:
+            return await asyncio.shield(current.result)
+        fill: Fill[bytes | NotFound] = Fill(asyncio.get_running_loop().create_future())
+        self._product_fills[key] = fill
+        try:
+            value = await read()
+        except BaseException as exc:
+            fill.result.set_exception(exc)
+            fill.result.exception()  # retrieved: sharers re-raise it, nobody else must
+            raise
+        finally:
+            if self._product_fills.get(key) is fill:
+                del self._product_fills[key]
+        fill.result.set_result(value)
+        if self.live and not fill.dirty and self._capacity > 0:
+            self._keep(key, value)
+        return value
+
+    async def fill_progress(
+        self, partition: int, read: Callable[[], Awaitable[bytes | None]]
+    ) -> bytes | None:
+        current = self._progress_fills.get(partition)
+        if current is not None and not current.dirty:
+            return await asyncio.shield(current.result)
+        fill: Fill[bytes | None] = Fill(asyncio.get_running_loop().create_future())
+        self._progress_fills[partition] = fill
+        try:
+            value = await read()
+        except BaseException as exc:
+            fill.result.set_exception(exc)
+            fill.result.exception()
+            raise
+        finally:
+            if self._progress_fills.get(partition) is fill:
+                del self._progress_fills[partition]
+        fill.result.set_result(value)
+        if self.live:
+            # A partition's progress is rewritten with every step, often just before it is
+            # read: a fill is then dirtied by the announcement of the very write it read.
+            # Kept briefly all the same, so that pulls during ingest do not read it each
+            # time; as_of is a promise of "at least", and at most this much older.
+            until = time.monotonic() + _DIRTY_PROGRESS_SECONDS if fill.dirty else float("inf")
+            self._progress[partition] = (value, until)
+        return value
+
+    def _keep(self, key: ProductKey, value: bytes | NotFound) -> None:
+        self._products[key] = value
+        self._products.move_to_end(key)
+        self._keys_of.setdefault(key[1], set()).add(key)
+        while len(self._products) > self._capacity:
+            old, _ = self._products.popitem(last=False)
+            keys = self._keys_of.get(old[1])
+            if keys is not None:
+                keys.discard(old)
+                if not keys:
+                    del self._keys_of[old[1]]
