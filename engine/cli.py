@@ -59,8 +59,12 @@ def _rejects(settings: Settings, args: argparse.Namespace) -> None:
 def _up(settings: Settings, args: argparse.Namespace) -> None:
     from engine.runner import embedded_stack, wait_for_interrupt
 
-    with embedded_stack(settings) as stack:
-        print(f"creditflow is up. API {stack.api_url}  worker {stack.worker_url}/metrics")
+    # The stages apart, as in production (docker-compose.yml): each gets a core of its own.
+    with embedded_stack(settings, split_stages=True) as stack:
+        print(
+            f"creditflow is up. API {stack.api_url}  ledger worker {stack.worker_url}/metrics"
+            f"  intake worker {stack.intake_url}/metrics"
+        )
         print(f"  CREDITFLOW_KAFKA_BOOTSTRAP={stack.settings.kafka_bootstrap}")
         print("  register a bank:  CREDITFLOW_KAFKA_BOOTSTRAP=... creditflow bank add CODE")
         print("Ctrl-C stops everything.", flush=True)
@@ -94,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--pull-rate", type=float, default=2000.0)
     bench.add_argument("--pull-seconds", type=float, default=60.0)
     bench.add_argument(
-        "--split-stages", action="store_true", help="intake and ledger as two worker processes"
+        "--one-process",
+        action="store_true",
+        help="intake and ledger in one worker process (by default they run apart)",
     )
     rejects = sub.add_parser("rejects", help="show rejected events with their reasons")
     rejects.add_argument("--limit", type=int, default=20)
@@ -143,13 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from loadtest.bench import BenchConfig, run_bench
 
             config = (
-                replace(BenchConfig.for_smoke(), split_stages=args.split_stages)
+                replace(BenchConfig.for_smoke(), split_stages=not args.one_process)
                 if args.smoke
                 else BenchConfig(
                     enterprises=args.enterprises,
                     pull_rate=args.pull_rate,
                     pull_seconds=args.pull_seconds,
-                    split_stages=args.split_stages,
+                    split_stages=not args.one_process,
                 )
             )
             run_bench(settings, config)

@@ -149,9 +149,17 @@ def run_demo(
     )
     print("  generating the data set once to size it ...", flush=True)
     count = sum(1 for _ in generate(config))
-    print("  starting the embedded stack (broker, Redis if needed, worker, API) ...", flush=True)
-    with embedded_stack(settings, banks=config.banks) as stack:
-        print(f"  API {stack.api_url}   worker metrics {stack.worker_url}/metrics")
+    print(
+        "  starting the embedded stack (broker, Redis if needed, intake and ledger workers, "
+        "API) ...",
+        flush=True,
+    )
+    # The stages apart, as in production (docker-compose.yml): each gets a core of its own.
+    with embedded_stack(settings, banks=config.banks, split_stages=True) as stack:
+        print(
+            f"  API {stack.api_url}   ledger metrics {stack.worker_url}/metrics   intake "
+            f"metrics {stack.intake_url}/metrics"
+        )
         print(f"  streaming {count:,} transactions for about {seconds:.0f} s:", flush=True)
         per_enterprise = _publish(stack, config, count, seconds)
         enterprise_id = per_enterprise.most_common(1)[0][0]

@@ -140,6 +140,7 @@ class EmbeddedStack:
     worker: Child  # the worker that runs the ledger (and intake, unless split)
     api: Child
     intake: Child | None = None  # the intake worker, when the stages run apart
+    intake_url: str | None = None  # its web port (metrics, readiness)
 
     def restart_worker(self, kill: bool = False) -> None:
         """Stop the worker (SIGKILL when ``kill``) and start a new one with the same settings."""
@@ -238,7 +239,9 @@ def embedded_stack(
             child_settings = child_settings.model_copy(update={"worker_stages": "ledger"})
         worker = stack.add(spawn("worker", creditflow_argv("worker"), env, logs / "worker.log"))
         api = stack.add(spawn("api", creditflow_argv("api"), env, logs / "api.log"))
-        running = EmbeddedStack(child_settings, env, stack, worker, api, intake)
+        running = EmbeddedStack(
+            child_settings, env, stack, worker, api, intake, intake_url if intake else None
+        )
         try:
             wait_http(f"{running.api_url}/healthz", 60, api.process)
             wait_http(f"{running.worker_url}/readyz", 120, worker.process)
@@ -257,7 +260,8 @@ def wait_for_interrupt(stack: EmbeddedStack) -> None:
 
     try:
         while True:
-            for child in (stack.worker, stack.api):
+            children = [stack.worker, stack.api] + ([stack.intake] if stack.intake else [])
+            for child in children:
                 if child.process.poll() is not None:
                     log.error(
                         "%s exited with code %s; see %s",

@@ -28,14 +28,14 @@ def test_every_service_has_a_pinned_overridable_image_and_a_healthcheck() -> Non
 
 
 def test_commands_exist_in_the_cli() -> None:
-    for name in ("worker", "api"):
+    for name in ("intake", "worker", "api"):
         command = SERVICES[name]["command"]
         assert command[0] == "creditflow" and command[1] in _subcommands()
 
 
 def test_settings_are_real_settings() -> None:
     fields = {ENV_PREFIX + f.upper() for f in Settings.model_fields}
-    for name in ("worker", "api"):
+    for name in ("intake", "worker", "api"):
         for key in SERVICES[name]["environment"]:
             if key != "<<":
                 assert key in fields, (name, key)
@@ -52,6 +52,8 @@ def test_ports_agree_with_the_settings_and_prometheus() -> None:
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
     assert jobs["creditflow-worker"]["dns_sd_configs"][0]["port"] == int(worker_port)
+    intake_port = SERVICES["intake"]["environment"]["CREDITFLOW_WORKER_WEB_PORT"]
+    assert jobs["creditflow-intake"]["dns_sd_configs"][0]["port"] == int(intake_port)
     assert jobs["creditflow-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
     bootstrap = COMPOSE["x-creditflow-env"]["CREDITFLOW_KAFKA_BOOTSTRAP"]
     assert (
@@ -66,3 +68,12 @@ def test_the_image_ships_what_the_services_need() -> None:
     assert SERVICES["worker"]["environment"]["CREDITFLOW_DATA_DIR"] in dockerfile.replace(
         "mkdir ", ""
     )
+
+
+def test_the_stages_run_apart_and_only_the_ledger_keeps_state() -> None:
+    stages = {
+        name: SERVICES[name]["environment"]["CREDITFLOW_WORKER_STAGES"]
+        for name in ("intake", "worker")
+    }
+    assert stages == {"intake": "intake", "worker": "ledger"}
+    assert "volumes" not in SERVICES["intake"] and SERVICES["worker"]["volumes"]
