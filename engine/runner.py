@@ -89,6 +89,8 @@ def run_worker(settings: Settings) -> None:
     from engine.app import build_worker
 
     prepare_worker(settings)
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)  # pulls first: a batch waits a millisecond, a lender not
     worker = build_worker(settings)
     if settings.pseudonym_key_is_default:
         log.warning("CREDITFLOW_PSEUDONYM_KEY is the development default; set it in production")

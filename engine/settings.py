@@ -111,6 +111,13 @@ class Settings(BaseSettings):
         "its own consumer group, <group_id>-intake and <group_id>-ledger) use a core each and "
         "never wait on each other's Kafka buffers.",
     )
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="CPU niceness a worker sets for itself: ingest is throughput work and, on "
+        "a machine it shares with the API, yields the CPU to pulls. 0 leaves it as started.",
+    )
     rocksdb_block_cache_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=0,

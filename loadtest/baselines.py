@@ -22,6 +22,7 @@ import faust
 
 from engine import codec
 from engine.app import faust_broker_urls
+from engine.settings import Settings
 
 __all__ = ["main"]
 
@@ -44,6 +45,9 @@ def _app(name: str, bootstrap: str, datadir: str, store: str) -> faust.App:
 def main(argv: list[str]) -> None:
     kind, topic_name, expected = argv[0], argv[1], int(argv[2])
     bootstrap = os.environ["CREDITFLOW_KAFKA_BOOTSTRAP"]
+    nice = Settings().worker_nice
+    if nice:
+        os.nice(nice)  # the same CPU priority as the workers it is compared with
     datadir = os.environ.get("BASELINE_DATADIR", f"/tmp/creditflow-baseline-{os.getpid()}")
     store = "rocksdb://" if kind == "naive" else "memory://"
     app = _app(f"baseline-{kind}-{os.getpid()}", bootstrap, datadir, store)
