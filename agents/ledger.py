@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,7 @@ from engine.contract import Txn
 from engine.metrics import WorkerMetrics
 from engine.periods import format_month, us_to_cst_iso
 from state.kv import KVStore
-from state.ledger import PartitionLedger, Progress, Source
+from state.ledger import PartitionLedger, Progress
 from state.views import ViewStore, month_field
 
 __all__ = ["LedgerStage", "as_of"]
@@ -165,7 +166,7 @@ class LedgerStage:
     async def _process_partition(self, partition: int, messages: list[Message]) -> None:
         started = time.perf_counter()
         ledger = self._ledger(partition)
-        outcomes: dict[str, int] = {}
+        values: list[bytes] = []
         next_offset = ledger.progress.next_offset
         for message in messages:
             if message.offset < next_offset:
@@ -173,18 +174,17 @@ class LedgerStage:
             if message.offset > next_offset and await self._rewind(partition, next_offset):
                 break  # the missing messages come again after the seek
             self._rewinds.pop(partition, None)
-            for row in codec.loads(message.value or b"[]"):
-                txn = Txn(*row[:_TXN_FIELDS])
-                outcome = ledger.apply(txn, Source(*row[_TXN_FIELDS:]))
-                outcomes[outcome.value] = outcomes.get(outcome.value, 0) + 1
+            values.append(message.value or b"[]")
             next_offset = message.offset + 1
         if next_offset == ledger.progress.next_offset:
             return
+        # One synchronous call for the step (see PartitionLedger.apply_messages).
+        outcomes = Counter(ledger.apply_messages(values))
         await self._send_rejections(ledger)
         changed = ledger.commit(next_offset)
         self._moved[partition] = time.monotonic()
-        for name, count in outcomes.items():
-            self._metrics.ledger_events.labels(name).inc(count)
+        for outcome, count in outcomes.items():
+            self._metrics.ledger_events.labels(outcome.value).inc(count)
         await self._publish_step(partition, ledger, changed)
         self._metrics.step_seconds.labels("ledger").observe(time.perf_counter() - started)
 

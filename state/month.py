@@ -20,15 +20,17 @@ pseudonyms. The parts:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine import codec
 from engine.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
 
-__all__ = ["UNKNOWN", "MonthAgg", "flow_key"]
+__all__ = ["UNKNOWN", "Contribution", "MonthAgg", "contribution", "flow_key"]
 
 _BANK_CHANNELS = ("loan", "interest", "fee")
 UNKNOWN: Any = object()  # a day's second booking that is not known
+# Day keys are JSON object keys (strings); built once rather than per event.
+_DAY_KEYS = tuple(str(day) for day in range(32))
 
 
 def flow_key(inflow: bool, cls: str, subtype: str, channel: str) -> str:
@@ -40,11 +42,51 @@ def flow_key(inflow: bool, cls: str, subtype: str, channel: str) -> str:
     return f"{'i' if inflow else 'o'}|{cls}|{subtype}|{bank_channel}"
 
 
-def _bump(table: dict[str, list[int]], key: str, amount: int, sign: int) -> None:
+class Contribution(NamedTuple):
+    """The keys one transaction changes in a month, apart from its amount and day.
+
+    They depend only on its class, counterparty, channel, currency, direction and registry
+    version, so the ledger computes them once per distinct combination rather than per event.
+    """
+
+    flow: str  # key in ``flows``
+    slot: int  # 0 inflow, 1 outflow: the column of ``days`` and ``parties``
+    operating: bool  # counted in the day's operating inflow or outflow
+    cross: str | None  # key in ``cross`` when cross-border
+    currency: str | None  # key in ``currency`` when not CNY
+    party: str | None  # key in ``parties`` (None for SELF)
+    registry: str  # key in ``registry``
+
+
+def contribution(
+    *,
+    inflow: bool,
+    cls: str,
+    subtype: str,
+    channel: str,
+    currency: str,
+    cross_border: bool,
+    party: str | None,
+    registry: int,
+) -> Contribution:
+    operating = cls in (OPERATING_IN if inflow else OPERATING_OUT)
+    return Contribution(
+        flow=flow_key(inflow, cls, subtype, channel),
+        slot=0 if inflow else 1,
+        operating=operating,
+        cross=("i" if inflow else "o") if cross_border else None,
+        currency=None if currency == "CNY" else currency,
+        party=None if party is None else f"{cls}|{party}",
+        registry=str(registry),
+    )
+
+
+def _bump(table: dict[str, list[int]], key: str, signed: int, sign: int) -> None:
     entry = table.get(key)
     if entry is None:
-        entry = table[key] = [0, 0]
-    entry[0] += sign * amount
+        table[key] = [signed, sign]  # a count of +-1 is never zero
+        return
+    entry[0] += signed
     entry[1] += sign
     if entry[1] == 0:
         del table[key]
@@ -82,40 +124,58 @@ class MonthAgg:
         registry: int,
     ) -> None:
         """Add (sign=1) or remove (sign=-1) one transaction's contribution, balances apart."""
-        _bump(self.flows, flow_key(inflow, cls, subtype, channel), amount, sign)
-        direction = "i" if inflow else "o"
-        if cross_border:
-            _bump(self.cross, direction, amount, sign)
-        if currency != "CNY":
+        self.add(
+            sign,
+            amount,
+            day,
+            contribution(
+                inflow=inflow,
+                cls=cls,
+                subtype=subtype,
+                channel=channel,
+                currency=currency,
+                cross_border=cross_border,
+                party=party,
+                registry=registry,
+            ),
+        )
+
+    def add(self, sign: int, amount: int, day: int, keys: Contribution) -> None:
+        """:meth:`change` with its keys computed beforehand (the ledger's per-event path)."""
+        flow, slot, operating, cross, currency, party, registry = keys
+        signed = sign * amount
+        _bump(self.flows, flow, signed, sign)
+        if cross is not None:
+            _bump(self.cross, cross, signed, sign)
+        if currency is not None:
             left = self.currency.get(currency, 0) + sign
             if left:
                 self.currency[currency] = left
             else:
-                self.currency.pop(currency, None)
-        daily = self.days.setdefault(str(day), [0, 0, 0, 0, 0])
-        operating = (OPERATING_IN if inflow else OPERATING_OUT).__contains__(cls)
-        slot = 0 if inflow else 1
-        daily[slot] += sign * amount
+                del self.currency[currency]
+        day_key = _DAY_KEYS[day]
+        daily = self.days.get(day_key)
+        if daily is None:
+            daily = self.days[day_key] = [0, 0, 0, 0, 0]
+        daily[slot] += signed
         if operating:
-            daily[slot + 2] += sign * amount
+            daily[slot + 2] += signed
         daily[4] += sign
         if daily[4] == 0:
-            del self.days[str(day)]
+            del self.days[day_key]
         if party is not None:
-            key = f"{cls}|{party}"
-            entry = self.parties.get(key)
+            entry = self.parties.get(party)
             if entry is None:
-                entry = self.parties[key] = [0, 0, 0]
-            entry[0 if inflow else 1] += sign * amount
+                entry = self.parties[party] = [0, 0, 0]
+            entry[slot] += signed
             entry[2] += sign
             if entry[2] == 0:
-                del self.parties[key]
-        version = str(registry)
-        left = self.registry.get(version, 0) + sign
+                del self.parties[party]
+        left = self.registry.get(registry, 0) + sign
         if left:
-            self.registry[version] = left
+            self.registry[registry] = left
         else:
-            self.registry.pop(version, None)
+            del self.registry[registry]
 
     def book_balance(
         self, account: str, bank: str, day: int, booked_us: int, txn_id: str, balance: int
@@ -125,21 +185,20 @@ class MonthAgg:
         if entry is None:
             entry = self.accounts[account] = {"bank": bank, "days": {}}
         days = entry["days"]
-        key = str(day)
+        key = _DAY_KEYS[day]
         last = days.get(key)
-        booking = [booked_us, txn_id, balance]
         if last is None:
-            days[key] = [*booking, None]  # the day's only booking
+            days[key] = [booked_us, txn_id, balance, None]  # the day's only booking
         elif (booked_us, txn_id) > (last[0], last[1]):
-            days[key] = [*booking, last[:3]]
+            days[key] = [booked_us, txn_id, balance, last[:3]]
         elif len(last) == 4 and (last[3] is None or (booked_us, txn_id) > tuple(last[3][:2])):
-            last[3] = booking  # the new second; an unknown second stays unknown
+            last[3] = [booked_us, txn_id, balance]  # the new second; an unknown stays unknown
 
     def unbook_balance(self, account: str, day: int, booked_us: int, txn_id: str) -> bool:
         """Forget a removed booking's balance; True when the day's last must be re-derived
         from the ledger (the removed booking was the last and the one before is unknown)."""
         entry = self.accounts.get(account)
-        last = None if entry is None else entry["days"].get(str(day))
+        last = None if entry is None else entry["days"].get(_DAY_KEYS[day])
         if last is None:
             return False
         if last[0] == booked_us and last[1] == txn_id:
@@ -160,11 +219,11 @@ class MonthAgg:
         if entry is None:
             return
         if last is None:
-            entry["days"].pop(str(day), None)
+            entry["days"].pop(_DAY_KEYS[day], None)
             if not entry["days"]:
                 del self.accounts[account]
         else:
-            entry["days"][str(day)] = last[:3] if second is UNKNOWN else [*last[:3], second]
+            entry["days"][_DAY_KEYS[day]] = last[:3] if second is UNKNOWN else [*last[:3], second]
 
     def encode(self) -> bytes:
         return codec.dumps(

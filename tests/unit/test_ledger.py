@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine import codec
 from engine.classify import Registry, load_registry
@@ -24,6 +25,7 @@ from state.rocksdb import RocksDBStore, shared_block_cache
 from tests import reference
 from tests.compare import differences
 from tests.factories import event
+from tests.reference.events import transactions
 from tests.strategies import transaction_log
 
 StoreFactory = Callable[[], KVStore]
@@ -258,3 +260,121 @@ def test_pruning_forgets_what_falls_out_of_the_kept_history(new_store: StoreFact
     again = validate(event(txn_id="T1", booked_at="2025-01-15T10:00:00+08:00"), "BANK0001")
     assert isinstance(again, Txn)
     assert ledger.apply(again, Source("t", 0, 99, None)) == Outcome.APPLIED
+
+
+# -- month views against a plain computation, rows applied in batches ------------------------
+
+MONTH_VIEW_PARTS = ("flows", "cross", "currency", "days", "accounts", "parties", "registry")
+# Restated from the README's taxonomy, not imported: operating inflow and outflow classes.
+_OPERATING = {
+    True: {"TRADE", "PSP", "CASH"},
+    False: {"TRADE", "PAYROLL", "UTILITY", "TAX", "SOCIAL", "GOV_OTHER", "PSP", "CASH"},
+}
+
+
+def _plain_views(log: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Every month view (MonthAgg.view(), as JSON) from the reference's counted transactions."""
+    views: dict[str, dict[int, dict[str, Any]]] = {}
+    last: dict[tuple[str, int, str, str], tuple[Any, str, int]] = {}  # -> (when, txn_id, balance)
+    banks: dict[str, str] = {}
+    version = str(_REGISTRY.version)
+    for enterprise_id, txns in transactions(log).items():
+        for t in txns:
+            view = views.setdefault(enterprise_id, {}).setdefault(
+                t.month, {part: {} for part in MONTH_VIEW_PARTS}
+            )
+            direction = "i" if t.inflow else "o"
+            column = 0 if t.inflow else 1
+            bank_channel = ""
+            if t.cls == "BANK_OWN":
+                bank_channel = t.channel if t.channel in ("loan", "interest", "fee") else "other"
+            for part, key in (
+                ("flows", f"{direction}|{t.cls}|{t.subtype}|{bank_channel}"),
+                *((("cross", direction),) if t.cross_border else ()),
+            ):
+                entry = view[part].setdefault(key, [0, 0])
+                entry[0] += t.amount
+                entry[1] += 1
+            if t.currency != "CNY":
+                view["currency"][t.currency] = view["currency"].get(t.currency, 0) + 1
+            daily = view["days"].setdefault(str(t.day.day), [0, 0, 0, 0, 0])
+            daily[column] += t.amount
+            if t.cls in _OPERATING[t.inflow]:
+                daily[column + 2] += t.amount
+            daily[4] += 1
+            if t.cp != enterprise_id:
+                party = view["parties"].setdefault(f"{t.cls}|{PSEUDONYM(t.cp)}", [0, 0, 0])
+                party[column] += t.amount
+                party[2] += 1
+            view["registry"][version] = view["registry"].get(version, 0) + 1
+            account = PSEUDONYM(f"{t.bank}/{t.account[1]}")
+            banks[account] = t.bank
+            slot = (enterprise_id, t.month, account, str(t.day.day))
+            if slot not in last or (t.when, t.txn_id) > last[slot][:2]:
+                last[slot] = (t.when, t.txn_id, t.balance)
+    for (enterprise_id, month, account, day), (_, _, balance) in last.items():
+        accounts = views[enterprise_id][month]["accounts"]
+        accounts.setdefault(account, {"bank": banks[account], "days": {}})["days"][day] = balance
+    return views
+
+
+def _rows(log: list[dict[str, Any]]) -> list[list[Any]]:
+    """The routed rows of a log: a Txn's fields, then its source (one bank message each)."""
+    rows = []
+    for offset, element in enumerate(log):
+        txn = validate(element, element["bank"])
+        assert isinstance(txn, Txn), txn
+        rows.append([*txn, f"bank.{element['bank']}.txns", 0, offset, None])
+    return rows
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    log=transaction_log(),
+    step=st.integers(1, 30),
+    message=st.integers(1, 8),
+    reopen=st.booleans(),
+)
+def test_month_views_match_a_plain_computation_when_applied_in_batches(
+    new_store: StoreFactory, log: list[dict[str, Any]], step: int, message: int, reopen: bool
+) -> None:
+    """Batches put duplicates, a reversal and its original, and reversals of reversals in
+    one step (read through its own uncommitted writes), and across steps and reopens."""
+    store = new_store()
+    ledger = PartitionLedger(store, PSEUDONYM, current_registry)
+    rows = _rows(log)
+    outcomes: list[Outcome] = []
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        outcomes += ledger.apply_messages(
+            [codec.dumps(chunk[i : i + message]) for i in range(0, len(chunk), message)]
+        )
+        ledger.commit(start + len(chunk))
+        if reopen:  # as after a restart: nothing but the store is kept
+            ledger = PartitionLedger(store, PSEUDONYM, current_registry)
+    engine = {
+        enterprise_id: {
+            month: codec.loads(codec.dumps(agg.view())) for month, agg in months.items()
+        }
+        for enterprise_id, months in ledger.enterprises()
+    }
+    assert engine == _plain_views(log)
+    # The same outcomes as one event at a time.
+    one_by_one = PartitionLedger(new_store(), PSEUDONYM, current_registry)
+    assert outcomes == [one_by_one.apply(Txn(*row[:-4]), Source(*row[-4:])) for row in rows]
+    # Progress: every event that was not a duplicate or conflict counts (bad reversals too).
+    counted = {Outcome.APPLIED, Outcome.REVERSAL_APPLIED, Outcome.REVERSAL_PENDING}
+    counted.add(Outcome.REVERSED_ON_ARRIVAL)
+    for bank in {row[1] for row in rows}:
+        offsets = [i for i, row in enumerate(rows) if row[1] == bank]
+        at_least = max((i for i in offsets if outcomes[i] in counted), default=None)
+        at_most = max((i for i in offsets if outcomes[i] != Outcome.DUPLICATE), default=None)
+        noted = ledger.progress.sources.get(f"bank.{bank}.txns/0")
+        if at_most is None:
+            assert noted is None
+        else:
+            assert noted is not None and (at_least or 0) <= noted <= at_most
