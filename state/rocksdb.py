@@ -19,6 +19,7 @@ from engine.errors import StateError
 __all__ = ["RocksDBStore", "read_key", "shared_block_cache"]
 
 _WRITE_BUFFER_BYTES = 8 * 1024 * 1024
+_BLOCK_BYTES = 16 * 1024
 _OPEN_ATTEMPTS = 50  # a partition handed over on one machine may still be closing
 
 
@@ -47,8 +48,14 @@ class RocksDBStore:
         options.create_if_missing(True)
         options.set_write_buffer_size(_WRITE_BUFFER_BYTES)
         options.set_max_write_buffer_number(2)
+        # Fast LZ4 where data is young and rewritten (month aggregates change every step);
+        # zstd in 16 KB blocks where it settles, the bulk of the bytes: ledger records are
+        # small JSON rows sharing most of their structure (measured: 5.6 -> 3.0 KB per
+        # enterprise-month once compacted).
         options.set_compression_type(rocksdict.DBCompressionType.lz4())
+        options.set_bottommost_compression_type(rocksdict.DBCompressionType.zstd())
         table = rocksdict.BlockBasedOptions()
+        table.set_block_size(_BLOCK_BYTES)
         table.set_block_cache(block_cache)
         table.set_bloom_filter(10, False)  # most ledger look-ups are for ids never seen
         table.set_cache_index_and_filter_blocks(True)
