@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from agents.sending import Outbox, Sender, rejected_record
 from engine import codec
 from engine.contract import Invalid, split_message, validate
+from engine.fast_contract import valid_rows
 from engine.metrics import WorkerMetrics
 from engine.partitioner import partition_for
 from engine.periods import history_start, month_start_us, now_us
 from engine.topics import ROUTED_TOPIC, bank_code_of
 
-__all__ = ["ROUTED_CHUNK_EVENTS", "STEP_BYTES", "Intake", "Message", "in_steps"]
+__all__ = ["ROUTED_CHUNK_EVENTS", "STEP_BYTES", "Intake", "Message", "Reject", "in_steps", "route"]
 
 #: Events per routed message: well under Kafka's 1 MB default limit, and small enough that
 #: Faust's prefetch buffer of routed messages stays below ~100 MB.
@@ -56,6 +57,63 @@ def in_steps(messages: Sequence[Message], max_bytes: int = STEP_BYTES) -> Iterat
         yield step
 
 
+class Reject(NamedTuple):
+    position: int | None  # index in a batch; None for a single-event or a whole message
+    invalid: Invalid
+    original: bytes  # the message, or for a batch element that element, to fix and replay
+
+
+def route(
+    value: bytes | None,
+    bank: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    oldest_us: int | None,
+    now: int,
+) -> tuple[list[list[Any]], list[Reject]]:
+    """The routed rows of one bank message's valid events, and its rejects.
+
+    A row is a Txn's fields, then the source (topic, partition, offset, index): the routed
+    wire format the ledger reads. Most messages are wholly valid and take the fast path;
+    any other takes the contract's reference path, which alone says why an event is not.
+    The worker and the profile target (loadtest/stages.py) both run this.
+    """
+    rows = valid_rows(value, bank, topic, partition, offset, oldest_us, now)
+    if rows is not None:
+        return rows, []
+    rows, rejects = [], []
+    elements = split_message(value)
+    if isinstance(elements, Invalid):
+        return rows, [Reject(None, elements, value or b"")]
+    for index, element in enumerate(elements.items):
+        result = validate(element, bank, oldest_us, now)
+        position = index if elements.is_batch else None
+        if isinstance(result, Invalid):
+            if elements.is_batch:
+                original, result = _element_bytes(element, value or b"", result)
+            else:
+                original = value or b""
+            rejects.append(Reject(position, result, original))
+        else:
+            rows.append([*result, topic, partition, offset, position])
+    return rows, rejects
+
+
+def _element_bytes(element: Any, message: bytes, invalid: Invalid) -> tuple[bytes, Invalid]:
+    """A rejected batch element as bytes to replay. orjson reads JSON nested up to 1,024
+    levels but writes only 255: an element nested deeper cannot be written back alone, so
+    the reject holds the whole message instead, and says so."""
+    try:
+        return codec.dumps(element), invalid
+    except TypeError:
+        detail = (
+            f"{invalid.detail} ('original' holds the whole batch: this element is nested "
+            "too deeply to be written alone)"
+        )
+        return message, Invalid(invalid.reason, detail)
+
+
 class Intake:
     def __init__(
         self, sender: Sender, partitions: int, metrics: WorkerMetrics, history_months: int = 36
@@ -77,26 +135,23 @@ class Intake:
                 bank = bank_code_of(message.topic)
                 if bank is None:  # not a bank topic: cannot happen with our subscription
                     continue
-                elements = split_message(message.value)
-                if isinstance(elements, Invalid):
-                    await self._reject(outbox, message, None, elements, message.value or b"")
-                    rejected += 1
-                    continue
-                for index, element in enumerate(elements.items):
-                    result = validate(element, bank, oldest_us, now)
-                    position = index if elements.is_batch else None
-                    if isinstance(result, Invalid):
-                        original = (
-                            codec.dumps(element) if elements.is_batch else message.value or b""
-                        )
-                        await self._reject(outbox, message, position, result, original)
-                        rejected += 1
-                        continue
-                    partition = partition_for(result.enterprise_id, self._partitions)
-                    routed.setdefault(partition, []).append(
-                        [*result, message.topic, message.partition, message.offset, position]
+                valid, rejects = route(
+                    message.value,
+                    bank,
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    oldest_us,
+                    now,
+                )
+                for reject in rejects:
+                    await self._reject(
+                        outbox, message, reject.position, reject.invalid, reject.original
                     )
-                    accepted += 1
+                rejected += len(rejects)
+                accepted += len(valid)
+                for row in valid:
+                    routed.setdefault(partition_for(row[0], self._partitions), []).append(row)
             for partition, rows in routed.items():
                 for start in range(0, len(rows), ROUTED_CHUNK_EVENTS):
                     chunk = rows[start : start + ROUTED_CHUNK_EVENTS]

@@ -19,15 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agents.intake import route
 from engine import codec
 from engine.classify import load_registry
-from engine.contract import Invalid, Txn, split_message, validate
 from engine.partitioner import partition_for
 from engine.periods import format_month, history_start, month_start_us, now_us
 from engine.pseudonym import Pseudonymizer
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
-from state.ledger import PartitionLedger, Source
+from state.ledger import PartitionLedger
 from state.rocksdb import RocksDBStore, shared_block_cache
 from state.views import month_field
 
@@ -46,13 +46,12 @@ def _intake(messages: list[bytes], bank_of: list[str]) -> list[list[Any]]:
     now = now_us()
     rows: list[list[Any]] = []
     for offset, (value, bank) in enumerate(zip(messages, bank_of, strict=True)):
-        elements = split_message(value)
-        assert not isinstance(elements, Invalid)
-        for index, element in enumerate(elements.items):
-            txn = validate(element, bank, oldest_us, now)
-            assert not isinstance(txn, Invalid), txn
-            partition_for(txn.enterprise_id, _PARTITIONS)
-            rows.append([*txn, f"bank.{bank}.txns", 0, offset, index])
+        # What Intake.process does per message, without Kafka.
+        valid, rejects = route(value, bank, f"bank.{bank}.txns", 0, offset, oldest_us, now)
+        assert not rejects, rejects
+        for row in valid:
+            partition_for(row[0], _PARTITIONS)
+        rows.extend(valid)
     return rows
 
 
@@ -62,11 +61,10 @@ def _ledger(rows: list[list[Any]], path: Path) -> list[tuple[PartitionLedger, di
     pseudonym = Pseudonymizer(settings.pseudonym_key.get_secret_value().encode())
     store = RocksDBStore(path, shared_block_cache(64 << 20))
     ledger = PartitionLedger(store, pseudonym, lambda: registry)
-    fields = len(Txn._fields)
     steps = []
     for start in range(0, len(rows), _STEP_EVENTS):
-        for row in codec.loads(codec.dumps(rows[start : start + _STEP_EVENTS])):
-            ledger.apply(Txn(*row[:fields]), Source(*row[fields:]))
+        # A step as the worker applies it: encoded rows, decoded and applied in one call.
+        ledger.apply_messages([codec.dumps(rows[start : start + _STEP_EVENTS])])
         steps.append((ledger, ledger.commit(start + _STEP_EVENTS)))
     return steps
 
