@@ -132,11 +132,13 @@ class ProductHandler:
         self, spec: ProductSpec, enterprise_id: str, period: Period, partition: int
     ) -> tuple[bytes | None, bytes | NotFound]:
         # Progress first, then views (see engine/product_cache.py for why this is exact).
-        known, progress = self._cache.progress(partition)
+        known, progress, stale = self._cache.progress(partition)
         if not known:
             progress = await self._cache.fill_progress(
                 partition, lambda: self._read_progress(partition)
             )
+        elif stale:  # served as it is, a true "at least"; the new one comes in the background
+            self._cache.refresh_progress(partition, lambda: self._read_progress(partition))
         key = (spec.id, enterprise_id, period.label)
         items = self._cache.product(key)
         (self._misses if items is None else self._hits).inc()

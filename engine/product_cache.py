@@ -16,8 +16,10 @@ Exactness:
   rendered from (progress first, then views, as in state/views.py): a new progress is used
   only after the listener's barrier, so every change of views it covers has been
   announced, and has dropped its cached rendering, by then.
-- A partition's progress whose fill was overtaken by an announcement is kept for at most
-  0.1 s (it is a lower bound all the same): ingest rewrites it with every step.
+- A partition's progress is a promise of "at least": once announced as changed it is still
+  served, marked stale, while one read in the background fetches the new one (ingest
+  rewrites it with every step; no pull waits for that). Only a partition's first progress
+  is waited for.
 - When announcements may have been missed (the listener is down), everything is dropped
   and the API reads Redis on every pull until it is back.
 """
@@ -25,7 +27,7 @@ Exactness:
 from __future__ import annotations
 
 import asyncio
-import time
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ __all__ = ["Fill", "NotFound", "ProductCache", "ProductKey"]
 
 ProductKey = tuple[str, str, str]  # (product, enterprise, period label)
 T = TypeVar("T")
-_DIRTY_PROGRESS_SECONDS = 0.1
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,9 @@ class ProductCache:
         self._partition_prefix = f"{prefix}:v1:part:".encode()
         self._products: OrderedDict[ProductKey, bytes | NotFound] = OrderedDict()
         self._keys_of: dict[str, set[ProductKey]] = {}  # enterprise -> its cached products
-        self._progress: dict[int, tuple[bytes | None, float]] = {}  # (value, kept until)
+        self._progress: dict[int, bytes | None] = {}  # the last progress read, per partition
+        self._stale: set[int] = set()  # partitions whose progress was announced since
+        self._refreshes: set[asyncio.Task[bytes | None]] = set()
         self._product_fills: dict[ProductKey, Fill[bytes | NotFound]] = {}
         self._progress_fills: dict[int, Fill[bytes | None]] = {}
         self.live = False  # announcements are flowing: caching is allowed
@@ -94,6 +98,7 @@ class ProductCache:
         self._products.clear()
         self._keys_of.clear()
         self._progress.clear()
+        self._stale.clear()
         for product_fill in self._product_fills.values():
             product_fill.dirty = True
         for progress_fill in self._progress_fills.values():
@@ -110,7 +115,7 @@ class ProductCache:
                 product_fill.dirty = True
 
     def _drop_partition(self, partition: int) -> None:
-        self._progress.pop(partition, None)
+        self._stale.add(partition)
         progress_fill = self._progress_fills.get(partition)
         if progress_fill is not None:
             progress_fill.dirty = True
@@ -123,12 +128,26 @@ class ProductCache:
             self._products.move_to_end(key)
         return entry
 
-    def progress(self, partition: int) -> tuple[bool, bytes | None]:
-        """(known, progress JSON as Redis holds it; None when Redis has none)."""
-        entry = self._progress.get(partition)
-        if entry is None or entry[1] < time.monotonic():
-            return False, None
-        return True, entry[0]
+    def progress(self, partition: int) -> tuple[bool, bytes | None, bool]:
+        """(known, progress JSON as Redis held it, None when it had none; stale: Redis has
+        announced a newer one since)."""
+        if partition not in self._progress:
+            return False, None, False
+        return True, self._progress[partition], partition in self._stale
+
+    def refresh_progress(self, partition: int, read: Callable[[], Awaitable[bytes | None]]) -> None:
+        """Fetch a stale progress in the background (one read at a time per partition)."""
+        current = self._progress_fills.get(partition)
+        if current is not None and not current.dirty:
+            return
+        task = asyncio.ensure_future(self.fill_progress(partition, read))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshed)
+
+    def _refreshed(self, task: asyncio.Task[bytes | None]) -> None:
+        self._refreshes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not refresh a partition's progress: %s", task.exception())
 
     async def fill_product(
         self, key: ProductKey, read: Callable[[], Awaitable[bytes | NotFound]]
@@ -172,12 +191,13 @@ class ProductCache:
                 del self._progress_fills[partition]
         fill.result.set_result(value)
         if self.live:
-            # A partition's progress is rewritten with every step, often just before it is
-            # read: a fill is then dirtied by the announcement of the very write it read.
-            # Kept briefly all the same, so that pulls during ingest do not read it each
-            # time; as_of is a promise of "at least", and at most this much older.
-            until = time.monotonic() + _DIRTY_PROGRESS_SECONDS if fill.dirty else float("inf")
-            self._progress[partition] = (value, until)
+            # Kept even when overtaken by an announcement (often that of the very write it
+            # read): it is still a true "at least"; stale, it is fetched again when next used.
+            self._progress[partition] = value
+            if fill.dirty:
+                self._stale.add(partition)
+            else:
+                self._stale.discard(partition)
         return value
 
     def _keep(self, key: ProductKey, value: bytes | NotFound) -> None:

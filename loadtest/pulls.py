@@ -1,6 +1,6 @@
 """Product pulls at a target rate, spread over enterprises with a Zipf skew (open loop).
 
-    python -m loadtest.pulls URLS_FILE RATE SECONDS [CONNECTIONS]
+    python -m loadtest.pulls URLS_FILE RATE SECONDS [CONNECTIONS] [--warm]
 
 URLS_FILE holds one URL per line (one host), most popular first; the i-th is pulled with
 weight 1 / (i + 1). Prints one JSON line: requests, errors, answered pulls per second, and
@@ -11,7 +11,9 @@ sent on a 1 ms tick (the event loop's timers have millisecond resolution), so a 
 written up to a tick after it was due; its latency counts from that write, unless it had
 to wait for a free connection, when it counts from the moment it was due (no coordinated
 omission). The tick's own lag is reported apart (``send_lag_p99_ms``). A pull that
-fails, answers other than 200, or takes longer than 2 s is an error.
+fails, answers other than 200, or takes longer than 2 s is an error. With ``--warm`` every
+URL is pulled once before the measured run (a first pull renders the product, one to five
+milliseconds of the API's CPU; the run then measures lenders pulling again).
 
 The client is deliberately lean: it shares two cores with the API it measures, the
 worker and the broker. Each of a fixed set of keep-alive HTTP/1.1 connections
@@ -96,7 +98,12 @@ class _Pull(asyncio.Protocol):
 
 
 async def run(
-    urls: list[str], rate: float, seconds: float, connections: int = 32, seed: int = 1
+    urls: list[str],
+    rate: float,
+    seconds: float,
+    connections: int = 32,
+    seed: int = 1,
+    warm: bool = False,
 ) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     parts = urlsplit(urls[0])
@@ -133,6 +140,15 @@ async def run(
         _, pull = await loop.create_connection(lambda: _Pull(done), host, port)
         pulls.append(pull)
         idle.append(pull)
+    if warm:
+        waiting.extend((index, 0.0) for index in range(len(urls)))
+        for _ in range(min(len(idle), len(waiting))):
+            index, _due = waiting.popleft()
+            idle.pop().send(requests[index], time.perf_counter())
+        while waiting or any(p.busy for p in pulls):
+            await asyncio.sleep(_TICK_SECONDS)
+        latencies.clear()
+        errors = 0
 
     lags: list[float] = []
     begin = time.perf_counter()
@@ -175,11 +191,13 @@ async def run(
 
 
 def main(argv: list[str]) -> None:
+    warm = "--warm" in argv
+    argv = [arg for arg in argv if arg != "--warm"]
     with open(argv[0], encoding="utf-8") as handle:
         urls = [line.strip() for line in handle if line.strip()]
     connections = int(argv[3]) if len(argv) > 3 else 32
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        result = runner.run(run(urls, float(argv[1]), float(argv[2]), connections))
+        result = runner.run(run(urls, float(argv[1]), float(argv[2]), connections, warm=warm))
     print(codec.dumps(result).decode(), flush=True)
 
 

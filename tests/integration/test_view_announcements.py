@@ -106,7 +106,7 @@ def test_every_write_of_an_enterprises_views_drops_its_cached_products() -> None
         await views.publish(0, {E: {"m:2026-04": b"{}"}}, {"routed_offset": 1})
         assert await listener.barrier()
         assert cache.product(other) == b"{}"  # another enterprise's write leaves it be
-        assert cache.progress(0) == (False, None)
+        assert cache.progress(0) == (False, None, False)
 
     asyncio.run(with_listener(SHARED_REDIS, body))
 

@@ -49,7 +49,7 @@ def test_a_flush_or_a_lost_listener_drops_everything() -> None:
     asyncio.run(cache.fill_product(KEY, lambda: value(NotFound("no data"))))
     assert cache.product(KEY) == NotFound("no data")
     cache.changed(None)
-    assert cache.product(KEY) is None
+    assert cache.product(KEY) is None and cache.progress(0) == (False, None, False)
     asyncio.run(cache.fill_product(KEY, lambda: value(b"{}")))
     cache.set_live(False)
     assert cache.product(KEY) is None
@@ -95,22 +95,45 @@ def test_a_pull_after_an_announcement_does_not_share_an_older_read() -> None:
     assert len(reads) == 2
 
 
-def test_progress_is_kept_until_announced_or_briefly_when_overtaken() -> None:
+def test_announced_progress_is_still_served_but_stale_until_read_again() -> None:
     cache = live_cache()
-    assert cache.progress(3) == (False, None)
+    assert cache.progress(3) == (False, None, False)
     asyncio.run(cache.fill_progress(3, lambda: value(b'{"p":1}')))  # type: ignore[arg-type]
-    assert cache.progress(3) == (True, b'{"p":1}')
+    assert cache.progress(3) == (True, b'{"p":1}', False)
     cache.changed([b"cf:v1:part:3"])
-    assert cache.progress(3) == (False, None)
+    assert cache.progress(3) == (True, b'{"p":1}', True)  # a true "at least", to refresh
 
     async def overtaken() -> bytes:
-        cache.changed([b"cf:v1:part:3"])
+        cache.changed([b"cf:v1:part:3"])  # announced again while being read
         return b'{"p":2}'
 
     asyncio.run(cache.fill_progress(3, overtaken))
-    assert cache.progress(3) == (True, b'{"p":2}')  # kept, but only for a moment
-    asyncio.run(asyncio.sleep(0.15))
-    assert cache.progress(3) == (False, None)
+    assert cache.progress(3) == (True, b'{"p":2}', True)
+    asyncio.run(cache.fill_progress(3, lambda: value(b'{"p":3}')))  # type: ignore[arg-type]
+    assert cache.progress(3) == (True, b'{"p":3}', False)
+
+
+def test_a_stale_progress_is_read_once_in_the_background() -> None:
+    cache = live_cache()
+    reads = 0
+
+    async def read() -> bytes:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.01)
+        return b'{"p":%d}' % reads
+
+    async def scenario() -> None:
+        await cache.fill_progress(0, read)
+        cache.changed([b"cf:v1:part:0"])
+        for _ in range(5):  # five pulls see the stale progress: one read between them
+            assert cache.progress(0)[:2] == (True, b'{"p":1}')
+            cache.refresh_progress(0, read)
+        await asyncio.sleep(0.05)
+        assert cache.progress(0) == (True, b'{"p":2}', False)
+
+    asyncio.run(scenario())
+    assert reads == 2
 
 
 def test_the_least_recently_used_product_goes_first() -> None:
