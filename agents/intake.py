@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from agents.sending import Outbox, Sender, rejected_record
@@ -20,9 +21,18 @@ from engine.fast_contract import valid_rows
 from engine.metrics import WorkerMetrics
 from engine.partitioner import partition_for
 from engine.periods import history_start, month_start_us, now_us
-from engine.topics import ROUTED_TOPIC, bank_code_of
+from engine.topics import REJECTED_TOPIC, ROUTED_TOPIC, bank_code_of
 
-__all__ = ["ROUTED_CHUNK_EVENTS", "STEP_BYTES", "Intake", "Message", "Reject", "in_steps", "route"]
+__all__ = [
+    "ROUTED_CHUNK_EVENTS",
+    "STEP_BYTES",
+    "Intake",
+    "Message",
+    "Reject",
+    "RoutedStep",
+    "in_steps",
+    "route",
+]
 
 #: Events per routed message: well under Kafka's 1 MB default limit, and small enough that
 #: Faust's prefetch buffer of routed messages stays below ~100 MB.
@@ -55,6 +65,20 @@ def in_steps(messages: Sequence[Message], max_bytes: int = STEP_BYTES) -> Iterat
         size += length
     if step:
         yield step
+
+
+Record = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
+
+
+@dataclass
+class RoutedStep:
+    """What one intake step sends: routed rows and rejects, encoded, with its counts."""
+
+    started: float
+    messages: int
+    records: list[Record] = field(default_factory=list)
+    accepted: int = 0
+    rejected: list[str] = field(default_factory=list)  # the reason of each reject
 
 
 class Reject(NamedTuple):
@@ -124,14 +148,17 @@ class Intake:
         self._history_months = history_months
 
     async def process(self, messages: Sequence[Message]) -> None:
-        started = time.perf_counter()
+        """Route one step's messages and wait until the broker has every record."""
+        await self.deliver(self.prepare(messages))
+
+    def prepare(self, messages: Sequence[Message]) -> RoutedStep:
+        """Validate and route one step's messages into the records to send (no I/O)."""
+        step = RoutedStep(started=time.perf_counter(), messages=len(messages))
         oldest_us = month_start_us(history_start(self._history_months))
         now = now_us()
-        outbox = Outbox(self._sender)
-        accepted = rejected = 0
-        for step in in_steps(messages):
+        for chunk in in_steps(messages):
             routed: dict[int, list[list[Any]]] = {}
-            for message in step:
+            for message in chunk:
                 bank = bank_code_of(message.topic)
                 if bank is None:  # not a bank topic: cannot happen with our subscription
                     continue
@@ -145,36 +172,42 @@ class Intake:
                     now,
                 )
                 for reject in rejects:
-                    await self._reject(
-                        outbox, message, reject.position, reject.invalid, reject.original
-                    )
-                rejected += len(rejects)
-                accepted += len(valid)
+                    step.records.append(_rejected(message, reject))
+                    step.rejected.append(reject.invalid.reason.value)
+                step.accepted += len(valid)
                 for row in valid:
                     routed.setdefault(partition_for(row[0], self._partitions), []).append(row)
             for partition, rows in routed.items():
                 for start in range(0, len(rows), ROUTED_CHUNK_EVENTS):
-                    chunk = rows[start : start + ROUTED_CHUNK_EVENTS]
-                    await outbox.send(ROUTED_TOPIC, None, codec.dumps(chunk), partition)
-        await outbox.flush()
-        self._metrics.bank_messages.inc(len(messages))
-        self._metrics.intake_events.labels("accepted").inc(accepted)
-        self._metrics.intake_events.labels("rejected").inc(rejected)
-        self._metrics.step_seconds.labels("intake").observe(time.perf_counter() - started)
+                    chunk_rows = rows[start : start + ROUTED_CHUNK_EVENTS]
+                    step.records.append((ROUTED_TOPIC, None, codec.dumps(chunk_rows), partition))
+        return step
 
-    async def _reject(
-        self, outbox: Outbox, message: Message, index: int | None, invalid: Invalid, original: bytes
-    ) -> None:
-        record = rejected_record(
-            invalid.reason,
-            invalid.detail,
-            "intake",
-            message.topic,
-            message.partition,
-            message.offset,
-            index,
-            original,
-        )
-        key = f"{message.topic}/{message.partition}/{message.offset}".encode()
-        await outbox.reject(key, record)
-        self._metrics.rejected.labels(invalid.reason.value, "intake").inc()
+    async def deliver(self, step: RoutedStep) -> None:
+        """Send a step's records; return once the broker has all of them. A retry sends
+        them all again: the ledger drops the duplicates."""
+        outbox = Outbox(self._sender)
+        for topic, key, value, partition in step.records:
+            await outbox.send(topic, key, value, partition)
+        await outbox.flush()
+        self._metrics.bank_messages.inc(step.messages)
+        self._metrics.intake_events.labels("accepted").inc(step.accepted)
+        self._metrics.intake_events.labels("rejected").inc(len(step.rejected))
+        for reason in step.rejected:
+            self._metrics.rejected.labels(reason, "intake").inc()
+        self._metrics.step_seconds.labels("intake").observe(time.perf_counter() - step.started)
+
+
+def _rejected(message: Message, reject: Reject) -> Record:
+    record = rejected_record(
+        reject.invalid.reason,
+        reject.invalid.detail,
+        "intake",
+        message.topic,
+        message.partition,
+        message.offset,
+        reject.position,
+        reject.original,
+    )
+    key = f"{message.topic}/{message.partition}/{message.offset}".encode()
+    return (REJECTED_TOPIC, key, record, None)

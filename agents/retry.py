@@ -19,19 +19,20 @@ __all__ = ["until_done"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
 
 _FIRST_DELAY_SECONDS = 0.2
 _MAX_DELAY_SECONDS = 30.0
 
 
 async def until_done(
-    step: Callable[[T], Awaitable[None]], batch: T, stage: str, metrics: WorkerMetrics
-) -> None:
+    step: Callable[[T], Awaitable[R]], batch: T, stage: str, metrics: WorkerMetrics
+) -> R:
+    """``step(batch)``'s result, however many tries it takes."""
     delay = _FIRST_DELAY_SECONDS
     while True:
         try:
-            await step(batch)
-            return
+            return await step(batch)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -16,7 +16,8 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
-from agents.intake import Intake
+from agents.inflight import InFlight
+from agents.intake import Intake, RoutedStep
 from agents.ledger import LedgerStage
 from agents.retry import until_done
 from engine import faust_compat, kafka_admin
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _PRUNE_EVERY_SECONDS = 3600.0  # history moves by months: hourly is plenty
 _FETCH_MAX_WAIT_MS = 50  # an idle fetch returns within this (Faust's 1,500 ms made events late)
+_INTAKE_STEPS_IN_FLIGHT = 4  # steps sent but not yet confirmed by the broker
 
 
 def faust_broker_urls(bootstrap: str) -> list[str]:
@@ -152,9 +154,22 @@ def build_worker(settings: Settings) -> Worker:
     routed = app.topic(ROUTED_TOPIC, value_serializer="raw", key_serializer="raw")
     take_max, within = settings.batch_max_messages, settings.batch_within_seconds
 
-    async def intake_agent(stream: Any) -> None:  # a faust.Stream: StreamT lacks take_events
-        async for events in stream.take_events(take_max, within=within):
-            await until_done(intake.process, [event.message for event in events], "intake", metrics)
+    async def prepare(messages: list[Any]) -> RoutedStep:
+        return intake.prepare(messages)
+
+    async def intake_agent(stream: Any) -> None:  # a faust.Stream: StreamT lacks noack_take
+        # Events are acknowledged by hand, once the broker has confirmed what their step
+        # sent; meanwhile the next steps are prepared (agents/inflight.py).
+        confirming = InFlight(_INTAKE_STEPS_IN_FLIGHT)
+
+        async def confirm(step: RoutedStep, events: list[Any]) -> None:
+            await until_done(intake.deliver, step, "intake", metrics)
+            for event in events:
+                await stream.ack(event)
+
+        async for events in stream.noack_take(take_max, within=within):
+            step = await until_done(prepare, [event.message for event in events], "intake", metrics)
+            await confirming.start(confirm(step, events))
 
     async def ledger_agent(stream: Any) -> None:
         async for events in stream.take_events(take_max, within=within):
