@@ -30,4 +30,10 @@ class KVStore(Protocol):
         """Approximate bytes the store occupies (on disk for persistent stores)."""
         ...
 
+    def live_bytes(self) -> int:
+        """Bytes the state occupies once compacted: live data only, without the obsolete
+        versions, deletions and logs a persistent store keeps until it compacts (an estimate
+        for RocksDB, exact for the memory store)."""
+        ...
+
     def close(self) -> None: ...

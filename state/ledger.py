@@ -9,11 +9,15 @@ Aggregates change incrementally. Nothing is written until :meth:`PartitionLedger
 which writes the ledger, the touched month aggregates and the consumed offset in one atomic
 batch: a crash loses a whole step or nothing, and the stored offset says where to resume.
 
-Keys (renaming one is a migration):
-    L|<enterprise>|<bank>|<txn_id>     ledger record
-    P|<enterprise>|<bank>|<txn_id>     a reversal waiting for this original
-    M|<enterprise>|<YYYY-MM>           month aggregate
+Keys and values (renaming a key or changing a value's format is a migration):
+    L|<enterprise>|<bank>|<txn_id>     ledger record, binary (state/records.py, format 1)
+    P|<enterprise>|<bank>|<txn_id>     a reversal waiting for this original: its txn_id
+    M|<enterprise>|<YYYY-MM>           month aggregate (MonthAgg.encode, JSON)
     _meta                              progress: next routed offset, sources, watermark
+Ledger records were JSON lists until format 1 (binary, with a leading format byte that
+:func:`records.decode` checks). No state of the JSON form was ever deployed (the embedded
+broker keeps nothing), so nothing converts it: a worker finding such a record stops with a
+StateError that says to delete the partition's directory, rebuilt from the routed topic.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from itertools import islice
 from typing import Any
 
 from engine import codec
-from engine.classify import Classification, CounterpartyClass, Registry, classify
+from engine.classify import Classification, Registry, classify
 from engine.contract import RejectReason, Txn
 from engine.periods import (
     DAY_US,
@@ -37,35 +41,39 @@ from engine.periods import (
     month_start_us,
     parse_month,
 )
+from state import records
 from state.kv import KVStore
 from state.month import Contribution, MonthAgg, contribution
 
 __all__ = ["META_KEY", "Outcome", "PartitionLedger", "Progress", "Rejection", "Source"]
 
 META_KEY = b"_meta"
-# Ledger record statuses.
-_COUNTED = "C"  # counted in its month
-_REVERSED = "X"  # an original removed by its reversal
-_REVERSAL = "R"  # a reversal that removed its original
-_PENDING = "P"  # a reversal whose original has not arrived yet
-# Ledger record fields.
-(
-    _STATUS,
-    _HASH,
-    _BOOKED,
-    _INFLOW,
-    _AMOUNT,
-    _BALANCE,
-    _ACCOUNT,
-    _CP,
-    _LINK,
-    _EVENT,
-    _CLASS,
-    _SUBTYPE,
-    _CHANNEL,
-    _CURRENCY,
-    _REGISTRY,
-) = range(15)
+# Ledger record statuses and field positions (the record format is state/records.py).
+_COUNTED, _REVERSED, _REVERSAL, _PENDING = (
+    records.COUNTED,
+    records.REVERSED,
+    records.REVERSAL,
+    records.PENDING,
+)
+_STATUS, _HASH, _BOOKED, _INFLOW, _AMOUNT, _BALANCE, _ACCOUNT, _CP = (
+    records.STATUS,
+    records.HASH,
+    records.BOOKED,
+    records.INFLOW,
+    records.AMOUNT,
+    records.BALANCE,
+    records.ACCOUNT,
+    records.CP,
+)
+_LINK, _EVENT, _CLASS, _SUBTYPE, _CHANNEL, _CURRENCY, _REGISTRY = (
+    records.LINK,
+    records.EVENT,
+    records.CLASS,
+    records.SUBTYPE,
+    records.CHANNEL,
+    records.CURRENCY,
+    records.REGISTRY,
+)
 
 
 class Outcome(StrEnum):
@@ -155,7 +163,8 @@ _ACCOUNTS_LIMIT = 200_000
 # What a transaction's class, subtype and month keys depend on, apart from the registry:
 # (cp_id, channel, bank, cp_bank, currency, inflow, cp_id == enterprise_id).
 _KindKey = tuple[str, str, str, str | None, str, bool, bool]
-_Kind = tuple[CounterpartyClass, str, Contribution]
+# Month keys, and the record's first bytes (records.kind: class, subtype, registry version).
+_Kind = tuple[Contribution, bytes]
 
 
 @contextmanager
@@ -218,7 +227,7 @@ class PartitionLedger:
 
     def _record(self, key: bytes) -> list[Any] | None:
         raw = self._get(key)
-        return None if raw is None else codec.loads(raw)
+        return None if raw is None else records.decode(raw)
 
     def _put(self, key: bytes, value: bytes | None) -> None:
         self._writes[key] = value
@@ -288,7 +297,6 @@ class PartitionLedger:
             self._kinds_registry = registry
         if sum(map(len, self._accounts.values())) > _ACCOUNTS_LIMIT:
             self._accounts = {}
-        version = registry.version
         writes, fetched, pending = self._writes, self._fetched, self._pending
         kinds, accounts, months, dirty = self._kinds, self._accounts, self._months, self._dirty
         progress = self.progress
@@ -298,7 +306,7 @@ class PartitionLedger:
         outcomes: list[Outcome] = []
         append = outcomes.append
         applied = Outcome.APPLIED
-        dumps = codec.dumps
+        counted = records.counted
         for row, key in zip(rows, keys, strict=True):
             raw = writes.get(key, _ABSENT)
             if raw is _ABSENT:
@@ -337,28 +345,10 @@ class PartitionLedger:
             kind = kinds.get(kind_key)
             if kind is None:
                 kind = kinds[kind_key] = self._kind(registry, enterprise_id, row)
-            cls, subtype, month_keys = kind
+            month_keys, record_kind = kind
             amount, balance, account = row[_AMT], row[_BAL], row[_ACCT]
-            # The same fields, in the same order, as _record_of writes.
-            writes[key] = dumps(
-                [
-                    _COUNTED,
-                    row[_HASHF],
-                    booked,
-                    inflow,
-                    amount,
-                    balance,
-                    account,
-                    cp_id,
-                    None,
-                    None,
-                    cls,
-                    subtype,
-                    channel,
-                    currency,
-                    version,
-                ]
-            )
+            # The same bytes as records.encode(self._record_of(...)) writes.
+            writes[key] = counted(record_kind, row[_HASHF], booked, amount, balance, account, cp_id)
             month, day = month_day_of_us(booked)
             slot = (enterprise_id, month)
             agg = months.get(slot)
@@ -378,7 +368,7 @@ class PartitionLedger:
         return outcomes
 
     def _kind(self, registry: Registry, enterprise_id: str, row: Sequence[Any]) -> _Kind:
-        """Class, subtype and month keys of a row's transaction (memoized by the caller)."""
+        """Month keys and record kind of a row's transaction (memoized by the caller)."""
         cp_id, channel, currency, inflow = row[_CPID], row[_CHAN], row[_CUR], row[_IN]
         kind = classify(registry, enterprise_id, row[_B], channel, cp_id, row[_CPBANK], currency)
         keys = contribution(
@@ -391,11 +381,14 @@ class PartitionLedger:
             party=self._counterparty(enterprise_id, cp_id),
             registry=registry.version,
         )
-        return kind.cls, kind.subtype, keys
+        record_kind = records.kind(
+            inflow, kind.cls, kind.subtype, channel, currency, registry.version
+        )
+        return keys, record_kind
 
     def _apply_known(self, row: Sequence[Any], raw: bytes) -> Outcome:
         """A row whose (bank, txn_id) is in the ledger: a duplicate, or a rejected conflict."""
-        if codec.loads(raw)[_HASH] == row[_HASHF]:
+        if records.hash_of(raw) == row[_HASHF]:
             return Outcome.DUPLICATE
         return self._reject(
             Txn(*row[:_TXN_FIELDS]),
@@ -417,7 +410,7 @@ class PartitionLedger:
         reversal = self._record(reversal_key)
         assert reversal is not None and reversal[_STATUS] == _PENDING
         reversal[_STATUS], reversal[_EVENT] = _REVERSAL, None
-        self._put(reversal_key, codec.dumps(reversal))
+        self._put(reversal_key, records.encode(reversal))
         self._set_pending(key, None)
         return Outcome.REVERSED_ON_ARRIVAL
 
@@ -445,7 +438,7 @@ class PartitionLedger:
                 txn, source, RejectReason.BAD_REVERSAL, "its original is already reversed"
             )
         original[_STATUS], original[_LINK] = _REVERSED, txn.txn_id
-        self._put(original_key, codec.dumps(original))
+        self._put(original_key, records.encode(original))
         self._remove(txn.enterprise_id, txn.bank, txn.reversal_of, original)
         self._put(key, self._encode(txn, _REVERSAL, txn.reversal_of))
         return Outcome.REVERSAL_APPLIED
@@ -477,7 +470,7 @@ class PartitionLedger:
     def _encode(
         self, txn: Txn, status: str, link: str | None, kept: list[Any] | None = None
     ) -> bytes:
-        return codec.dumps(self._record_of(txn, status, link, kept))
+        return records.encode(self._record_of(txn, status, link, kept))
 
     def _record_of(
         self, txn: Txn, status: str, link: str | None, kept: list[Any] | None = None
@@ -555,7 +548,7 @@ class PartitionLedger:
         start = day_start_us(month, day)
         end = start + DAY_US
         for key, raw in self._ledger_of(enterprise_id, bank):  # the account is at this bank
-            record = codec.loads(raw)
+            record = records.decode(raw)
             if record[_STATUS] != _COUNTED or not start <= record[_BOOKED] < end:
                 continue
             if self._account(bank, record[_ACCOUNT]) != account:
@@ -635,7 +628,7 @@ class PartitionLedger:
                 self._months.pop((enterprise_id, month), None)
         horizon_us = month_start_us(before_month)
         for key, raw in self._store.scan_prefix(b"L|"):
-            record = codec.loads(raw)
+            record = records.decode(raw)
             if record[_BOOKED] >= horizon_us:
                 continue
             changes[key] = None

@@ -39,7 +39,13 @@ class MemoryStore:
                 self._data[key] = value
 
     def size_bytes(self) -> int:
+        return self.live_bytes()
+
+    def live_bytes(self) -> int:
         return sum(len(k) + len(v) for k, v in self._data.items())
+
+    def compact(self) -> None:
+        """Nothing to compact (as :meth:`RocksDBStore.compact`, for measurements)."""
 
     def close(self) -> None:
         pass

@@ -19,7 +19,11 @@ from engine.errors import StateError
 __all__ = ["RocksDBStore", "read_key", "shared_block_cache"]
 
 _WRITE_BUFFER_BYTES = 8 * 1024 * 1024
-_BLOCK_BYTES = 16 * 1024
+_BLOCK_BYTES = 32 * 1024
+# zstd level where data settles: 6 compresses 4 % better than the default (3) at half its
+# speed (about 50 MB/s of raw data in compaction, a background thread); 9 and above gain
+# little more and cost much more (loadtest/state_size.py).
+_BOTTOMMOST_ZSTD_LEVEL = 6
 _OPEN_ATTEMPTS = 50  # a partition handed over on one machine may still be closing
 
 
@@ -49,11 +53,13 @@ class RocksDBStore:
         options.set_write_buffer_size(_WRITE_BUFFER_BYTES)
         options.set_max_write_buffer_number(2)
         # Fast LZ4 where data is young and rewritten (month aggregates change every step);
-        # zstd in 16 KB blocks where it settles, the bulk of the bytes: ledger records are
-        # small JSON rows sharing most of their structure (measured: 5.6 -> 3.0 KB per
-        # enterprise-month once compacted).
+        # zstd in 32 KB blocks where it settles, the bulk of the bytes: small ledger records
+        # sharing most of their structure, and month aggregates (measured with
+        # loadtest/state_size.py, per enterprise-month once compacted, with binary ledger
+        # records: 16 KB blocks at the default level 2,626 bytes, 32 KB at level 6 2,497).
         options.set_compression_type(rocksdict.DBCompressionType.lz4())
         options.set_bottommost_compression_type(rocksdict.DBCompressionType.zstd())
+        options.set_bottommost_compression_options(-14, _BOTTOMMOST_ZSTD_LEVEL, 0, 0, True)
         table = rocksdict.BlockBasedOptions()
         table.set_block_size(_BLOCK_BYTES)
         table.set_block_cache(block_cache)
@@ -106,6 +112,20 @@ class RocksDBStore:
 
     def size_bytes(self) -> int:
         return sum(entry.stat().st_size for entry in os.scandir(self._path) if entry.is_file())
+
+    def live_bytes(self) -> int:
+        # RocksDB's estimate of the SST bytes holding live data: what the state occupies once
+        # compacted. Data still in the memtable is not in it until flushed.
+        value = self._db.property_int_value("rocksdb.estimate-live-data-size")
+        return 0 if value is None else int(value)
+
+    def compact(self) -> None:
+        """Flush the memtable and compact every level (measurements; not on the worker's path)."""
+        self._db.flush()
+        options = rocksdict.CompactOptions()
+        # Rewrite even a lone file (a trivial move would keep its LZ4 blocks).
+        options.set_bottommost_level_compaction(rocksdict.BottommostLevelCompaction.force())
+        self._db.compact_range(None, None, options)
 
     def close(self) -> None:
         self._db.close()

@@ -1,0 +1,54 @@
+"""What every KVStore backend reports about its size."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from state.memory import MemoryStore
+from state.rocksdb import RocksDBStore, shared_block_cache
+
+_KEYS = 2_000
+_VALUE_BYTES = 500
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStore | RocksDBStore]:
+    opened = (
+        MemoryStore()
+        if request.param == "memory"
+        else RocksDBStore(tmp_path / "db", shared_block_cache(1 << 20))
+    )
+    yield opened
+    opened.close()
+
+
+def _key(i: int) -> bytes:
+    return b"L|%06d" % i
+
+
+def test_live_bytes_count_what_is_live_once_compacted(store: MemoryStore | RocksDBStore) -> None:
+    assert store.live_bytes() == 0
+    # Random values: compression cannot make them smaller than they are.
+    written = {_key(i): os.urandom(_VALUE_BYTES) for i in range(_KEYS)}
+    store.write(written)
+    for _ in range(3):  # overwrites leave obsolete versions until compacted
+        store.write({key: os.urandom(_VALUE_BYTES) for key in written})
+    store.compact()
+    raw = _KEYS * (len(_key(0)) + _VALUE_BYTES)
+    live = store.live_bytes()
+    assert raw <= live <= raw * 1.2
+    store.write({_key(i): None for i in range(0, _KEYS, 2)})
+    store.compact()
+    assert raw / 2 <= store.live_bytes() <= raw / 2 * 1.2
+
+
+def test_the_memory_store_counts_keys_and_values_exactly() -> None:
+    store = MemoryStore()
+    store.write({b"a": b"xyz", b"bc": b""})
+    assert store.live_bytes() == 6
+    store.write({b"a": None, b"bc": b"12"})
+    assert store.live_bytes() == 4
