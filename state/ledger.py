@@ -156,9 +156,11 @@ _E, _B, _ID, _ACCT, _US, _IN, _AMT, _CUR, _BAL, _CHAN, _CPID, _CPBANK, _REV, _HA
 _TOPIC, _PARTITION, _OFFSET = _TXN_FIELDS, _TXN_FIELDS + 1, _TXN_FIELDS + 2
 _ABSENT: Any = object()
 # Memoized classifications and pseudonyms are dropped past these sizes (like Pseudonymizer's
-# own cache): bounded memory, and a miss only costs the computation.
-_KINDS_LIMIT = 200_000
-_ACCOUNTS_LIMIT = 200_000
+# own cache): bounded memory, and a miss only costs the computation. They are per partition:
+# a worker holding 8 partitions keeps at most 200,000 of each (about 700 bytes a
+# classification: 140 MB; docs/capacity.md, "Memory per worker").
+_KINDS_LIMIT = 25_000
+_ACCOUNTS_LIMIT = 25_000
 
 # What a transaction's class, subtype and month keys depend on, apart from the registry:
 # (cp_id, channel, bank, cp_bank, currency, inflow, cp_id == enterprise_id).
