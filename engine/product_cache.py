@@ -37,6 +37,7 @@ __all__ = ["Fill", "NotFound", "ProductCache", "ProductKey"]
 
 ProductKey = tuple[str, str, str]  # (product, enterprise, period label)
 T = TypeVar("T")
+K = TypeVar("K")
 log = logging.getLogger(__name__)
 
 
@@ -153,44 +154,16 @@ class ProductCache:
         self, key: ProductKey, read: Callable[[], Awaitable[bytes | NotFound]]
     ) -> bytes | NotFound:
         """``read()``'s result, kept unless an announcement for the enterprise came first."""
-        current = self._product_fills.get(key)
-        if current is not None and not current.dirty:
-            return await asyncio.shield(current.result)
-        fill: Fill[bytes | NotFound] = Fill(asyncio.get_running_loop().create_future())
-        self._product_fills[key] = fill
-        try:
-            value = await read()
-        except BaseException as exc:
-            fill.result.set_exception(exc)
-            fill.result.exception()  # retrieved: sharers re-raise it, nobody else must
-            raise
-        finally:
-            if self._product_fills.get(key) is fill:
-                del self._product_fills[key]
-        fill.result.set_result(value)
-        if self.live and not fill.dirty and self._capacity > 0:
+        value, fill = await _shared_read(self._product_fills, key, read)
+        if fill is not None and self.live and not fill.dirty and self._capacity > 0:
             self._keep(key, value)
         return value
 
     async def fill_progress(
         self, partition: int, read: Callable[[], Awaitable[bytes | None]]
     ) -> bytes | None:
-        current = self._progress_fills.get(partition)
-        if current is not None and not current.dirty:
-            return await asyncio.shield(current.result)
-        fill: Fill[bytes | None] = Fill(asyncio.get_running_loop().create_future())
-        self._progress_fills[partition] = fill
-        try:
-            value = await read()
-        except BaseException as exc:
-            fill.result.set_exception(exc)
-            fill.result.exception()
-            raise
-        finally:
-            if self._progress_fills.get(partition) is fill:
-                del self._progress_fills[partition]
-        fill.result.set_result(value)
-        if self.live:
+        value, fill = await _shared_read(self._progress_fills, partition, read)
+        if fill is not None and self.live:
             # Kept even when overtaken by an announcement (often that of the very write it
             # read): it is still a true "at least"; stale, it is fetched again when next used.
             self._progress[partition] = value
@@ -211,3 +184,27 @@ class ProductCache:
                 keys.discard(old)
                 if not keys:
                     del self._keys_of[old[1]]
+
+
+async def _shared_read(
+    fills: dict[K, Fill[T]], key: K, read: Callable[[], Awaitable[T]]
+) -> tuple[T, Fill[T] | None]:
+    """``read()``'s result, shared with concurrent readers of ``key`` as long as no
+    announcement has overtaken the read; returns the value and the fill this call ran
+    (None when it shared another's: that one decides what is kept)."""
+    current = fills.get(key)
+    if current is not None and not current.dirty:
+        return await asyncio.shield(current.result), None
+    fill: Fill[T] = Fill(asyncio.get_running_loop().create_future())
+    fills[key] = fill
+    try:
+        value = await read()
+    except BaseException as exc:
+        fill.result.set_exception(exc)
+        fill.result.exception()  # retrieved: sharers re-raise it, nobody else must
+        raise
+    finally:
+        if fills.get(key) is fill:
+            del fills[key]
+    fill.result.set_result(value)
+    return value, fill
