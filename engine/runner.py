@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -92,9 +93,25 @@ def run_worker(settings: Settings) -> None:
     if settings.worker_nice:
         os.nice(settings.worker_nice)  # pulls first: a batch waits a millisecond, a lender not
     worker = build_worker(settings)
+    _tune_garbage_collection()
     if settings.pseudonym_key_is_default:
         log.warning("CREDITFLOW_PSEUDONYM_KEY is the development default; set it in production")
     faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+
+
+def _tune_garbage_collection() -> None:
+    """Fewer, cheaper cyclic collections in a worker.
+
+    A worker holds millions of small long-lived objects (decoded month aggregates, Faust,
+    the loaded specs) and allocates thousands more per step, nearly all freed by reference
+    counting. With Python's default thresholds a full collection walked the whole heap every
+    few steps: 10 % of the ledger's time during paced ingest (py-spy), and a pause of its
+    own. What exists at start-up is frozen (never scanned again), and the young
+    generations are collected less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def run_api(settings: Settings) -> None:
