@@ -147,10 +147,6 @@ class Intake:
         self._metrics = metrics
         self._history_months = history_months
 
-    async def process(self, messages: Sequence[Message]) -> None:
-        """Route one step's messages and wait until the broker has every record."""
-        await self.deliver(self.prepare(messages))
-
     def prepare(self, messages: Sequence[Message]) -> RoutedStep:
         """Validate and route one step's messages into the records to send (no I/O)."""
         step = RoutedStep(started=time.perf_counter(), messages=len(messages))

@@ -20,7 +20,6 @@ from agents.intake import Message, in_steps
 from agents.sending import Outbox, Sender, rejected_record
 from engine import codec
 from engine.classify import Registry
-from engine.contract import Txn
 from engine.metrics import WorkerMetrics
 from engine.periods import format_month, us_to_cst_iso
 from state.kv import KVStore
@@ -38,7 +37,6 @@ _REPUBLISH_CHUNK = 500
 _REWIND_RETRY_SECONDS = 10.0
 _STALL_SECONDS = 10.0  # behind the log and not moving for this long: seek again
 _RETRY_MAX_SECONDS = 5.0
-_TXN_FIELDS = len(Txn._fields)
 
 
 def as_of(progress: Progress, partition: int) -> dict[str, Any]:

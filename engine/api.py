@@ -94,7 +94,6 @@ class ProductHandler:
         self._listener = listener
         self._hits = metrics.render_cache.labels("hit")
         self._misses = metrics.render_cache.labels("miss")
-        self._valid_ids: dict[str, bool] = {}
 
     async def monthly(self, request: web.Request) -> web.Response:
         return await self._serve(request, "monthly", Period.monthly)
@@ -106,7 +105,7 @@ class ProductHandler:
         self, request: web.Request, product: str, parse: Callable[[str], Period | None]
     ) -> web.Response:
         enterprise_id = request.match_info["enterprise_id"]
-        if not self._is_valid(enterprise_id):
+        if not credit_code.is_valid_cached(enterprise_id):
             raise BadRequestError(
                 "enterprise_id must be an 18-character unified social credit code"
             )
@@ -169,15 +168,6 @@ class ProductHandler:
             return codec.dumps(render_items(spec, period, history_from_fields(fields)))
         except NotFoundError as exc:
             return NotFound(str(exc))
-
-    def _is_valid(self, enterprise_id: str) -> bool:
-        """The check characters, remembered: lenders pull the same firms again and again."""
-        known = self._valid_ids.get(enterprise_id)
-        if known is None:
-            if len(self._valid_ids) > 100_000:  # bounded, whatever ids are sent
-                self._valid_ids.clear()
-            known = self._valid_ids[enterprise_id] = credit_code.is_valid(enterprise_id)
-        return known
 
     def _authorize(self, request: web.Request, enterprise_id: str, product: str) -> None:
         """Where consent checks and the query log go (not yet: every request is allowed)."""

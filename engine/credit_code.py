@@ -8,8 +8,9 @@ final check character. Both check characters must be valid.
 from __future__ import annotations
 
 import random
+from functools import lru_cache
 
-__all__ = ["generate", "is_valid"]
+__all__ = ["generate", "is_valid", "is_valid_cached"]
 
 # GB 32100-2015 alphabet: digits and capitals without I, O, S, V, Z.
 _ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -43,6 +44,11 @@ def is_valid(code: str) -> bool:
     if _org_check(org[:8]) != org[8]:
         return False
     return _uscc_check(code[:17]) == code[17]
+
+
+#: :func:`is_valid`, remembered for the most recently seen codes: banks publish and lenders
+#: pull the same firms again and again. Bounded, whatever codes are sent.
+is_valid_cached = lru_cache(maxsize=1 << 20)(is_valid)
 
 
 def generate(rng: random.Random) -> str:

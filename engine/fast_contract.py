@@ -18,12 +18,11 @@ pass, through the reference path.
 
 from __future__ import annotations
 
-from hashlib import blake2b
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from engine import codec
+from engine import credit_code
 from engine.contract import (
     _CURRENCY,
     _FUTURE_SLACK_US,
@@ -31,7 +30,7 @@ from engine.contract import (
     CHANNELS,
     MAX_ABS_BALANCE_FEN,
     MAX_AMOUNT_FEN,
-    _enterprise_id_ok,
+    hash_content,
 )
 from engine.contract import _booked_us as _reference_booked_us
 
@@ -73,7 +72,6 @@ _MINUTE_SECOND_US = {
 }
 _hours: dict[str, int | None] = {}
 _UNKNOWN = -1  # no hour starts at the epoch's last microsecond
-_HASH_SEED = blake2b(digest_size=8)  # copying a hash is cheaper than building one
 
 
 def _booked_us(text: str) -> int | None:
@@ -134,7 +132,11 @@ def valid_rows(
         enterprise_id = event.enterprise_id
         booked_at = event.booked_at
         booked_us = _booked_us(booked_at)
-        if booked_us is None or event.bank != bank or not _enterprise_id_ok(enterprise_id):
+        if (
+            booked_us is None
+            or event.bank != bank
+            or not credit_code.is_valid_cached(enterprise_id)
+        ):
             return None
         currency = event.currency
         reversal_of = event.reversal_of
@@ -147,27 +149,20 @@ def valid_rows(
             return None
         inflow = event.direction == "in"
         cp = event.counterparty
-        # The same bytes contract.validate hashes: a redelivery must find its first copy.
-        digest = _HASH_SEED.copy()
-        digest.update(
-            codec.dumps(
-                (
-                    enterprise_id,
-                    event.account,
-                    booked_us,
-                    inflow,
-                    event.amount_fen,
-                    currency,
-                    event.balance_after_fen,
-                    event.channel,
-                    cp.id,
-                    cp.name,
-                    cp.bank,
-                    reversal_of,
-                )
-            )
+        content_hash = hash_content(  # as validate does: a redelivery finds its first copy
+            enterprise_id,
+            event.account,
+            booked_us,
+            inflow,
+            event.amount_fen,
+            currency,
+            event.balance_after_fen,
+            event.channel,
+            cp.id,
+            cp.name,
+            cp.bank,
+            reversal_of,
         )
-        content_hash = digest.hexdigest()
         rows.append(  # a Txn's fields in their order, then the source: as agents/intake.py
             [
                 enterprise_id,

@@ -98,7 +98,7 @@ class ViewStore:
         return cast(bytes | None, raw)
 
     async def progress(self, partition: int) -> dict[str, Any] | None:
-        raw = await self._redis.get(self.partition_key(partition))
+        raw = await self.progress_raw(partition)
         return None if raw is None else codec.loads(raw)
 
     async def delete_all(self) -> int:
