@@ -30,6 +30,7 @@ __all__ = [
     "parse_month",
     "parse_quarter",
     "quarter_months",
+    "time_of_day_us",
     "us_to_cst_iso",
 ]
 
@@ -61,6 +62,11 @@ def _month_day_of_cst_day(day: int) -> tuple[int, int]:
     # Called for every event: a CST day number is cheap, building a datetime is not.
     local = _EPOCH + timedelta(days=day)
     return local.year * 12 + local.month - 1, local.day
+
+
+def time_of_day_us(us: int) -> int:
+    """Microseconds since the start of the CST day of an instant (epoch microseconds)."""
+    return (us + _CST_OFFSET_US) % DAY_US
 
 
 def day_start_us(month: int, day: int) -> int:

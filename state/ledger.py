@@ -10,7 +10,7 @@ which writes the ledger, the touched month aggregates and the consumed offset in
 batch: a crash loses a whole step or nothing, and the stored offset says where to resume.
 
 Keys and values (renaming a key or changing a value's format is a migration):
-    L|<enterprise>|<bank>|<txn_id>     ledger record, binary (state/records.py, format 1)
+    L|<enterprise>|<bank>|<txn_id>     ledger record, binary (state/records.py, format 2)
     P|<enterprise>|<bank>|<txn_id>     a reversal waiting for this original: its txn_id
     M|<enterprise>|<YYYY-MM>           month aggregate (MonthAgg.encode, JSON)
     _meta                              progress: next routed offset, sources, watermark
@@ -390,7 +390,7 @@ class PartitionLedger:
 
     def _apply_known(self, row: Sequence[Any], raw: bytes) -> Outcome:
         """A row whose (bank, txn_id) is in the ledger: a duplicate, or a rejected conflict."""
-        if records.hash_of(raw) == row[_HASHF]:
+        if records.hash_of(raw) == records.kept_hash(row[_HASHF]):
             return Outcome.DUPLICATE
         return self._reject(
             Txn(*row[:_TXN_FIELDS]),

@@ -8,11 +8,13 @@ pseudonyms. The parts:
 - cross:    direction -> [amount, count] of cross-border transactions
 - currency: foreign currency -> count
 - days:     day of month -> [inflow, outflow, operating inflow, operating outflow, count]
-- accounts: account -> {"bank": code, "days": {day: [booked_us, txn_id, balance, *second]}},
-            the last booking of each day in (booked_at, txn_id) order. ``second`` is the
-            booking before it ([booked_us, txn_id, balance], or None when there is none),
-            absent when unknown: removing the last then needs no look at the ledger unless
-            the second is unknown (state only, never in the view)
+- accounts: account -> {"bank": code, "days": {day: [at_us, txn_id, balance, *second]}},
+            the last booking of each day in (booked_at, txn_id) order, ``at_us`` its time
+            of day (microseconds since the CST day began: bookings are only compared within
+            their day, and 11 digits take less state than 16). ``second`` is the booking
+            before it ([at_us, txn_id, balance], or None when there is none), absent when
+            unknown: removing the last then needs no look at the ledger unless the second
+            is unknown (state only, never in the view). Methods take epoch microseconds.
 - parties:  "class|counterparty" -> [inflow, outflow, count] (every class but SELF; one
             counterparty can appear in several classes, e.g. by channel)
 - registry: registry version -> transactions it classified
@@ -24,6 +26,7 @@ from typing import Any, NamedTuple
 
 from engine import codec
 from engine.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
+from engine.periods import time_of_day_us
 
 __all__ = ["UNKNOWN", "Contribution", "MonthAgg", "contribution", "flow_key"]
 
@@ -31,6 +34,9 @@ _BANK_CHANNELS = ("loan", "interest", "fee")
 UNKNOWN: Any = object()  # a day's second booking that is not known
 # Day keys are JSON object keys (strings); built once rather than per event.
 _DAY_KEYS = tuple(str(day) for day in range(32))
+# The encoded form's trailing format number. Format 1 had no number (seven parts) and kept
+# epoch microseconds where format 2 keeps times of day; it is converted when decoded.
+_FORMAT = 2
 
 
 def flow_key(inflow: bool, cls: str, subtype: str, channel: str) -> str:
@@ -79,6 +85,11 @@ def contribution(
         party=None if party is None else f"{cls}|{party}",
         registry=str(registry),
     )
+
+
+def _at_time_of_day(booking: list[Any]) -> list[Any]:
+    """[booked_us, txn_id, balance] with its time of day instead of the instant."""
+    return [time_of_day_us(booking[0]), *booking[1:3]]
 
 
 def _bump(table: dict[str, list[int]], key: str, signed: int, sign: int) -> None:
@@ -181,6 +192,7 @@ class MonthAgg:
         self, account: str, bank: str, day: int, booked_us: int, txn_id: str, balance: int
     ) -> None:
         """Record a booking's balance if it is the account's last of that day so far."""
+        booked_us = time_of_day_us(booked_us)
         entry = self.accounts.get(account)
         if entry is None:
             entry = self.accounts[account] = {"bank": bank, "days": {}}
@@ -197,6 +209,7 @@ class MonthAgg:
     def unbook_balance(self, account: str, day: int, booked_us: int, txn_id: str) -> bool:
         """Forget a removed booking's balance; True when the day's last must be re-derived
         from the ledger (the removed booking was the last and the one before is unknown)."""
+        booked_us = time_of_day_us(booked_us)
         entry = self.accounts.get(account)
         last = None if entry is None else entry["days"].get(_DAY_KEYS[day])
         if last is None:
@@ -204,7 +217,7 @@ class MonthAgg:
         if last[0] == booked_us and last[1] == txn_id:
             if len(last) < 4:
                 return True
-            self.set_last_of_day(account, day, last[3])  # the second is last now
+            self._set_last(account, day, last[3], UNKNOWN)  # the second is last now
             return False
         if len(last) == 4 and last[3] is not None and tuple(last[3][:2]) == (booked_us, txn_id):
             del last[3]  # the second is gone; which booking is second now is unknown
@@ -214,7 +227,13 @@ class MonthAgg:
         self, account: str, day: int, last: list[Any] | None, second: Any = UNKNOWN
     ) -> None:
         """Set the day's last booking (None: the day has none) and, if known, the second
-        (a booking, or None when there is none)."""
+        (a booking, or None when there is none); bookings are [booked_us, txn_id, balance]."""
+        if second is not UNKNOWN and second is not None:
+            second = _at_time_of_day(second)
+        self._set_last(account, day, None if last is None else _at_time_of_day(last), second)
+
+    def _set_last(self, account: str, day: int, last: list[Any] | None, second: Any) -> None:
+        """:meth:`set_last_of_day` with bookings at their times of day."""
         entry = self.accounts.get(account)
         if entry is None:
             return
@@ -235,15 +254,23 @@ class MonthAgg:
                 self.accounts,
                 self.parties,
                 self.registry,
+                _FORMAT,
             ]
         )
 
     @classmethod
     def decode(cls, data: bytes) -> MonthAgg:
         agg = cls()
+        parts = codec.loads(data)
         (agg.flows, agg.cross, agg.currency, agg.days, agg.accounts, agg.parties, agg.registry) = (
-            codec.loads(data)
+            parts[:7]
         )
+        if len(parts) == 7:  # format 1: epoch microseconds
+            for entry in agg.accounts.values():
+                for last in entry["days"].values():
+                    last[0] = time_of_day_us(last[0])
+                    if len(last) == 4 and last[3] is not None:
+                        last[3][0] = time_of_day_us(last[3][0])
         return agg
 
     def view(self) -> dict[str, Any]:

@@ -57,9 +57,21 @@ def ledger_records(draw: st.DrawFn) -> list[Any]:
 def test_decoding_an_encoded_record_gives_it_back(record: list[Any]) -> None:
     encoded = records.encode(record)
     decoded = records.decode(encoded)
-    assert decoded == record
+    kept = record[records.HASH][:8]  # the first 4 of the content hash's 8 bytes
+    assert decoded == [*record[: records.HASH], kept, *record[records.HASH + 1 :]]
     assert [type(value) for value in decoded] == [type(value) for value in record]
-    assert records.hash_of(encoded) == record[records.HASH]
+    assert records.hash_of(encoded) == kept == records.kept_hash(record[records.HASH])
+    assert records.encode(decoded) == encoded  # a decoded record is written back unchanged
+
+
+@given(ledger_records())
+def test_a_format_1_record_is_read_with_its_hash_cut_to_what_is_kept(record: list[Any]) -> None:
+    encoded = records.encode(record)
+    at = records._HASH_AT
+    # Format 1 was format 2 with all 8 bytes of the content hash.
+    format_1 = bytes([1]) + encoded[1:at] + bytes.fromhex(record[records.HASH]) + encoded[at + 4 :]
+    assert records.decode(format_1) == records.decode(encoded)
+    assert records.hash_of(format_1) == records.hash_of(encoded)
 
 
 @given(ledger_records())
@@ -112,10 +124,10 @@ def test_a_record_of_another_format_is_refused() -> None:
         1,
     ]
     encoded = records.encode(record)
-    with pytest.raises(StateError, match="format 2"):
-        records.decode(bytes([2]) + encoded[1:])
-    with pytest.raises(StateError, match="format 2"):
-        records.hash_of(bytes([2]) + encoded[1:])
+    with pytest.raises(StateError, match="format 3"):
+        records.decode(bytes([3]) + encoded[1:])
+    with pytest.raises(StateError, match="format 3"):
+        records.hash_of(bytes([3]) + encoded[1:])
     with pytest.raises(StateError, match="format 91"):  # a JSON list, as before format 1
         records.decode(codec.dumps(record))
 

@@ -1,0 +1,64 @@
+"""The month aggregate's last-of-day balances, kept at times of day (state/month.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from engine import codec
+from engine.periods import CST, month_day_of_us, time_of_day_us
+from state.month import MonthAgg
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(text: str) -> int:
+    """Epoch microseconds of a CST wall-clock time."""
+    return (datetime.fromisoformat(text).replace(tzinfo=CST) - _EPOCH) // timedelta(microseconds=1)
+
+
+def _book(agg: MonthAgg, at: str, txn_id: str, balance: int) -> None:
+    booked_us = _us(at)
+    _, day = month_day_of_us(booked_us)
+    agg.book_balance("acct", "BANK0001", day, booked_us, txn_id, balance)
+
+
+def _balances(agg: MonthAgg) -> dict[str, int]:
+    days: dict[str, int] = agg.view()["accounts"]["acct"]["days"]
+    return days
+
+
+def test_the_last_booking_of_a_cst_day_wins_across_utc_midnight() -> None:
+    # 08:00 CST is midnight UTC: a time of day taken in UTC would put 08:01 before 07:59.
+    agg = MonthAgg()
+    _book(agg, "2026-06-03T08:01:00", "b", 200)
+    _book(agg, "2026-06-03T07:59:00", "a", 100)
+    _book(agg, "2026-06-03T23:59:59", "c", 300)
+    _book(agg, "2026-06-03T00:00:00", "z", 50)
+    assert _balances(agg) == {"3": 300}
+    assert not agg.unbook_balance("acct", 3, _us("2026-06-03T23:59:59"), "c")
+    assert _balances(agg) == {"3": 200}  # the second, 08:01, is last now
+
+
+def test_the_same_instant_is_ordered_by_txn_id() -> None:
+    agg = MonthAgg()
+    _book(agg, "2026-06-03T12:00:00", "b", 2)
+    _book(agg, "2026-06-03T12:00:00", "a", 1)
+    assert _balances(agg) == {"3": 2}
+
+
+def test_a_format_1_month_with_epoch_microseconds_decodes_to_times_of_day() -> None:
+    agg = MonthAgg()
+    _book(agg, "2026-06-03T07:59:00", "a", 100)
+    _book(agg, "2026-06-03T08:01:00", "b", 200)
+    _book(agg, "2026-06-04T09:00:00", "c", 300)
+    parts = codec.loads(agg.encode())
+    assert len(parts) == 8 and parts[-1] == 2
+    # Format 1: seven parts, bookings at their epoch microseconds.
+    old = parts[:7]
+    days = old[4]["acct"]["days"]
+    days["3"] = [_us("2026-06-03T08:01:00"), "b", 200, [_us("2026-06-03T07:59:00"), "a", 100]]
+    days["4"] = [_us("2026-06-04T09:00:00"), "c", 300, None]
+    decoded = MonthAgg.decode(codec.dumps(old))
+    assert decoded.encode() == agg.encode()
+    assert decoded.accounts["acct"]["days"]["3"][0] == (8 * 3600 + 60) * 10**6
+    assert time_of_day_us(_us("2026-06-03T08:01:00")) == (8 * 3600 + 60) * 10**6
