@@ -19,12 +19,17 @@ from engine.periods import now_us
 
 __all__ = [
     "CHANNELS",
+    "CURRENCY_PATTERN",
+    "FUTURE_SLACK_US",
+    "MAX_ABS_BALANCE_FEN",
     "MAX_AMOUNT_FEN",
+    "MIN_BOOKED_US",
     "Elements",
     "Invalid",
     "RejectReason",
     "Txn",
     "hash_content",
+    "parse_booked_at",
     "split_message",
     "validate",
 ]
@@ -47,12 +52,12 @@ CHANNELS = frozenset(
         "other",
     }
 )
-_MIN_BOOKED_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z: older is a clock or field error
-_FUTURE_SLACK_US = 24 * 3600 * 1_000_000  # a booking more than a day ahead of now is an error
+MIN_BOOKED_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z: older is a clock or field error
+FUTURE_SLACK_US = 24 * 3600 * 1_000_000  # a booking more than a day ahead of now is an error
 _RFC3339 = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
 )
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _midnights: dict[str, int | None] = {}
@@ -187,7 +192,9 @@ def _optional_string(obj: dict[str, Any], name: str, max_len: int) -> str | Inva
     return value
 
 
-def _booked_us(text: str, latest_us: int) -> int | Invalid:
+def parse_booked_at(text: str, latest_us: int) -> int | Invalid:
+    """``booked_at`` (RFC 3339 with an offset) in epoch microseconds, from 2000 up to
+    ``latest_us``; the fast path (engine/fast_contract.py) reads through this too."""
     match = _RFC3339.match(text)
     if match is None:
         return Invalid(
@@ -205,7 +212,7 @@ def _booked_us(text: str, latest_us: int) -> int | Invalid:
         + ((hour * 60 + minute) * 60 + second) * 1_000_000
         + (int(frac[:6].ljust(6, "0")) if frac else 0)
     )
-    if us < _MIN_BOOKED_US or us > latest_us:
+    if us < MIN_BOOKED_US or us > latest_us:
         return Invalid(RejectReason.BAD_TIMESTAMP, "'booked_at' is before 2000 or in the future")
     return us
 
@@ -309,7 +316,7 @@ def validate(
     booked_at = _string(event, "booked_at", 40)
     if isinstance(booked_at, Invalid):
         return booked_at
-    booked_us = _booked_us(booked_at, (now_us() if now is None else now) + _FUTURE_SLACK_US)
+    booked_us = parse_booked_at(booked_at, (now_us() if now is None else now) + FUTURE_SLACK_US)
     if isinstance(booked_us, Invalid):
         return booked_us
     if oldest_us is not None and booked_us < oldest_us:
@@ -329,7 +336,7 @@ def validate(
     if not 0 < amount <= MAX_AMOUNT_FEN:
         return Invalid(RejectReason.BAD_AMOUNT, "'amount_fen' must be > 0 and <= 10^15")
     currency = event.get("currency", "CNY")
-    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+    if not isinstance(currency, str) or not CURRENCY_PATTERN.match(currency):
         return Invalid(RejectReason.BAD_VALUE, "'currency' must be an ISO 4217 code such as CNY")
     balance = _integer(event, "balance_after_fen")
     if isinstance(balance, Invalid):

@@ -24,15 +24,15 @@ import msgspec
 
 from engine import credit_code
 from engine.contract import (
-    _CURRENCY,
-    _FUTURE_SLACK_US,
-    _MIN_BOOKED_US,
     CHANNELS,
+    CURRENCY_PATTERN,
+    FUTURE_SLACK_US,
     MAX_ABS_BALANCE_FEN,
     MAX_AMOUNT_FEN,
+    MIN_BOOKED_US,
     hash_content,
+    parse_booked_at,
 )
-from engine.contract import _booked_us as _reference_booked_us
 
 __all__ = ["valid_rows"]
 
@@ -75,7 +75,7 @@ _UNKNOWN = -1  # no hour starts at the epoch's last microsecond
 
 
 def _booked_us(text: str) -> int | None:
-    """``booked_at`` in epoch microseconds as contract._booked_us reads it, before its bounds.
+    """``booked_at`` in epoch microseconds as contract.parse_booked_at reads it, before its bounds.
 
     The regex parse was a fifth of the intake's time; events of one hour share their date,
     hour, offset and fraction, and that part is cached. The contract's pattern has fixed
@@ -90,7 +90,7 @@ def _booked_us(text: str) -> int | None:
     key = text[:14] + text[19:]
     hour_us = _hours.get(key, _UNKNOWN)
     if hour_us is _UNKNOWN:
-        parsed = _reference_booked_us(text[:14] + "00:00" + text[19:], _NO_LATEST)
+        parsed = parse_booked_at(text[:14] + "00:00" + text[19:], _NO_LATEST)
         hour_us = parsed if type(parsed) is int else None
         if len(_hours) > 100_000:  # bounded: a flood of odd timestamps must not grow memory
             _hours.clear()
@@ -125,8 +125,8 @@ def valid_rows(
         events, batch = doc, True
     else:
         events, batch = [doc], False
-    latest_us = now + _FUTURE_SLACK_US
-    earliest_us = _MIN_BOOKED_US if oldest_us is None else max(oldest_us, _MIN_BOOKED_US)
+    latest_us = now + FUTURE_SLACK_US
+    earliest_us = MIN_BOOKED_US if oldest_us is None else max(oldest_us, MIN_BOOKED_US)
     rows: list[list[Any]] = []
     for index, event in enumerate(events):
         enterprise_id = event.enterprise_id
@@ -143,7 +143,7 @@ def valid_rows(
         if (
             not earliest_us <= booked_us <= latest_us
             or event.channel not in CHANNELS
-            or (currency != "CNY" and not _CURRENCY.match(currency))
+            or (currency != "CNY" and not CURRENCY_PATTERN.match(currency))
             or reversal_of == event.txn_id
         ):
             return None

@@ -128,7 +128,7 @@ _DIGITS = "0123456789"
 
 @st.composite
 def _timestamps(draw: st.DrawFn) -> str:
-    """Near misses of RFC 3339 around every rule of contract._booked_us."""
+    """Near misses of RFC 3339 around every rule of contract.parse_booked_at."""
     year = draw(st.sampled_from((1999, 2000, 2024, 2025, 2026, 2027, 2999)))
     month, day = draw(st.integers(0, 13)), draw(st.integers(0, 32))
     hour, minute, second = (
