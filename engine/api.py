@@ -4,23 +4,29 @@ GET /v1/enterprises/{enterprise_id}/monthly/{YYYY-MM}
 GET /v1/enterprises/{enterprise_id}/quarterly/{YYYY}Q{n}
 GET /metrics   GET /healthz   GET /readyz
 
+Served by engine/http.py. A pull whose product and partition progress the cache holds is
+answered without a task or a Redis round trip; everything else is answered by a coroutine.
+
 Authorization, consent and query logging belong in ``_authorize`` (a later issue): every
 product request passes through it before any data is read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
 from engine import codec, credit_code
 from engine.errors import BadRequestError, NotFoundError
 from engine.history import History, MonthView
+from engine.http import HttpServer, Response
 from engine.metrics import ApiMetrics
 from engine.partitioner import partition_for
 from engine.periods import Period, now_us, parse_month
@@ -31,10 +37,15 @@ from engine.specs import ProductSpec, load_products
 from state.tracking import InvalidationListener
 from state.views import ViewStore
 
-__all__ = ["build_api", "history_from_fields", "product_body"]
+__all__ = ["Api", "build_api", "history_from_fields", "product_body", "serve_api"]
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger(__name__)
 _JSON = "application/json"
+_PRODUCT_ROUTES = {
+    "monthly": "/v1/enterprises/{enterprise_id}/monthly/{period}",
+    "quarterly": "/v1/enterprises/{enterprise_id}/quarterly/{period}",
+}
+_UNMATCHED = "unmatched"
 
 
 def history_from_fields(fields: dict[bytes, bytes]) -> History:
@@ -49,9 +60,8 @@ def history_from_fields(fields: dict[bytes, bytes]) -> History:
     return History(months)
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    body = codec.dumps({"error": {"code": code, "message": message}})
-    return web.Response(body=body, status=status, content_type=_JSON)
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(status, codec.dumps({"error": {"code": code, "message": message}}))
 
 
 def product_body(
@@ -95,37 +105,55 @@ class ProductHandler:
         self._hits = metrics.render_cache.labels("hit")
         self._misses = metrics.render_cache.labels("miss")
 
-    async def monthly(self, request: web.Request) -> web.Response:
-        return await self._serve(request, "monthly", Period.monthly)
-
-    async def quarterly(self, request: web.Request) -> web.Response:
-        return await self._serve(request, "quarterly", Period.quarterly)
-
-    async def _serve(
-        self, request: web.Request, product: str, parse: Callable[[str], Period | None]
-    ) -> web.Response:
-        enterprise_id = request.match_info["enterprise_id"]
+    def serve(
+        self, product: str, enterprise_id: str, period_text: str
+    ) -> Response | Awaitable[Response]:
+        """A product, at once when the cache holds it and its partition's progress."""
         if not credit_code.is_valid_cached(enterprise_id):
             raise BadRequestError(
                 "enterprise_id must be an 18-character unified social credit code"
             )
-        period = parse(request.match_info["period"])
+        period = (Period.monthly if product == "monthly" else Period.quarterly)(period_text)
         if period is None:
             expected = "YYYY-MM" if product == "monthly" else "YYYYQn"
             raise BadRequestError(f"period must look like {expected}")
-        self._authorize(request, enterprise_id, product)
+        self._authorize(enterprise_id, product)
         partition = partition_for(enterprise_id, self._partitions)
         spec = self._products[product]
+        if self._cache.live:
+            known, progress, stale = self._cache.progress(partition)
+            if known:
+                # Served as it is, a true "at least"; a stale one is fetched in the background.
+                if stale:
+                    self._cache.refresh_progress(partition, lambda: self._read_progress(partition))
+                items = self._cache.product((spec.id, enterprise_id, period.label))
+                if items is not None:
+                    self._hits.inc()
+                    return self._respond(spec, enterprise_id, period, progress, items)
+        return self._serve_reading(spec, enterprise_id, period, partition)
+
+    async def _serve_reading(
+        self, spec: ProductSpec, enterprise_id: str, period: Period, partition: int
+    ) -> Response:
         if self._cache.live:
             progress, items = await self._cached(spec, enterprise_id, period, partition)
         else:  # announcements are not flowing: read Redis every time
             self._misses.inc()
             progress, fields = await self._views.read(enterprise_id, partition)
             items = self._render(spec, period, fields)
+        return self._respond(spec, enterprise_id, period, progress, items)
+
+    @staticmethod
+    def _respond(
+        spec: ProductSpec,
+        enterprise_id: str,
+        period: Period,
+        progress: bytes | None,
+        items: bytes | NotFound,
+    ) -> Response:
         if isinstance(items, NotFound):
             raise NotFoundError(items.message)
-        body = product_body(spec, enterprise_id, period, progress, items, now_us())
-        return web.Response(body=body, content_type=_JSON)
+        return Response(200, product_body(spec, enterprise_id, period, progress, items, now_us()))
 
     async def _cached(
         self, spec: ProductSpec, enterprise_id: str, period: Period, partition: int
@@ -136,7 +164,7 @@ class ProductHandler:
             progress = await self._cache.fill_progress(
                 partition, lambda: self._read_progress(partition)
             )
-        elif stale:  # served as it is, a true "at least"; the new one comes in the background
+        elif stale:
             self._cache.refresh_progress(partition, lambda: self._read_progress(partition))
         key = (spec.id, enterprise_id, period.label)
         items = self._cache.product(key)
@@ -169,65 +197,112 @@ class ProductHandler:
         except NotFoundError as exc:
             return NotFound(str(exc))
 
-    def _authorize(self, request: web.Request, enterprise_id: str, product: str) -> None:
+    def _authorize(self, enterprise_id: str, product: str) -> None:
         """Where consent checks and the query log go (not yet: every request is allowed)."""
 
 
-def build_api(settings: Settings, redis: Redis | None = None) -> web.Application:
-    products = load_products()
-    check_kernels(products)
-    redis_url = settings.redis_url.get_secret_value()
-    redis = redis or Redis.from_url(redis_url)
-    views = ViewStore(redis, settings.redis_prefix)
-    registry = CollectorRegistry()
-    metrics = ApiMetrics(registry)
-    cache = ProductCache(settings.api_cache_products, settings.redis_prefix)
-    listener = InvalidationListener(redis_url, views.key_prefix, cache.changed, cache.set_live)
-    metrics.watch_cache(cache, lambda: cache.live)
-    handler = ProductHandler(settings, views, products, cache, listener, metrics)
+class Api:
+    """Routes, errors and request metrics around the product handler (``dispatch`` is the
+    HTTP server's application)."""
 
-    @web.middleware
-    async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else "unmatched"
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        views: ViewStore,
+        handler: ProductHandler,
+        listener: InvalidationListener,
+        metrics: ApiMetrics,
+    ) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._views = views
+        self._handler = handler
+        self._listener = listener
+        self._metrics = metrics
+        # A metric child looked up by labels costs more than the rest of a cached pull's
+        # own work; routes and statuses are few, so each pair is looked up once.
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    async def start(self) -> None:
+        await self._listener.start()
+        await self._listener.wait_live(2.0)  # until then every pull reads Redis: slower, as exact
+
+    async def stop(self) -> None:
+        await self._listener.stop()
+        await self._redis.aclose()
+
+    def dispatch(self, method: str, path: str) -> Response | Awaitable[Response]:
         started = time.perf_counter()
-        try:
-            response = await handler(request)
-        except BadRequestError as exc:
-            response = _error(400, "bad_request", str(exc))
-        except NotFoundError as exc:
-            response = _error(404, "not_found", str(exc))
-        except web.HTTPException as exc:
-            response = _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-        except Exception:
-            response = _error(500, "internal", "internal error; see the API log")
-            request.app.logger.exception("request failed")
-        request_count, seconds = children(name, response.status)
-        request_count.inc()
-        seconds.observe(time.perf_counter() - started)
+        route, answer = self._route(path)
+        if answer is None:
+            response = _error(404, "not_found", "Not Found")
+        elif method not in ("GET", "HEAD"):
+            response = _error(405, "method_not_allowed", "Method Not Allowed")
+        else:
+            try:
+                result = answer()
+            except Exception as exc:
+                response = self._failure(exc)
+            else:
+                if not isinstance(result, Response):
+                    return self._finish(route, started, result)
+                response = result
+        self._observe(route, response.status, started)
         return response
 
-    # A metric child looked up by labels costs more than the rest of a cached pull's own
-    # work; routes and statuses are few, so each pair is looked up once.
-    known_children: dict[tuple[str, int], tuple[Any, Any]] = {}
-
-    def children(route: str, status: int) -> tuple[Any, Any]:
-        found = known_children.get((route, status))
-        if found is None:
-            found = known_children[(route, status)] = (
-                metrics.requests.labels(route, str(status)),
-                metrics.seconds.labels(route),
+    def _route(self, path: str) -> tuple[str, Callable[[], Response | Awaitable[Response]] | None]:
+        parts = path.split("/")
+        # ["", "v1", "enterprises", <enterprise>, "monthly" | "quarterly", <period>]
+        if len(parts) == 6 and parts[1] == "v1" and parts[2] == "enterprises":
+            product = parts[4]
+            if product in _PRODUCT_ROUTES and parts[3] and parts[5]:
+                enterprise_id, period = parts[3], parts[5]
+                return _PRODUCT_ROUTES[product], lambda: self._handler.serve(
+                    product, enterprise_id, period
+                )
+        elif path == "/healthz":
+            return path, lambda: Response(200, b'{"status":"alive"}')
+        elif path == "/readyz":
+            return path, self._readyz
+        elif path == "/metrics":
+            return path, lambda: Response(
+                200, generate_latest(self._metrics.registry), CONTENT_TYPE_LATEST
             )
-        return found
+        return _UNMATCHED, None
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(body=b'{"status":"alive"}', content_type=_JSON)
+    async def _finish(self, route: str, started: float, pending: Awaitable[Response]) -> Response:
+        try:
+            response = await pending
+        except Exception as exc:
+            response = self._failure(exc)
+        self._observe(route, response.status, started)
+        return response
 
-    async def readyz(request: web.Request) -> web.Response:
+    @staticmethod
+    def _failure(exc: Exception) -> Response:
+        if isinstance(exc, BadRequestError):
+            return _error(400, "bad_request", str(exc))
+        if isinstance(exc, NotFoundError):
+            return _error(404, "not_found", str(exc))
+        log.error("request failed", exc_info=exc)
+        return _error(500, "internal", "internal error; see the API log")
+
+    def _observe(self, route: str, status: int, started: float) -> None:
+        children = self._children.get((route, status))
+        if children is None:
+            children = self._children[(route, status)] = (
+                self._metrics.requests.labels(route, str(status)),
+                self._metrics.seconds.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
+
+    async def _readyz(self) -> Response:
         missing: list[int] = []
         try:
-            for partition in range(settings.partitions):
-                if await views.progress(partition) is None:
+            for partition in range(self._settings.partitions):
+                if await self._views.progress(partition) is None:
                     missing.append(partition)
             redis_ok = True
         except Exception:
@@ -238,29 +313,35 @@ def build_api(settings: Settings, redis: Redis | None = None) -> web.Application
             "redis": redis_ok,
             "partitions_without_views": missing,
         }
-        return web.Response(
-            body=codec.dumps(body), status=200 if ready else 503, content_type=_JSON
-        )
+        return Response(200 if ready else 503, codec.dumps(body))
 
-    async def metrics_page(request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
 
-    async def start_listener(app: web.Application) -> None:
-        await listener.start()
-        await listener.wait_live(2.0)  # until then every pull reads Redis: slower, as exact
+def build_api(settings: Settings, redis: Redis | None = None) -> Api:
+    products = load_products()
+    check_kernels(products)
+    redis_url = settings.redis_url.get_secret_value()
+    redis = redis or Redis.from_url(redis_url)
+    views = ViewStore(redis, settings.redis_prefix)
+    metrics = ApiMetrics(CollectorRegistry())
+    cache = ProductCache(settings.api_cache_products, settings.redis_prefix)
+    listener = InvalidationListener(redis_url, views.key_prefix, cache.changed, cache.set_live)
+    metrics.watch_cache(cache, lambda: cache.live)
+    handler = ProductHandler(settings, views, products, cache, listener, metrics)
+    return Api(settings, redis, views, handler, listener, metrics)
 
-    async def close_redis(app: web.Application) -> None:
-        await listener.stop()
-        await redis.aclose()
 
-    app = web.Application(middlewares=[errors_and_metrics])
-    app.router.add_get("/v1/enterprises/{enterprise_id}/monthly/{period}", handler.monthly)
-    app.router.add_get("/v1/enterprises/{enterprise_id}/quarterly/{period}", handler.quarterly)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_page)
-    app.on_startup.append(start_listener)
-    app.on_cleanup.append(close_redis)
-    return app
+async def serve_api(settings: Settings) -> None:
+    """Run the API until SIGTERM or SIGINT, then finish the answers in progress and stop."""
+    api = build_api(settings)
+    server = HttpServer(api.dispatch)
+    await api.start()
+    await server.start(settings.api_host, settings.api_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        await api.stop()

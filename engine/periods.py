@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal
@@ -43,7 +44,7 @@ DAY_US = 86_400_000_000
 
 
 def now_us() -> int:
-    return (datetime.now(UTC) - _EPOCH) // timedelta(microseconds=1)
+    return time.time_ns() // 1000  # building a datetime was 4 % of a cached pull's CPU
 
 
 def month_of_us(us: int) -> int:

@@ -116,18 +116,10 @@ def _tune_garbage_collection() -> None:
 
 def run_api(settings: Settings) -> None:
     import uvloop
-    from aiohttp import web
 
-    from engine.api import build_api
+    from engine.api import serve_api
 
-    web.run_app(
-        build_api(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        print=None,
-        access_log=None,
-        loop=uvloop.new_event_loop(),
-    )
+    uvloop.run(serve_api(settings))
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
