@@ -137,11 +137,11 @@ class _Connection(asyncio.Protocol):
         self._server._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # An answer in progress is not cancelled (aiohttp's default too): it may be a Redis
+        # read that concurrent pulls of the same product share; its result is dropped.
         self._server._connections.discard(self)
         self._closing = True
         self._queue.clear()
-        if self._answering is not None:
-            self._answering.cancel()
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
@@ -205,8 +205,6 @@ class _Connection(asyncio.Protocol):
     async def _later(self, pending: Awaitable[Response], keep_alive: bool, head: bool) -> None:
         try:
             response = await pending
-        except asyncio.CancelledError:
-            raise
         except Exception:
             log.exception("request failed")
             response = _INTERNAL

@@ -122,3 +122,14 @@ def test_a_failing_application_gets_500_and_the_server_goes_on(port: int) -> Non
     connection.request("GET", "/after")
     assert connection.getresponse().read() == b"GET /after"
     connection.close()
+
+
+def test_a_client_that_leaves_during_a_slow_answer_harms_nobody(port: int) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.sendall(b"GET /slow/x HTTP/1.1\r\nHost: x\r\n\r\n")  # and gone before the answer
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.request("GET", "/slow/y")
+    assert connection.getresponse().read() == b"slow /slow/y"
+    connection.close()
