@@ -201,11 +201,16 @@ class EmbeddedStack:
 
 @contextlib.contextmanager
 def embedded_stack(
-    settings: Settings, banks: tuple[str, ...] = (), split_stages: bool = False
+    settings: Settings,
+    banks: tuple[str, ...] = (),
+    split_stages: bool = False,
+    ready_timeout: float = 120.0,
 ) -> Iterator[EmbeddedStack]:
     """Broker (unless CREDITFLOW_KAFKA_BOOTSTRAP is set), Redis if needed, worker and API.
 
     ``split_stages``: intake and ledger run as two worker processes (CREDITFLOW_WORKER_STAGES).
+    ``ready_timeout``: how long the ledger worker may take to be ready (it republishes the
+    views of existing state first: minutes for a large one, loadtest/scale.py).
 
     With the embedded broker, whose log lives in memory, worker state and Redis keys are
     per run too (a temporary directory and a unique key prefix) and are removed at exit.
@@ -255,7 +260,7 @@ def embedded_stack(
         )
         try:
             wait_http(f"{running.api_url}/healthz", 60, api.process)
-            wait_http(f"{running.worker_url}/readyz", 120, worker.process)
+            wait_http(f"{running.worker_url}/readyz", ready_timeout, worker.process)
             if intake is not None:
                 wait_http(f"{intake_url}/readyz", 120, intake.process)
             yield running
