@@ -30,7 +30,7 @@ from engine.http import HttpServer, Response
 from engine.metrics import ApiMetrics
 from engine.partitioner import partition_for
 from engine.periods import Period, now_us, parse_month
-from engine.product_cache import NotFound, ProductCache
+from engine.product_cache import NotFound, ProductCache, ProductKey
 from engine.products import check_kernels, render_items
 from engine.settings import Settings
 from engine.specs import ProductSpec, load_products
@@ -40,7 +40,6 @@ from state.views import ViewStore
 __all__ = ["Api", "build_api", "history_from_fields", "product_body", "serve_api"]
 
 log = logging.getLogger(__name__)
-_JSON = "application/json"
 _PRODUCT_ROUTES = {
     "monthly": "/v1/enterprises/{enterprise_id}/monthly/{period}",
     "quarterly": "/v1/enterprises/{enterprise_id}/quarterly/{period}",
@@ -120,28 +119,53 @@ class ProductHandler:
         self._authorize(enterprise_id, product)
         partition = partition_for(enterprise_id, self._partitions)
         spec = self._products[product]
-        if self._cache.live:
-            known, progress, stale = self._cache.progress(partition)
-            if known:
-                # Served as it is, a true "at least"; a stale one is fetched in the background.
-                if stale:
-                    self._cache.refresh_progress(partition, lambda: self._read_progress(partition))
-                items = self._cache.product((spec.id, enterprise_id, period.label))
-                if items is not None:
-                    self._hits.inc()
-                    return self._respond(spec, enterprise_id, period, progress, items)
-        return self._serve_reading(spec, enterprise_id, period, partition)
+        if not self._cache.live:
+            return self._serve_uncached(spec, enterprise_id, period, partition)
+        # Progress first, then views (see engine/product_cache.py for why this is exact).
+        key = (spec.id, enterprise_id, period.label)
+        known, progress, stale = self._cache.progress(partition)
+        if stale:  # served as it is, a true "at least"; the new one comes in the background
+            self._cache.refresh_progress(partition, lambda: self._read_progress(partition))
+        items = self._cache.product(key) if known else None
+        if items is not None:
+            self._hits.inc()
+            return self._respond(spec, enterprise_id, period, progress, items)
+        return self._serve_filled(spec, enterprise_id, period, partition, key, known, progress)
 
-    async def _serve_reading(
+    async def _serve_filled(
+        self,
+        spec: ProductSpec,
+        enterprise_id: str,
+        period: Period,
+        partition: int,
+        key: ProductKey,
+        known: bool,
+        progress: bytes | None,
+    ) -> Response:
+        """What :meth:`serve` could not answer from the cache: the partition's first
+        progress, then the product, each read once and kept."""
+        items = None
+        if not known:
+            progress = await self._cache.fill_progress(
+                partition, lambda: self._read_progress(partition)
+            )
+            items = self._cache.product(key)
+        (self._misses if items is None else self._hits).inc()
+        if items is None:
+            items = await self._cache.fill_product(
+                key, lambda: self._read_and_render(spec, enterprise_id, period)
+            )
+        return self._respond(spec, enterprise_id, period, progress, items)
+
+    async def _serve_uncached(
         self, spec: ProductSpec, enterprise_id: str, period: Period, partition: int
     ) -> Response:
-        if self._cache.live:
-            progress, items = await self._cached(spec, enterprise_id, period, partition)
-        else:  # announcements are not flowing: read Redis every time
-            self._misses.inc()
-            progress, fields = await self._views.read(enterprise_id, partition)
-            items = self._render(spec, period, fields)
-        return self._respond(spec, enterprise_id, period, progress, items)
+        """Announcements are not flowing: read Redis every time."""
+        self._misses.inc()
+        progress, fields = await self._views.read(enterprise_id, partition)
+        return self._respond(
+            spec, enterprise_id, period, progress, self._render(spec, period, fields)
+        )
 
     @staticmethod
     def _respond(
@@ -154,26 +178,6 @@ class ProductHandler:
         if isinstance(items, NotFound):
             raise NotFoundError(items.message)
         return Response(200, product_body(spec, enterprise_id, period, progress, items, now_us()))
-
-    async def _cached(
-        self, spec: ProductSpec, enterprise_id: str, period: Period, partition: int
-    ) -> tuple[bytes | None, bytes | NotFound]:
-        # Progress first, then views (see engine/product_cache.py for why this is exact).
-        known, progress, stale = self._cache.progress(partition)
-        if not known:
-            progress = await self._cache.fill_progress(
-                partition, lambda: self._read_progress(partition)
-            )
-        elif stale:
-            self._cache.refresh_progress(partition, lambda: self._read_progress(partition))
-        key = (spec.id, enterprise_id, period.label)
-        items = self._cache.product(key)
-        (self._misses if items is None else self._hits).inc()
-        if items is None:
-            items = await self._cache.fill_product(
-                key, lambda: self._read_and_render(spec, enterprise_id, period)
-            )
-        return progress, items
 
     async def _read_progress(self, partition: int) -> bytes | None:
         progress = await self._views.progress_raw(partition)

@@ -58,7 +58,15 @@ from engine.pseudonym import Pseudonymizer
 from engine.runner import _delete_views, embedded_stack
 from engine.settings import Settings
 from engine.topics import bank_topic
-from loadtest.bench import BANKS, RESULTS, _git_commit, _machine, _paced, _RssSampler
+from loadtest.bench import (
+    BANKS,
+    RESULTS,
+    _compacted_bytes,
+    _git_commit,
+    _machine,
+    _paced,
+    _RssSampler,
+)
 from loadtest.generator import GeneratorConfig, generate
 from loadtest.state_size import _family_live_bytes
 from state.ledger import PartitionLedger
@@ -245,21 +253,16 @@ def _report_build(
 
 
 def measure_state(settings: Settings, enterprise_months: int) -> dict[str, Any]:
-    """Bytes per enterprise-month once every partition is flushed and fully compacted (as
-    bench._compacted_bytes), and the ledger / months split measured on partition 0."""
-    cache = shared_block_cache(settings.rocksdb_block_cache_bytes)
-    total_bytes = 0
-    split: dict[str, int] = {}
+    """Bytes per enterprise-month once every partition is flushed and fully compacted
+    (bench._compacted_bytes), and the ledger / months split measured on partition 0."""
     started = time.monotonic()
-    for partition in range(settings.partitions):
-        store = RocksDBStore(state_dir(settings, partition), cache)
-        try:
-            store.compact()
-            total_bytes += store.size_bytes()
-            if partition == 0:
-                split = _split(store, settings.data_dir / "split", cache)
-        finally:
-            store.close()
+    total_bytes = _compacted_bytes(settings.data_dir)
+    cache = shared_block_cache(settings.rocksdb_block_cache_bytes)
+    store = RocksDBStore(state_dir(settings, 0), cache)
+    try:
+        split = _split(store, settings.data_dir / "split", cache)
+    finally:
+        store.close()
     per = max(enterprise_months, 1)
     return {
         "state_bytes": total_bytes,
