@@ -1,9 +1,14 @@
 """Stage 2: apply routed events to partition state, then publish the changed views.
 
-One processing step per partition: apply every event, send rejections (delivery confirmed),
-commit state and the next offset in one RocksDB batch, then publish the changed month views
-to Redis. Messages below the committed offset are skipped, so a redelivered step counts
-nothing twice; Redis is derived and is rebuilt from state whenever it is behind.
+Each processing step applies its events to the partition's ledger in memory. A partition's
+applied events are committed together once the oldest of them has waited
+``commit_interval`` seconds (or a step's worth of bytes has piled up): send rejections
+(delivery confirmed), commit state and the next offset in one RocksDB batch, then publish
+the changed month views to Redis. A month that several events changed in that time is
+encoded and published once; at paced ingest most of the ledger's time went to encoding and
+publishing each changed month per step. Nothing is acknowledged to Kafka before its commit,
+and messages below the committed offset are skipped, so a redelivered step counts nothing
+twice; Redis is derived and is rebuilt from state whenever it is behind.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.intake import Message, in_steps
+from agents.intake import STEP_BYTES, Message, in_steps
 from agents.sending import Outbox, Sender, rejected_record
 from engine import codec
 from engine.classify import Registry
@@ -56,6 +61,17 @@ def as_of(progress: Progress, partition: int) -> dict[str, Any]:
     }
 
 
+class _Uncommitted:
+    """What a partition has applied since its last commit."""
+
+    __slots__ = ("bytes", "next_offset", "since")
+
+    def __init__(self, since: float, next_offset: int) -> None:
+        self.since = since  # when the first of these steps was applied (monotonic)
+        self.next_offset = next_offset  # the offset to resume from once committed
+        self.bytes = 0  # routed message bytes applied
+
+
 class LedgerStage:
     def __init__(
         self,
@@ -68,6 +84,7 @@ class LedgerStage:
         seek: Seek | None = None,
         cache_months: int = 2_500,
         log_start: Callable[[int], Awaitable[int]] | None = None,
+        commit_interval: float = 0.0,
     ) -> None:
         self._open_store = open_store
         self._pseudonym = pseudonym
@@ -78,6 +95,8 @@ class LedgerStage:
         self._seek = seek
         self._log_start = log_start
         self._cache_months = cache_months
+        self._commit_interval = commit_interval
+        self._uncommitted: dict[int, _Uncommitted] = {}
         self._ledgers: dict[int, PartitionLedger] = {}
         self._stores: dict[int, KVStore] = {}
         self._rewinds: dict[int, tuple[int, float]] = {}  # partition -> (target, when)
@@ -134,6 +153,12 @@ class LedgerStage:
     async def revoke(self, partitions: set[int]) -> None:
         async with self._lock:
             for partition in partitions & self._ledgers.keys():
+                try:
+                    await self._commit(partition)  # the next owner resumes from here
+                except Exception:
+                    # Not fatal: the next owner replays from the committed offset.
+                    log.exception("partition %d: commit on revocation failed", partition)
+                    self._rollback(partition)
                 del self._ledgers[partition]
                 self._stores.pop(partition).close()
                 self._republishing.discard(partition)
@@ -146,26 +171,63 @@ class LedgerStage:
 
     # -- processing -------------------------------------------------------------------------
 
+    def committed_offset(self, partition: int) -> int | None:
+        """The routed offset a partition's committed state resumes from (None: not held)."""
+        ledger = self._ledgers.get(partition)
+        return None if ledger is None else ledger.progress.next_offset
+
     async def process(self, messages: Sequence[Message]) -> None:
+        """Apply ``messages``; commit the partitions whose applied events are due."""
         by_partition: dict[int, list[Message]] = {}
         for message in messages:
             by_partition.setdefault(message.partition, []).append(message)
         async with self._lock:
             for partition, batch in by_partition.items():
-                for step in in_steps(batch):  # bounded memory, one commit each
-                    try:
-                        await self._process_partition(partition, step)
-                    except BaseException:
-                        ledger = self._ledgers.get(partition)
-                        if ledger is not None:
-                            ledger.rollback()  # the step is retried: nothing half-applied
-                        raise
+                try:
+                    for step in in_steps(batch):  # bounded memory
+                        await self._apply(partition, step)
+                        if self._due(partition, time.monotonic()):
+                            await self._commit(partition)
+                except BaseException:
+                    self._rollback(partition)  # retried: nothing half-applied
+                    raise
 
-    async def _process_partition(self, partition: int, messages: list[Message]) -> None:
+    async def commit_due(self) -> None:
+        """Commit every partition whose oldest applied event has waited long enough (a
+        timer calls this, so that an event is committed even when nothing follows it)."""
+        async with self._lock:
+            now = time.monotonic()
+            for partition in [p for p in self._uncommitted if self._due(p, now)]:
+                try:
+                    await self._commit(partition)
+                except BaseException:
+                    self._rollback(partition)  # its messages come again (see _apply)
+                    raise
+
+    def _due(self, partition: int, now: float) -> bool:
+        pending = self._uncommitted.get(partition)
+        return pending is not None and (
+            now - pending.since >= self._commit_interval or pending.bytes >= STEP_BYTES
+        )
+
+    def _rollback(self, partition: int) -> None:
+        """Forget what ``partition`` applied since its last commit. Those messages come
+        again: the retried step now starts past the committed offset, which seeks back."""
+        self._uncommitted.pop(partition, None)
+        ledger = self._ledgers.get(partition)
+        if ledger is not None:
+            ledger.rollback()
+
+    def _next_offset(self, partition: int, ledger: PartitionLedger) -> int:
+        """The next routed offset to apply: past what is applied, committed or not."""
+        pending = self._uncommitted.get(partition)
+        return ledger.progress.next_offset if pending is None else pending.next_offset
+
+    async def _apply(self, partition: int, messages: list[Message]) -> None:
         started = time.perf_counter()
         ledger = self._ledger(partition)
         values: list[bytes] = []
-        next_offset = ledger.progress.next_offset
+        first = next_offset = self._next_offset(partition, ledger)
         for message in messages:
             if message.offset < next_offset:
                 continue  # applied before a restart or a rebalance: never count twice
@@ -174,17 +236,31 @@ class LedgerStage:
             self._rewinds.pop(partition, None)
             values.append(message.value or b"[]")
             next_offset = message.offset + 1
-        if next_offset == ledger.progress.next_offset:
+        if next_offset == first:
             return
         # One synchronous call for the step (see PartitionLedger.apply_messages).
         outcomes = Counter(ledger.apply_messages(values))
-        await self._send_rejections(ledger)
-        changed = ledger.commit(next_offset)
-        self._moved[partition] = time.monotonic()
+        now = time.monotonic()
+        pending = self._uncommitted.setdefault(partition, _Uncommitted(now, next_offset))
+        pending.next_offset = next_offset
+        pending.bytes += sum(map(len, values))
+        self._moved[partition] = now
         for outcome, count in outcomes.items():
             self._metrics.ledger_events.labels(outcome.value).inc(count)
-        await self._publish_step(partition, ledger, changed)
         self._metrics.step_seconds.labels("ledger").observe(time.perf_counter() - started)
+
+    async def _commit(self, partition: int) -> None:
+        """Commit what ``partition`` has applied, then publish the months it changed."""
+        pending = self._uncommitted.get(partition)
+        ledger = self._ledgers.get(partition)
+        if pending is None or ledger is None:
+            return
+        started = time.perf_counter()
+        await self._send_rejections(ledger)
+        changed = ledger.commit(pending.next_offset)
+        del self._uncommitted[partition]
+        await self._publish_step(partition, ledger, changed)
+        self._metrics.commit_seconds.observe(time.perf_counter() - started)
 
     async def _publish_step(
         self, partition: int, ledger: PartitionLedger, changed: dict[str, set[int]]
@@ -214,7 +290,7 @@ class LedgerStage:
             return
         now = time.monotonic()
         for partition in self.partitions:
-            next_offset = self._ledgers[partition].progress.next_offset
+            next_offset = self._next_offset(partition, self._ledgers[partition])
             if partition >= len(ends) or next_offset >= ends[partition]:
                 continue
             if now - self._moved.get(partition, now) < _STALL_SECONDS:
@@ -239,8 +315,10 @@ class LedgerStage:
         """
         if self._seek is None:
             return
-        for partition in sorted(partitions & self._ledgers.keys()):
-            await self._seek(partition, self._ledgers[partition].progress.next_offset)
+        async with self._lock:
+            for partition in sorted(partitions & self._ledgers.keys()):
+                await self._commit(partition)
+                await self._seek(partition, self._ledgers[partition].progress.next_offset)
 
     async def _rewind(self, partition: int, expected: int) -> bool:
         """A message beyond the state's offset arrived: seek back, unless the log lacks the
@@ -296,6 +374,7 @@ class LedgerStage:
                 ledger = self._ledgers.get(partition)
                 if ledger is None:
                     continue
+                await self._commit(partition)  # prune works on committed state only
                 removed = ledger.prune(before_month)
             if removed:
                 labels = {e: [format_month(m) for m in months] for e, months in removed.items()}
@@ -370,6 +449,7 @@ class LedgerStage:
             async with self._lock:
                 ledger = self._ledgers.get(partition)
                 if ledger is not None:
+                    await self._commit(partition)
                     await self._republish_all(partition, ledger)
         finally:
             self._republishing.discard(partition)
@@ -381,6 +461,7 @@ class LedgerStage:
                 ledger = self._ledgers.get(partition)
                 if ledger is None:
                     return
+                await self._commit(partition)
                 published = await self._published_offset(partition)
                 if published == ledger.progress.next_offset:
                     self._published.add(partition)

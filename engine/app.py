@@ -16,6 +16,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
+from agents.held import HeldEvents
 from agents.inflight import InFlight
 from agents.intake import Intake, RoutedStep
 from agents.ledger import LedgerStage
@@ -145,6 +146,7 @@ def build_worker(settings: Settings) -> Worker:
         # Per partition: the setting bounds the worker that holds every partition.
         cache_months=max(1, settings.view_cache_months // settings.partitions),
         log_start=log_start,
+        commit_interval=settings.commit_interval_seconds,
     )
     intake = Intake(sender, settings.partitions, metrics, settings.history_months)
     worker = Worker(settings, app, intake, ledger, redis, registry)
@@ -171,9 +173,24 @@ def build_worker(settings: Settings) -> Worker:
             step = await until_done(prepare, [event.message for event in events], "intake", metrics)
             await confirming.start(confirm(step, events))
 
+    # Ledger events are acknowledged once the state they went into is committed: a step's
+    # events may wait up to the commit interval (agents/held.py).
+    held = HeldEvents()
+    ledger_streams: list[Any] = []
+
+    async def release_held() -> None:
+        if ledger_streams:
+            await held.release(ledger_streams[0].ack, ledger.committed_offset)
+
     async def ledger_agent(stream: Any) -> None:
-        async for events in stream.take_events(take_max, within=within):
+        ledger_streams[:] = [stream]
+        async for events in stream.noack_take(take_max, within=within):
+            held.hold(events)
             await until_done(ledger.process, [event.message for event in events], "ledger", metrics)
+            await release_held()
+
+    async def commit_due(_: None) -> None:
+        await ledger.commit_due()
 
     if runs_intake:
         app.agent(bank_topics, name="intake")(intake_agent)
@@ -244,6 +261,13 @@ def build_worker(settings: Settings) -> Worker:
             kafka_admin.high_watermarks, bootstrap, ROUTED_TOPIC, settings.partitions
         )
         await ledger.unstall(ends)
+
+    @app.timer(interval=max(settings.commit_interval_seconds / 4, 0.01))
+    async def commit_ledger() -> None:
+        if not runs_ledger or app.rebalancing:
+            return
+        await until_done(commit_due, None, "ledger", metrics)
+        await release_held()
 
     @app.timer(interval=settings.registry_refresh_seconds)
     async def refresh_registry() -> None:

@@ -54,6 +54,12 @@ class WorkerMetrics:
             ["stage"],
             registry=registry,
         )
+        self.commit_seconds = Histogram(
+            "creditflow_commit_seconds",
+            "Duration of committing a partition's applied events and publishing its views.",
+            buckets=_STEP_BUCKETS,
+            registry=registry,
+        )
         self.publish_seconds = Histogram(
             "creditflow_view_publish_seconds",
             "Duration of publishing views to Redis.",

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     batch_within_seconds: float = Field(
         default=0.05, gt=0, description="Longest wait to fill a processing step."
     )
+    commit_interval_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        description="Longest time the ledger holds applied events before it commits their "
+        "state and publishes their views; the events of that time are committed together, "
+        "so a month that several of them change is encoded and published once. 0: commit "
+        "every step.",
+    )
     bank_refresh_seconds: float = Field(
         default=5.0, gt=0, description="How often a worker looks for new bank topics."
     )
