@@ -6,9 +6,11 @@ applied events are committed together once the oldest of them has waited
 (delivery confirmed), commit state and the next offset in one RocksDB batch, then publish
 the changed month views to Redis. A month that several events changed in that time is
 encoded and published once; at paced ingest most of the ledger's time went to encoding and
-publishing each changed month per step. Nothing is acknowledged to Kafka before its commit,
-and messages below the committed offset are skipped, so a redelivered step counts nothing
-twice; Redis is derived and is rebuilt from state whenever it is behind.
+publishing each changed month per step. The committed state carries the offset it resumes
+from, and a worker seeks there whenever it is given a partition, so events acknowledged to
+Kafka but not committed yet are replayed after a crash; messages below the committed offset
+are skipped, so a redelivered step counts nothing twice. Redis is derived and is rebuilt from
+state whenever it is behind.
 """
 
 from __future__ import annotations
@@ -170,11 +172,6 @@ class LedgerStage:
         await self.revoke(set(self._ledgers))
 
     # -- processing -------------------------------------------------------------------------
-
-    def committed_offset(self, partition: int) -> int | None:
-        """The routed offset a partition's committed state resumes from (None: not held)."""
-        ledger = self._ledgers.get(partition)
-        return None if ledger is None else ledger.progress.next_offset
 
     async def process(self, messages: Sequence[Message]) -> None:
         """Apply ``messages``; commit the partitions whose applied events are due."""

@@ -16,7 +16,6 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
-from agents.held import HeldEvents
 from agents.inflight import InFlight
 from agents.intake import Intake, RoutedStep
 from agents.ledger import LedgerStage
@@ -173,21 +172,13 @@ def build_worker(settings: Settings) -> Worker:
             step = await until_done(prepare, [event.message for event in events], "intake", metrics)
             await confirming.start(confirm(step, events))
 
-    # Ledger events are acknowledged once the state they went into is committed: a step's
-    # events may wait up to the commit interval (agents/held.py).
-    held = HeldEvents()
-    ledger_streams: list[Any] = []
-
-    async def release_held() -> None:
-        if ledger_streams:
-            await held.release(ledger_streams[0].ack, ledger.committed_offset)
-
     async def ledger_agent(stream: Any) -> None:
-        ledger_streams[:] = [stream]
-        async for events in stream.noack_take(take_max, within=within):
-            held.hold(events)
+        # Faust acknowledges a take's events once the agent moves on, before their state is
+        # committed (up to the commit interval later): the state carries its own offset, and
+        # a worker seeks there whenever it is given a partition (after_assignment below), so
+        # a crash replays whatever was not committed.
+        async for events in stream.take_events(take_max, within=within):
             await until_done(ledger.process, [event.message for event in events], "ledger", metrics)
-            await release_held()
 
     async def commit_due(_: None) -> None:
         await ledger.commit_due()
@@ -264,10 +255,8 @@ def build_worker(settings: Settings) -> Worker:
 
     @app.timer(interval=max(settings.commit_interval_seconds / 4, 0.01))
     async def commit_ledger() -> None:
-        if not runs_ledger or app.rebalancing:
-            return
-        await until_done(commit_due, None, "ledger", metrics)
-        await release_held()
+        if runs_ledger:
+            await until_done(commit_due, None, "ledger", metrics)
 
     @app.timer(interval=settings.registry_refresh_seconds)
     async def refresh_registry() -> None:
