@@ -27,6 +27,7 @@ from engine.embedded import (
     wait_http,
 )
 from engine.errors import ConfigurationError, EmbeddedServiceError, StateError
+from engine.priority import realtime_priority
 from engine.settings import ENV_PREFIX, Settings
 from engine.topics import REJECTED_TOPIC, ROUTED_TOPIC, bank_topic
 
@@ -119,6 +120,8 @@ def run_api(settings: Settings) -> None:
 
     from engine.api import serve_api
 
+    if settings.api_realtime_priority:
+        realtime_priority(settings.api_realtime_priority, "the API")  # engine/priority.py
     uvloop.run(serve_api(settings))
 
 

@@ -126,6 +126,15 @@ class Settings(BaseSettings):
         description="CPU niceness a worker sets for itself: ingest is throughput work and, on "
         "a machine it shares with the API, yields the CPU to pulls. 0 leaves it as started.",
     )
+    api_realtime_priority: int = Field(
+        default=0,
+        ge=0,
+        le=99,
+        description="Real-time (SCHED_FIFO) priority the API asks for, 1 to 99, on a machine "
+        "it shares with ingest: a pull then takes a core the moment it arrives instead of "
+        "waiting its turn behind the workers and the broker. Needs CAP_SYS_NICE (the API "
+        "warns and runs normally without it). 0: normal scheduling.",
+    )
     rocksdb_block_cache_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=0,

@@ -48,6 +48,8 @@ __all__ = ["BenchConfig", "probe_enterprise", "run_bench"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BANKS = ("ICBC0001", "CCB00002", "ABC00003")
+# How often paced ingest publishes: each time, one batch message per bank and partition.
+PACED_PUBLISHES_PER_SECOND = 20
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class BenchConfig:
     freshness_seconds: float = 30.0
     repeats: int = 3  # ingest phases and baselines; medians are reported
     split_stages: bool = True  # intake and ledger as two worker processes, as in production
+    # The API at real-time priority (CREDITFLOW_API_REALTIME_PRIORITY): on these two cores it
+    # shares with ingest, a pull otherwise waits for a core (engine/priority.py).
+    api_realtime_priority: int = 10
     smoke: bool = False
 
     @classmethod
@@ -222,7 +227,7 @@ def _paced(
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
     publishers = {bank: BankPublisher(bootstrap, bank, stack.settings.partitions) for bank in BANKS}
-    chunk = max(1, int(rate / 20))  # 20 publishes a second
+    chunk = max(1, int(rate / PACED_PUBLISHES_PER_SECOND))
     sent = 0
     started = time.monotonic()
     exhausted = False
@@ -381,6 +386,7 @@ def _pulls(urls: list[str], rate: float, seconds: float) -> dict[str, float]:
                 str(seconds),
                 "32",
                 "--warm",  # each product pulled once first: the run measures pulling again
+                "--realtime",  # lenders pull from machines of their own (loadtest/pulls.py)
             ],
             capture_output=True,
             text=True,
@@ -450,6 +456,7 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         flush=True,
     )
     rates: dict[str, list[float]] = {"batch": [], "single": [], "noop": [], "naive": []}
+    settings = settings.model_copy(update={"api_realtime_priority": config.api_realtime_priority})
     with embedded_stack(settings, banks=BANKS, split_stages=config.split_stages) as stack:
         sampler = _RssSampler(stack.worker.process.pid)
         sampler.start()
@@ -525,6 +532,8 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         "pull_errors": int(pulls["errors"]),
         "pull_max_ms": round(pulls["max_ms"], 3),
         "pull_send_lag_p99_ms": round(pulls["send_lag_p99_ms"], 3),  # the client's own tick
+        "pull_client_realtime": bool(pulls["client_realtime"]),
+        "api_realtime_priority": config.api_realtime_priority,
         "pull_target_qps": config.pull_rate,
         "pull_render_cache_hit_ratio": round(hits / (hits + misses), 3) if hits + misses else None,
         "pull_seconds": config.pull_seconds,
@@ -608,6 +617,12 @@ def print_table(result: dict[str, Any]) -> None:
             f" p99 {result['pull_p99_ms']} ms, errors {result['pull_errors']}",
         ),
         ("pulls served from the render cache", f"{result['pull_render_cache_hit_ratio']}"),
+        (
+            "real-time priority",
+            f"API {result['api_realtime_priority'] or 'off'}, pull client "
+            f"{'on' if result['pull_client_realtime'] else 'off'} (client send lag p99 "
+            f"{result['pull_send_lag_p99_ms']} ms)",
+        ),
         (
             "freshness p50 / p99",
             f"{result['freshness_p50_ms']} / {result['freshness_p99_ms']} ms at "
