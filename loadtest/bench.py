@@ -492,7 +492,10 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         rate = batch_rate / 2
         load = _events(7, 2 * config.enterprises, config.months)
         split = int(rate * config.freshness_seconds)
+        paced_started = time.monotonic()
         _, fresh, paced_alone = _paced_phase(stack, load[:split], rate, config.freshness_seconds, 1)
+        # What the publisher managed: below the target when the machine could not keep up.
+        paced_rate = paced_alone / (time.monotonic() - paced_started)
         print(
             f"  freshness at {rate:,.0f} events/s: p50 {_ms(_percentile(fresh, 0.5))} ms, "
             f"p99 {_ms(_percentile(fresh, 0.99))} ms",
@@ -542,6 +545,7 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         "freshness_p99_ms": _ms(_percentile(fresh, 0.99)),
         "freshness_samples": len(fresh),
         "freshness_ingest_events_per_s": round(rate, 1),
+        "freshness_published_events_per_s": round(paced_rate, 1),
         "freshness_during_pulls_p50_ms": _ms(_percentile(fresh_pulling, 0.5)),
         "freshness_during_pulls_p99_ms": _ms(_percentile(fresh_pulling, 0.99)),
         "worker_rss_mb": round(sampler.max_kb / 1024, 1),
@@ -626,7 +630,8 @@ def print_table(result: dict[str, Any]) -> None:
         (
             "freshness p50 / p99",
             f"{result['freshness_p50_ms']} / {result['freshness_p99_ms']} ms at "
-            f"{result['freshness_ingest_events_per_s']:,.0f} events/s; during pulls "
+            f"{result['freshness_ingest_events_per_s']:,.0f} events/s (published "
+            f"{result['freshness_published_events_per_s']:,.0f}); during pulls "
             f"{result['freshness_during_pulls_p50_ms']} / "
             f"{result['freshness_during_pulls_p99_ms']} ms",
         ),
