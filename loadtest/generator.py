@@ -87,7 +87,7 @@ def make_enterprises(
                 accounts=accounts,
                 scale=rng.lognormvariate(0, 0.8),
                 trend=trend,
-                stop_month=rng.randint(first + 2, last) if trend == "stopping" else None,
+                stop_month=rng.randint(min(first + 2, last), last) if trend == "stopping" else None,
                 customers=[credit_code.generate(rng) for _ in range(n_partners)],
                 suppliers=[credit_code.generate(rng) for _ in range(max(2, n_partners // 2))],
                 weights=[1.0 / (i + 1) ** 1.1 for i in range(n_partners)],
