@@ -158,9 +158,8 @@ class LedgerStage:
                 try:
                     await self._commit(partition)  # the next owner resumes from here
                 except Exception:
-                    # Not fatal: the next owner replays from the committed offset.
+                    # Not fatal (rolled back): the next owner replays from the committed offset.
                     log.exception("partition %d: commit on revocation failed", partition)
-                    self._rollback(partition)
                 del self._ledgers[partition]
                 self._stores.pop(partition).close()
                 self._republishing.discard(partition)
@@ -195,11 +194,7 @@ class LedgerStage:
         async with self._lock:
             now = time.monotonic()
             for partition in [p for p in self._uncommitted if self._due(p, now)]:
-                try:
-                    await self._commit(partition)
-                except BaseException:
-                    self._rollback(partition)  # its messages come again (see _apply)
-                    raise
+                await self._commit(partition)
 
     def _due(self, partition: int, now: float) -> bool:
         pending = self._uncommitted.get(partition)
@@ -247,14 +242,19 @@ class LedgerStage:
         self._metrics.step_seconds.labels("ledger").observe(time.perf_counter() - started)
 
     async def _commit(self, partition: int) -> None:
-        """Commit what ``partition`` has applied, then publish the months it changed."""
+        """Commit what ``partition`` has applied, then publish the months it changed. A
+        commit that fails is rolled back: its messages come again (see _rollback)."""
         pending = self._uncommitted.get(partition)
         ledger = self._ledgers.get(partition)
         if pending is None or ledger is None:
             return
         started = time.perf_counter()
-        await self._send_rejections(ledger)
-        changed = ledger.commit(pending.next_offset)
+        try:
+            await self._send_rejections(ledger)
+            changed = ledger.commit(pending.next_offset)
+        except BaseException:
+            self._rollback(partition)
+            raise
         del self._uncommitted[partition]
         await self._publish_step(partition, ledger, changed)
         self._metrics.commit_seconds.observe(time.perf_counter() - started)

@@ -121,7 +121,7 @@ def run_api(settings: Settings) -> None:
     from engine.api import serve_api
 
     if settings.api_realtime_priority:
-        realtime_priority(settings.api_realtime_priority, "the API")  # engine/priority.py
+        realtime_priority(settings.api_realtime_priority, "the API")
     uvloop.run(serve_api(settings))
 
 
