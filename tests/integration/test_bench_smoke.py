@@ -19,6 +19,7 @@ RATES = (
     "ingest_single_events_per_s",
     "faust_noop_events_per_s",
     "naive_faust_events_per_s",
+    "sums_faust_events_per_s",
     "pull_qps",
 )
 
