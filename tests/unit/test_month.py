@@ -62,3 +62,18 @@ def test_a_format_1_month_with_epoch_microseconds_decodes_to_times_of_day() -> N
     assert decoded.encode() == agg.encode()
     assert decoded.accounts["acct"]["days"]["3"][0] == (8 * 3600 + 60) * 10**6
     assert time_of_day_us(_us("2026-06-03T08:01:00")) == (8 * 3600 + 60) * 10**6
+
+
+def test_each_later_booking_makes_the_last_the_second_whatever_the_second_was() -> None:
+    agg = MonthAgg()
+    _book(agg, "2026-06-03T10:00:00", "a", 1)  # no second
+    _book(agg, "2026-06-03T11:00:00", "b", 2)  # a is second
+    _book(agg, "2026-06-03T12:00:00", "c", 3)  # b is second, a forgotten
+    assert _balances(agg) == {"3": 3}
+    assert not agg.unbook_balance("acct", 3, _us("2026-06-03T12:00:00"), "c")
+    assert _balances(agg) == {"3": 2}  # b is last, its second unknown
+    _book(agg, "2026-06-03T13:00:00", "d", 4)  # the unknown second becomes b
+    assert not agg.unbook_balance("acct", 3, _us("2026-06-03T13:00:00"), "d")
+    assert _balances(agg) == {"3": 2}
+    # b's second is unknown again: removing it needs the ledger.
+    assert agg.unbook_balance("acct", 3, _us("2026-06-03T11:00:00"), "b")
