@@ -46,12 +46,26 @@ from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
 from state.rocksdb import RocksDBStore, shared_block_cache
 
-__all__ = ["BenchConfig", "probe_enterprise", "run_bench"]
+__all__ = [
+    "BANKS",
+    "BenchConfig",
+    "RssSampler",
+    "compacted_bytes",
+    "events_for",
+    "git_commit",
+    "machine_info",
+    "paced",
+    "paced_phase",
+    "percentile",
+    "probe_enterprise",
+    "run_bench",
+]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BANKS = ("ICBC0001", "CCB00002", "ABC00003")
 # How often paced ingest publishes: each time, one batch message per bank and partition.
 PACED_PUBLISHES_PER_SECOND = 20
+PROBE_INTERVAL_SECONDS = 0.25  # freshness probes, published open loop
 
 
 @dataclass(frozen=True)
@@ -85,7 +99,7 @@ class BenchConfig:
         )
 
 
-def _events(seed: int, enterprises: int, months: int) -> list[dict[str, Any]]:
+def events_for(seed: int, enterprises: int, months: int) -> list[dict[str, Any]]:
     config = GeneratorConfig(
         seed=seed, enterprises=enterprises, months=months, banks=BANKS, now=datetime.now(UTC)
     )
@@ -203,7 +217,7 @@ class _Lines:
         raise RuntimeError(f"the baseline did not report within {timeout:.0f} s")
 
 
-class _RssSampler(threading.Thread):
+class RssSampler(threading.Thread):
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid = pid
@@ -221,7 +235,7 @@ class _RssSampler(threading.Thread):
             self.stop.wait(0.5)
 
 
-def _paced(
+def paced(
     stack: EmbeddedStack, events: Iterator[dict[str, Any]], rate: float, stop: threading.Event
 ) -> int:
     """Publish batches at ``rate`` events/s until ``stop`` or the events run out; returns
@@ -264,12 +278,15 @@ def probe_enterprise(seed: int) -> str:
 
 
 def _freshness(stack: EmbeddedStack, stop: threading.Event, probe_seed: int) -> list[float]:
-    """Publish one event for a probe enterprise of its own, poll the API until it shows;
-    repeat.
+    """Publish one event for a probe enterprise of its own every PROBE_INTERVAL_SECONDS,
+    and poll the API until each shows; returns every probe's latency.
 
+    Open loop: a probe is published on time whether or not the previous one shows yet (one
+    that waited for the previous would take fewer samples exactly while the ledger is
+    behind). The probe enterprise's inflow count says how many probes show. After ``stop``
+    the probes already published are still waited for (up to 30 s each), none is dropped.
     Polls go over one keep-alive connection: a new connection per poll (urllib) cost this
-    process about a millisecond of CPU each, up to 200 a second while the ledger was behind,
-    taken from the very cores whose lag it measures.
+    process about a millisecond of CPU each, taken from the very cores whose lag it measures.
     """
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
@@ -278,38 +295,49 @@ def _freshness(stack: EmbeddedStack, stop: threading.Event, probe_seed: int) -> 
     month = datetime.now(CST).strftime("%Y-%m")
     api = _KeepAlive(stack.api_url)
     path = f"/v1/enterprises/{probe}/monthly/{month}"
+    published: list[float] = []  # when probe k + 1 was published
     latencies: list[float] = []
-    k = 0
-    while not stop.is_set():
-        k += 1
-        now = datetime.now(CST).replace(microsecond=0).isoformat()
-        published = time.perf_counter()  # the publish itself counts
-        publisher.publish(
-            {
-                "schema": 1,
-                "txn_id": f"PROBE-{k}",
-                "bank": BANKS[0],
-                "enterprise_id": probe,
-                "account": "PROBE",
-                "booked_at": now,
-                "direction": "in",
-                "amount_fen": 1,
-                "balance_after_fen": k,
-                "channel": "transfer",
-                "counterparty": {"id": "PROBE-CP"},
-            }
-        )
-        publisher.flush(30)
-        deadline = published + 30
-        while time.perf_counter() < deadline:
-            body = api.get(path)
-            if body is not None and body["segments"][0]["items"]["inflow_count"] >= k:
-                latencies.append(time.perf_counter() - published)
+    next_publish = time.perf_counter()
+    while True:
+        now = time.perf_counter()
+        if not stop.is_set() and now >= next_publish:
+            k = len(published) + 1
+            published.append(now)  # the publish itself counts
+            publisher.publish(_probe_event(probe, k))
+            publisher.flush(30)
+            next_publish += PROBE_INTERVAL_SECONDS
+        if len(latencies) == len(published):
+            if stop.is_set():
                 break
-            time.sleep(0.005)
-        stop.wait(0.2)
+        elif time.perf_counter() - published[len(latencies)] > 30:
+            break  # lost: the phase's figures would be meaningless, and the bench says so
+        else:
+            body = api.get(path)
+            shown = 0 if body is None else body["segments"][0]["items"]["inflow_count"]
+            seen_at = time.perf_counter()
+            while len(latencies) < min(shown, len(published)):
+                latencies.append(seen_at - published[len(latencies)])
+        time.sleep(0.005)
     api.close()
+    if len(latencies) < len(published):
+        print(f"  freshness: {len(published) - len(latencies)} probes never showed", flush=True)
     return latencies
+
+
+def _probe_event(probe: str, k: int) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "txn_id": f"PROBE-{k}",
+        "bank": BANKS[0],
+        "enterprise_id": probe,
+        "account": "PROBE",
+        "booked_at": datetime.now(CST).replace(microsecond=0).isoformat(),
+        "direction": "in",
+        "amount_fen": 1,
+        "balance_after_fen": k,
+        "channel": "transfer",
+        "counterparty": {"id": "PROBE-CP"},
+    }
 
 
 class _KeepAlive:
@@ -339,7 +367,7 @@ class _KeepAlive:
             self._connection = None
 
 
-def _paced_phase(
+def paced_phase(
     stack: EmbeddedStack,
     load: list[dict[str, Any]],
     rate: float,
@@ -354,7 +382,7 @@ def _paced_phase(
     published = [0]
     events = iter(load)
     ingest_thread = threading.Thread(
-        target=lambda: published.__setitem__(0, _paced(stack, events, rate, stop)), daemon=True
+        target=lambda: published.__setitem__(0, paced(stack, events, rate, stop)), daemon=True
     )
     ingest_thread.start()
     fresh: list[float] = []
@@ -408,14 +436,14 @@ def _cache_lookups(stack: EmbeddedStack) -> tuple[float, float]:
     return by_result.get("hit", 0.0), by_result.get("miss", 0.0)
 
 
-def _percentile(values: list[float], q: float) -> float | None:
+def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -428,7 +456,7 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _machine() -> dict[str, Any]:
+def machine_info() -> dict[str, Any]:
     memory_kb = 0
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
@@ -446,10 +474,12 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
     # Every repeat has enterprises of its own: a repeat of the same events would measure
     # the ledger's duplicate path instead.
     batch_sets = [
-        _events(1 + 10 * k, config.enterprises, config.months) for k in range(config.repeats)
+        events_for(1 + 10 * k, config.enterprises, config.months) for k in range(config.repeats)
     ]
     single_sets = [
-        _events(2 + 10 * k, max(config.enterprises // 4, 10), config.months)[: config.single_events]
+        events_for(2 + 10 * k, max(config.enterprises // 4, 10), config.months)[
+            : config.single_events
+        ]
         for k in range(config.repeats)
     ]
     print(
@@ -462,9 +492,9 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
     }
     settings = settings.model_copy(update={"api_realtime_priority": config.api_realtime_priority})
     with embedded_stack(settings, banks=BANKS, split_stages=config.split_stages) as stack:
-        sampler = _RssSampler(stack.worker.process.pid)
+        sampler = RssSampler(stack.worker.process.pid)
         sampler.start()
-        intake_sampler = None if stack.intake is None else _RssSampler(stack.intake.process.pid)
+        intake_sampler = None if stack.intake is None else RssSampler(stack.intake.process.pid)
         if intake_sampler is not None:
             intake_sampler.start()
         for k, (batch_k, single_k) in enumerate(zip(batch_sets, single_sets, strict=True)):
@@ -495,19 +525,19 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         # Half the batch rate, on enterprises not seen yet: first alone (freshness), then
         # with product pulls.
         rate = batch_rate / 2
-        load = _events(7, 2 * config.enterprises, config.months)
+        load = events_for(7, 2 * config.enterprises, config.months)
         split = int(rate * config.freshness_seconds)
         paced_started = time.monotonic()
-        _, fresh, paced_alone = _paced_phase(stack, load[:split], rate, config.freshness_seconds, 1)
+        _, fresh, paced_alone = paced_phase(stack, load[:split], rate, config.freshness_seconds, 1)
         # What the publisher managed: below the target when the machine could not keep up.
         paced_rate = paced_alone / (time.monotonic() - paced_started)
         print(
-            f"  freshness at {rate:,.0f} events/s: p50 {_ms(_percentile(fresh, 0.5))} ms, "
-            f"p99 {_ms(_percentile(fresh, 0.99))} ms",
+            f"  freshness at {rate:,.0f} events/s: p50 {_ms(percentile(fresh, 0.5))} ms, "
+            f"p99 {_ms(percentile(fresh, 0.99))} ms",
             flush=True,
         )
         lookups_before = _cache_lookups(stack)
-        pulls, fresh_pulling, paced = _paced_phase(
+        pulls, fresh_pulling, paced = paced_phase(
             stack, load[split:], rate, config.pull_seconds, 2, (urls, config.pull_rate)
         )
         assert pulls is not None
@@ -523,7 +553,7 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         # What the state settles to: the ledger worker stops (its state is then closed),
         # and each partition is flushed and fully compacted with the worker's own options.
         stack.worker.stop()
-        state_bytes = _compacted_bytes(stack.settings.data_dir)
+        state_bytes = compacted_bytes(stack.settings.data_dir)
         enterprise_months = _enterprise_months(
             [*batch_sets, *single_sets, load[:paced_alone], load[split : split + paced]]
         )
@@ -549,13 +579,13 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         "pull_render_cache_hit_ratio": round(hits / (hits + misses), 3) if hits + misses else None,
         "pull_seconds": config.pull_seconds,
         "ingest_during_pulls_events": paced,
-        "freshness_p50_ms": _ms(_percentile(fresh, 0.5)),
-        "freshness_p99_ms": _ms(_percentile(fresh, 0.99)),
+        "freshness_p50_ms": _ms(percentile(fresh, 0.5)),
+        "freshness_p99_ms": _ms(percentile(fresh, 0.99)),
         "freshness_samples": len(fresh),
         "freshness_ingest_events_per_s": round(rate, 1),
         "freshness_published_events_per_s": round(paced_rate, 1),
-        "freshness_during_pulls_p50_ms": _ms(_percentile(fresh_pulling, 0.5)),
-        "freshness_during_pulls_p99_ms": _ms(_percentile(fresh_pulling, 0.99)),
+        "freshness_during_pulls_p50_ms": _ms(percentile(fresh_pulling, 0.5)),
+        "freshness_during_pulls_p99_ms": _ms(percentile(fresh_pulling, 0.99)),
         "worker_rss_mb": round(sampler.max_kb / 1024, 1),
         "intake_worker_rss_mb": None
         if intake_sampler is None
@@ -574,8 +604,8 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
             "naive": min(config.naive_events, len(batch_events)),
         },
         "config": asdict(config),
-        "machine": _machine(),
-        "git_commit": _git_commit(),
+        "machine": machine_info(),
+        "git_commit": git_commit(),
         "started_at": started_at,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -597,7 +627,7 @@ def _enterprise_months(event_sets: list[list[dict[str, Any]]]) -> int:
     return len({(e["enterprise_id"], e["booked_at"][:7]) for events in event_sets for e in events})
 
 
-def _compacted_bytes(data_dir: Path) -> int:
+def compacted_bytes(data_dir: Path) -> int:
     """Bytes of every partition's state once flushed and compacted (its worker stopped)."""
     total = 0
     cache = shared_block_cache(16 << 20)

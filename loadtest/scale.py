@@ -61,11 +61,11 @@ from engine.topics import bank_topic
 from loadtest.bench import (
     BANKS,
     RESULTS,
-    _compacted_bytes,
-    _git_commit,
-    _machine,
-    _paced,
-    _RssSampler,
+    RssSampler,
+    compacted_bytes,
+    git_commit,
+    machine_info,
+    paced,
 )
 from loadtest.generator import GeneratorConfig, generate
 from loadtest.state_size import _family_live_bytes
@@ -196,7 +196,7 @@ def build(settings: Settings, config: ScaleConfig, traffic_path: Path) -> dict[s
     now = datetime.now(UTC)
     per_enterprise = max(1, math.ceil(config.rate * config.seconds / config.enterprises))
     builder = _Builder(settings)
-    own_rss = _RssSampler(os.getpid())
+    own_rss = RssSampler(os.getpid())
     own_rss.start()
     enterprise_months = traffic = 0
     started = last_report = time.monotonic()
@@ -254,9 +254,9 @@ def _report_build(
 
 def measure_state(settings: Settings, enterprise_months: int) -> dict[str, Any]:
     """Bytes per enterprise-month once every partition is flushed and fully compacted
-    (bench._compacted_bytes), and the ledger / months split measured on partition 0."""
+    (bench.compacted_bytes), and the ledger / months split measured on partition 0."""
     started = time.monotonic()
-    total_bytes = _compacted_bytes(settings.data_dir)
+    total_bytes = compacted_bytes(settings.data_dir)
     cache = shared_block_cache(settings.rocksdb_block_cache_bytes)
     store = RocksDBStore(state_dir(settings, 0), cache)
     try:
@@ -365,13 +365,13 @@ def measure_worker(settings: Settings, config: ScaleConfig, traffic_path: Path) 
                 "intake_worker": stack.intake.process.pid,
                 "api": stack.api.process.pid,
             }
-            samplers = {name: _RssSampler(pid) for name, pid in pids.items()}
+            samplers = {name: RssSampler(pid) for name, pid in pids.items()}
             for sampler in samplers.values():
                 sampler.start()
             rss_at_ready = _status_mb(pids["ledger_worker"], "VmRSS")
             before = int(total(stack.worker_url, "creditflow_ledger_events_total"))
             published_at = time.monotonic()
-            sent = _paced(stack, (codec.loads(e) for e in events), config.rate, threading.Event())
+            sent = paced(stack, (codec.loads(e) for e in events), config.rate, threading.Event())
             publish_s = time.monotonic() - published_at
             wait_applied(stack.worker_url, before + sent, timeout=3600)
             wait_views_published(stack.worker_url, bootstrap, settings.partitions, timeout=600)
@@ -413,7 +413,7 @@ def _limits(settings: Settings) -> dict[str, Any]:
 
 def run_scale(config: ScaleConfig) -> dict[str, Any]:
     started_at = datetime.now(UTC).isoformat()
-    git_commit = _git_commit()  # the code that builds (a long run may outlive a commit)
+    commit = git_commit()  # the code that builds (a long run may outlive a commit)
     data_dir = config.data_dir or Path(tempfile.mkdtemp(prefix="scale-"))
     if (data_dir / "state").exists():
         raise SystemExit(f"{data_dir} already holds state; give an empty --data-dir")
@@ -439,8 +439,8 @@ def run_scale(config: ScaleConfig) -> dict[str, Any]:
         **worker,
         "limits": _limits(settings),
         "traffic_target_events_per_s": config.rate,
-        "machine": _machine(),
-        "git_commit": git_commit,
+        "machine": machine_info(),
+        "git_commit": commit,
         "started_at": started_at,
     }
     config.result.parent.mkdir(parents=True, exist_ok=True)
