@@ -33,6 +33,7 @@ from engine.topics import REJECTED_TOPIC, ROUTED_TOPIC, bank_topic
 
 __all__ = [
     "EmbeddedStack",
+    "delete_views",
     "embedded_stack",
     "prepare_worker",
     "run_api",
@@ -270,7 +271,7 @@ def embedded_stack(
         finally:
             stack.stop()  # the worker first: nothing may publish while its views are removed
             if "redis_prefix" in update and "redis_url" not in update:
-                _delete_views(child_settings)
+                delete_views(child_settings)
 
 
 def wait_for_interrupt(stack: EmbeddedStack) -> None:
@@ -294,7 +295,8 @@ def wait_for_interrupt(stack: EmbeddedStack) -> None:
         pass
 
 
-def _delete_views(settings: Settings) -> None:
+def delete_views(settings: Settings) -> None:
+    """Remove every view under the settings' Redis prefix."""
     import asyncio
 
     from redis.asyncio import Redis

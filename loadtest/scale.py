@@ -55,7 +55,7 @@ from engine.observe import total, wait_applied, wait_views_published
 from engine.partitioner import partition_for
 from engine.periods import current_month, format_month, history_start, month_start_us, now_us
 from engine.pseudonym import Pseudonymizer
-from engine.runner import _delete_views, embedded_stack
+from engine.runner import delete_views, embedded_stack
 from engine.settings import Settings
 from engine.topics import bank_topic
 from loadtest.bench import (
@@ -68,7 +68,7 @@ from loadtest.bench import (
     paced,
 )
 from loadtest.generator import GeneratorConfig, generate
-from loadtest.state_size import _family_live_bytes
+from loadtest.state_size import family_live_bytes
 from state.ledger import PartitionLedger
 from state.rocksdb import RocksDBStore, shared_block_cache
 
@@ -278,7 +278,7 @@ def _split(store: RocksDBStore, scratch: Path, cache: Any) -> dict[str, int]:
     months = sum(1 for _ in store.scan_prefix(b"M|"))
     try:
         live = {
-            prefix: _family_live_bytes(store, prefix, scratch / prefix.hex(), cache)
+            prefix: family_live_bytes(store, prefix, scratch / prefix.hex(), cache)
             for prefix in (b"L|", b"P|", b"M|")
         }
     finally:
@@ -391,7 +391,7 @@ def measure_worker(settings: Settings, config: ScaleConfig, traffic_path: Path) 
                 result[f"{name}_rss_mb"] = round(samplers[name].max_kb / 1024, 1)
                 result[f"{name}_peak_rss_mb"] = _status_mb(pid, "VmHWM")
     finally:
-        _delete_views(stack_settings)
+        delete_views(stack_settings)
         broker.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
     return result
