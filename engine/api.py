@@ -27,7 +27,7 @@ from engine import codec, credit_code
 from engine.errors import BadRequestError, NotFoundError
 from engine.history import History, MonthView
 from engine.http import HttpServer, Response
-from engine.metrics import ApiMetrics
+from engine.metrics import ApiMetrics, observe_gc_pauses
 from engine.partitioner import partition_for
 from engine.periods import Period, now_us, parse_month
 from engine.product_cache import NotFound, ProductCache, ProductKey
@@ -228,6 +228,10 @@ class Api:
         # own work; routes and statuses are few, so each pair is looked up once.
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
+    @property
+    def metrics(self) -> ApiMetrics:
+        return self._metrics
+
     async def start(self) -> None:
         await self._listener.start()
         await self._listener.wait_live(2.0)  # until then every pull reads Redis: slower, as exact
@@ -337,6 +341,7 @@ def build_api(settings: Settings, redis: Redis | None = None) -> Api:
 async def serve_api(settings: Settings) -> None:
     """Run the API until SIGTERM or SIGINT, then finish the answers in progress and stop."""
     api = build_api(settings)
+    observe_gc_pauses(api.metrics.registry)
     server = HttpServer(api.dispatch)
     await api.start()
     await server.start(settings.api_host, settings.api_port)

@@ -5,14 +5,18 @@ Names carry base units; no label ever holds an enterprise, account or counterpar
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Callable, Sized
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["ApiMetrics", "WorkerMetrics"]
+__all__ = ["ApiMetrics", "WorkerMetrics", "observe_gc_pauses"]
 
 _STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _API_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_GC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class WorkerMetrics:
@@ -133,3 +137,33 @@ class ApiMetrics:
     def watch_cache(self, cache: Sized, live: Callable[[], bool]) -> None:
         self.render_cache_entries.set_function(lambda: len(cache))
         self.cache_live.set_function(lambda: 1.0 if live() else 0.0)
+
+
+def observe_gc_pauses(registry: CollectorRegistry) -> Histogram:
+    """Time every cyclic garbage collection of this process, by generation.
+
+    A collection stops the whole process: every step, commit and pull waits behind it. In
+    the ledger worker a collection walks the month aggregates decoded since the last one
+    (lists the collector tracks): during batch ingest single collections took up to 0.19 s
+    (generation 0) and 0.59 s (generation 1). ``gc.callbacks`` is process-wide: call this
+    once per process, from its entry point.
+    """
+    pauses = Histogram(
+        "creditflow_gc_pause_seconds",
+        "Cyclic garbage collection pauses of this process, by generation.",
+        ["generation"],
+        buckets=_GC_BUCKETS,
+        registry=registry,
+    )
+    by_generation = [pauses.labels(str(generation)) for generation in range(3)]
+    started = 0.0
+
+    def on_collection(phase: str, info: dict[str, Any]) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+        else:
+            by_generation[info["generation"]].observe(time.perf_counter() - started)
+
+    gc.callbacks.append(on_collection)
+    return pauses

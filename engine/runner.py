@@ -27,6 +27,7 @@ from engine.embedded import (
     wait_http,
 )
 from engine.errors import ConfigurationError, EmbeddedServiceError, StateError
+from engine.metrics import observe_gc_pauses
 from engine.priority import realtime_priority
 from engine.settings import ENV_PREFIX, Settings
 from engine.topics import REJECTED_TOPIC, ROUTED_TOPIC, bank_topic
@@ -96,6 +97,7 @@ def run_worker(settings: Settings) -> None:
         os.nice(settings.worker_nice)  # pulls first: a batch waits a millisecond, a lender not
     worker = build_worker(settings)
     _tune_garbage_collection()
+    observe_gc_pauses(worker.registry)
     if settings.pseudonym_key_is_default:
         log.warning("CREDITFLOW_PSEUDONYM_KEY is the development default; set it in production")
     faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

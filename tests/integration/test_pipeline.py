@@ -329,6 +329,12 @@ def test_api_answers_errors_as_json(stack: EmbeddedStack) -> None:
         assert b'creditflow_api_requests_total{route="/v1/enterprises' in response.read()
 
 
+def test_worker_and_api_time_their_garbage_collections(stack: EmbeddedStack) -> None:
+    for url in (stack.worker_url, stack.api_url):
+        counts = worker_samples(url)["creditflow_gc_pause_seconds_count"]
+        assert {dict(labels)["generation"] for labels in counts} == {"0", "1", "2"}
+
+
 def _render_cache_hits(stack: EmbeddedStack) -> float:
     samples = worker_samples(stack.api_url)["creditflow_api_render_cache_lookups_total"]
     return sum(value for labels, value in samples.items() if dict(labels)["result"] == "hit")
