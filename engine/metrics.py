@@ -16,7 +16,6 @@ __all__ = ["ApiMetrics", "WorkerMetrics", "observe_gc_pauses"]
 
 _STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _API_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-_GC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class WorkerMetrics:
@@ -152,7 +151,7 @@ def observe_gc_pauses(registry: CollectorRegistry) -> Histogram:
         "creditflow_gc_pause_seconds",
         "Cyclic garbage collection pauses of this process, by generation.",
         ["generation"],
-        buckets=_GC_BUCKETS,
+        buckets=_STEP_BUCKETS,  # a pause holds up a step: the same scale
         registry=registry,
     )
     by_generation = [pauses.labels(str(generation)) for generation in range(3)]

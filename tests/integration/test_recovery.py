@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import time
 from collections.abc import Iterator
@@ -11,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
 from engine.embedded import Child, start_redis
 from engine.observe import total
-from engine.runner import EmbeddedStack, embedded_stack
-from state.views import ViewStore
+from engine.runner import EmbeddedStack, delete_views, embedded_stack
 from tests import reference
 from tests.integration.conftest import (
     BANKS,
@@ -57,15 +54,6 @@ def _applied(stack: EmbeddedStack) -> float:
     return total(stack.worker_url, "creditflow_ledger_events_total")
 
 
-def _delete_views(stack: EmbeddedStack) -> None:
-    async def delete() -> None:
-        client = Redis.from_url(stack.settings.redis_url.get_secret_value())
-        await ViewStore(client, stack.settings.redis_prefix).delete_all()
-        await client.aclose()
-
-    asyncio.run(delete())
-
-
 def test_a_worker_killed_mid_stream_neither_loses_nor_doubles(stack: EmbeddedStack) -> None:
     log = _log(seed=21, enterprises=80)
     _publish(stack, log)
@@ -84,7 +72,7 @@ def test_lost_worker_state_is_rebuilt_from_the_routed_topic(stack: EmbeddedStack
     _publish(stack, log[-1:])  # something new, so the group has committed far ahead
     stack.worker.stop()
     shutil.rmtree(stack.settings.data_dir / "state")
-    _delete_views(stack)
+    delete_views(stack.settings)
     stack.restart_worker()
     expected = reference.products(_log(seed=21, enterprises=80) + log[-1:])
     assert_products(stack, expected, timeout=120)
