@@ -1,7 +1,7 @@
 """Stage 1: validate bank messages, route valid events by enterprise, reject the rest.
 
 Whatever partition a bank's client chose, every valid event is forwarded to the partition
-of the routed topic that owns its enterprise (engine/partitioner.py), so one enterprise's
+of the routed topic that owns its enterprise (engine/events/partitioner.py), so one enterprise's
 events from every bank meet in one place. Nothing is acknowledged before the broker has
 the forwarded and rejected messages: a crash replays the step, and the ledger drops the
 redelivered duplicates.
@@ -16,12 +16,12 @@ from typing import Any, NamedTuple, Protocol
 
 from agents.sending import Outbox, Sender, rejected_record
 from engine import codec
-from engine.contract import Invalid, split_message, validate
-from engine.fast_contract import valid_rows
+from engine.events.contract import Invalid, split_message, validate
+from engine.events.fast_contract import valid_rows
+from engine.events.partitioner import partition_for
+from engine.events.topics import REJECTED_TOPIC, ROUTED_TOPIC, bank_code_of
 from engine.metrics import WorkerMetrics
-from engine.partitioner import partition_for
 from engine.periods import history_start, month_start_us, now_us
-from engine.topics import REJECTED_TOPIC, ROUTED_TOPIC, bank_code_of
 
 __all__ = [
     "ROUTED_CHUNK_EVENTS",

@@ -26,11 +26,12 @@ from typing import Any
 from agents.intake import STEP_BYTES, Message, in_steps
 from agents.sending import Outbox, Sender, rejected_record
 from engine import codec
-from engine.classify import Registry
 from engine.metrics import WorkerMetrics
 from engine.periods import format_month, us_to_cst_iso
+from engine.products.classify import Registry
 from state.kv import KVStore
-from state.ledger import PartitionLedger, Progress
+from state.ledger import PartitionLedger
+from state.ledger_types import Progress
 from state.views import ViewStore, month_field
 
 __all__ = ["LedgerStage", "as_of"]

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from engine import codec
-from engine.contract import RejectReason
-from engine.topics import REJECTED_TOPIC
+from engine.events.contract import RejectReason
+from engine.events.topics import REJECTED_TOPIC
 
 __all__ = ["Outbox", "Sender", "rejected_record"]
 

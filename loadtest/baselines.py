@@ -32,10 +32,10 @@ import faust
 
 from agents.intake import route
 from engine import codec
-from engine.app import faust_broker_urls
-from engine.classify import load_registry
 from engine.periods import history_start, month_start_us, now_us
+from engine.products.classify import load_registry
 from engine.pseudonym import Pseudonymizer
+from engine.runtime.worker import faust_broker_urls
 from engine.settings import Settings
 from state.ledger import PartitionLedger
 

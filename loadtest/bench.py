@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine import codec, kafka_admin
-from engine.credit_code import generate as generate_code
-from engine.observe import total, wait_applied, wait_views_published, worker_samples
+from engine import codec
+from engine.events import kafka_admin
+from engine.events.credit_code import generate as generate_code
+from engine.events.publisher import BankPublisher
 from engine.periods import CST
-from engine.publisher import BankPublisher
-from engine.runner import EmbeddedStack, embedded_stack
+from engine.runtime.observe import total, wait_applied, wait_views_published, worker_samples
+from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
 from state.rocksdb import RocksDBStore, shared_block_cache
@@ -80,7 +81,7 @@ class BenchConfig:
     repeats: int = 3  # ingest phases and baselines; medians are reported
     split_stages: bool = True  # intake and ledger as two worker processes, as in production
     # The API at real-time priority (CREDITFLOW_API_REALTIME_PRIORITY): on these two cores it
-    # shares with ingest, a pull otherwise waits for a core (engine/priority.py).
+    # shares with ingest, a pull otherwise waits for a core (engine/runtime/priority.py).
     api_realtime_priority: int = 10
     smoke: bool = False
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from engine.runner import embedded_stack
+from engine.runtime.runner import embedded_stack
 from engine.settings import Settings
 from loadtest.bench import BANKS, events_for, paced_phase, percentile
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine import credit_code
+from engine.events import credit_code
 from engine.periods import CST, format_month
 
 __all__ = ["Enterprise", "GeneratorConfig", "generate", "make_enterprises"]

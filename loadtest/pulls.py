@@ -15,7 +15,7 @@ fails, answers other than 200, or takes longer than 2 s is an error. With ``--wa
 URL is pulled once before the measured run (a first pull renders the product, one to five
 milliseconds of the API's CPU; the run then measures lenders pulling again).
 
-With ``--realtime`` the client runs at real-time priority (SCHED_FIFO, engine/priority.py):
+With ``--realtime`` the client runs at real-time priority (SCHED_FIFO, engine/runtime/priority.py):
 lenders pull from machines of their own, and on the machine it measures the client's own
 wait for a core would count as the API's latency (its send lag p99 was 15 to 18 ms at
 normal priority during ingest, 1.4 ms at real-time priority). ``client_realtime`` says
@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 import uvloop
 
 from engine import codec
-from engine.priority import realtime_priority
+from engine.runtime.priority import realtime_priority
 
 __all__ = ["run"]
 

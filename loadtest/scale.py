@@ -48,16 +48,16 @@ import redis
 
 from agents.intake import ROUTED_CHUNK_EVENTS, route
 from engine import codec
-from engine.app import state_dir
-from engine.classify import RegistryWatcher
-from engine.embedded import free_port, start_broker
-from engine.observe import total, wait_applied, wait_views_published
-from engine.partitioner import partition_for
+from engine.events.partitioner import partition_for
+from engine.events.topics import bank_topic
 from engine.periods import current_month, format_month, history_start, month_start_us, now_us
+from engine.products.classify import RegistryWatcher
 from engine.pseudonym import Pseudonymizer
-from engine.runner import delete_views, embedded_stack
+from engine.runtime.embedded import free_port, start_broker
+from engine.runtime.observe import total, wait_applied, wait_views_published
+from engine.runtime.runner import delete_views, embedded_stack
+from engine.runtime.worker import state_dir
 from engine.settings import Settings
-from engine.topics import bank_topic
 from loadtest.bench import (
     BANKS,
     RESULTS,
@@ -103,7 +103,7 @@ class _Builder:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        # The worker's objects, built as engine.app.build_worker builds them.
+        # The worker's objects, built as engine.runtime.worker.build_worker builds them.
         cache = shared_block_cache(settings.rocksdb_block_cache_bytes)
         registry = RegistryWatcher(settings.registry_path).current
         pseudonym = Pseudonymizer(settings.pseudonym_key.get_secret_value().encode())

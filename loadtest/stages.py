@@ -21,9 +21,9 @@ from typing import Any
 
 from agents.intake import route
 from engine import codec
-from engine.classify import load_registry
-from engine.partitioner import partition_for
+from engine.events.partitioner import partition_for
 from engine.periods import format_month, history_start, month_start_us, now_us
+from engine.products.classify import load_registry
 from engine.pseudonym import Pseudonymizer
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from engine import codec
-from engine.classify import load_registry
-from engine.contract import Txn, validate
+from engine.events.contract import Txn, validate
+from engine.products.classify import load_registry
 from engine.pseudonym import Pseudonymizer
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate

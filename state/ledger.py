@@ -25,29 +25,35 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from enum import StrEnum
 from itertools import islice
 from typing import Any
 
 from engine import codec
-from engine.classify import Classification, Registry, classify
-from engine.contract import RejectReason, Txn
+from engine.events.contract import RejectReason, Txn
 from engine.periods import (
     DAY_US,
     day_start_us,
-    format_month,
     month_day_of_us,
     month_start_us,
     parse_month,
 )
+from engine.products.classify import Classification, Registry, classify
 from state import records
 from state.kv import KVStore
+from state.ledger_types import (
+    META_KEY,
+    Outcome,
+    Progress,
+    Rejection,
+    Source,
+    ledger_key,
+    month_key,
+    pending_key,
+)
 from state.month import Contribution, MonthAgg, contribution
 
-__all__ = ["META_KEY", "Outcome", "PartitionLedger", "Progress", "Rejection", "Source"]
+__all__ = ["PartitionLedger"]
 
-META_KEY = b"_meta"
 # Ledger record statuses and field positions (the record format is state/records.py).
 _COUNTED, _REVERSED, _REVERSAL, _PENDING = (
     records.COUNTED,
@@ -74,62 +80,6 @@ _LINK, _EVENT, _CLASS, _SUBTYPE, _CHANNEL, _CURRENCY, _REGISTRY = (
     records.CURRENCY,
     records.REGISTRY,
 )
-
-
-class Outcome(StrEnum):
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"
-    REVERSAL_APPLIED = "reversal_applied"
-    REVERSAL_PENDING = "reversal_pending"
-    REVERSED_ON_ARRIVAL = "reversed_on_arrival"
-    REJECTED = "rejected"
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where an event was published: bank topic, partition, offset, index in a batch."""
-
-    topic: str
-    partition: int
-    offset: int
-    index: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    reason: RejectReason
-    detail: str
-    event: dict[str, Any]
-    source: Source
-
-
-@dataclass(slots=True)
-class Progress:
-    next_offset: int = 0  # next offset of the routed partition to apply
-    watermark_us: int | None = None  # latest booked_at applied
-    sources: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> last offset
-
-    def encode(self) -> bytes:
-        return codec.dumps([self.next_offset, self.watermark_us, self.sources])
-
-    @classmethod
-    def decode(cls, data: bytes | None) -> Progress:
-        if data is None:
-            return cls()
-        next_offset, watermark_us, sources = codec.loads(data)
-        return cls(next_offset, watermark_us, sources)
-
-
-def _ledger_key(enterprise_id: str, bank: str, txn_id: str) -> bytes:
-    return f"L|{enterprise_id}|{bank}|{txn_id}".encode()
-
-
-def _pending_key(enterprise_id: str, bank: str, txn_id: str) -> bytes:
-    return f"P|{enterprise_id}|{bank}|{txn_id}".encode()
-
-
-def _month_key(enterprise_id: str, month: int) -> bytes:
-    return f"M|{enterprise_id}|{format_month(month)}".encode()
 
 
 # Routed row positions: a Txn's fields (the routed wire format, v1), then a Source's.
@@ -254,7 +204,7 @@ class PartitionLedger:
         slot = (enterprise_id, month)
         agg = self._months.get(slot)
         if agg is None:
-            raw = self._store.get(_month_key(enterprise_id, month))
+            raw = self._store.get(month_key(enterprise_id, month))
             agg = MonthAgg() if raw is None else MonthAgg.decode(raw)
             self._months[slot] = agg
         return agg
@@ -289,9 +239,7 @@ class PartitionLedger:
         # of the rows is read in one multi-get: per event the cost is many small Python
         # steps, so each one counts. Everything else goes through _apply_known/_apply_other.
         keys = [f"L|{row[_E]}|{row[_B]}|{row[_ID]}".encode() for row in rows]
-        targets = [
-            _ledger_key(row[_E], row[_B], row[_REV]) for row in rows if row[_REV] is not None
-        ]
+        targets = [ledger_key(row[_E], row[_B], row[_REV]) for row in rows if row[_REV] is not None]
         self._prefetch(keys + targets if targets else keys)
         registry = self._registry()
         if registry is not self._kinds_registry or len(self._kinds) > _KINDS_LIMIT:
@@ -408,7 +356,7 @@ class PartitionLedger:
         # Its reversal came first: neither is counted.
         reversal_id = self._pending[key]
         self._put(key, self._encode(txn, _REVERSED, reversal_id.decode()))
-        reversal_key = _ledger_key(txn.enterprise_id, txn.bank, reversal_id.decode())
+        reversal_key = ledger_key(txn.enterprise_id, txn.bank, reversal_id.decode())
         reversal = self._record(reversal_key)
         assert reversal is not None and reversal[_STATUS] == _PENDING
         reversal[_STATUS], reversal[_EVENT] = _REVERSAL, None
@@ -419,7 +367,7 @@ class PartitionLedger:
     def _apply_reversal(self, txn: Txn, source: Source, key: bytes) -> Outcome:
         assert txn.reversal_of is not None
         self._reject_reversal_waiting_for(txn, key)
-        original_key = _ledger_key(txn.enterprise_id, txn.bank, txn.reversal_of)
+        original_key = ledger_key(txn.enterprise_id, txn.bank, txn.reversal_of)
         original = self._record(original_key)
         if original is None:
             if original_key in self._pending:
@@ -450,7 +398,7 @@ class PartitionLedger:
         waiting_id = self._pending.get(key)
         if waiting_id is None:
             return
-        waiting_key = _ledger_key(txn.enterprise_id, txn.bank, waiting_id.decode())
+        waiting_key = ledger_key(txn.enterprise_id, txn.bank, waiting_id.decode())
         waiting = self._record(waiting_key)
         assert waiting is not None and waiting[_STATUS] == _PENDING
         event, (topic, partition, offset, index) = waiting[_EVENT]
@@ -599,7 +547,7 @@ class PartitionLedger:
         changed: dict[str, set[int]] = {}
         for enterprise_id, month in self._dirty:
             agg = self._months[(enterprise_id, month)]
-            changes[_month_key(enterprise_id, month)] = None if agg.is_empty else agg.encode()
+            changes[month_key(enterprise_id, month)] = None if agg.is_empty else agg.encode()
             changed.setdefault(enterprise_id, set()).add(month)
         changes[META_KEY] = self.progress.encode()
         self._store.write(changes)
@@ -636,8 +584,8 @@ class PartitionLedger:
             changes[key] = None
             if record[_STATUS] == _PENDING:  # its original would be too old to count anyway
                 _, enterprise_id, bank, _ = key.decode().split("|", 3)
-                changes[_pending_key(enterprise_id, bank, record[_LINK])] = None
-                self._pending.pop(_ledger_key(enterprise_id, bank, record[_LINK]), None)
+                changes[pending_key(enterprise_id, bank, record[_LINK])] = None
+                self._pending.pop(ledger_key(enterprise_id, bank, record[_LINK]), None)
         if changes:
             self._store.write(changes)
         self._fetched = {}  # committed values may have changed
@@ -647,7 +595,7 @@ class PartitionLedger:
         """A committed month aggregate, or None when the month has no counted transaction."""
         agg = self._months.get((enterprise_id, month))
         if agg is None:
-            raw = self._store.get(_month_key(enterprise_id, month))
+            raw = self._store.get(month_key(enterprise_id, month))
             agg = None if raw is None else MonthAgg.decode(raw)
         return None if agg is None or agg.is_empty else agg
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from engine import codec
-from engine.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
 from engine.periods import time_of_day_us
+from engine.products.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
 
 __all__ = ["UNKNOWN", "Contribution", "MonthAgg", "contribution", "flow_key"]
 

@@ -51,8 +51,8 @@ import struct
 from typing import Any
 
 from engine import codec
-from engine.classify import CounterpartyClass
 from engine.errors import StateError
+from engine.products.classify import CounterpartyClass
 
 __all__ = [
     "ACCOUNT",
@@ -112,8 +112,8 @@ PENDING = "P"  # a reversal whose original has not arrived yet
     REGISTRY,
 ) = range(15)
 
-# Append-only code tables (engine/classify.py and the contract's channels; a test checks that
-# they cover both).
+# Append-only code tables (engine/products/classify.py and the contract's channels; a test
+# checks that they cover both).
 CLASSES: tuple[str, ...] = (
     "SELF",
     "BANK_OWN",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from engine import credit_code
+from engine.events import credit_code
 
 ENTERPRISE = "91350100M000100Y43"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from engine import contract
+from engine.events import contract
 from tests.factories import enterprise_ids
 
 ENTERPRISES = enterprise_ids(3, seed=11)

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from engine import codec
-from engine.publisher import BankPublisher
-from engine.runner import EmbeddedStack, embedded_stack
+from engine.events.publisher import BankPublisher
+from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
 from tests.compare import differences

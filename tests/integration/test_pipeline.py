@@ -16,12 +16,12 @@ from kafka import KafkaProducer
 from redis.asyncio import Redis
 
 from engine import codec
-from engine.contract import RejectReason
-from engine.observe import worker_samples
-from engine.publisher import BankPublisher
-from engine.rejects import read_rejects
-from engine.runner import EmbeddedStack
-from engine.topics import bank_topic
+from engine.events.contract import RejectReason
+from engine.events.publisher import BankPublisher
+from engine.events.rejects import read_rejects
+from engine.events.topics import bank_topic
+from engine.runtime.observe import worker_samples
+from engine.runtime.runner import EmbeddedStack
 from loadtest.generator import GeneratorConfig, generate
 from state.views import ViewStore
 from tests import reference
@@ -244,7 +244,7 @@ def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason
 
     def bank_add() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "engine.cli", "bank", "add", code],
+            [sys.executable, "-m", "engine.cli.main", "bank", "add", code],
             env=stack.env,
             capture_output=True,
             text=True,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.observe import wait_applied, wait_views_published
-from engine.runner import EmbeddedStack
+from engine.runtime.observe import wait_applied, wait_views_published
+from engine.runtime.runner import EmbeddedStack
 from loadtest.generator import GeneratorConfig, generate
 from tests import reference
 from tests.compare import differences

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from engine.embedded import Child, start_redis
-from engine.observe import total
-from engine.runner import EmbeddedStack, delete_views, embedded_stack
+from engine.runtime.embedded import Child, start_redis
+from engine.runtime.observe import total
+from engine.runtime.runner import EmbeddedStack, delete_views, embedded_stack
 from tests import reference
 from tests.integration.conftest import (
     BANKS,

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from engine.publisher import BankPublisher
-from engine.runner import EmbeddedStack, embedded_stack
+from engine.events.publisher import BankPublisher
+from engine.products.specs import SPECS_DIR
+from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
-from engine.specs import SPECS_DIR
 from tests.factories import enterprise_ids, event
 from tests.integration.conftest import BANKS, PARTITIONS, assert_products, get
 

@@ -30,12 +30,12 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from engine import kafka_admin
-from engine.embedded import Child
-from engine.partitioner import partition_for
-from engine.publisher import BankPublisher
-from engine.runner import EmbeddedStack, embedded_stack
-from engine.topics import ROUTED_TOPIC
+from engine.events import kafka_admin
+from engine.events.partitioner import partition_for
+from engine.events.publisher import BankPublisher
+from engine.events.topics import ROUTED_TOPIC
+from engine.runtime.embedded import Child
+from engine.runtime.runner import EmbeddedStack, embedded_stack
 from state.views import ViewStore
 from tests import reference
 from tests.compare import differences

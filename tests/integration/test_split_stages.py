@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.observe import wait_applied, wait_views_published
-from engine.publisher import BankPublisher
-from engine.runner import EmbeddedStack, embedded_stack
+from engine.events.publisher import BankPublisher
+from engine.runtime.observe import wait_applied, wait_views_published
+from engine.runtime.runner import EmbeddedStack, embedded_stack
 from tests import reference
 from tests.compare import differences
 from tests.integration.conftest import (

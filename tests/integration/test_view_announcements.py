@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from engine.embedded import start_redis
-from engine.product_cache import ProductCache
+from engine.api.product_cache import ProductCache
+from engine.runtime.embedded import start_redis
 from state.tracking import InvalidationListener
 from state.views import ViewStore
 

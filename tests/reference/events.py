@@ -69,7 +69,7 @@ def _registry() -> dict[str, dict[str, Any]]:
 def classify(
     event: Mapping[str, Any], registry: Mapping[str, Mapping[str, Any]]
 ) -> tuple[str, str]:
-    """(class, subtype) by the rules of DOMAIN.md as engine/classify.py documents them."""
+    """(class, subtype) by the rules of DOMAIN.md as engine/products/classify.py documents them."""
     cp = event["counterparty"]["id"]
     channel = event["channel"]
     bank = event["bank"]

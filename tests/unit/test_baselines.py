@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from agents.intake import route
 from engine import codec
-from engine.classify import load_registry
-from engine.partitioner import partition_for
+from engine.events.partitioner import partition_for
+from engine.products.classify import load_registry
 from engine.pseudonym import Pseudonymizer
 from engine.settings import Settings
 from loadtest.baselines import NaiveLedger

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.classify import (
+from engine.errors import SpecError
+from engine.products.classify import (
     Classification,
     CounterpartyClass,
     RegistryWatcher,
@@ -15,8 +16,7 @@ from engine.classify import (
     load_registry,
     parse_registry,
 )
-from engine.errors import SpecError
-from engine.specs import SPECS_DIR
+from engine.products.specs import SPECS_DIR
 
 C = CounterpartyClass
 REGISTRY = load_registry(SPECS_DIR / "registries.toml")

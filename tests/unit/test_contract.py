@@ -3,7 +3,7 @@ from typing import Any
 import pytest
 
 from engine import codec
-from engine.contract import Elements, Invalid, RejectReason, Txn, split_message, validate
+from engine.events.contract import Elements, Invalid, RejectReason, Txn, split_message, validate
 from tests.factories import event
 
 BANK = "BANK0001"

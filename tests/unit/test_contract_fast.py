@@ -1,7 +1,7 @@
 """The intake's fast path gives exactly what the contract's reference path gives.
 
 ``agents.intake.route`` (the worker's and the profile target's code) takes
-``engine.fast_contract.valid_rows`` for a message it accepts and split_message + validate
+``engine.events.fast_contract.valid_rows`` for a message it accepts and split_message + validate
 otherwise. Each test compares it with the reference path alone, written out here, on the
 wire bytes of the routed rows and on every reject's index, reason, detail and original.
 """
@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from agents.intake import route
 from engine import codec
-from engine.contract import Invalid, split_message, validate
-from engine.fast_contract import valid_rows
+from engine.events.contract import Invalid, split_message, validate
+from engine.events.fast_contract import valid_rows
 from engine.periods import month_start_us
 from tests.factories import event
 from tests.strategies import BANKS, CHANNELS, ENTERPRISES, base_event

@@ -3,7 +3,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import credit_code
+from engine.events import credit_code
 
 # Published examples of valid unified social credit codes.
 KNOWN_VALID = ["91350100M000100Y43", "91110000600037341L"]

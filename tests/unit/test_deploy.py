@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from engine.cli import _parser
+from engine.cli.main import _parser
 from engine.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]

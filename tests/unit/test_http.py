@@ -1,4 +1,4 @@
-"""The API's HTTP server (engine/http.py) over real sockets: framing, order, keep-alive."""
+"""The API's HTTP server (engine/api/http.py) over real sockets: framing, order, keep-alive."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Iterator
 
 import pytest
 
-from engine.embedded import free_port
-from engine.http import HttpServer, Response
+from engine.api.http import HttpServer, Response
+from engine.runtime.embedded import free_port
 
 
 async def _slow(path: str) -> Response:

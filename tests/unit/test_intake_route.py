@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agents.intake import route
 from engine import codec
-from engine.contract import RejectReason
+from engine.events.contract import RejectReason
 from engine.periods import now_us
 from tests.factories import event
 

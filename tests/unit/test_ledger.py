@@ -11,15 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import codec
-from engine.classify import Registry, load_registry
-from engine.contract import RejectReason, Txn, validate
-from engine.history import History, MonthView
-from engine.kernels import KERNELS, Context
+from engine.events.contract import RejectReason, Txn, validate
 from engine.periods import Period, format_month
+from engine.products.classify import Registry, load_registry
+from engine.products.history import History, MonthView
+from engine.products.kernels import KERNELS, Context
+from engine.products.specs import SPECS_DIR, load_products
 from engine.pseudonym import Pseudonymizer
-from engine.specs import SPECS_DIR, load_products
 from state.kv import KVStore
-from state.ledger import Outcome, PartitionLedger, Source
+from state.ledger import PartitionLedger
+from state.ledger_types import Outcome, Source
 from state.memory import MemoryStore
 from state.rocksdb import RocksDBStore, shared_block_cache
 from tests import reference

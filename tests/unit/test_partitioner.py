@@ -2,7 +2,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2
 
-from engine import partitioner
+from engine.events import partitioner
 
 
 @given(st.binary(max_size=64))

@@ -1,4 +1,4 @@
-from engine.contract import Txn, validate
+from engine.events.contract import Txn, validate
 from engine.periods import (
     Period,
     format_month,

@@ -1,4 +1,4 @@
-"""Real-time priority for the API and the pull client (engine/priority.py)."""
+"""Real-time priority for the API and the pull client (engine/runtime/priority.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 def _in_child(priority: int) -> str:
     """(granted, policy after) of realtime_priority(priority) in a process of its own."""
     code = (
-        "import os; from engine.priority import realtime_priority; "
+        "import os; from engine.runtime.priority import realtime_priority; "
         f"granted = realtime_priority({priority}, 'a test'); "
         "print(granted, os.sched_getscheduler(0) == os.SCHED_FIFO)"
     )

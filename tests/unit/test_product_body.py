@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from engine import codec
-from engine.api import product_body
+from engine.api.app import product_body
 from engine.periods import Period, now_us
-from engine.products import assemble
-from engine.specs import load_products
+from engine.products.assemble import assemble
+from engine.products.specs import load_products
 
 AS_OF = {"partition": 3, "watermark": "2026-11-28T13:56:27+08:00", "routed_offset": 5311}
 ITEMS = {"registry_versions": [1], "segments": [{"id": "s", "items": {"a": 1, "b": None}}]}

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from engine.product_cache import NotFound, ProductCache
+from engine.api.product_cache import NotFound, ProductCache
 
 E = "91350100M000100Y43"
 KEY = ("monthly", E, "2026-03")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.contract import RejectReason
+from engine.events.contract import RejectReason
 from engine.settings import ENV_PREFIX, Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import codec, contract
-from engine.classify import SUBTYPES, CounterpartyClass
-from engine.contract import MAX_AMOUNT_FEN
+from engine import codec
 from engine.errors import StateError
+from engine.events import contract
+from engine.events.contract import MAX_AMOUNT_FEN
+from engine.products.classify import SUBTYPES, CounterpartyClass
 from state import records
 
 _TEXT = st.text(min_size=1, max_size=64)  # any Unicode, as the contract allows

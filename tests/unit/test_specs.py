@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from engine.docs import PRODUCTS_DOC, render_products_doc
 from engine.errors import SpecError
-from engine.kernels import KERNELS
-from engine.products import check_kernels
-from engine.specs import PINNED_ITEMS, SPECS_DIR, load_products, parse_products
+from engine.products.assemble import check_kernels
+from engine.products.docs import PRODUCTS_DOC, render_products_doc
+from engine.products.kernels import KERNELS
+from engine.products.specs import PINNED_ITEMS, SPECS_DIR, load_products, parse_products
 
 DOC: dict[str, Any] = tomllib.loads((SPECS_DIR / "products.toml").read_text())
 

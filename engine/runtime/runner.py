@@ -14,8 +14,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from engine import kafka_admin
-from engine.embedded import (
+from engine.errors import ConfigurationError, EmbeddedServiceError, StateError
+from engine.events import kafka_admin
+from engine.events.topics import REJECTED_TOPIC, ROUTED_TOPIC, bank_topic
+from engine.metrics import observe_gc_pauses
+from engine.runtime.embedded import (
     Child,
     Stack,
     creditflow_argv,
@@ -26,11 +29,8 @@ from engine.embedded import (
     start_redis,
     wait_http,
 )
-from engine.errors import ConfigurationError, EmbeddedServiceError, StateError
-from engine.metrics import observe_gc_pauses
-from engine.priority import realtime_priority
+from engine.runtime.priority import realtime_priority
 from engine.settings import ENV_PREFIX, Settings
-from engine.topics import REJECTED_TOPIC, ROUTED_TOPIC, bank_topic
 
 __all__ = [
     "EmbeddedStack",
@@ -66,8 +66,8 @@ def prepare_worker(settings: Settings) -> None:
 
 
 def _check_state_against_log(settings: Settings, bootstrap: str) -> None:
-    from engine.app import state_dir
-    from state.ledger import META_KEY, Progress
+    from engine.runtime.worker import state_dir
+    from state.ledger_types import META_KEY, Progress
     from state.rocksdb import read_key
 
     ends = kafka_admin.high_watermarks(bootstrap, ROUTED_TOPIC, settings.partitions)
@@ -90,7 +90,7 @@ def _check_state_against_log(settings: Settings, bootstrap: str) -> None:
 def run_worker(settings: Settings) -> None:
     import faust
 
-    from engine.app import build_worker
+    from engine.runtime.worker import build_worker
 
     prepare_worker(settings)
     if settings.worker_nice:
@@ -121,7 +121,7 @@ def _tune_garbage_collection() -> None:
 def run_api(settings: Settings) -> None:
     import uvloop
 
-    from engine.api import serve_api
+    from engine.api.app import serve_api
 
     if settings.api_realtime_priority:
         realtime_priority(settings.api_realtime_priority, "the API")

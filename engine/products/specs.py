@@ -29,7 +29,7 @@ __all__ = [
     "parse_products",
 ]
 
-SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
+SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
 PRODUCTS = ("monthly", "quarterly")
 
 #: Items whose ids and meanings are fixed by the pipeline contract (issue 2).

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from engine.errors import NotFoundError, SpecError
-from engine.history import History
-from engine.kernels import KERNELS, Context
 from engine.periods import Period
-from engine.specs import ProductSpec
+from engine.products.history import History
+from engine.products.kernels import KERNELS, Context
+from engine.products.specs import ProductSpec
 
 __all__ = ["assemble", "check_kernels", "render", "render_items"]
 

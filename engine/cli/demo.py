@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine import codec
-from engine.observe import total, wait_views_published
+from engine.events.publisher import BankPublisher
 from engine.periods import CST, format_month
-from engine.publisher import BankPublisher
-from engine.runner import EmbeddedStack, embedded_stack, wait_for_interrupt
+from engine.products.specs import load_products
+from engine.runtime.observe import total, wait_views_published
+from engine.runtime.runner import EmbeddedStack, embedded_stack, wait_for_interrupt
 from engine.settings import Settings
-from engine.specs import load_products
 from loadtest.generator import GeneratorConfig, generate
 
 __all__ = ["print_product", "run_demo"]

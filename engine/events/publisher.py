@@ -1,7 +1,7 @@
 """The bank-side publisher creditflow ships (confluent-kafka).
 
-A batch is grouped by the partition that owns each enterprise (engine/partitioner.py) and each
-group goes to that partition as one JSON-array message, so a batch message holds only
+A batch is grouped by the partition that owns each enterprise (engine/events/partitioner.py) and
+each group goes to that partition as one JSON-array message, so a batch message holds only
 enterprises of its partition. Any client may publish instead: the intake stage re-routes
 whatever lands elsewhere.
 """
@@ -14,8 +14,8 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from engine import codec
-from engine.partitioner import partition_for
-from engine.topics import bank_topic
+from engine.events.partitioner import partition_for
+from engine.events.topics import bank_topic
 
 __all__ = ["BankPublisher"]
 

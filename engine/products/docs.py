@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.specs import SPECS_DIR, ProductSpec, load_products
+from engine.products.specs import SPECS_DIR, ProductSpec, load_products
 
 __all__ = ["PRODUCTS_DOC", "render_products_doc", "write_products_doc"]
 

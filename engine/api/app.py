@@ -4,7 +4,7 @@ GET /v1/enterprises/{enterprise_id}/monthly/{YYYY-MM}
 GET /v1/enterprises/{enterprise_id}/quarterly/{YYYY}Q{n}
 GET /metrics   GET /healthz   GET /readyz
 
-Served by engine/http.py. A pull whose product and partition progress the cache holds is
+Served by engine/api/http.py. A pull whose product and partition progress the cache holds is
 answered without a task or a Redis round trip; everything else is answered by a coroutine.
 
 Authorization, consent and query logging belong in ``_authorize`` (a later issue): every
@@ -23,17 +23,18 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
-from engine import codec, credit_code
+from engine import codec
+from engine.api.http import HttpServer, Response
+from engine.api.product_cache import NotFound, ProductCache, ProductKey
 from engine.errors import BadRequestError, NotFoundError
-from engine.history import History, MonthView
-from engine.http import HttpServer, Response
+from engine.events import credit_code
+from engine.events.partitioner import partition_for
 from engine.metrics import ApiMetrics, observe_gc_pauses
-from engine.partitioner import partition_for
 from engine.periods import Period, now_us, parse_month
-from engine.product_cache import NotFound, ProductCache, ProductKey
-from engine.products import check_kernels, render_items
+from engine.products.assemble import check_kernels, render_items
+from engine.products.history import History, MonthView
+from engine.products.specs import ProductSpec, load_products
 from engine.settings import Settings
-from engine.specs import ProductSpec, load_products
 from state.tracking import InvalidationListener
 from state.views import ViewStore
 
@@ -72,7 +73,7 @@ def product_body(
     now: int,
 ) -> bytes:
     """The response body, spliced from encoded parts: the same JSON as
-    :func:`engine.products.assemble`, without decoding and encoding again what is cached
+    :func:`engine.products.assemble.assemble`, without decoding and encoding again what is cached
     (``items``) or what Redis holds (``as_of``)."""
     head = codec.dumps(
         {
@@ -121,7 +122,7 @@ class ProductHandler:
         spec = self._products[product]
         if not self._cache.live:
             return self._serve_uncached(spec, enterprise_id, period, partition)
-        # Progress first, then views (see engine/product_cache.py for why this is exact).
+        # Progress first, then views (see engine/api/product_cache.py for why this is exact).
         key = (spec.id, enterprise_id, period.label)
         known, progress, stale = self._cache.progress(partition)
         if stale:  # served as it is, a true "at least"; the new one comes in the background

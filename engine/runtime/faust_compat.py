@@ -10,7 +10,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from engine.topics import BANK_TOPIC_RE
+from engine.events.topics import BANK_TOPIC_RE
 
 __all__ = ["resubscribe_bank_topics", "seek", "shorten_fetch_wait"]
 

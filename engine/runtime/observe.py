@@ -11,8 +11,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine import kafka_admin
-from engine.topics import ROUTED_TOPIC
+from engine.events import kafka_admin
+from engine.events.topics import ROUTED_TOPIC
 
 __all__ = ["wait_applied", "wait_views_published", "worker_samples"]
 

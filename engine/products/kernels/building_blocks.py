@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.kernels._base import ALL, OP_IN, OP_OUT, TRADE, Context, Value, kernel, ratio
+from engine.products.kernels._base import ALL, OP_IN, OP_OUT, TRADE, Context, Value, kernel, ratio
 
 # Items that are one sum or one count of flows: (item, inflow?, classes, subtype, bank
 # channel, amount or count). The formula column of specs/products.toml says the same.

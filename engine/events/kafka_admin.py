@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from engine.topics import BANK_TOPIC_RE
+from engine.events.topics import BANK_TOPIC_RE
 
 __all__ = [
     "ensure_topics",

@@ -1,6 +1,6 @@
 """The intake's fast path: a message whose every event is valid, checked at C speed.
 
-:func:`engine.contract.validate` is the contract's single source of truth, and the only
+:func:`engine.events.contract.validate` is the contract's single source of truth, and the only
 source of reject reasons and details. This module only ever *accepts*: msgspec decodes a
 whole message straight into typed structs that carry every rule msgspec can check (types,
 bools and floats are not ints, string lengths in code points, integer bounds, the closed
@@ -22,8 +22,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from engine import credit_code
-from engine.contract import (
+from engine.events import credit_code
+from engine.events.contract import (
     CHANNELS,
     CURRENCY_PATTERN,
     FUTURE_SLACK_US,

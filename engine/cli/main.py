@@ -20,8 +20,8 @@ log = logging.getLogger("creditflow")
 
 
 def _bank_add(settings: Settings, args: argparse.Namespace) -> None:
-    from engine import kafka_admin
-    from engine.topics import bank_topic
+    from engine.events import kafka_admin
+    from engine.events.topics import bank_topic
 
     if settings.kafka_bootstrap is None:
         raise CreditflowError("`bank add` needs CREDITFLOW_KAFKA_BOOTSTRAP")
@@ -39,8 +39,8 @@ def _bank_add(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _bank_list(settings: Settings, args: argparse.Namespace) -> None:
-    from engine import kafka_admin
-    from engine.topics import bank_code_of
+    from engine.events import kafka_admin
+    from engine.events.topics import bank_code_of
 
     if settings.kafka_bootstrap is None:
         raise CreditflowError("`bank list` needs CREDITFLOW_KAFKA_BOOTSTRAP")
@@ -49,7 +49,7 @@ def _bank_list(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _rejects(settings: Settings, args: argparse.Namespace) -> None:
-    from engine.rejects import show_rejects
+    from engine.events.rejects import show_rejects
 
     if settings.kafka_bootstrap is None:
         raise CreditflowError("`rejects` needs CREDITFLOW_KAFKA_BOOTSTRAP")
@@ -57,7 +57,7 @@ def _rejects(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> None:
-    from engine.runner import embedded_stack, wait_for_interrupt
+    from engine.runtime.runner import embedded_stack, wait_for_interrupt
 
     # The stages apart, as in production (docker-compose.yml): each gets a core of its own.
     with embedded_stack(settings, split_stages=True) as stack:
@@ -128,17 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "worker":
-            from engine.runner import run_worker
+            from engine.runtime.runner import run_worker
 
             run_worker(settings)
         elif args.command == "api":
-            from engine.runner import run_api
+            from engine.runtime.runner import run_api
 
             run_api(settings)
         elif args.command == "up":
             _up(settings, args)
         elif args.command == "demo":
-            from engine.demo import run_demo
+            from engine.cli.demo import run_demo
 
             run_demo(settings, args.enterprises, args.months, args.seconds, args.stay)
         elif args.command == "bank":
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             run_bench(settings, config)
         elif args.command == "docs":
-            from engine.docs import write_products_doc
+            from engine.products.docs import write_products_doc
 
             print(f"wrote {write_products_doc()}")
     except CreditflowError as exc:
@@ -169,7 +169,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,8 +5,8 @@ ones. Every declared item has exactly one kernel and every kernel a declared ite
 when the API starts and by a test).
 """
 
-from engine.kernels import analytics, building_blocks
-from engine.kernels._base import KERNELS, Context, Value
+from engine.products.kernels import analytics, building_blocks
+from engine.products.kernels._base import KERNELS, Context, Value
 
 __all__ = ["KERNELS", "Context", "Value"]
 

@@ -14,7 +14,8 @@ from enum import StrEnum
 from hashlib import blake2b
 from typing import Any, NamedTuple
 
-from engine import codec, credit_code
+from engine import codec
+from engine.events import credit_code
 from engine.periods import now_us
 
 __all__ = [
@@ -194,7 +195,7 @@ def _optional_string(obj: dict[str, Any], name: str, max_len: int) -> str | Inva
 
 def parse_booked_at(text: str, latest_us: int) -> int | Invalid:
     """``booked_at`` (RFC 3339 with an offset) in epoch microseconds, from 2000 up to
-    ``latest_us``; the fast path (engine/fast_contract.py) reads through this too."""
+    ``latest_us``; the fast path (engine/events/fast_contract.py) reads through this too."""
     match = _RFC3339.match(text)
     if match is None:
         return Invalid(

@@ -10,8 +10,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from engine import codec
-from engine.kafka_admin import high_watermarks, topic_partitions
-from engine.topics import REJECTED_TOPIC
+from engine.events.kafka_admin import high_watermarks, topic_partitions
+from engine.events.topics import REJECTED_TOPIC
 
 __all__ = ["read_rejects", "show_rejects"]
 

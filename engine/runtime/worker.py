@@ -20,13 +20,14 @@ from agents.inflight import InFlight
 from agents.intake import Intake, RoutedStep
 from agents.ledger import LedgerStage
 from agents.retry import until_done
-from engine import faust_compat, kafka_admin
-from engine.classify import RegistryWatcher
+from engine.events import kafka_admin
+from engine.events.topics import ROUTED_TOPIC
 from engine.metrics import WorkerMetrics
 from engine.periods import history_start
+from engine.products.classify import RegistryWatcher
 from engine.pseudonym import Pseudonymizer
+from engine.runtime import faust_compat
 from engine.settings import Settings
-from engine.topics import ROUTED_TOPIC
 from state.rocksdb import RocksDBStore, shared_block_cache
 from state.views import ViewStore
 

@@ -6,9 +6,19 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from itertools import pairwise
 
-from engine.kernels._base import ALL, OP_IN, OP_OUT, TRADE, Context, Value, cv, kernel, ratio
-from engine.kernels.building_blocks import hhi, top_share
 from engine.periods import days_in_month
+from engine.products.kernels._base import (
+    ALL,
+    OP_IN,
+    OP_OUT,
+    TRADE,
+    Context,
+    Value,
+    cv,
+    kernel,
+    ratio,
+)
+from engine.products.kernels.building_blocks import hhi, top_share
 
 _BANK = frozenset({"BANK_OWN"})
 _FIN = frozenset({"FIN_PARTNER"})

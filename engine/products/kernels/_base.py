@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from engine.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
-from engine.history import Day, History, Party
 from engine.periods import Period, format_month
+from engine.products.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
+from engine.products.history import Day, History, Party
 
 __all__ = [
     "ALL",

@@ -1,0 +1,1 @@
+"""Serving: the HTTP API that renders products on demand from the views in Redis."""
