@@ -192,4 +192,4 @@ class Stack:
 
 def creditflow_argv(*args: str) -> list[str]:
     """Run a creditflow subcommand with this interpreter (works without the script on PATH)."""
-    return [sys.executable, "-m", "engine.cli.main", *args]
+    return [sys.executable, "-m", "engine.cli", *args]

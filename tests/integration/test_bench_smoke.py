@@ -28,7 +28,7 @@ def test_the_smoke_benchmark_writes_every_field() -> None:
     RESULT.unlink(missing_ok=True)
     env = {**os.environ, "CREDITFLOW_GROUP_ID": f"cf-bench-{secrets.token_hex(3)}"}
     run = subprocess.run(
-        [sys.executable, "-m", "engine.cli.main", "bench", "--smoke"],
+        [sys.executable, "-m", "engine.cli", "bench", "--smoke"],
         capture_output=True,
         text=True,
         timeout=360,

@@ -25,7 +25,7 @@ def test_a_short_demo_prints_both_products_and_stops_everything() -> None:
         [
             sys.executable,
             "-m",
-            "engine.cli.main",
+            "engine.cli",
             "demo",
             "--enterprises",
             "20",

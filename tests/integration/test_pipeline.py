@@ -244,7 +244,7 @@ def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason
 
     def bank_add() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "engine.cli.main", "bank", "add", code],
+            [sys.executable, "-m", "engine.cli", "bank", "add", code],
             env=stack.env,
             capture_output=True,
             text=True,
