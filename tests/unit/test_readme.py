@@ -22,3 +22,20 @@ def test_every_setting_is_documented() -> None:
 def test_every_reject_reason_is_documented() -> None:
     for reason in RejectReason:
         assert f"`{reason.value}`" in README, reason
+
+
+def test_every_metric_is_documented() -> None:
+    """Every metric the worker and the API export is named in the README's Operations."""
+    from prometheus_client import CollectorRegistry
+
+    from engine.metrics import ApiMetrics, WorkerMetrics, observe_gc_pauses
+
+    registry = CollectorRegistry()
+    WorkerMetrics(registry)
+    ApiMetrics(registry)
+    observe_gc_pauses(registry)
+    names = {metric.name for metric in registry.collect()}
+    assert names, "no metric collected: the check would pass vacuously"
+    for name in names:
+        # prometheus_client drops the _total suffix of counters in the family name
+        assert f"`{name}" in README, name
