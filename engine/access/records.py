@@ -1,0 +1,44 @@
+"""Query records: one per product request, served or refused.
+
+Written by the API to the query records topic before the product leaves (a pull whose
+record the broker has not confirmed gets 503 and no data), indexed in Redis by the access
+stage for the enterprise and the institution to read. A record holds no token, no secret
+and nothing of the product itself.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["ANSWERED_OUTCOMES", "QueryRecord", "decode_record", "encode_record"]
+
+#: Outcomes of a request that was answered with the enterprise's information (or its
+#: absence): what counts as a query in the quarterly report's query-record items.
+ANSWERED_OUTCOMES = frozenset({"served", "no_data"})
+
+
+class QueryRecord(msgspec.Struct, frozen=True):
+    # request_id comes first: records of the same microsecond sort by it in a Redis ZSET.
+    request_id: str
+    at_us: int
+    by: str  # "institution", "enterprise" (reading its own) or "unknown" (no valid token)
+    institution: str | None  # the institution's code when by == "institution"
+    enterprise_id: str | None  # None when the requested id was not a valid credit code
+    product: str
+    period: str | None  # None when the requested period was malformed
+    authorization_id: str | None
+    purpose: str | None
+    outcome: str  # "served", "no_data", or the refusal's code
+    status: int  # the HTTP status the request got
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(QueryRecord)
+
+
+def encode_record(record: QueryRecord) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_record(data: bytes) -> QueryRecord:
+    return _decoder.decode(data)
