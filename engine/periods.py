@@ -131,6 +131,11 @@ def us_to_cst_iso(us: int) -> str:
     return (_EPOCH + timedelta(microseconds=us)).astimezone(CST).isoformat()
 
 
+def us_to_cst_date(us: int) -> str:
+    """The calendar date (YYYY-MM-DD) in China Standard Time of an instant."""
+    return (_EPOCH + timedelta(microseconds=us)).astimezone(CST).date().isoformat()
+
+
 @dataclass(frozen=True, slots=True)
 class Period:
     """A product period: one month or one quarter."""

@@ -1,7 +1,15 @@
-"""Assemble a product response from the specs, the kernels and an enterprise's history."""
+"""Assemble a product response from the specs, the kernels and an enterprise's history.
+
+A response has two parts. What depends only on the enterprise's history and its disputes
+(``render_items``: every segment but the subject's, the marks of disputed items, the disputes
+themselves) is rendered once and cached by the API. The subject segments (query records,
+disputes, statements) depend on the moment of the pull and are computed at every pull
+(``subject_segments``); they close the report, so the API splices them in before the end.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from engine.errors import NotFoundError, SpecError
@@ -9,8 +17,16 @@ from engine.periods import Period
 from engine.products.history import History
 from engine.products.kernels import KERNELS, Context
 from engine.products.specs import ProductSpec
+from engine.products.subject import SUBJECT_SEGMENTS, DisputeFact, Subject, dispute_marks
 
-__all__ = ["assemble", "check_kernels", "render", "render_items"]
+__all__ = [
+    "assemble",
+    "check_kernels",
+    "check_subject_segments_last",
+    "render",
+    "render_items",
+    "subject_segments",
+]
 
 
 def check_kernels(products: dict[str, ProductSpec]) -> None:
@@ -22,6 +38,15 @@ def check_kernels(products: dict[str, ProductSpec]) -> None:
         raise SpecError(f"kernels without an item: {sorted(KERNELS.keys() - declared)}")
 
 
+def check_subject_segments_last(products: dict[str, ProductSpec]) -> None:
+    """The subject segments close a product (the API appends them to the cached part)."""
+    for spec in products.values():
+        ids = [segment.id for segment in spec.segments]
+        subject = [i for i in ids if i in SUBJECT_SEGMENTS]
+        if subject and ids[-len(subject) :] != subject:
+            raise SpecError(f"{spec.id}: the segments {subject} must come last")
+
+
 def render(
     spec: ProductSpec,
     enterprise_id: str,
@@ -29,29 +54,54 @@ def render(
     history: History,
     as_of: dict[str, Any],
     now_us: int,
+    subject: Subject | None = None,
 ) -> dict[str, Any]:
     """The response body of one product; raises NotFoundError when there is no data."""
-    return assemble(spec, enterprise_id, period, render_items(spec, period, history), as_of, now_us)
+    subject = subject or Subject(now_us=now_us)
+    items = render_items(spec, period, history, subject.disputes)
+    return assemble(spec, enterprise_id, period, items, subject, as_of, now_us)
 
 
-def render_items(spec: ProductSpec, period: Period, history: History) -> dict[str, Any]:
-    """The part of a product that depends only on the history (what the API caches)."""
+def render_items(
+    spec: ProductSpec, period: Period, history: History, disputes: Iterable[DisputeFact] = ()
+) -> dict[str, Any]:
+    """The part of a product that depends only on the history and the disputes (what the
+    API caches)."""
     if not history.has_data_until(period.last_month):
         raise NotFoundError(f"no transaction of this enterprise at or before {period.label}")
     ctx = Context(history, period, spec.parameters)
     versions = sorted({v for m in period.months for v in history.month(m).registry})
-    return {
-        "registry_versions": versions,
-        "segments": [
-            {
-                "id": segment.id,
-                "name": segment.name_zh,
-                "name_en": segment.name_en,
-                "items": {item.id: KERNELS[item.id](ctx) for item in segment.items},
-            }
-            for segment in spec.segments
-        ],
-    }
+    marks, shown = dispute_marks(disputes, spec.id, period.label)
+    segments = []
+    for segment in spec.segments:
+        if segment.id in SUBJECT_SEGMENTS:
+            continue
+        rendered: dict[str, Any] = {
+            "id": segment.id,
+            "name": segment.name_zh,
+            "name_en": segment.name_en,
+            "items": {item.id: KERNELS[item.id](ctx) for item in segment.items},
+        }
+        disputed = {item.id: marks[item.id] for item in segment.items if item.id in marks}
+        if disputed:
+            rendered["disputed"] = disputed
+        segments.append(rendered)
+    return {"registry_versions": versions, "segments": segments, "disputes": shown}
+
+
+def subject_segments(spec: ProductSpec, period: Period, subject: Subject) -> list[dict[str, Any]]:
+    """The subject segments of ``spec`` (none in the monthly summary), as of the pull."""
+    ctx = Context(History({}), period, spec.parameters, subject)
+    return [
+        {
+            "id": segment.id,
+            "name": segment.name_zh,
+            "name_en": segment.name_en,
+            "items": {item.id: KERNELS[item.id](ctx) for item in segment.items},
+        }
+        for segment in spec.segments
+        if segment.id in SUBJECT_SEGMENTS
+    ]
 
 
 def assemble(
@@ -59,6 +109,7 @@ def assemble(
     enterprise_id: str,
     period: Period,
     items: dict[str, Any],
+    subject: Subject,
     as_of: dict[str, Any],
     now_us: int,
 ) -> dict[str, Any]:
@@ -70,5 +121,7 @@ def assemble(
         "period": period.label,
         "partial": period.is_partial(now_us),
         "as_of": as_of,
-        **items,
+        "registry_versions": items["registry_versions"],
+        "segments": [*items["segments"], *subject_segments(spec, period, subject)],
+        "disputes": items["disputes"],
     }

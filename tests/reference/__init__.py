@@ -25,13 +25,24 @@ _SPECS = Path(__file__).resolve().parents[2] / "specs" / "products.toml"
 del quarterly  # imported for its item registrations
 
 
+# Segments computed from query records, disputes and statements, not from transactions:
+# their reference is tests/reference/subject.py.
+SUBJECT_SEGMENTS = ("query_records", "disputes", "statements")
+
+
 def product_items() -> tuple[dict[str, list[str]], dict[str, Any]]:
-    """Item ids of each product, in spec order, and the parameters."""
+    """Item ids of each product that transactions determine, in spec order, and the
+    parameters."""
     with _SPECS.open("rb") as handle:
         doc = tomllib.load(handle)
     segments = {s["id"]: s["items"] for s in doc["segments"]}
     items = {
-        product: [i for seg in doc["products"][product]["segments"] for i in segments[seg]]
+        product: [
+            i
+            for seg in doc["products"][product]["segments"]
+            if seg not in SUBJECT_SEGMENTS
+            for i in segments[seg]
+        ]
         for product in ("monthly", "quarterly")
     }
     return items, doc["parameters"]

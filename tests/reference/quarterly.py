@@ -532,16 +532,3 @@ def _(t, m, p):
 @item("flags_raised")
 def _(t, m, p):
     return sum(flags(t, m, p).values())
-
-
-for _name in (
-    "queries_90d",
-    "distinct_queriers_90d",
-    "last_query_date",
-    "open_disputes",
-    "disputes_resolved_12m",
-    "disputed_items",
-    "has_statement",
-    "statement_date",
-):
-    ITEMS[_name] = lambda t, m, p: None

@@ -15,6 +15,7 @@ from typing import Any
 from engine.periods import Period, format_month
 from engine.products.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
 from engine.products.history import Day, History, Party
+from engine.products.subject import Subject
 
 __all__ = [
     "ALL",
@@ -69,10 +70,18 @@ def cv(values: Sequence[float]) -> float | None:
 class Context:
     """One product request: an enterprise's history, the period, the spec parameters."""
 
-    def __init__(self, history: History, period: Period, parameters: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        history: History,
+        period: Period,
+        parameters: Mapping[str, Any],
+        subject: Subject | None = None,
+    ) -> None:
         self.history = history
         self.period = period
         self.params = parameters
+        # The information subject's records as of the pull (subject segments only).
+        self.subject = subject or Subject()
         self.months = list(period.months)
         self._flows: dict[tuple[Any, ...], tuple[int, int]] = {}
 
