@@ -17,9 +17,10 @@ __all__ = ["Outbox", "Sender", "rejected_record"]
 
 class Sender(Protocol):
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None
     ) -> Awaitable[Any]:
-        """Queue a message; the returned awaitable completes when the broker has it."""
+        """Queue a message (a None value: a tombstone); the returned awaitable completes
+        when the broker has it."""
         ...
 
 
@@ -59,7 +60,7 @@ class Outbox:
         self._pending: list[Awaitable[Any]] = []
 
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
         self._pending.append(await self._sender.send(topic, key, value, partition))
 

@@ -97,6 +97,22 @@ class WorkerMetrics:
             ["partition"],
             registry=registry,
         )
+        self.access_commands = Counter(
+            "creditflow_access_commands_total",
+            "Commands of the access log applied, by outcome (applied, refused, unreadable).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.query_records_indexed = Counter(
+            "creditflow_query_records_indexed_total",
+            "Query records indexed in Redis for the enterprise and institution to read.",
+            registry=registry,
+        )
+        self.disputes_overdue = Gauge(
+            "creditflow_disputes_overdue",
+            "Disputes not answered by their due date (20 days after they were filed).",
+            registry=registry,
+        )
 
 
 class ApiMetrics:
@@ -124,6 +140,19 @@ class ApiMetrics:
         self.render_cache_entries = Gauge(
             "creditflow_api_render_cache_entries",
             "Rendered products the API holds.",
+            registry=registry,
+        )
+        self.query_records = Counter(
+            "creditflow_api_query_records_total",
+            "Query records sent to the broker, by result (confirmed; failed: the request got "
+            "503 and no data).",
+            ["result"],
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "creditflow_api_refusals_total",
+            "Requests refused by the access layer, by machine-readable code (401, 403, 429).",
+            ["code"],
             registry=registry,
         )
         self.cache_live = Gauge(

@@ -22,6 +22,9 @@ ENV_PREFIX = "CREDITFLOW_"
 # Production sets CREDITFLOW_PSEUDONYM_KEY; changing it is a migration (every view must be
 # republished, and counterparty sets of different keys do not union).
 _DEV_PSEUDONYM_KEY = "creditflow-development-key-not-for-production"
+# A development-only key for the keyed hashes of bearer tokens. Production sets
+# CREDITFLOW_TOKEN_HASH_KEY; changing it invalidates every issued token.
+_DEV_TOKEN_HASH_KEY = "creditflow-development-token-key-not-for-production"
 
 
 class Settings(BaseSettings):
@@ -113,11 +116,12 @@ class Settings(BaseSettings):
         description="Month aggregates a worker keeps decoded in memory, shared out among "
         "the partitions (about 15 KB each).",
     )
-    worker_stages: Literal["all", "intake", "ledger"] = Field(
+    worker_stages: Literal["all", "intake", "ledger", "access"] = Field(
         default="all",
         description="Stages this worker runs. intake and ledger in separate processes (each "
         "its own consumer group, <group_id>-intake and <group_id>-ledger) use a core each and "
-        "never wait on each other's Kafka buffers.",
+        "never wait on each other's Kafka buffers. access applies the access log and indexes "
+        "query records.",
     )
     worker_nice: int = Field(
         default=10,
@@ -141,6 +145,47 @@ class Settings(BaseSettings):
         description="RocksDB block cache shared by the partitions of a worker.",
     )
 
+    token_hash_key: SecretStr = Field(
+        default=SecretStr(_DEV_TOKEN_HASH_KEY),
+        description="Key of the keyed hash (HMAC-SHA256) under which bearer tokens are stored. "
+        "The same for every API process and the command line; changing it voids every token.",
+    )
+    query_record_retention_days: int = Field(
+        default=1827,
+        ge=1,
+        description="Days query records are kept (five years by default): the retention of "
+        "the query records topic and of their index in Redis.",
+    )
+    reciprocity_required: bool = Field(
+        default=True,
+        description="An institution pulls products only if it is also a provider (the "
+        "platform's reciprocity rule). false turns the rule off.",
+    )
+    api_institution_rate_limit: str = Field(
+        default="200/second",
+        pattern=r"^\d+/(second|minute|hour)$",
+        description="Requests an institution may make per API process (then 429 with "
+        "Retry-After), as N/second, N/minute or N/hour.",
+    )
+    api_auth_failure_limit: str = Field(
+        default="30/minute",
+        pattern=r"^\d+/(second|minute|hour)$",
+        description="Failed authentications a client address may make per API process before "
+        "its requests get 429.",
+    )
+    api_record_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How long a pull waits for the broker to confirm its query record; "
+        "without the confirmation the pull gets 503 and no data.",
+    )
+    api_command_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a request that changes access state (an authorization, a "
+        "dispute, a token) waits for the access stage to apply it before 503.",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown_env(cls, data: Any) -> Any:
@@ -155,3 +200,7 @@ class Settings(BaseSettings):
     @property
     def pseudonym_key_is_default(self) -> bool:
         return self.pseudonym_key.get_secret_value() == _DEV_PSEUDONYM_KEY
+
+    @property
+    def token_hash_key_is_default(self) -> bool:
+        return self.token_hash_key.get_secret_value() == _DEV_TOKEN_HASH_KEY

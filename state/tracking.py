@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -37,7 +37,7 @@ OnKeys = Callable[[list[bytes] | None], None]  # changed keys; None: everything 
 
 
 class InvalidationListener:
-    """Announcements of changed keys under ``prefix``, delivered to ``on_keys``.
+    """Announcements of changed keys under any of ``prefixes``, delivered to ``on_keys``.
 
     ``on_live(False)`` is called when announcements may have been missed (the connection
     broke); ``on_live(True)`` once they flow again. A cache must be empty before it trusts
@@ -45,10 +45,14 @@ class InvalidationListener:
     """
 
     def __init__(
-        self, redis_url: str, prefix: str, on_keys: OnKeys, on_live: Callable[[bool], None]
+        self,
+        redis_url: str,
+        prefixes: Sequence[str],
+        on_keys: OnKeys,
+        on_live: Callable[[bool], None],
     ) -> None:
         self._client = Redis.from_url(redis_url, protocol=2)
-        self._prefix = prefix
+        self._prefixes = list(prefixes)  # Redis refuses prefixes that overlap
         self._on_keys = on_keys
         self._on_live = on_live
         self._connection: Any = None
@@ -118,8 +122,9 @@ class InvalidationListener:
         self._connection = connection
         await connection.send_command("CLIENT", "ID")
         client_id = await connection.read_response()
+        prefixes = [arg for prefix in self._prefixes for arg in ("PREFIX", prefix)]
         await connection.send_command(
-            "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self._prefix
+            "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", *prefixes
         )
         await connection.read_response()
         await connection.send_command("SUBSCRIBE", "__redis__:invalidate")

@@ -8,9 +8,15 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from engine.events.topics import BANK_TOPIC_RE
+from engine.events.topics import (
+    ACCESS_LOG_TOPIC,
+    ACCESS_STATE_TOPIC,
+    BANK_TOPIC_RE,
+    QUERY_RECORDS_TOPIC,
+)
 
 __all__ = [
+    "ensure_access_topics",
     "ensure_topics",
     "high_watermarks",
     "list_bank_topics",
@@ -36,12 +42,20 @@ def list_bank_topics(bootstrap: str) -> list[str]:
     return sorted(name for name in topic_partitions(bootstrap) if BANK_TOPIC_RE.match(name))
 
 
-def ensure_topics(bootstrap: str, wanted: Mapping[str, int]) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created (idempotent)."""
+def ensure_topics(
+    bootstrap: str,
+    wanted: Mapping[str, int],
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[str]:
+    """Create the topics that do not exist yet, with their ``configs`` (topic name -> Kafka
+    topic settings); returns the names created (idempotent)."""
     admin = _admin(bootstrap)
     existing = topic_partitions(bootstrap)
+    configs = configs or {}
     missing = [
-        NewTopic(name, partitions) for name, partitions in wanted.items() if name not in existing
+        NewTopic(name, partitions, config=dict(configs.get(name, {})))
+        for name, partitions in wanted.items()
+        if name not in existing
     ]
     created = []
     if missing:
@@ -53,6 +67,24 @@ def ensure_topics(bootstrap: str, wanted: Mapping[str, int]) -> list[str]:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
     return created
+
+
+def ensure_access_topics(bootstrap: str, partitions: int, query_retention_days: int) -> None:
+    """The access log (one partition, kept forever), the compacted access state and the
+    query records (kept ``query_retention_days``)."""
+    day_ms = 86_400_000
+    ensure_topics(
+        bootstrap,
+        {ACCESS_LOG_TOPIC: 1, ACCESS_STATE_TOPIC: 1, QUERY_RECORDS_TOPIC: partitions},
+        {
+            ACCESS_LOG_TOPIC: {"retention.ms": "-1", "cleanup.policy": "delete"},
+            ACCESS_STATE_TOPIC: {"cleanup.policy": "compact"},
+            QUERY_RECORDS_TOPIC: {
+                "retention.ms": str(query_retention_days * day_ms),
+                "cleanup.policy": "delete",
+            },
+        },
+    )
 
 
 def low_watermark(bootstrap: str, topic: str, partition: int) -> int:

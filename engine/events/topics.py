@@ -8,8 +8,11 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "ACCESS_LOG_TOPIC",
+    "ACCESS_STATE_TOPIC",
     "BANK_CODE_RE",
     "BANK_TOPIC_RE",
+    "QUERY_RECORDS_TOPIC",
     "REJECTED_TOPIC",
     "ROUTED_TOPIC",
     "bank_code_of",
@@ -26,6 +29,19 @@ ROUTED_TOPIC = "creditflow.txns.routed.v1"
 
 #: Every rejected event, with its reason (the contract names it).
 REJECTED_TOPIC = "txns.rejected"
+
+#: Every command that changes access state (institutions, credentials, authorizations,
+#: disputes, statements), in the order they take effect: one partition, kept forever. It is
+#: the record access state is rebuilt from, and the history of every dispute's steps.
+ACCESS_LOG_TOPIC = "creditflow.access.log.v1"
+
+#: The current state of every access entity, keyed by "<kind>/<id>" (compacted): what other
+#: systems read to know who is authorized, without replaying the log.
+ACCESS_STATE_TOPIC = "creditflow.access.state.v1"
+
+#: One record per product request, served or refused, keyed by enterprise (append-only;
+#: retention CREDITFLOW_QUERY_RECORD_RETENTION_DAYS).
+QUERY_RECORDS_TOPIC = "creditflow.queries.v1"
 
 
 def bank_topic(code: str) -> str:

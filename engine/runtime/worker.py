@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -16,18 +17,21 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
+from agents.access import AccessLogStage, QueryIndexStage
 from agents.inflight import InFlight
 from agents.intake import Intake, RoutedStep
 from agents.ledger import LedgerStage
 from agents.retry import until_done
 from engine.events import kafka_admin
-from engine.events.topics import ROUTED_TOPIC
+from engine.events.topics import ACCESS_LOG_TOPIC, QUERY_RECORDS_TOPIC, ROUTED_TOPIC
 from engine.metrics import WorkerMetrics
 from engine.periods import history_start
 from engine.products.classify import RegistryWatcher
 from engine.pseudonym import Pseudonymizer
 from engine.runtime import faust_compat
 from engine.settings import Settings
+from state.access import AccessStore
+from state.queries import QueryIndex
 from state.rocksdb import RocksDBStore, shared_block_cache
 from state.views import ViewStore
 
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 _PRUNE_EVERY_SECONDS = 3600.0  # history moves by months: hourly is plenty
 _FETCH_MAX_WAIT_MS = 50  # an idle fetch returns within this (Faust's 1,500 ms made events late)
 _INTAKE_STEPS_IN_FLIGHT = 4  # steps sent but not yet confirmed by the broker
+_DAY_US = 86_400_000_000
 
 
 def faust_broker_urls(bootstrap: str) -> list[str]:
@@ -55,7 +60,7 @@ class FaustSender:
         self._app = app
 
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None
     ) -> Awaitable[Any]:
         future: Awaitable[Any] = await self._app.producer.send(
             topic, key, value, partition=partition, timestamp=None, headers=None
@@ -72,6 +77,8 @@ class Worker:
         app: faust.App,
         intake: Intake,
         ledger: LedgerStage,
+        access: AccessLogStage,
+        queries: QueryIndexStage,
         redis: Redis,
         registry: CollectorRegistry,
     ) -> None:
@@ -79,6 +86,8 @@ class Worker:
         self.app = app
         self.intake = intake
         self.ledger = ledger
+        self.access = access
+        self.queries = queries
         self.redis = redis
         self.registry = registry
         self.bank_topics: list[str] = []
@@ -93,6 +102,11 @@ def build_worker(settings: Settings) -> Worker:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     runs_intake = settings.worker_stages in ("all", "intake")
     runs_ledger = settings.worker_stages in ("all", "ledger")
+    runs_access = settings.worker_stages in ("all", "access")
+    if runs_access:
+        kafka_admin.ensure_access_topics(
+            bootstrap, settings.partitions, settings.query_record_retention_days
+        )
     app = faust.App(
         # One consumer group per stage when they run apart: a member of a Faust group is
         # expected to read every topic of the group.
@@ -149,8 +163,27 @@ def build_worker(settings: Settings) -> Worker:
         commit_interval=settings.commit_interval_seconds,
     )
     intake = Intake(sender, settings.partitions, metrics, settings.history_months)
-    worker = Worker(settings, app, intake, ledger, redis, registry)
+
+    async def seek_access_log(offset: int) -> None:
+        await faust_compat.seek(app, ACCESS_LOG_TOPIC, 0, offset)
+
+    async def seek_queries(partition: int, offset: int) -> None:
+        await faust_compat.seek(app, QUERY_RECORDS_TOPIC, partition, offset)
+
+    access_store = AccessStore(redis, settings.redis_prefix)
+    access = AccessLogStage(access_store, sender, seek_access_log, metrics)
+    query_index = QueryIndex(
+        redis, settings.redis_prefix, settings.query_record_retention_days * _DAY_US
+    )
+    queries = QueryIndexStage(query_index, seek_queries, metrics)
+    worker = Worker(settings, app, intake, ledger, access, queries, redis, registry)
     worker.bank_topics = kafka_admin.list_bank_topics(bootstrap)
+    while settings.worker_stages == "intake" and not worker.bank_topics:
+        # A Faust app with no topic at all crashes at start; an intake worker alone has
+        # nothing to read until the first bank is registered.
+        log.info("no bank topic yet; waiting for `creditflow bank add` or `institution add`")
+        time.sleep(settings.bank_refresh_seconds)
+        worker.bank_topics = kafka_admin.list_bank_topics(bootstrap)
 
     bank_topics = app.topic(*worker.bank_topics, value_serializer="raw", key_serializer="raw")
     routed = app.topic(ROUTED_TOPIC, value_serializer="raw", key_serializer="raw")
@@ -184,10 +217,34 @@ def build_worker(settings: Settings) -> Worker:
     async def commit_due(_: None) -> None:
         await ledger.commit_due()
 
+    access_log = app.topic(
+        ACCESS_LOG_TOPIC, value_serializer="raw", key_serializer="raw", partitions=1
+    )
+    query_records = app.topic(QUERY_RECORDS_TOPIC, value_serializer="raw", key_serializer="raw")
+
+    async def access_agent(stream: Any) -> None:
+        # As the ledger: the state in Redis carries the offset to resume from.
+        async for events in stream.take_events(take_max, within=within):
+            await until_done(access.process, [e.message for e in events], "access", metrics)
+
+    async def query_index_agent(stream: Any) -> None:
+        async for events in stream.take_events(take_max, within=within):
+            await until_done(queries.process, [e.message for e in events], "queries", metrics)
+
     if runs_intake:
         app.agent(bank_topics, name="intake")(intake_agent)
     if runs_ledger:
         app.agent(routed, name="ledger")(ledger_agent)
+    if runs_access:
+        app.agent(access_log, name="access")(access_agent)
+        app.agent(query_records, name="queries")(query_index_agent)
+
+    async def after_access_assignment(log_assigned: bool, query_partitions: set[int]) -> None:
+        while app.rebalancing:
+            await asyncio.sleep(0.05)
+        if log_assigned:
+            await access.assigned()
+        await queries.assigned(query_partitions)
 
     async def after_assignment(mine: set[int]) -> None:
         # Faust seeks to the group's committed offsets when the rebalance ends; the state's
@@ -203,6 +260,15 @@ def build_worker(settings: Settings) -> Worker:
         assigned: set[TP] = args[0]
         faust_compat.shorten_fetch_wait(app, _FETCH_MAX_WAIT_MS)
         worker.assigned = True
+        if runs_access:
+            log_assigned = any(tp.topic == ACCESS_LOG_TOPIC for tp in assigned)
+            if not log_assigned:
+                access.revoked()
+            mine_q = {tp.partition for tp in assigned if tp.topic == QUERY_RECORDS_TOPIC}
+            worker.background.add(
+                task := asyncio.ensure_future(after_access_assignment(log_assigned, mine_q))
+            )
+            task.add_done_callback(worker.background.discard)
         if not runs_ledger:
             return
         mine = {tp.partition for tp in assigned if tp.topic == ROUTED_TOPIC}
@@ -214,6 +280,8 @@ def build_worker(settings: Settings) -> Worker:
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked: set[TP] = args[0]
+        if any(tp.topic == ACCESS_LOG_TOPIC for tp in revoked):
+            access.revoked()
         await ledger.revoke({tp.partition for tp in revoked if tp.topic == ROUTED_TOPIC})
 
     @app.timer(interval=settings.bank_refresh_seconds)
@@ -266,6 +334,19 @@ def build_worker(settings: Settings) -> Worker:
     @app.timer(interval=_PRUNE_EVERY_SECONDS)
     async def prune_history() -> None:
         await ledger.prune_history(history_start(settings.history_months))
+
+    @app.timer(interval=2.0)
+    async def check_access_state() -> None:
+        # A Redis that lost access state is refilled without waiting for the next command.
+        if runs_access and not app.rebalancing:
+            await until_done(lambda _: access.check(), None, "access", metrics)
+            await until_done(lambda _: queries.check(), None, "queries", metrics)
+
+    @app.timer(interval=30.0)
+    async def count_overdue_disputes() -> None:
+        if runs_access and access.next_offset is not None:
+            now_us = int(time.time() * 1_000_000)
+            metrics.disputes_overdue.set(await access_store.overdue_disputes(now_us))
 
     @app.timer(interval=30.0)
     async def measure_state() -> None:

@@ -1,0 +1,175 @@
+"""Access state materialized in Redis: what the access stage writes and the API reads.
+
+Layout (renaming a key is a migration; every key shares the hash tag ``{a}``, so one step's
+writes are one MULTI/EXEC transaction in Redis Cluster too):
+
+    <prefix>:access:v1:{a}:e:<kind>:<id>          entity JSON (engine/access/model.py)
+    <prefix>:access:v1:{a}:ix:institutions        SET of institution codes
+    <prefix>:access:v1:{a}:ix:ent-auth:<id>       SET of an enterprise's authorization ids
+    <prefix>:access:v1:{a}:ix:inst-auth:<code>    SET of an institution's authorization ids
+    <prefix>:access:v1:{a}:ix:ent-dispute:<id>    SET of an enterprise's dispute ids
+    <prefix>:access:v1:{a}:ix:prov-dispute:<code> SET of the dispute ids a provider answers
+    <prefix>:access:v1:{a}:ix:ent-statement:<id>  SET of an enterprise's statement ids
+    <prefix>:access:v1:{a}:ix:disputes-due        ZSET of unanswered dispute ids by due time
+    <prefix>:access:v1:{a}:result:<command id>    a command's answer, for an hour
+    <prefix>:access:v1:{a}:applied                next offset of the access log to apply
+
+Disputes and statements are also copied into the enterprise's views hash
+(``<prefix>:v1:ent:{<id>}``, fields ``d:<id>`` and ``s:<id>``, state/views.py), so a product
+and the marks on its disputed items are read, cached and invalidated together. The copies
+are written before the transaction that advances ``applied``: a crash in between replays
+the step, which writes the same copies again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import msgspec
+from redis.asyncio import Redis
+
+from engine.access.commands import Entity
+from engine.access.model import (
+    Authorization,
+    Credential,
+    Dispute,
+    DisputeStatus,
+    EnterpriseAccount,
+    Institution,
+    Statement,
+)
+
+__all__ = ["KINDS", "AccessKeys", "AccessStore", "StepWrites", "decode_entity", "encode_entity"]
+
+KINDS: dict[str, type[Any]] = {
+    "institution": Institution,
+    "credential": Credential,
+    "enterprise": EnterpriseAccount,
+    "authorization": Authorization,
+    "dispute": Dispute,
+    "statement": Statement,
+}
+_DECODERS = {kind: msgspec.json.Decoder(cls) for kind, cls in KINDS.items()}
+_ENCODER = msgspec.json.Encoder()
+_RESULT_TTL_SECONDS = 3600
+
+
+def encode_entity(entity: Entity) -> bytes:
+    return _ENCODER.encode(entity)
+
+
+def decode_entity(kind: str, raw: bytes) -> Entity:
+    return cast(Entity, _DECODERS[kind].decode(raw))
+
+
+class AccessKeys:
+    """The Redis keys of access state under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = f"{prefix}:access:v1:"  # what a cache tracks
+        self._base = f"{self.prefix}{{a}}:"
+        self._views = f"{prefix}:v1:ent:"
+        self.applied = f"{self._base}applied"
+        self.institutions = f"{self._base}ix:institutions"
+        self.disputes_due = f"{self._base}ix:disputes-due"
+
+    def entity(self, kind: str, entity_id: str) -> str:
+        return f"{self._base}e:{kind}:{entity_id}"
+
+    def entity_of_key(self, key: str) -> tuple[str, str] | None:
+        """(kind, id) of an entity key, else None."""
+        head = f"{self._base}e:"
+        if not key.startswith(head):
+            return None
+        kind, _, entity_id = key[len(head) :].partition(":")
+        return (kind, entity_id) if kind in KINDS and entity_id else None
+
+    def index(self, name: str, owner: str) -> str:
+        return f"{self._base}ix:{name}:{owner}"
+
+    def result(self, command_id: str) -> str:
+        return f"{self._base}result:{command_id}"
+
+    def views(self, enterprise_id: str) -> str:
+        return f"{self._views}{{{enterprise_id}}}"
+
+
+@dataclass(slots=True)
+class StepWrites:
+    """What one processing step of the access log writes."""
+
+    entities: dict[tuple[str, str], Entity | None] = field(default_factory=dict)
+    results: dict[str, bytes] = field(default_factory=dict)  # command id -> answer JSON
+    next_offset: int = 0
+
+
+class AccessStore:
+    """Reads and writes of the access stage (the only writer of these keys)."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self.keys = AccessKeys(prefix)
+
+    async def applied(self) -> int | None:
+        raw = await self._redis.get(self.keys.applied)
+        return None if raw is None else int(raw)
+
+    async def load(self, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Entity]:
+        """The entities that exist among ``wanted`` (kind, id)."""
+        wanted = list(dict.fromkeys(wanted))
+        if not wanted:
+            return {}
+        raws = await self._redis.mget([self.keys.entity(kind, i) for kind, i in wanted])
+        return {
+            key: decode_entity(key[0], raw)
+            for key, raw in zip(wanted, cast(list[bytes | None], raws), strict=True)
+            if raw is not None
+        }
+
+    async def commit(self, step: StepWrites) -> None:
+        """The step's copies into views hashes, then everything else in one transaction."""
+        copies = self._redis.pipeline(transaction=False)
+        for (kind, entity_id), entity in step.entities.items():
+            if isinstance(entity, Dispute | Statement):
+                field_name = f"{'d' if kind == 'dispute' else 's'}:{entity_id}"
+                copies.hset(
+                    self.keys.views(entity.enterprise_id), field_name, encode_entity(entity)
+                )
+        if copies:
+            await copies.execute()
+        tx = self._redis.pipeline(transaction=True)
+        for (kind, entity_id), entity in step.entities.items():
+            key = self.keys.entity(kind, entity_id)
+            if entity is None:
+                tx.delete(key)
+                continue
+            tx.set(key, encode_entity(entity))
+            self._index(tx, entity)
+        for command_id, answer in step.results.items():
+            tx.set(self.keys.result(command_id), answer, ex=_RESULT_TTL_SECONDS)
+        tx.set(self.keys.applied, step.next_offset)
+        await tx.execute()
+
+    def _index(self, tx: Any, entity: Entity) -> None:
+        keys = self.keys
+        match entity:
+            case Institution():
+                tx.sadd(keys.institutions, entity.code)
+            case Authorization():
+                tx.sadd(keys.index("ent-auth", entity.enterprise_id), entity.id)
+                tx.sadd(keys.index("inst-auth", entity.institution), entity.id)
+            case Dispute():
+                tx.sadd(keys.index("ent-dispute", entity.enterprise_id), entity.id)
+                for provider in entity.providers:
+                    tx.sadd(keys.index("prov-dispute", provider), entity.id)
+                if entity.status == DisputeStatus.RECEIVED:
+                    tx.zadd(keys.disputes_due, {entity.id: entity.due_at_us})
+                else:
+                    tx.zrem(keys.disputes_due, entity.id)
+            case Statement():
+                tx.sadd(keys.index("ent-statement", entity.enterprise_id), entity.id)
+
+    async def overdue_disputes(self, now_us: int) -> int:
+        return int(await self._redis.zcount(self.keys.disputes_due, "-inf", f"({now_us}"))
