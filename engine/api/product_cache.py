@@ -33,7 +33,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["Fill", "NotFound", "ProductCache", "ProductKey"]
+from engine.products.subject import Subject
+
+__all__ = ["Fill", "NotFound", "ProductCache", "ProductKey", "Rendered", "shared_read"]
 
 ProductKey = tuple[str, str, str]  # (product, enterprise, period label)
 T = TypeVar("T")
@@ -46,6 +48,19 @@ class NotFound:
     """A cached 404: the enterprise has no data for the period (yet)."""
 
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A rendered product as the cache keeps it: the encoded part that depends on the views
+    (``head``: registry versions and segments, left open; ``tail``: closes the segments and
+    holds the disputes), and the subject's facts the views hash held (disputes, statements),
+    from which the subject segments are computed at each pull."""
+
+    head: bytes
+    tail: bytes
+    has_segments: bool
+    subject: Subject  # its disputes and statements; queries and time come at the pull
 
 
 @dataclass(eq=False, slots=True)
@@ -63,12 +78,12 @@ class ProductCache:
         self._capacity = capacity
         self._enterprise_prefix = f"{prefix}:v1:ent:".encode()
         self._partition_prefix = f"{prefix}:v1:part:".encode()
-        self._products: OrderedDict[ProductKey, bytes | NotFound] = OrderedDict()
+        self._products: OrderedDict[ProductKey, Rendered | NotFound] = OrderedDict()
         self._keys_of: dict[str, set[ProductKey]] = {}  # enterprise -> its cached products
         self._progress: dict[int, bytes | None] = {}  # the last progress read, per partition
         self._stale: set[int] = set()  # partitions whose progress was announced since
         self._refreshes: set[asyncio.Task[bytes | None]] = set()
-        self._product_fills: dict[ProductKey, Fill[bytes | NotFound]] = {}
+        self._product_fills: dict[ProductKey, Fill[Rendered | NotFound]] = {}
         self._progress_fills: dict[int, Fill[bytes | None]] = {}
         self.live = False  # announcements are flowing: caching is allowed
 
@@ -123,7 +138,7 @@ class ProductCache:
 
     # -- reads --------------------------------------------------------------------------
 
-    def product(self, key: ProductKey) -> bytes | NotFound | None:
+    def product(self, key: ProductKey) -> Rendered | NotFound | None:
         entry = self._products.get(key)
         if entry is not None:
             self._products.move_to_end(key)
@@ -151,10 +166,10 @@ class ProductCache:
             log.warning("could not refresh a partition's progress: %s", task.exception())
 
     async def fill_product(
-        self, key: ProductKey, read: Callable[[], Awaitable[bytes | NotFound]]
-    ) -> bytes | NotFound:
+        self, key: ProductKey, read: Callable[[], Awaitable[Rendered | NotFound]]
+    ) -> Rendered | NotFound:
         """``read()``'s result, kept unless an announcement for the enterprise came first."""
-        value, fill = await _shared_read(self._product_fills, key, read)
+        value, fill = await shared_read(self._product_fills, key, read)
         if fill is not None and self.live and not fill.dirty and self._capacity > 0:
             self._keep(key, value)
         return value
@@ -162,7 +177,7 @@ class ProductCache:
     async def fill_progress(
         self, partition: int, read: Callable[[], Awaitable[bytes | None]]
     ) -> bytes | None:
-        value, fill = await _shared_read(self._progress_fills, partition, read)
+        value, fill = await shared_read(self._progress_fills, partition, read)
         if fill is not None and self.live:
             # Kept even when overtaken by an announcement (often that of the very write it
             # read): it is still a true "at least"; stale, it is fetched again when next used.
@@ -173,7 +188,7 @@ class ProductCache:
                 self._stale.discard(partition)
         return value
 
-    def _keep(self, key: ProductKey, value: bytes | NotFound) -> None:
+    def _keep(self, key: ProductKey, value: Rendered | NotFound) -> None:
         self._products[key] = value
         self._products.move_to_end(key)
         self._keys_of.setdefault(key[1], set()).add(key)
@@ -186,7 +201,7 @@ class ProductCache:
                     del self._keys_of[old[1]]
 
 
-async def _shared_read(
+async def shared_read(
     fills: dict[K, Fill[T]], key: K, read: Callable[[], Awaitable[T]]
 ) -> tuple[T, Fill[T] | None]:
     """``read()``'s result, shared with concurrent readers of ``key`` as long as no

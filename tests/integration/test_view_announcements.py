@@ -71,7 +71,7 @@ async def with_listener(
     views = ViewStore(client, prefix)
     cache = ProductCache(100, prefix)
     listener = InvalidationListener(
-        listener_url or url, views.key_prefix, cache.changed, cache.set_live
+        listener_url or url, [views.key_prefix], cache.changed, cache.set_live
     )
     await listener.start()
     try:
