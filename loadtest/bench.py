@@ -42,6 +42,7 @@ from engine.events.credit_code import generate as generate_code
 from engine.events.publisher import BankPublisher
 from engine.periods import CST
 from engine.runtime.observe import total, wait_applied, wait_views_published, worker_samples
+from engine.runtime.provision import Lender, authorize, provision_lender
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
@@ -278,7 +279,9 @@ def probe_enterprise(seed: int) -> str:
     return generate_code(random.Random(f"freshness-probe-{seed}"))
 
 
-def _freshness(stack: EmbeddedStack, stop: threading.Event, probe_seed: int) -> list[float]:
+def _freshness(
+    stack: EmbeddedStack, lender: Lender, stop: threading.Event, probe_seed: int
+) -> list[float]:
     """Publish one event for a probe enterprise of its own every PROBE_INTERVAL_SECONDS,
     and poll the API until each shows; returns every probe's latency.
 
@@ -294,8 +297,8 @@ def _freshness(stack: EmbeddedStack, stop: threading.Event, probe_seed: int) -> 
     probe = probe_enterprise(probe_seed)
     publisher = BankPublisher(bootstrap, BANKS[0], stack.settings.partitions)
     month = datetime.now(CST).strftime("%Y-%m")
-    api = _KeepAlive(stack.api_url)
-    path = f"/v1/enterprises/{probe}/monthly/{month}"
+    api = _KeepAlive(stack.api_url, lender.headers)
+    path = lender.path(probe, "monthly", month)
     published: list[float] = []  # when probe k + 1 was published
     latencies: list[float] = []
     next_publish = time.perf_counter()
@@ -344,9 +347,10 @@ def _probe_event(probe: str, k: int) -> dict[str, Any]:
 class _KeepAlive:
     """GETs over one persistent HTTP/1.1 connection, reopened after an error."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str]) -> None:
         parts = urlsplit(base_url)
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._headers = headers
         self._connection: http.client.HTTPConnection | None = None
 
     def get(self, path: str) -> Any:
@@ -354,7 +358,7 @@ class _KeepAlive:
         try:
             if self._connection is None:
                 self._connection = http.client.HTTPConnection(self._host, self._port, timeout=5)
-            self._connection.request("GET", path)
+            self._connection.request("GET", path, headers=self._headers)
             response = self._connection.getresponse()
             body = response.read()
             return codec.loads(body) if response.status == 200 else None
@@ -370,6 +374,7 @@ class _KeepAlive:
 
 def paced_phase(
     stack: EmbeddedStack,
+    lender: Lender,
     load: list[dict[str, Any]],
     rate: float,
     seconds: float,
@@ -388,24 +393,27 @@ def paced_phase(
     ingest_thread.start()
     fresh: list[float] = []
     probe_thread = threading.Thread(
-        target=lambda: fresh.extend(_freshness(stack, stop, probe_seed)), daemon=True
+        target=lambda: fresh.extend(_freshness(stack, lender, stop, probe_seed)), daemon=True
     )
     probe_thread.start()
     figures = None
     if pulls is None:
         stop.wait(seconds)
     else:
-        figures = _pulls(*pulls, seconds)
+        figures = _pulls(*pulls, seconds, lender.headers)
     stop.set()
     ingest_thread.join(120)
     probe_thread.join(60)
     return figures, fresh, published[0]
 
 
-def _pulls(urls: list[str], rate: float, seconds: float) -> dict[str, float]:
+def _pulls(
+    urls: list[str], rate: float, seconds: float, headers: dict[str, str]
+) -> dict[str, float]:
     """The pull client, in its own process (it must not share our interpreter lock)."""
     urls_file = Path(tempfile.mkstemp(prefix="bench-urls-", suffix=".txt")[1])
-    urls_file.write_text("\n".join(urls))
+    lines = [f"header {name}: {value}" for name, value in headers.items()] + urls
+    urls_file.write_text("\n".join(lines))
     try:
         run = subprocess.run(
             [
@@ -491,8 +499,19 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
     rates: dict[str, list[float]] = {
         name: [] for name in ("batch", "single", "noop", "naive", "sums")
     }
-    settings = settings.model_copy(update={"api_realtime_priority": config.api_realtime_priority})
+    settings = settings.model_copy(
+        update={
+            "api_realtime_priority": config.api_realtime_priority,
+            # One lender pulls at 2,000/s: the per-institution limit must not be what is measured.
+            "api_institution_rate_limit": "1000000/second",
+        }
+    )
     with embedded_stack(settings, banks=BANKS, split_stages=config.split_stages) as stack:
+        # Every pull is authorized and recorded, as in production: a lender authorized for
+        # the probes now, and for the pulled enterprises before the pulls.
+        lender = provision_lender(
+            stack.settings, "BENCHLND", [probe_enterprise(1), probe_enterprise(2)]
+        )
         sampler = RssSampler(stack.worker.process.pid)
         sampler.start()
         intake_sampler = None if stack.intake is None else RssSampler(stack.intake.process.pid)
@@ -522,14 +541,17 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         enterprises = sorted({e["enterprise_id"] for e in batch_events})
         random.Random(5).shuffle(enterprises)  # popularity order for the Zipf skew
         month = batch_events[-1]["booked_at"][:7]
-        urls = [f"{stack.api_url}/v1/enterprises/{e}/monthly/{month}" for e in enterprises]
+        authorize(stack.settings, lender, enterprises)
+        urls = [stack.api_url + lender.path(e, "monthly", month) for e in enterprises]
         # Half the batch rate, on enterprises not seen yet: first alone (freshness), then
         # with product pulls.
         rate = batch_rate / 2
         load = events_for(7, 2 * config.enterprises, config.months)
         split = int(rate * config.freshness_seconds)
         paced_started = time.monotonic()
-        _, fresh, paced_alone = paced_phase(stack, load[:split], rate, config.freshness_seconds, 1)
+        _, fresh, paced_alone = paced_phase(
+            stack, lender, load[:split], rate, config.freshness_seconds, 1
+        )
         # What the publisher managed: below the target when the machine could not keep up.
         paced_rate = paced_alone / (time.monotonic() - paced_started)
         print(
@@ -539,7 +561,7 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         )
         lookups_before = _cache_lookups(stack)
         pulls, fresh_pulling, paced = paced_phase(
-            stack, load[split:], rate, config.pull_seconds, 2, (urls, config.pull_rate)
+            stack, lender, load[split:], rate, config.pull_seconds, 2, (urls, config.pull_rate)
         )
         assert pulls is not None
         hits, misses = (a - b for a, b in zip(_cache_lookups(stack), lookups_before, strict=True))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import sys
 
+from engine.runtime.provision import provision_lender
 from engine.runtime.runner import embedded_stack
 from engine.settings import Settings
-from loadtest.bench import BANKS, events_for, paced_phase, percentile
+from loadtest.bench import BANKS, events_for, paced_phase, percentile, probe_enterprise
 
 __all__ = ["main"]
 
@@ -26,9 +27,11 @@ def main(argv: list[str]) -> None:
     enterprises = max(100, per_phase // 230)  # about 470 events each over 12 months
     load = events_for(7, enterprises, 12)
     with embedded_stack(Settings(), banks=BANKS, split_stages=True) as stack:
+        probes = [probe_enterprise(10 + phase) for phase in range(2)]
+        lender = provision_lender(stack.settings, "FRESHLND", probes)
         for phase in range(2):
             part = load[phase * per_phase : (phase + 1) * per_phase]
-            _, fresh, sent = paced_phase(stack, part, rate, seconds, 10 + phase)
+            _, fresh, sent = paced_phase(stack, lender, part, rate, seconds, 10 + phase)
             p50, p99 = percentile(fresh, 0.5), percentile(fresh, 0.99)
             print(
                 f"phase {phase + 1}: {sent / seconds:,.0f} events/s published, "

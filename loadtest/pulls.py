@@ -105,6 +105,9 @@ class _Pull(asyncio.Protocol):
             self._transport.close()
 
 
+_HEADER = "header "  # a line of the URL file that holds a request header
+
+
 async def run(
     urls: list[str],
     rate: float,
@@ -112,12 +115,15 @@ async def run(
     connections: int = 32,
     seed: int = 1,
     warm: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     parts = urlsplit(urls[0])
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     requests = [
-        f"GET {urlsplit(url).path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode() for url in urls
+        f"GET {_target(url)} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
+        for url in urls
     ]
     rng = random.Random(seed)
     weights = [1.0 / (i + 1) for i in range(len(urls))]
@@ -198,15 +204,30 @@ async def run(
     }
 
 
+def _target(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
 def main(argv: list[str]) -> None:
     warm = "--warm" in argv
     realtime = "--realtime" in argv and realtime_priority(_CLIENT_PRIORITY, "the pull client")
     argv = [arg for arg in argv if arg not in ("--warm", "--realtime")]
+    headers: dict[str, str] = {}
+    urls: list[str] = []
     with open(argv[0], encoding="utf-8") as handle:
-        urls = [line.strip() for line in handle if line.strip()]
+        for line in handle:
+            line = line.strip()
+            if line.startswith(_HEADER):  # e.g. the bearer token: kept out of argv
+                name, _, value = line[len(_HEADER) :].partition(":")
+                headers[name.strip()] = value.strip()
+            elif line:
+                urls.append(line)
     connections = int(argv[3]) if len(argv) > 3 else 32
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        result = runner.run(run(urls, float(argv[1]), float(argv[2]), connections, warm=warm))
+        result = runner.run(
+            run(urls, float(argv[1]), float(argv[2]), connections, warm=warm, headers=headers)
+        )
     print(codec.dumps({**result, "client_realtime": realtime}).decode(), flush=True)
 
 

@@ -15,6 +15,7 @@ from engine.events.publisher import BankPublisher
 from engine.periods import CST, format_month
 from engine.products.specs import load_products
 from engine.runtime.observe import total, wait_views_published
+from engine.runtime.provision import provision_lender
 from engine.runtime.runner import EmbeddedStack, embedded_stack, wait_for_interrupt
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
@@ -121,8 +122,9 @@ def print_product(body: dict[str, Any]) -> None:
             print(f"    {label} {_format(value, units[item_id])}")
 
 
-def _get(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=10) as response:
+def _get(url: str, headers: dict[str, str]) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
         body: dict[str, Any] = codec.loads(response.read())
         return body
 
@@ -164,12 +166,18 @@ def run_demo(
         per_enterprise = _publish(stack, config, count, seconds)
         enterprise_id = per_enterprise.most_common(1)[0][0]
         month, quarter = _last_complete_periods()
-        base = f"{stack.api_url}/v1/enterprises/{enterprise_id}"
-        for url in (f"{base}/monthly/{month}", f"{base}/quarterly/{quarter}"):
-            print_product(_get(url))
+        # Every pull needs an institution's token and the enterprise's authorization: a
+        # throwaway lender, authorized by the demo on the enterprise's behalf.
+        lender = provision_lender(stack.settings, "DEMOLEND", [enterprise_id], "Demo lender")
+        urls = [
+            stack.api_url + lender.path(enterprise_id, "monthly", month),
+            stack.api_url + lender.path(enterprise_id, "quarterly", quarter),
+        ]
+        for url in urls:
+            print_product(_get(url, lender.headers))
         print("\nPull them yourself (run `creditflow demo --stay` to keep the stack up):")
-        for url in (f"{base}/monthly/{month}", f"{base}/quarterly/{quarter}"):
-            print(f"  curl -s {url}")
+        for url in urls:
+            print(f"  curl -s -H 'Authorization: Bearer {lender.token}' '{url}'")
         if stay:
             print("\nThe stack keeps running; Ctrl-C stops all of it.", flush=True)
             wait_for_interrupt(stack)

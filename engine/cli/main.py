@@ -102,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="intake and ledger in one worker process (by default they run apart)",
     )
+    from engine.cli.access import add_parsers
+
+    add_parsers(sub)
     rejects = sub.add_parser("rejects", help="show rejected events with their reasons")
     rejects.add_argument("--limit", type=int, default=20)
     rejects.add_argument("--reason", help="only this reason code")
@@ -145,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             (_bank_add if args.action == "add" else _bank_list)(settings, args)
         elif args.command == "rejects":
             _rejects(settings, args)
+        elif args.command in ("institution", "enterprise"):
+            from engine.cli.access import run
+
+            run(settings, args)
         elif args.command == "bench":
             from loadtest.bench import BenchConfig, run_bench
 

@@ -158,6 +158,8 @@ class EmbeddedStack:
     api: Child
     intake: Child | None = None  # the intake worker, when the stages run apart
     intake_url: str | None = None  # its web port (metrics, readiness)
+    access: Child | None = None  # the access worker, when the stages run apart
+    access_url: str | None = None
 
     def restart_worker(self, kill: bool = False) -> None:
         """Stop the worker (SIGKILL when ``kill``) and start a new one with the same settings."""
@@ -244,36 +246,58 @@ def embedded_stack(
             child_settings.kafka_bootstrap,
             {bank_topic(code): settings.partitions for code in banks},
         )
-        intake = None
-        intake_url = ""
+        kafka_admin.ensure_access_topics(
+            child_settings.kafka_bootstrap,
+            settings.partitions,
+            settings.query_record_retention_days,
+        )
+        intake = access = None
+        intake_url = access_url = ""
         if split_stages:
-            intake_port = free_port()
-            intake_url = f"http://{child_settings.api_host}:{intake_port}"
-            intake_env = {
-                **env,
-                f"{ENV_PREFIX}WORKER_STAGES": "intake",
-                f"{ENV_PREFIX}WORKER_WEB_PORT": str(intake_port),
-            }
-            intake = stack.add(
-                spawn("intake", creditflow_argv("worker"), intake_env, logs / "intake.log")
-            )
+            intake, intake_url = _start_stage(stack, child_settings, env, "intake")
+            access, access_url = _start_stage(stack, child_settings, env, "access")
             env = {**env, f"{ENV_PREFIX}WORKER_STAGES": "ledger"}
             child_settings = child_settings.model_copy(update={"worker_stages": "ledger"})
         worker = stack.add(spawn("worker", creditflow_argv("worker"), env, logs / "worker.log"))
         api = stack.add(spawn("api", creditflow_argv("api"), env, logs / "api.log"))
         running = EmbeddedStack(
-            child_settings, env, stack, worker, api, intake, intake_url if intake else None
+            child_settings,
+            env,
+            stack,
+            worker,
+            api,
+            intake,
+            intake_url if intake else None,
+            access,
+            access_url if access else None,
         )
         try:
             wait_http(f"{running.api_url}/healthz", 60, api.process)
             wait_http(f"{running.worker_url}/readyz", ready_timeout, worker.process)
-            if intake is not None:
+            if intake is not None and banks:  # without a bank it waits for the first
                 wait_http(f"{intake_url}/readyz", 120, intake.process)
+            if access is not None:
+                wait_http(f"{access_url}/readyz", 120, access.process)
             yield running
         finally:
             stack.stop()  # the worker first: nothing may publish while its views are removed
             if "redis_prefix" in update and "redis_url" not in update:
                 delete_views(child_settings)
+
+
+def _start_stage(
+    stack: Stack, settings: Settings, env: dict[str, str], stage: str
+) -> tuple[Child, str]:
+    """A worker process that runs one stage, with a web port of its own."""
+    port = free_port()
+    stage_env = {
+        **env,
+        f"{ENV_PREFIX}WORKER_STAGES": stage,
+        f"{ENV_PREFIX}WORKER_WEB_PORT": str(port),
+    }
+    log_path = stack.run_dir / "logs" / f"{stage}.log"
+    child = stack.add(spawn(stage, creditflow_argv("worker"), stage_env, log_path))
+    return child, f"http://{settings.api_host}:{port}"
 
 
 def wait_for_interrupt(stack: EmbeddedStack) -> None:
@@ -282,9 +306,9 @@ def wait_for_interrupt(stack: EmbeddedStack) -> None:
 
     try:
         while True:
-            children = [stack.worker, stack.api] + ([stack.intake] if stack.intake else [])
+            children = [stack.worker, stack.api, stack.intake, stack.access]
             for child in children:
-                if child.process.poll() is not None:
+                if child is not None and child.process.poll() is not None:
                     log.error(
                         "%s exited with code %s; see %s",
                         child.name,
@@ -298,17 +322,16 @@ def wait_for_interrupt(stack: EmbeddedStack) -> None:
 
 
 def delete_views(settings: Settings) -> None:
-    """Remove every view under the settings' Redis prefix."""
+    """Remove every key under the settings' Redis prefix: views, access state, query index."""
     import asyncio
 
     from redis.asyncio import Redis
 
-    from state.views import ViewStore
-
     async def delete() -> None:
         client = Redis.from_url(settings.redis_url.get_secret_value())
         try:
-            await ViewStore(client, settings.redis_prefix).delete_all()
+            async for key in client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000):
+                await client.delete(key)
         finally:
             await client.aclose()
 
