@@ -10,7 +10,7 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 
 from engine import codec
 from engine.events.publisher import BankPublisher
+from engine.runtime.provision import Lender, authorize, provision_lender
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
@@ -36,6 +37,8 @@ def module_settings(name: str, **overrides: Any) -> Settings:
         "redis_prefix": f"cf{name}-{token}",
         "batch_within_seconds": 0.02,
         "bank_refresh_seconds": 1.0,
+        # The tests' lender pulls hundreds of products a second; test_access checks the limit.
+        "api_institution_rate_limit": "100000/second",
         **overrides,
     }
     return Settings(**fields)
@@ -78,17 +81,37 @@ def stack() -> Iterator[EmbeddedStack]:
         yield running
 
 
-def get(url: str) -> tuple[int, Any]:
+def get(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, codec.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, codec.loads(exc.read())
 
 
-def product_items(stack: EmbeddedStack, enterprise_id: str, label: str) -> dict[str, Any] | None:
+_READERS: dict[int, Lender] = {}
+
+
+def reader(stack: EmbeddedStack, enterprise_ids: Iterable[str] = ()) -> Lender:
+    """The stack's test lender, authorized (both products) for ``enterprise_ids``: every
+    pull is authorized and recorded, in the tests as anywhere."""
+    lender = _READERS.get(id(stack))
+    if lender is None:
+        lender = _READERS[id(stack)] = provision_lender(stack.settings, "TESTREAD")
+    authorize(stack.settings, lender, enterprise_ids)
+    return lender
+
+
+def pull(stack: EmbeddedStack, enterprise_id: str, label: str) -> tuple[int, Any]:
+    """A product as the test lender pulls it, under its authorization."""
+    lender = reader(stack, [enterprise_id])
     kind = "quarterly" if "Q" in label else "monthly"
-    status, body = get(f"{stack.api_url}/v1/enterprises/{enterprise_id}/{kind}/{label}")
+    return get(stack.api_url + lender.path(enterprise_id, kind, label), lender.headers)
+
+
+def product_items(stack: EmbeddedStack, enterprise_id: str, label: str) -> dict[str, Any] | None:
+    status, body = pull(stack, enterprise_id, label)
     if status != 200:
         return None
     items: dict[str, Any] = {}
@@ -101,6 +124,7 @@ def engine_products(
     stack: EmbeddedStack, expected: Mapping[str, Mapping[str, Mapping[str, int]]]
 ) -> dict[str, dict[str, dict[str, Any] | None]]:
     """What the API serves for every (enterprise, period) of ``expected``, pinned items only."""
+    reader(stack, expected)  # one batch of authorizations for every enterprise
     result: dict[str, dict[str, dict[str, Any] | None]] = {}
     for enterprise_id, periods in expected.items():
         result[enterprise_id] = {}

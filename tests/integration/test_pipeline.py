@@ -26,7 +26,7 @@ from loadtest.generator import GeneratorConfig, generate
 from state.views import ViewStore
 from tests import reference
 from tests.factories import enterprise_ids, event
-from tests.integration.conftest import BANKS, PARTITIONS, assert_products, get
+from tests.integration.conftest import BANKS, PARTITIONS, assert_products, get, pull, reader
 
 pytestmark = pytest.mark.integration
 
@@ -207,7 +207,7 @@ def test_products_equal_the_reference(stack: EmbeddedStack) -> None:
     wait_for_rejects(stack, {"conflicting_duplicate": 1, "bad_reversal": 2}, topic_bank=None)
     assert_products(stack, expected, timeout=5)
 
-    status, body = get(f"{stack.api_url}/v1/enterprises/{TWO_BANKS}/quarterly/2026Q1")
+    status, body = pull(stack, TWO_BANKS, "2026Q1")
     assert status == 200 and body["partial"] is False
     offsets = body["as_of"]["source_offsets"]
     assert set(offsets) == {bank_topic(b) for b in BANKS}
@@ -313,17 +313,16 @@ def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason
 
 def test_api_answers_errors_as_json(stack: EmbeddedStack) -> None:
     base = f"{stack.api_url}/v1/enterprises"
-    assert get(f"{base}/not-a-code/monthly/2026-01")[0] == 400
-    assert get(f"{base}/{SOLO}/monthly/2026-13")[0] == 400
-    assert get(f"{base}/{SOLO}/quarterly/2026-01")[0] == 400
-    status, body = get(f"{base}/{enterprise_ids(1, seed=4242)[0]}/monthly/2026-01")
+    headers = reader(stack).headers
+    assert get(f"{base}/not-a-code/monthly/2026-01", headers)[0] == 400
+    assert get(f"{base}/{SOLO}/monthly/2026-13", headers)[0] == 400
+    assert get(f"{base}/{SOLO}/quarterly/2026-01", headers)[0] == 400
+    status, body = pull(stack, enterprise_ids(1, seed=4242)[0], "2026-01")
     assert status == 404 and body["error"]["code"] == "not_found"
-    assert get(f"{base}/{SOLO}/monthly/2020-01")[0] == 404  # before its first transaction
+    assert pull(stack, SOLO, "2020-01")[0] == 404  # before its first transaction
     assert get(f"{stack.api_url}/healthz")[0] == 200
-    assert get(f"{stack.api_url}/readyz") == (
-        200,
-        {"ready": True, "redis": True, "partitions_without_views": []},
-    )
+    status, body = get(f"{stack.api_url}/readyz")
+    assert status == 200 and body["ready"] and body["partitions_without_views"] == []
     assert get(f"{stack.api_url}/nope")[0] == 404
     with urllib.request.urlopen(f"{stack.api_url}/metrics") as response:
         assert b'creditflow_api_requests_total{route="/v1/enterprises' in response.read()
@@ -360,9 +359,10 @@ def test_a_cached_product_follows_every_change_of_its_views(stack: EmbeddedStack
 
     book("C-1", 100)
     assert_products(stack, {who: {"2026-04": {"inflow_count": 1, "inflow_amount_fen": 100}}})
-    url = f"{stack.api_url}/v1/enterprises/{who}/monthly/2026-04"
+    lender = reader(stack, [who])
+    url = stack.api_url + lender.path(who, "monthly", "2026-04")
     before = _render_cache_hits(stack)
-    first, second = get(url)[1], get(url)[1]
+    first, second = get(url, lender.headers)[1], get(url, lender.headers)[1]
     assert _render_cache_hits(stack) > before  # the second pull was not rendered again
     assert first["segments"] == second["segments"]
     book("C-2", 250)  # the views change: the cached rendering must not be served any more
@@ -371,9 +371,9 @@ def test_a_cached_product_follows_every_change_of_its_views(stack: EmbeddedStack
     # change to the API (well under a second), cached or not, and stay gone.
     asyncio.run(_drop_month(stack, who, "2026-04"))
     deadline = time.monotonic() + 1.0
-    while get(url)[0] != 404 and time.monotonic() < deadline:
+    while get(url, lender.headers)[0] != 404 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert [get(url)[0] for _ in range(3)] == [404, 404, 404]
+    assert [get(url, lender.headers)[0] for _ in range(3)] == [404, 404, 404]
 
 
 async def _drop_month(stack: EmbeddedStack, enterprise_id: str, label: str) -> None:

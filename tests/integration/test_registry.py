@@ -18,7 +18,7 @@ from engine.products.specs import SPECS_DIR
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
 from tests.factories import enterprise_ids, event
-from tests.integration.conftest import BANKS, PARTITIONS, assert_products, get
+from tests.integration.conftest import BANKS, PARTITIONS, assert_products, pull
 
 pytestmark = pytest.mark.integration
 
@@ -85,11 +85,11 @@ def test_a_registry_change_applies_from_the_moment_it_is_loaded(
 
     _publish(stack, txn_id="AFTER", amount_fen=10_000)
     _expect(stack, trade=100, psp=10_000)  # the earlier event keeps its class
-    status, body = get(f"{stack.api_url}/v1/enterprises/{WHO}/monthly/2026-02")
+    status, body = pull(stack, WHO, "2026-02")
     assert status == 200 and body["registry_versions"] == [1, 2]
 
     # A reversal removes what its original added, under the class it was counted in.
     _publish(stack, txn_id="BEFORE-R", amount_fen=100, direction="out", reversal_of="BEFORE")
     _expect(stack, trade=0, psp=10_000)
-    status, body = get(f"{stack.api_url}/v1/enterprises/{WHO}/monthly/2026-02")
+    status, body = pull(stack, WHO, "2026-02")
     assert body["registry_versions"] == [2]

@@ -35,6 +35,7 @@ from engine.events.partitioner import partition_for
 from engine.events.publisher import BankPublisher
 from engine.events.topics import ROUTED_TOPIC
 from engine.runtime.embedded import Child
+from engine.runtime.provision import Lender
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from state.views import ViewStore
 from tests import reference
@@ -45,6 +46,7 @@ from tests.integration.conftest import (
     generated_log,
     get,
     module_settings,
+    reader,
     wait_for_products,
 )
 
@@ -116,9 +118,12 @@ class PullWatcher(threading.Thread):
     a status other than 200/404, a connection error, or a 404 after a 200. It also records
     every pull that served a partition's views older than an earlier pull (``backwards``)."""
 
-    def __init__(self, api_url: str, watched: dict[str, int], timeline: Timeline) -> None:
+    def __init__(
+        self, api_url: str, lender: Lender, watched: dict[str, int], timeline: Timeline
+    ) -> None:
         super().__init__(name="pull-watcher", daemon=True)
         self._api_url = api_url
+        self._lender = lender
         self._watched = watched
         self._timeline = timeline
         self._stop_event = threading.Event()
@@ -140,11 +145,11 @@ class PullWatcher(threading.Thread):
                 self._stop_event.wait(0.03)
 
     def _pull(self, enterprise_id: str) -> None:
-        url = f"{self._api_url}/v1/enterprises/{enterprise_id}/monthly/{WATCHED_MONTH}"
+        url = self._api_url + self._lender.path(enterprise_id, "monthly", WATCHED_MONTH)
         at, phase = self._timeline.now(), self._timeline.phase()
         where = f"{at:.1f}s [{phase}] {enterprise_id}"
         try:
-            status, body = get(url)
+            status, body = get(url, self._lender.headers)
         except (urllib.error.URLError, OSError) as exc:
             self.statuses["error"] += 1
             self.errors.append(f"{where}: {type(exc).__name__}: {exc}")
@@ -350,7 +355,8 @@ def scaleout(stack: EmbeddedStack) -> Outcome:
     log = _log()
     reference_thread, reference_result = _in_background(lambda: reference.products(log))
     timeline = Timeline()
-    watcher = PullWatcher(stack.api_url, _watched(log), timeline)
+    watched = _watched(log)
+    watcher = PullWatcher(stack.api_url, reader(stack, watched), watched, timeline)
     b_ready, c_ready = threading.Event(), threading.Event()
     publisher = PacedPublisher(bootstrap, log, {0.45: b_ready, 0.75: c_ready})
     try:
