@@ -43,6 +43,8 @@ def test_a_short_demo_prints_both_products_and_stops_everything() -> None:
     assert "资金流信用信息明细汇总" in out and "资金流信用信息报告" in out
     for item in ("inflow_amount_fen", "流入金额", "closing_balance_fen", "期末余额"):
         assert item in out
-    assert out.count("curl -s http://") == 2
+    # Working pulls: an institution's token and the enterprise's authorization.
+    assert out.count("curl -s -H 'Authorization: Bearer cf1.") == 2
+    assert out.count("?authorization=") == 2
     assert "everything it started has stopped" in out
     assert _stack_processes() <= before, "the demo left processes running"

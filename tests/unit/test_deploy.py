@@ -28,14 +28,14 @@ def test_every_service_has_a_pinned_overridable_image_and_a_healthcheck() -> Non
 
 
 def test_commands_exist_in_the_cli() -> None:
-    for name in ("intake", "worker", "api"):
+    for name in ("intake", "worker", "access", "api"):
         command = SERVICES[name]["command"]
         assert command[0] == "creditflow" and command[1] in _subcommands()
 
 
 def test_settings_are_real_settings() -> None:
     fields = {ENV_PREFIX + f.upper() for f in Settings.model_fields}
-    for name in ("intake", "worker", "api"):
+    for name in ("intake", "worker", "access", "api"):
         for key in SERVICES[name]["environment"]:
             if key != "<<":
                 assert key in fields, (name, key)
@@ -55,10 +55,10 @@ def test_ports_agree_with_the_settings_and_prometheus() -> None:
     intake_port = SERVICES["intake"]["environment"]["CREDITFLOW_WORKER_WEB_PORT"]
     assert jobs["creditflow-intake"]["dns_sd_configs"][0]["port"] == int(intake_port)
     assert jobs["creditflow-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
+    assert jobs["creditflow-access"]["dns_sd_configs"][0]["port"] == int(worker_port)
     bootstrap = COMPOSE["x-creditflow-env"]["CREDITFLOW_KAFKA_BOOTSTRAP"]
-    assert (
-        f"PLAINTEXT://{bootstrap}" == SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
-    )
+    advertised = SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert f"INTERNAL://{bootstrap}" in advertised
 
 
 def test_the_image_ships_what_the_services_need() -> None:
@@ -73,7 +73,34 @@ def test_the_image_ships_what_the_services_need() -> None:
 def test_the_stages_run_apart_and_only_the_ledger_keeps_state() -> None:
     stages = {
         name: SERVICES[name]["environment"]["CREDITFLOW_WORKER_STAGES"]
-        for name in ("intake", "worker")
+        for name in ("intake", "worker", "access")
     }
-    assert stages == {"intake": "intake", "worker": "ledger"}
+    assert stages == {"intake": "intake", "worker": "ledger", "access": "access"}
     assert "volumes" not in SERVICES["intake"] and SERVICES["worker"]["volumes"]
+    assert "volumes" not in SERVICES["access"]  # its state is the access log and Redis
+
+
+def test_banks_reach_kafka_only_with_scram_and_write_only_their_own_topic() -> None:
+    kafka = SERVICES["kafka"]["environment"]
+    protocols = dict(p.split(":") for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols["BANKS"] == "SASL_PLAINTEXT" and protocols["INTERNAL"] == "PLAINTEXT"
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert "StandardAuthorizer" in kafka["KAFKA_AUTHORIZER_CLASS_NAME"]
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    # Only the BANKS listener is published; the INTERNAL one stays on the compose network.
+    assert [p.rsplit(":", 1)[1] for p in SERVICES["kafka"]["ports"]] == ["9094"]
+    assert "BANKS://" in kafka["KAFKA_LISTENERS"] and ":9094" in kafka["KAFKA_LISTENERS"]
+    script = (ROOT / "deploy" / "kafka" / "init-banks.sh").read_text()
+    acl_lines = [line for line in script.splitlines() if "kafka-acls.sh" in line]
+    assert len(acl_lines) == 1  # one ACL command: the bank's own topic, nothing else
+    acl = script[script.index("kafka-acls.sh") : script.index("done <")]
+    assert '--allow-principal "User:$user"' in acl and '--topic "$topic"' in acl
+    assert "--operation Write --operation Describe" in acl and "--group" not in acl
+    assert 'user="bank-$code"' in script and 'topic="bank.$code.txns"' in script
+    assert "SCRAM-SHA-512=[password=$password]" in script
+    assert "deploy/kafka/banks.txt" in (ROOT / ".gitignore").read_text()
+
+
+def test_the_token_key_must_be_set_for_compose() -> None:
+    env = COMPOSE["x-creditflow-env"]
+    assert env["CREDITFLOW_TOKEN_HASH_KEY"].startswith("${CREDITFLOW_TOKEN_HASH_KEY:?")
