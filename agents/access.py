@@ -34,7 +34,7 @@ from engine.access.model import (
     Institution,
     Statement,
 )
-from engine.access.records import QueryRecord, decode_record
+from engine.access.records import QueryRecord, decode_batch
 from engine.events.topics import ACCESS_STATE_TOPIC
 from engine.metrics import WorkerMetrics
 from state.access import AccessStore, StepWrites, encode_entity
@@ -208,8 +208,7 @@ class QueryIndexStage:
                 continue
             advanced[message.partition] = message.offset + 1
             try:
-                raw = message.value or b""
-                records.append((raw, decode_record(raw)))
+                records += decode_batch(message.value or b"")
             except msgspec.DecodeError:
                 log.error(
                     "query record at partition %d offset %d is unreadable; skipped",

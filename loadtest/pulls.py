@@ -172,6 +172,8 @@ async def run(
         while sent < total and begin + sent / rate <= now:
             due = begin + sent / rate
             lags.append(now - due)
+            while idle and idle[-1].closed.done():  # closed by the server while idle
+                idle.pop()
             if idle:
                 idle.pop().send(requests[chosen[sent]], now)
             else:  # every connection is busy: the wait counts

@@ -1,8 +1,9 @@
 """Query records: one per product request, served or refused.
 
 Written by the API to the query records topic before the product leaves (a pull whose
-record the broker has not confirmed gets 503 and no data), indexed in Redis by the access
-stage for the enterprise and the institution to read. A record holds no token, no secret
+record the broker has not confirmed gets 503 and no data), several to a message (a JSON
+array: engine/api/recorder.py), and indexed in Redis by the access stage for the enterprise
+and the institution to read. A record holds no token, no secret
 and nothing of the product itself.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["ANSWERED_OUTCOMES", "QueryRecord", "decode_record", "encode_record"]
+__all__ = ["ANSWERED_OUTCOMES", "QueryRecord", "decode_batch", "decode_record", "encode_record"]
 
 #: Outcomes of a request that was answered with the enterprise's information (or its
 #: absence): what counts as a query in the quarterly report's query-record items.
@@ -34,6 +35,7 @@ class QueryRecord(msgspec.Struct, frozen=True):
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(QueryRecord)
+_batch_decoder = msgspec.json.Decoder(list[QueryRecord])
 
 
 def encode_record(record: QueryRecord) -> bytes:
@@ -42,3 +44,9 @@ def encode_record(record: QueryRecord) -> bytes:
 
 def decode_record(data: bytes) -> QueryRecord:
     return _decoder.decode(data)
+
+
+def decode_batch(data: bytes) -> list[tuple[bytes, QueryRecord]]:
+    """The records of one message of the topic (a JSON array, written by group commit), each
+    with its canonical bytes: the same bytes whenever the message is read again."""
+    return [(encode_record(record), record) for record in _batch_decoder.decode(data)]

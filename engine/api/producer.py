@@ -74,7 +74,8 @@ class AsyncProducer:
         except BufferError as exc:
             raise DeliveryError(f"the producer's queue is full: {exc}") from exc
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self._timeout)
+            async with asyncio.timeout(self._timeout):  # cheaper than wait_for: no task
+                return await future
         except TimeoutError as exc:
             raise DeliveryError(f"no acknowledgement within {self._timeout} s") from exc
 

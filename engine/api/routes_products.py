@@ -10,6 +10,7 @@ products with its own token. An institution without a valid authorization gets t
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from typing import Literal
@@ -17,6 +18,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
+from starlette.routing import Route
 
 from engine.access.model import Authorization, AuthorizationStatus, Role
 from engine.access.records import QueryRecord
@@ -28,7 +30,7 @@ from engine.errors import NotFoundError
 from engine.events import credit_code
 from engine.periods import Period
 
-__all__ = ["AUTHORIZATION_ID_RE", "router"]
+__all__ = ["AUTHORIZATION_ID_RE", "fast_routes", "router"]
 
 AUTHORIZATION_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -41,6 +43,21 @@ _AUTHORIZATION = Query(
 )
 
 _BEARER = Depends(bearer)
+
+
+class _RequestIds:
+    """Unique request ids: a random prefix per process and a counter. A random id per
+    request asked the kernel for random bytes each time (33 us here under the profiler)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_request_ids = _RequestIds()
 
 router = APIRouter(tags=["products"])
 
@@ -77,6 +94,25 @@ async def quarterly(
     return await _pull(request, "quarterly", enterprise_id, period, authorization)
 
 
+async def _fast(request: Request) -> Response:
+    product: Literal["monthly", "quarterly"] = (
+        "monthly" if request.url.path.split("/")[4] == "monthly" else "quarterly"
+    )
+    params = request.path_params
+    authorization = request.query_params.get("authorization")
+    return await _pull(request, product, params["enterprise_id"], params["period"], authorization)
+
+
+#: The same two routes, dispatched without FastAPI's parameter solving, which cost about as
+#: much as the whole pull besides (measured: engine/api/app.py). Mounted ahead of the routes
+#: above, which declare the operations for the OpenAPI document and validate nothing more:
+#: both call ``_pull``, where every check is made.
+fast_routes = [
+    Route("/v1/enterprises/{enterprise_id}/monthly/{period}", _fast, methods=["GET"]),
+    Route("/v1/enterprises/{enterprise_id}/quarterly/{period}", _fast, methods=["GET"]),
+]
+
+
 async def _pull(
     request: Request,
     product: Literal["monthly", "quarterly"],
@@ -86,7 +122,7 @@ async def _pull(
 ) -> Response:
     services = services_of(request)
     now = now_us()
-    request_id = secrets.token_hex(16)
+    request_id = _request_ids()
     valid_id = credit_code.is_valid_cached(enterprise_id)
     period = (Period.monthly if product == "monthly" else Period.quarterly)(period_text)
     record = _Record(services, request_id, now, enterprise_id if valid_id else None, product)
