@@ -98,6 +98,7 @@ async def _fast(request: Request) -> Response:
     product: Literal["monthly", "quarterly"] = (
         "monthly" if request.url.path.split("/")[4] == "monthly" else "quarterly"
     )
+    request.scope["route"] = _FAST[product]  # the route template, for the request metrics
     params = request.path_params
     authorization = request.query_params.get("authorization")
     return await _pull(request, product, params["enterprise_id"], params["period"], authorization)
@@ -107,10 +108,13 @@ async def _fast(request: Request) -> Response:
 #: much as the whole pull besides (measured: engine/api/app.py). Mounted ahead of the routes
 #: above, which declare the operations for the OpenAPI document and validate nothing more:
 #: both call ``_pull``, where every check is made.
-fast_routes = [
-    Route("/v1/enterprises/{enterprise_id}/monthly/{period}", _fast, methods=["GET"]),
-    Route("/v1/enterprises/{enterprise_id}/quarterly/{period}", _fast, methods=["GET"]),
-]
+_FAST = {
+    product: Route(
+        f"/v1/enterprises/{{enterprise_id}}/{product}/{{period}}", _fast, methods=["GET"]
+    )
+    for product in ("monthly", "quarterly")
+}
+fast_routes = list(_FAST.values())
 
 
 async def _pull(
