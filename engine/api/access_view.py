@@ -86,6 +86,10 @@ class AccessView:
         found = [decode_entity(kind, raw) for raw in cast(list[bytes | None], raws) if raw]
         return [entity for entity in found if isinstance(entity, cls)]
 
+    async def indexed(self, index: str, owner: str, kind: str, cls: type[E]) -> list[E]:
+        """The entities an index lists for ``owner`` (e.g. an enterprise's authorizations)."""
+        return await self.many(kind, await self.members(index, owner), cls)
+
     async def members(self, index: str, owner: str) -> list[str]:
         raw = await self._redis.smembers(self.keys.index(index, owner))
         return sorted(member.decode() for member in cast(set[bytes], raw))

@@ -140,8 +140,7 @@ async def list_authorizations(
 ) -> list[dict[str, Any]]:
     services = services_of(request)
     _own(principal, enterprise_id)
-    ids = await services.access.members("ent-auth", enterprise_id)
-    found = await services.access.many("authorization", ids, Authorization)
+    found = await services.access.indexed("ent-auth", enterprise_id, "authorization", Authorization)
     now = now_us()
     return [authorization_out(a, now) for a in sorted(found, key=lambda a: -a.created_at_us)]
 
@@ -349,8 +348,7 @@ async def institution_authorizations(
 ) -> list[dict[str, Any]]:
     services = services_of(request)
     _institution_self_or_admin(principal, code)
-    ids = await services.access.members("inst-auth", code)
-    found = await services.access.many("authorization", ids, Authorization)
+    found = await services.access.indexed("inst-auth", code, "authorization", Authorization)
     now = now_us()
     return [authorization_out(a, now) for a in sorted(found, key=lambda a: -a.created_at_us)]
 
@@ -427,8 +425,7 @@ async def list_disputes(
 ) -> list[dict[str, Any]]:
     services = services_of(request)
     _own(principal, enterprise_id)
-    ids = await services.access.members("ent-dispute", enterprise_id)
-    found = await services.access.many("dispute", ids, Dispute)
+    found = await services.access.indexed("ent-dispute", enterprise_id, "dispute", Dispute)
     return [dispute_out(d) for d in sorted(found, key=lambda d: -d.filed_at_us)]
 
 
@@ -445,8 +442,7 @@ async def provider_disputes(
 ) -> list[dict[str, Any]]:
     services = services_of(request)
     _institution_self_or_admin(principal, code)
-    ids = await services.access.members("prov-dispute", code)
-    found = await services.access.many("dispute", ids, Dispute)
+    found = await services.access.indexed("prov-dispute", code, "dispute", Dispute)
     return [dispute_out(d) for d in sorted(found, key=lambda d: d.due_at_us)]
 
 
@@ -523,6 +519,5 @@ async def list_statements(
 ) -> list[dict[str, Any]]:
     services = services_of(request)
     _own(principal, enterprise_id)
-    ids = await services.access.members("ent-statement", enterprise_id)
-    found = await services.access.many("statement", ids, Statement)
+    found = await services.access.indexed("ent-statement", enterprise_id, "statement", Statement)
     return [statement_out(s) for s in sorted(found, key=lambda s: -s.filed_at_us)]
