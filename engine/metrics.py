@@ -144,9 +144,20 @@ class ApiMetrics:
         )
         self.query_records = Counter(
             "creditflow_api_query_records_total",
-            "Query records sent to the broker, by result (confirmed; failed: the request got "
-            "503 and no data).",
+            "Query records written to the API's journal, by result (journaled; failed: the "
+            "request got 503 and no data).",
             ["result"],
+            registry=registry,
+        )
+        self.query_records_shipped = Counter(
+            "creditflow_api_query_records_shipped_total",
+            "Query records the broker has acknowledged (shipped from the API's journal).",
+            registry=registry,
+        )
+        self.query_journal_backlog_seconds = Gauge(
+            "creditflow_api_query_journal_backlog_seconds",
+            "How long the oldest query record not yet shipped to the broker has waited in the "
+            "API's journal (0 when none); past api_record_timeout_seconds pulls get 503.",
             registry=registry,
         )
         self.refusals = Counter(

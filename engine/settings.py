@@ -176,8 +176,22 @@ class Settings(BaseSettings):
     api_record_timeout_seconds: float = Field(
         default=2.0,
         gt=0,
-        description="How long a pull waits for the broker to confirm its query record; "
-        "without the confirmation the pull gets 503 and no data.",
+        description="How long query records may wait in the API's journal for the broker: "
+        "once the oldest has waited longer, pulls get 503 and no data until the broker has "
+        "them. Also how long the API waits for the broker to acknowledge one message.",
+    )
+    api_journal_dir: Path | None = Field(
+        default=None,
+        description="Where each API process journals its query records until the broker has "
+        "them (SQLite, fsync per commit; engine/api/journal.py). Must survive a restart of "
+        "the API (a persistent volume). Default: <data_dir>/api-journal.",
+    )
+    api_journal_fsync: bool = Field(
+        default=False,
+        description="true: each commit of query records is synced to the disk before the "
+        "products leave (survives the machine's power loss, not only any process's crash); "
+        "false: a commit is in the kernel (survives any process's crash) and reaches the "
+        "broker within 50 ms; a power loss can lose the records not yet shipped.",
     )
     api_command_timeout_seconds: float = Field(
         default=10.0,
@@ -204,3 +218,8 @@ class Settings(BaseSettings):
     @property
     def token_hash_key_is_default(self) -> bool:
         return self.token_hash_key.get_secret_value() == _DEV_TOKEN_HASH_KEY
+
+    @property
+    def journal_dir(self) -> Path:
+        """Where the API journals its query records (api_journal_dir or its default)."""
+        return self.api_journal_dir or self.data_dir / "api-journal"

@@ -55,12 +55,14 @@ __all__ = [
     "compacted_bytes",
     "events_for",
     "git_commit",
+    "ingest_batches",
     "machine_info",
     "paced",
     "paced_phase",
     "percentile",
     "probe_enterprise",
     "run_bench",
+    "run_pull_client",
 ]
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -120,7 +122,7 @@ def _wait_done(stack: EmbeddedStack, target: int, timeout: float = 900.0) -> flo
     return time.time()
 
 
-def _ingest_batches(stack: EmbeddedStack, events: list[dict[str, Any]]) -> float:
+def ingest_batches(stack: EmbeddedStack, events: list[dict[str, Any]]) -> float:
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
     before = _ledger_total(stack)
@@ -400,14 +402,14 @@ def paced_phase(
     if pulls is None:
         stop.wait(seconds)
     else:
-        figures = _pulls(*pulls, seconds, lender.headers)
+        figures = run_pull_client(*pulls, seconds, lender.headers)
     stop.set()
     ingest_thread.join(120)
     probe_thread.join(60)
     return figures, fresh, published[0]
 
 
-def _pulls(
+def run_pull_client(
     urls: list[str], rate: float, seconds: float, headers: dict[str, str]
 ) -> dict[str, float]:
     """The pull client, in its own process (it must not share our interpreter lock)."""
@@ -518,7 +520,7 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         if intake_sampler is not None:
             intake_sampler.start()
         for k, (batch_k, single_k) in enumerate(zip(batch_sets, single_sets, strict=True)):
-            rates["batch"].append(_ingest_batches(stack, batch_k))
+            rates["batch"].append(ingest_batches(stack, batch_k))
             rates["single"].append(_ingest_single(stack, single_k))
             # The baselines on the same broker, each on topics of its own.
             rates["noop"].append(_baseline(stack, "noop", f"bench.noop.{k}.txns", single_k))

@@ -177,7 +177,13 @@ def build_services(settings: Settings, metrics: ApiMetrics) -> tuple[Services, l
         products=ProductService(
             settings.partitions, views, queries, products, cache, listener, metrics
         ),
-        recorder=QueryRecorder(producer, metrics),
+        recorder=QueryRecorder(
+            settings.journal_dir,
+            producer,
+            metrics,
+            settings.api_record_timeout_seconds,
+            settings.api_journal_fsync,
+        ),
         authenticator=Authenticator(access, settings.token_hash_key.get_secret_value().encode()),
         throttle=Throttle(settings.api_institution_rate_limit, settings.api_auth_failure_limit),
         metrics=metrics,
@@ -193,12 +199,15 @@ def build_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer.start()
+        await services.recorder.start()
+        metrics.query_journal_backlog_seconds.set_function(services.recorder.backlog_seconds)
         await listener.start()
         await listener.wait_live(2.0)  # until then every pull reads Redis: slower, as exact
         try:
             yield
         finally:
             await listener.stop()
+            await services.recorder.stop()
             producer.stop()
             await services.redis.aclose()
 

@@ -181,6 +181,17 @@ class EmbeddedStack:
         self.worker = self.stack.add(spawn("worker", creditflow_argv("worker"), self.env, log_path))
         self.wait_ready(self.worker, self.worker_url)
 
+    def restart_api(self, kill: bool = False) -> None:
+        """Stop the API (SIGKILL when ``kill``) and start a new one with the same settings."""
+        if kill:
+            self.api.kill()
+        else:
+            self.api.stop()
+        self.stack.children.remove(self.api)
+        log_path = self.api.log_path
+        self.api = self.stack.add(spawn("api", creditflow_argv("api"), self.env, log_path))
+        wait_http(f"{self.api_url}/healthz", 60, self.api.process)
+
     def add_worker(self, name: str, **overrides: Any) -> tuple[Child, str]:
         """Start one more worker in the same consumer group (scale-out) and return it with
         its web URL at once (see :meth:`wait_ready`). It logs to ``logs/<name>.log``, gets its

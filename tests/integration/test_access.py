@@ -594,20 +594,58 @@ def test_access_state_survives_the_loss_of_redis(world: World) -> None:
     assert any(a["id"] == auth and a["status"] == "active" for a in listed)
 
 
-def test_a_pull_whose_record_cannot_be_written_gets_503_and_no_data(world: World) -> None:
+def test_while_records_cannot_reach_the_broker_pulls_get_503_and_no_data(world: World) -> None:
     auth = world.grant(E1, LENDER)["id"]
     _until(lambda: world.pull(LENDER, E1, auth)[0] == 200)
     broker = next(c for c in world.stack.stack.children if c.name == "broker")
     os.kill(broker.process.pid, signal.SIGSTOP)
     try:
+        # The API's journal holds the records for api_record_timeout_seconds (1.5 s here),
+        # then refuses: no API serves for long what the system of record has not seen.
         started = time.monotonic()
+        assert world.pull(LENDER, E1, auth)[0] == 200
+        _until(lambda: world.pull(LENDER, E1, auth)[0] == 503, timeout=15)
+        # 1.5 s from the oldest record not shipped, which may be up to a shipping interval
+        # (50 ms) older than the stop.
+        assert time.monotonic() - started >= 1.4
         status, body = world.pull(LENDER, E1, auth)
         assert status == 503 and body["error"]["code"] == "query_record_unavailable"
         assert "segments" not in body
-        assert time.monotonic() - started < 5
     finally:
         os.kill(broker.process.pid, signal.SIGCONT)
     _until(lambda: world.pull(LENDER, E1, auth)[0] == 200, timeout=60)
+
+    def refused() -> list[dict[str, Any]]:  # recorded too, once the broker is back
+        return [q for q in _queries(world, E1) if q["outcome"] == "query_record_unavailable"]
+
+    _until(lambda: bool(refused()))
+    assert all(q["status"] == 503 for q in refused())
+
+
+def test_a_record_journaled_when_the_api_dies_reaches_the_enterprise_once(world: World) -> None:
+    auth = world.grant(E2, LENDER)["id"]
+    _until(lambda: world.pull(LENDER, E2, auth)[0] == 200)
+    time.sleep(1.1)  # a fresh second of the lender's rate limit (40/s here)
+    broker = next(c for c in world.stack.stack.children if c.name == "broker")
+    os.kill(broker.process.pid, signal.SIGSTOP)
+    try:
+        path = f"/v1/enterprises/{E2}/monthly/{MONTH}?authorization={auth}"
+        status, _, headers = world.call("GET", path, world.tokens[LENDER])
+        assert status == 200  # durable in the journal only: the broker is stopped
+        world.stack.api.kill()
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT)
+    world.stack.restart_api()  # an API starts only with a broker (it checks its topics)
+    request_id = headers["x-request-id"]
+    _until(lambda: request_id in {q["request_id"] for q in _queries(world, E2)}, timeout=60)
+    time.sleep(1.0)  # anything shipped twice would be indexed by now
+    assert [q["request_id"] for q in _queries(world, E2)].count(request_id) == 1
+
+
+def _queries(world: World, enterprise: str) -> list[dict[str, Any]]:
+    path = f"/v1/enterprises/{enterprise}/queries?limit=200"
+    queries: list[dict[str, Any]] = world.call("GET", path, world.tokens[enterprise])[1]["queries"]
+    return queries
 
 
 def test_a_flood_from_one_institution_gets_429_with_retry_after(world: World) -> None:
