@@ -16,6 +16,7 @@ as new ones arrive.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from typing import cast
 
@@ -55,21 +56,20 @@ class QueryIndex:
         now_us: int,
     ) -> None:
         """Index ``records`` (raw bytes and decoded), then advance the partitions' offsets."""
-        pipe = self._redis.pipeline(transaction=False)
-        touched: set[str] = set()
+        # One ZADD per key with all its members: a message holds up to 500 records, most of
+        # them of a few institutions (and of the enterprises lenders pull most).
+        members: dict[str, dict[bytes, int]] = collections.defaultdict(dict)
         for raw, record in records:
-            keys = []
             if record.enterprise_id is not None and record.by in ("institution", "enterprise"):
-                keys.append(self.enterprise_key(record.enterprise_id))
+                members[self.enterprise_key(record.enterprise_id)][raw] = record.at_us
                 if record.by == "institution" and record.outcome in ANSWERED_OUTCOMES:
-                    keys.append(self.answered_key(record.enterprise_id))
+                    members[self.answered_key(record.enterprise_id)][raw] = record.at_us
             if record.institution is not None:
-                keys.append(self.institution_key(record.institution))
-            for key in keys:
-                pipe.zadd(key, {raw: record.at_us})
-                touched.add(key)
+                members[self.institution_key(record.institution)][raw] = record.at_us
+        pipe = self._redis.pipeline(transaction=False)
         horizon = now_us - self._retention_us
-        for key in touched:
+        for key, scored in members.items():
+            pipe.zadd(key, scored)
             pipe.zremrangebyscore(key, "-inf", f"({horizon}")
         if next_offsets:
             pipe.hset(self.offsets_key, mapping={str(p): o for p, o in next_offsets.items()})
