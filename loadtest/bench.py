@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine import codec
+from engine.access.model import Role
 from engine.events import kafka_admin
 from engine.events.credit_code import generate as generate_code
 from engine.events.publisher import BankPublisher
@@ -440,9 +441,11 @@ def run_pull_client(
     return figures
 
 
-def _cache_lookups(stack: EmbeddedStack) -> tuple[float, float]:
-    """(hits, misses) of the API's render cache so far."""
-    samples = worker_samples(stack.api_url).get("creditflow_api_render_cache_lookups_total", {})
+def _cache_lookups(stack: EmbeddedStack, operator: Lender) -> tuple[float, float]:
+    """(hits, misses) of the API's render cache so far (its metrics are an operator's)."""
+    samples = worker_samples(stack.api_url, operator.headers).get(
+        "creditflow_api_render_cache_lookups_total", {}
+    )
     by_result = {dict(labels)["result"]: value for labels, value in samples.items()}
     return by_result.get("hit", 0.0), by_result.get("miss", 0.0)
 
@@ -548,7 +551,14 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         # Half the batch rate, on enterprises not seen yet: first alone (freshness), then
         # with product pulls.
         rate = batch_rate / 2
-        load = events_for(7, 2 * config.enterprises, config.months)
+        # Enough events for both phases at that rate (and a tenth more): the pulls must run
+        # during ingest to the end. (Before 2026-12-05 the load was 2 x the batch
+        # enterprises, which ran out a few seconds into the pulls.)
+        wanted = 1.1 * rate * (config.freshness_seconds + config.pull_seconds)
+        per_enterprise = len(batch_events) / config.enterprises
+        load = events_for(
+            7, max(2 * config.enterprises, int(wanted / per_enterprise) + 1), config.months
+        )
         split = int(rate * config.freshness_seconds)
         paced_started = time.monotonic()
         _, fresh, paced_alone = paced_phase(
@@ -561,12 +571,15 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
             f"p99 {_ms(percentile(fresh, 0.99))} ms",
             flush=True,
         )
-        lookups_before = _cache_lookups(stack)
+        operator = provision_lender(stack.settings, "BENCHOPS", roles=(Role.OPERATOR,))
+        lookups_before = _cache_lookups(stack, operator)
         pulls, fresh_pulling, paced = paced_phase(
             stack, lender, load[split:], rate, config.pull_seconds, 2, (urls, config.pull_rate)
         )
         assert pulls is not None
-        hits, misses = (a - b for a, b in zip(_cache_lookups(stack), lookups_before, strict=True))
+        hits, misses = (
+            a - b for a, b in zip(_cache_lookups(stack, operator), lookups_before, strict=True)
+        )
         print(
             f"  pulls: {pulls['qps']:,.0f}/s p50 {pulls['p50_ms']:.2f} ms "
             f"p99 {pulls['p99_ms']:.2f} ms",

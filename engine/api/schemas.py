@@ -28,6 +28,8 @@ __all__ = [
     "ErrorOut",
     "InstitutionOut",
     "QueryPage",
+    "RejectOut",
+    "RejectsOut",
     "ResolutionIn",
     "StatementIn",
     "StatementOut",
@@ -145,6 +147,28 @@ class QueryOut(BaseModel):
 class QueryPage(BaseModel):
     queries: list[QueryOut]
     next: str | None = Field(description="Cursor of the next (older) page; null at the end.")
+
+
+class RejectSource(BaseModel):
+    topic: str
+    partition: int
+    offset: int
+    index: int | None = Field(description="Position in a batch message; null for one event.")
+
+
+class RejectOut(BaseModel):
+    reason: str = Field(description="Stable reason code (the README's reject reasons).")
+    detail: str
+    stage: str
+    source: RejectSource
+    original: str = Field(description="The bytes as the bank sent them, to fix and replay.")
+    original_encoding: Literal["utf-8", "base64"]
+    rejected_at: str
+
+
+class RejectsOut(BaseModel):
+    by_reason: dict[str, int] = Field(description="Every rejected event so far, by reason.")
+    rejects: list[RejectOut] = Field(description="The most recent, newest first.")
 
 
 def _steps(history: tuple[Step, ...]) -> list[dict[str, Any]]:

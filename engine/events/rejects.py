@@ -13,7 +13,7 @@ from engine import codec
 from engine.events.kafka_admin import high_watermarks, topic_partitions
 from engine.events.topics import REJECTED_TOPIC
 
-__all__ = ["read_rejects", "show_rejects"]
+__all__ = ["read_rejects", "recent_rejects", "show_rejects"]
 
 
 def read_rejects(
@@ -56,13 +56,22 @@ def read_rejects(
         consumer.close()
 
 
-def show_rejects(bootstrap: str, limit: int, reason: str | None) -> None:
+def recent_rejects(
+    bootstrap: str, limit: int, reason: str | None, timeout: float = 30.0
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """(rejects by reason, the last ``limit`` rejects of ``reason`` or of any), reading the
+    whole topic: an operator's occasional question, not a hot path."""
     shown: deque[dict[str, Any]] = deque(maxlen=limit)
     counts: dict[str, int] = {}
-    for record in read_rejects(bootstrap):
+    for record in read_rejects(bootstrap, timeout=timeout):
         counts[record["reason"]] = counts.get(record["reason"], 0) + 1
         if reason is None or record["reason"] == reason:
             shown.append(record)
+    return dict(sorted(counts.items())), list(shown)
+
+
+def show_rejects(bootstrap: str, limit: int, reason: str | None) -> None:
+    counts, shown = recent_rejects(bootstrap, limit, reason)
     print(
         "rejected events by reason: "
         + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none")

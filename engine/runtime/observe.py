@@ -17,9 +17,13 @@ from engine.events.topics import ROUTED_TOPIC
 __all__ = ["wait_applied", "wait_views_published", "worker_samples"]
 
 
-def worker_samples(worker_url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """Every sample of the worker's /metrics: name -> {sorted labels: value}."""
-    with urllib.request.urlopen(f"{worker_url}/metrics", timeout=5) as response:
+def worker_samples(
+    worker_url: str, headers: dict[str, str] | None = None
+) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Every sample of a worker's (or, with an operator's ``headers``, the API's) /metrics:
+    name -> {sorted labels: value}."""
+    request = urllib.request.Request(f"{worker_url}/metrics", headers=headers or {})
+    with urllib.request.urlopen(request, timeout=5) as response:
         text = response.read().decode()
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for family in text_string_to_metric_families(text):

@@ -50,10 +50,17 @@ class Lender:
 
 
 def provision_lender(
-    settings: Settings, code: str, enterprise_ids: Iterable[str] = (), name: str | None = None
+    settings: Settings,
+    code: str,
+    enterprise_ids: Iterable[str] = (),
+    name: str | None = None,
+    roles: tuple[Role, ...] = (Role.PROVIDER, Role.USER),
 ) -> Lender:
-    """Register ``code`` (user and provider) and authorize it for ``enterprise_ids``."""
-    return asyncio.run(_provision(settings, code, name or f"Lender {code}", list(enterprise_ids)))
+    """Register ``code`` (by default a user and provider) and authorize it for
+    ``enterprise_ids``. With ``roles=(Role.OPERATOR,)`` it stands for an operator."""
+    return asyncio.run(
+        _provision(settings, code, name or f"Lender {code}", list(enterprise_ids), roles)
+    )
 
 
 def authorize(settings: Settings, lender: Lender, enterprise_ids: Iterable[str]) -> None:
@@ -63,7 +70,9 @@ def authorize(settings: Settings, lender: Lender, enterprise_ids: Iterable[str])
         asyncio.run(with_access_log(settings, lambda log: _grant(log, lender, missing)))
 
 
-async def _provision(settings: Settings, code: str, name: str, enterprises: list[str]) -> Lender:
+async def _provision(
+    settings: Settings, code: str, name: str, enterprises: list[str], roles: tuple[Role, ...]
+) -> Lender:
     async def run(log: AccessLog) -> Lender:
         key = settings.token_hash_key.get_secret_value().encode()
         token, credential = tokens.issue(key, "institution", code, _now_us())
@@ -72,7 +81,7 @@ async def _provision(settings: Settings, code: str, name: str, enterprises: list
                 **_fields(),
                 code=code,
                 name=name,
-                roles=(Role.PROVIDER.value, Role.USER.value),
+                roles=tuple(role.value for role in roles),
                 credential=credential,
             )
         )

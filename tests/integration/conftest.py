@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from engine import codec
+from engine.access.model import Role
 from engine.events.publisher import BankPublisher
 from engine.runtime.provision import Lender, authorize, provision_lender
 from engine.runtime.runner import EmbeddedStack, embedded_stack
@@ -91,6 +92,7 @@ def get(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
 
 
 _READERS: dict[int, Lender] = {}
+_OPERATORS: dict[int, Lender] = {}
 
 
 def reader(stack: EmbeddedStack, enterprise_ids: Iterable[str] = ()) -> Lender:
@@ -101,6 +103,16 @@ def reader(stack: EmbeddedStack, enterprise_ids: Iterable[str] = ()) -> Lender:
         lender = _READERS[id(stack)] = provision_lender(stack.settings, "TESTREAD")
     authorize(stack.settings, lender, enterprise_ids)
     return lender
+
+
+def operator(stack: EmbeddedStack) -> dict[str, str]:
+    """The headers of the stack's test operator (reads the API's metrics and rejects)."""
+    found = _OPERATORS.get(id(stack))
+    if found is None:
+        found = _OPERATORS[id(stack)] = provision_lender(
+            stack.settings, "TESTOPS", roles=(Role.OPERATOR,)
+        )
+    return found.headers
 
 
 def pull(stack: EmbeddedStack, enterprise_id: str, label: str) -> tuple[int, Any]:

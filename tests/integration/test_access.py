@@ -648,6 +648,22 @@ def _queries(world: World, enterprise: str) -> list[dict[str, Any]]:
     return queries
 
 
+def test_only_an_operator_reads_the_metrics_and_the_rejected_events(world: World) -> None:
+    for path in ("/metrics", "/v1/operations/rejects"):
+        assert world.call("GET", path)[0] == 401
+        assert world.call("GET", path, world.tokens[LENDER])[0] == 403
+        assert world.call("GET", path, world.tokens[E1])[0] == 403
+    added = cli(world.stack, "institution", "add", "OPS00001", "--name", "O", "--role", "operator")
+    ops = token_of(added)
+    status, body, _ = world.call("GET", "/v1/operations/rejects?limit=5", ops)
+    assert status == 200 and isinstance(body["by_reason"], dict)
+    request = urllib.request.Request(
+        world.stack.api_url + "/metrics", headers={"Authorization": f"Bearer {ops}"}
+    )
+    with urllib.request.urlopen(request, timeout=15) as response:
+        assert b"creditflow_api_query_records_total" in response.read()
+
+
 def test_a_flood_from_one_institution_gets_429_with_retry_after(world: World) -> None:
     auth = world.grant(E1, LENDER)["id"]
     answers = [

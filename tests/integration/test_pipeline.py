@@ -26,7 +26,15 @@ from loadtest.generator import GeneratorConfig, generate
 from state.views import ViewStore
 from tests import reference
 from tests.factories import enterprise_ids, event
-from tests.integration.conftest import BANKS, PARTITIONS, assert_products, get, pull, reader
+from tests.integration.conftest import (
+    BANKS,
+    PARTITIONS,
+    assert_products,
+    get,
+    operator,
+    pull,
+    reader,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -309,6 +317,17 @@ def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason
     rejected = worker_samples(stack.worker_url)["creditflow_rejected_events_total"]
     seen = {dict(labels)["reason"] for labels, value in rejected.items() if value > 0}
     assert seen == set(want)
+    # An operator reads the same through the API; a lender does not.
+    rejects_url = f"{stack.api_url}/v1/operations/rejects?limit=500"
+    assert get(rejects_url)[0] == 401
+    assert get(rejects_url, reader(stack).headers)[0] == 403
+    status, body = get(rejects_url, operator(stack))
+    assert status == 200 and set(want) <= set(body["by_reason"])
+    mine = [r for r in body["rejects"] if r["source"]["topic"] == topic]
+    assert sorted(r["reason"] for r in mine) == sorted(want)
+    status, body = get(f"{rejects_url}&reason=bad_amount", operator(stack))
+    assert status == 200 and {r["reason"] for r in body["rejects"]} == {"bad_amount"}
+    assert get(f"{rejects_url}&reason=nonsense", operator(stack))[0] == 422
 
 
 def test_api_answers_errors_as_json(stack: EmbeddedStack) -> None:
@@ -324,18 +343,23 @@ def test_api_answers_errors_as_json(stack: EmbeddedStack) -> None:
     status, body = get(f"{stack.api_url}/readyz")
     assert status == 200 and body["ready"] and body["partitions_without_views"] == []
     assert get(f"{stack.api_url}/nope")[0] == 404
-    with urllib.request.urlopen(f"{stack.api_url}/metrics") as response:
+    assert get(f"{stack.api_url}/metrics")[0] == 401  # operators only
+    assert get(f"{stack.api_url}/metrics", headers)[0] == 403  # a lender is no operator
+    metrics = urllib.request.Request(f"{stack.api_url}/metrics", headers=operator(stack))
+    with urllib.request.urlopen(metrics) as response:
         assert b'creditflow_api_requests_total{route="/v1/enterprises' in response.read()
 
 
 def test_worker_and_api_time_their_garbage_collections(stack: EmbeddedStack) -> None:
-    for url in (stack.worker_url, stack.api_url):
-        counts = worker_samples(url)["creditflow_gc_pause_seconds_count"]
+    for url, headers in ((stack.worker_url, None), (stack.api_url, operator(stack))):
+        counts = worker_samples(url, headers)["creditflow_gc_pause_seconds_count"]
         assert {dict(labels)["generation"] for labels in counts} == {"0", "1", "2"}
 
 
 def _render_cache_hits(stack: EmbeddedStack) -> float:
-    samples = worker_samples(stack.api_url)["creditflow_api_render_cache_lookups_total"]
+    samples = worker_samples(stack.api_url, operator(stack))[
+        "creditflow_api_render_cache_lookups_total"
+    ]
     return sum(value for labels, value in samples.items() if dict(labels)["result"] == "hit")
 
 
