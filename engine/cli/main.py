@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     add = bank.add_parser("add", help="register a bank and create its topic (idempotent)")
     add.add_argument("code", help="bank code, [A-Z0-9]{4,12}")
     bank.add_parser("list", help="list registered banks")
-    sub.add_parser("docs", help="regenerate docs/products.md from specs/products.toml")
+    sub.add_parser("docs", help="regenerate docs/products.md and docs/signals.md from their specs")
     bench = sub.add_parser("bench", help="benchmark the embedded stack (writes loadtest/results)")
     bench.add_argument("--smoke", action="store_true", help="a tiny run that only checks it works")
     bench.add_argument("--enterprises", type=int, default=1000)
@@ -168,8 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_bench(settings, config)
         elif args.command == "docs":
             from engine.products.docs import write_products_doc
+            from engine.signals.docs import write_signals_doc
 
-            print(f"wrote {write_products_doc()}")
+            print(f"wrote {write_products_doc()} and {write_signals_doc()}")
     except CreditflowError as exc:
         print(f"creditflow: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,1 @@
+"""Credit signals: rules over the state the workers keep, and their episodes (issue 16)."""

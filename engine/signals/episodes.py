@@ -1,0 +1,76 @@
+"""Signal episodes: raised, then cleared when the condition ends, or retracted when the data
+shows it never held (a late event, a reversal).
+
+An episode's id is a hash of (enterprise, rule, start day), and its start is a fact of the
+data (engine/signals/rules.py): a replay, a restart or a rebalance that evaluates the same
+data finds the same episode, and :func:`transitions` then emits nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from engine.signals.rules import Finding
+
+__all__ = ["Episode", "State", "Transition", "episode_id", "transitions"]
+
+
+class State(StrEnum):
+    RAISED = "raised"
+    CLEARED = "cleared"
+    RETRACTED = "retracted"
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """The open episode of one enterprise and rule."""
+
+    id: str
+    rule: str
+    start: date
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    state: State
+    episode: Episode
+
+
+def episode_id(enterprise_id: str, rule: str, start: date) -> str:
+    key = f"{enterprise_id}|{rule}|{start.isoformat()}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+def transitions(
+    enterprise_id: str,
+    open_episode: Episode | None,
+    found: Finding | None,
+    held_on: Callable[[date], bool],
+) -> list[Transition]:
+    """What changed, given the open episode (None: none) and today's finding.
+
+    ``held_on(day)`` judges the rule again on a past day with the data as it is now: an open
+    episode that no longer matches today's finding ended (cleared) if its rule still held on
+    its start day, and never was (retracted) if it did not.
+    """
+    result: list[Transition] = []
+    if open_episode is not None:
+        if found is not None and found.start == open_episode.start:
+            return []  # the same run goes on
+        state = State.CLEARED if held_on(open_episode.start) else State.RETRACTED
+        result.append(Transition(state, open_episode))
+    if found is not None:
+        episode = Episode(
+            episode_id(enterprise_id, found.rule, found.start),
+            found.rule,
+            found.start,
+            found.evidence,
+        )
+        result.append(Transition(State.RAISED, episode))
+    return result

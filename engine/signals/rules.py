@@ -1,0 +1,113 @@
+"""The evaluated rules of specs/signals.toml: one pure function each, judging one day.
+
+A rule returns its evidence on a day it holds, None on a day it does not (or cannot be
+judged). :func:`finding` judges the as-of day and, when the rule holds, walks back to the
+first day of the run: the episode's start, a fact of the data, so that every evaluation of
+the same data names the same episode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from engine.signals.timeline import Timeline
+
+__all__ = ["RULES", "Finding", "finding"]
+
+Evidence = dict[str, Any]
+Rule = Callable[[Timeline, int, Mapping[str, float]], Evidence | None]
+
+_YEAR_DAYS = 365  # "a year earlier": 365 days back
+_TRAILING_DAYS = 180
+_OUTFLOW_DAYS = 90  # the mean daily outflow a balance is compared with
+_COVER_MIN_AGE_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    start: date  # first day of the run on which the rule held
+    evidence: Evidence  # as of the as-of day
+
+
+def operating_inflow_stopped(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    days = int(p["days"])
+    if i < days or t.inflow(i - days + 1, i) > 0:
+        return None
+    last = next((k for k in range(i - days, -1, -1) if t.op_in[k] > 0), None)
+    return {
+        "last_operating_inflow_on": None if last is None else t.day(last).isoformat(),
+        "days_without": i - last if last is not None else i + 1,
+    }
+
+
+def operating_inflow_collapse(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    window = int(p["window_days"])
+    if i < window - 1:
+        return None
+    inflow = t.inflow(i - window + 1, i)
+    if i - _YEAR_DAYS >= window - 1:
+        level = float(t.inflow(i - _YEAR_DAYS - window + 1, i - _YEAR_DAYS))
+        basis = "same_window_last_year"
+    else:
+        end = i - window
+        start = max(0, end - _TRAILING_DAYS + 1)
+        counted = end - start + 1
+        if counted < window:
+            return None  # too young to have a level
+        level = t.inflow(start, end) / counted * window
+        basis = "trailing_180_days"
+    if level < p["min_level_fen"] or inflow >= p["ratio"] * level:
+        return None
+    return {
+        "window_inflow_fen": inflow,
+        "level_fen": round(level),
+        "level_basis": basis,
+        "ratio": round(inflow / level, 4),
+    }
+
+
+def account_overdrawn(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    overdrawn = [b for b in t.balances(i) if b < 0]
+    if not overdrawn:
+        return None
+    return {"overdrawn_accounts": len(overdrawn), "lowest_balance_fen": min(overdrawn)}
+
+
+def balance_cover_low(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    balances = t.balances(i)
+    if i < _COVER_MIN_AGE_DAYS or not balances:
+        return None
+    start = max(0, i - _OUTFLOW_DAYS)
+    mean = t.outflow(start, i - 1) / (i - start)
+    balance = sum(balances)
+    if mean <= 0 or balance >= p["days"] * mean:
+        return None
+    return {
+        "balance_fen": balance,
+        "mean_daily_outflow_fen": round(mean),
+        "days_covered": round(balance / mean, 2),
+    }
+
+
+RULES: dict[str, Rule] = {
+    "operating_inflow_stopped": operating_inflow_stopped,
+    "operating_inflow_collapse": operating_inflow_collapse,
+    "account_overdrawn": account_overdrawn,
+    "balance_cover_low": balance_cover_low,
+}
+
+
+def finding(rule: str, t: Timeline, parameters: Mapping[str, float]) -> Finding | None:
+    """The rule on the as-of day: its evidence and the start of its run, or None."""
+    judge = RULES[rule]
+    evidence = judge(t, t.last, parameters)
+    if evidence is None:
+        return None
+    start = t.last
+    while start > 0 and judge(t, start - 1, parameters) is not None:
+        start -= 1
+    return Finding(rule, t.day(start), evidence)

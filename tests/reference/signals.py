@@ -1,0 +1,132 @@
+"""Reference, part 3: the evaluated rules of specs/signals.toml, judged naively.
+
+Plain loops over an enterprise's counted transactions (tests/reference/events.py) and calendar
+days, written from each rule's definition in the spec, not from engine/signals/: no
+timeline, no cumulative sums. A run's start is found by judging every earlier day again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, timedelta
+from typing import Any
+
+from tests.reference.events import Txn
+from tests.reference.items import OP_IN, OP_OUT
+
+Judge = Callable[[list[Txn], date, Mapping[str, float]], dict[str, Any] | None]
+
+
+def _first_day(txns: list[Txn]) -> date:
+    return min(t.day for t in txns)
+
+
+def _op(txns: list[Txn], inflow: bool, start: date, end: date) -> int:
+    """Operating inflow (or outflow) booked on the days start..end, both included."""
+    classes = OP_IN if inflow else OP_OUT
+    return sum(
+        t.amount for t in txns if t.inflow == inflow and t.cls in classes and start <= t.day <= end
+    )
+
+
+def _balances(txns: list[Txn], day: date) -> list[int]:
+    """Each account's balance after its last transaction at or before the end of ``day``."""
+    last: dict[tuple[str, str], Txn] = {}
+    for t in txns:
+        if t.day <= day:
+            seen = last.get(t.account)
+            if seen is None or (t.when, t.txn_id) > (seen.when, seen.txn_id):
+                last[t.account] = t
+    return [t.balance for t in last.values()]
+
+
+def stopped(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    n = int(p["days"])
+    first = _first_day(txns)
+    if (day - first).days < n:
+        return None
+    if _op(txns, True, day - timedelta(days=n - 1), day) > 0:
+        return None
+    earlier = [
+        t.day for t in txns if t.inflow and t.cls in OP_IN and t.day <= day - timedelta(days=n)
+    ]
+    last = max(earlier) if earlier else None
+    return {
+        "last_operating_inflow_on": None if last is None else last.isoformat(),
+        "days_without": (day - last).days if last else (day - first).days + 1,
+    }
+
+
+def collapse(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    w = int(p["window_days"])
+    first = _first_day(txns)
+    window_start = day - timedelta(days=w - 1)
+    if window_start < first:
+        return None
+    inflow = _op(txns, True, window_start, day)
+    year_ago_start = window_start - timedelta(days=365)
+    if year_ago_start >= first:
+        level = float(_op(txns, True, year_ago_start, day - timedelta(days=365)))
+        basis = "same_window_last_year"
+    else:
+        end = window_start - timedelta(days=1)
+        start = max(first, end - timedelta(days=179))
+        counted = (end - start).days + 1
+        if counted < w:
+            return None
+        level = _op(txns, True, start, end) / counted * w
+        basis = "trailing_180_days"
+    if level < p["min_level_fen"] or inflow >= p["ratio"] * level:
+        return None
+    return {
+        "window_inflow_fen": inflow,
+        "level_fen": round(level),
+        "level_basis": basis,
+        "ratio": round(inflow / level, 4),
+    }
+
+
+def overdrawn(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    negative = [b for b in _balances(txns, day) if b < 0]
+    if not negative:
+        return None
+    return {"overdrawn_accounts": len(negative), "lowest_balance_fen": min(negative)}
+
+
+def cover(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    first = _first_day(txns)
+    balances = _balances(txns, day)
+    if (day - first).days < 30 or not balances:
+        return None
+    start = max(first, day - timedelta(days=90))
+    days = (day - start).days
+    mean = _op(txns, False, start, day - timedelta(days=1)) / days
+    if mean <= 0 or sum(balances) >= p["days"] * mean:
+        return None
+    return {
+        "balance_fen": sum(balances),
+        "mean_daily_outflow_fen": round(mean),
+        "days_covered": round(sum(balances) / mean, 2),
+    }
+
+
+JUDGES: dict[str, Judge] = {
+    "operating_inflow_stopped": stopped,
+    "operating_inflow_collapse": collapse,
+    "account_overdrawn": overdrawn,
+    "balance_cover_low": cover,
+}
+
+
+def finding(
+    rule: str, txns: list[Txn], day: date, p: Mapping[str, float]
+) -> tuple[date, dict[str, Any]] | None:
+    """(start of the run, evidence on ``day``) when the rule holds on ``day``."""
+    judge = JUDGES[rule]
+    evidence = judge(txns, day, p)
+    if evidence is None:
+        return None
+    start, first = day, _first_day(txns)
+    while start > first and judge(txns, start - timedelta(days=1), p) is not None:
+        start -= timedelta(days=1)
+    return start, evidence

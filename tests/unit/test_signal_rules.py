@@ -1,0 +1,250 @@
+"""The evaluated signal rules against their naive reference, on generated firm histories, and
+the episodes they make (raised, cleared, retracted) as events arrive late."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import codec
+from engine.errors import SpecError
+from engine.events.contract import Txn, validate
+from engine.products.classify import load_registry
+from engine.products.history import History, MonthView
+from engine.products.specs import SPECS_DIR
+from engine.pseudonym import Pseudonymizer
+from engine.signals.docs import SIGNALS_DOC, render_signals_doc
+from engine.signals.episodes import Episode, State, episode_id, transitions
+from engine.signals.rules import RULES, finding
+from engine.signals.spec import load_signals
+from engine.signals.timeline import Timeline, timeline
+from state.ledger import PartitionLedger
+from state.ledger_types import Source
+from state.memory import MemoryStore
+from tests.factories import ENTERPRISE
+from tests.reference import signals as reference
+from tests.reference.events import transactions
+
+CST = timezone(timedelta(hours=8))
+START = date(2025, 1, 1)
+SPEC = load_signals()
+CUSTOMER = "91110000600037341L"  # a credit code: TRADE
+_REGISTRY = load_registry(SPECS_DIR / "registries.toml")
+
+
+def _event(
+    n: int, day: date, direction: str, amount: int, balance: int, account: str
+) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "txn_id": f"T{n:05d}",
+        "bank": "BANK0001",
+        "enterprise_id": ENTERPRISE,
+        "account": account,
+        "booked_at": datetime(day.year, day.month, day.day, 10, tzinfo=CST).isoformat(),
+        "direction": direction,
+        "amount_fen": amount,
+        "currency": "CNY",
+        "balance_after_fen": balance,
+        "channel": "transfer",
+        "counterparty": {"id": CUSTOMER, "bank": None},
+    }
+
+
+@st.composite
+def firm(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """A firm's days: inflows and outflows most days, then perhaps a stop or a collapse, and
+    an account that may go overdrawn; a few inflows reversed."""
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    span = draw(st.sampled_from((45, 120, 400, 460)))
+    trouble_at = draw(st.integers(0, span))
+    trouble = draw(st.sampled_from(("stop", "collapse", "none")))
+    events: list[dict[str, Any]] = []
+    balance = {"ACC-1": 2_000_000, "ACC-2": 50_000}
+    for k in range(span):
+        day = START + timedelta(days=k)
+        if rng.random() < 0.7 and not (trouble == "stop" and k >= trouble_at):
+            amount = rng.randint(50_000, 300_000)
+            if trouble == "collapse" and k >= trouble_at:
+                amount //= 10
+            account = rng.choice(("ACC-1", "ACC-2"))
+            balance[account] += amount
+            events.append(_event(len(events), day, "in", amount, balance[account], account))
+        if rng.random() < 0.6:
+            account = rng.choice(("ACC-1", "ACC-2"))
+            amount = rng.randint(20_000, 250_000)
+            balance[account] -= amount
+            events.append(_event(len(events), day, "out", amount, balance[account], account))
+    for original in rng.sample(events, k=min(3, len(events))):
+        if original["direction"] == "in":
+            events.append(
+                dict(
+                    original,
+                    txn_id=original["txn_id"] + "-R",
+                    direction="out",
+                    reversal_of=original["txn_id"],
+                )
+            )
+    return events
+
+
+def _history(events: list[dict[str, Any]]) -> History:
+    ledger = PartitionLedger(MemoryStore(), Pseudonymizer(b"test-key"), lambda: _REGISTRY)
+    for offset, element in enumerate(events):
+        txn = validate(element, element["bank"])
+        assert isinstance(txn, Txn), txn
+        ledger.apply(txn, Source("bank.BANK0001.txns", 0, offset, None))
+    ledger.commit(len(events))
+    months = dict(ledger.enterprises()).get(ENTERPRISE, {})
+    return History(
+        {m: MonthView.from_json(codec.loads(codec.dumps(a.view()))) for m, a in months.items()}
+    )
+
+
+def _timeline(events: list[dict[str, Any]], as_of: date) -> Timeline:
+    t = timeline(_history(events), as_of)
+    assert t is not None
+    return t
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(firm(), st.integers(0, 520))
+def test_every_evaluated_rule_agrees_with_its_reference(
+    events: list[dict[str, Any]], offset: int
+) -> None:
+    txns = transactions(events)[ENTERPRISE]
+    first = min(t.day for t in txns)
+    as_of = first + timedelta(days=offset)
+    t = _timeline(events, as_of)
+    for rule, spec in SPEC.rules.items():
+        if not spec.evaluated:
+            continue
+        parameters = spec.values()
+        found = finding(rule, t, parameters)
+        expected = reference.finding(rule, txns, as_of, parameters)
+        got = None if found is None else (found.start, found.evidence)
+        assert got == expected, (rule, as_of)
+        assert found is None or list(found.evidence) == list(spec.evidence), rule
+
+
+def test_the_signals_doc_is_current() -> None:
+    assert SIGNALS_DOC.read_text(encoding="utf-8") == render_signals_doc(), (
+        "docs/signals.md is out of date: run `creditflow docs`"
+    )
+
+
+def test_the_spec_and_the_rules_name_the_same_evaluated_rules() -> None:
+    assert set(RULES) == {r.id for r in SPEC.rules.values() if r.evaluated}
+    assert set(RULES) == set(reference.JUDGES)
+    assert len(SPEC.rules) >= 9
+
+
+def _daily(days: int, skip: range = range(0)) -> list[dict[str, Any]]:
+    return [
+        _event(k, START + timedelta(days=k), "in", 100_000, 1_000_000 + k, "ACC-1")
+        for k in range(days)
+        if k not in skip
+    ]
+
+
+def _open(rule: str, t: Timeline) -> Episode | None:
+    found = finding(rule, t, SPEC.rules[rule].values())
+    if found is None:
+        return None
+    return Episode(episode_id(ENTERPRISE, rule, found.start), rule, found.start, found.evidence)
+
+
+def _step(rule: str, open_episode: Episode | None, t: Timeline) -> list[tuple[State, date]]:
+    parameters = SPEC.rules[rule].values()
+    changes = transitions(
+        ENTERPRISE,
+        open_episode,
+        finding(rule, t, parameters),
+        lambda day: RULES[rule](t, t.index(day), parameters) is not None,
+    )
+    return [(c.state, c.episode.start) for c in changes]
+
+
+def test_stopped_inflows_raise_once_clear_when_inflows_return_and_retract_on_a_late_one() -> None:
+    rule = "operating_inflow_stopped"
+    quiet = _daily(100)  # inflows on days 0..99, then none
+    as_of = START + timedelta(days=140)
+    t = _timeline(quiet, as_of)
+    raised = _open(rule, t)
+    assert raised is not None and raised.start == START + timedelta(days=129)
+    assert raised.evidence == {"last_operating_inflow_on": "2025-04-10", "days_without": 41}
+    assert _step(rule, raised, t) == []  # evaluated again: nothing new, the same id
+    # An inflow on day 135: the run ended, it did hold on its first day: cleared.
+    back = [*quiet, _event(900, START + timedelta(days=135), "in", 5, 1, "ACC-1")]
+    assert _step(rule, raised, _timeline(back, as_of)) == [(State.CLEARED, raised.start)]
+    # A late inflow on day 120 (booked then, arrived now): the rule never held on day 129, so
+    # that episode is retracted; the new quiet run reaches 30 days only on day 150.
+    late = [*quiet, _event(901, START + timedelta(days=120), "in", 5, 1, "ACC-1")]
+    assert _step(rule, raised, _timeline(late, as_of)) == [(State.RETRACTED, raised.start)]
+    later = START + timedelta(days=160)
+    assert _step(rule, None, _timeline(late, later)) == [(State.RAISED, later - timedelta(days=10))]
+
+
+def test_an_overdraft_is_judged_per_account() -> None:
+    events = [
+        _event(0, START, "in", 1_000, 5_000_000, "ACC-1"),
+        _event(1, START + timedelta(days=1), "out", 1_000, -20_000, "ACC-2"),
+    ]
+    found = finding("account_overdrawn", _timeline(events, START + timedelta(days=3)), {})
+    assert found is not None and found.start == START + timedelta(days=1)
+    assert found.evidence == {"overdrawn_accounts": 1, "lowest_balance_fen": -20_000}
+
+
+def test_a_young_firm_is_not_judged_on_days_before_it_existed() -> None:
+    events = _daily(10)
+    t = _timeline(events, START + timedelta(days=25))
+    assert finding("operating_inflow_stopped", t, {"days": 30.0}) is None
+    assert (
+        finding("operating_inflow_collapse", t, SPEC.rules["operating_inflow_collapse"].values())
+        is None
+    )
+
+
+_RULE = """
+[[rules]]
+id = "some_rule"
+name_zh = "规则"
+name_en = "A rule"
+severity = "warning"
+status = "evaluated"
+definition = "Holds when `days` days pass."
+evidence = ["days"]
+clears = "Never."
+parameters = { days = { default = 3, unit = "days", description = "Days." } }
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("version = 1\n" + _RULE + _RULE, "declared twice"),
+        ("version = 1\n" + _RULE.replace('"warning"', '"loud"'), "severity"),
+        ("version = 1\n" + _RULE.replace("`days` days", "`weeks` weeks"), "`weeks`"),
+        ("version = 1\n" + _RULE.replace('evidence = ["days"]', "evidence = []"), "evidence"),
+        ("version = 1\n" + _RULE.replace('"evaluated"', '"maybe"'), "status"),
+        ("version = 0\n" + _RULE, "version"),
+    ],
+)
+def test_a_broken_signals_spec_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "signals.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SpecError, match=message):
+        load_signals(path)
+
+
+def test_a_deployment_tunes_parameters_it_has() -> None:
+    rule = SPEC.rules["operating_inflow_stopped"]
+    assert rule.values({"days": 14}) == {"days": 14}
+    with pytest.raises(SpecError, match="no parameter"):
+        rule.values({"weeks": 2})
