@@ -108,6 +108,12 @@ class WorkerMetrics:
             "Query records indexed in Redis for the enterprise and institution to read.",
             registry=registry,
         )
+        self.query_records_expired = Counter(
+            "creditflow_query_records_expired_total",
+            "Query records removed from the Redis index by the daily sweep: older than "
+            "CREDITFLOW_QUERY_RECORD_RETENTION_DAYS.",
+            registry=registry,
+        )
         self.disputes_overdue = Gauge(
             "creditflow_disputes_overdue",
             "Disputes not answered by their due date (20 days after they were filed).",

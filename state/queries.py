@@ -11,7 +11,7 @@ Layout (renaming a key is a migration):
 Outside the views' prefix on purpose: a record indexed per pull must not announce a change
 to every API's product cache. Records are the bytes the API wrote, so indexing a
 redelivered record again changes nothing. Records older than the retention are trimmed
-as new ones arrive.
+as new ones arrive, and by a daily sweep of every key (``sweep``).
 """
 
 from __future__ import annotations
@@ -74,6 +74,28 @@ class QueryIndex:
         if next_offsets:
             pipe.hset(self.offsets_key, mapping={str(p): o for p, o in next_offsets.items()})
         await pipe.execute()
+
+    async def sweep(self, now_us: int) -> int:
+        """Remove, from every key of the index, the records older than the retention; how
+        many were removed. Records are also trimmed when their key is written, but a key that
+        is never written again (an enterprise nobody queries any more) would keep them."""
+        horizon = f"({now_us - self._retention_us}"
+        removed = 0
+        keys: list[bytes] = []
+        async for key in self._redis.scan_iter(match=f"{self._prefix}*", count=1000, _type="ZSET"):
+            keys.append(key)
+            if len(keys) == 500:
+                removed += await self._trim(keys, horizon)
+                keys = []
+        if keys:
+            removed += await self._trim(keys, horizon)
+        return removed
+
+    async def _trim(self, keys: list[bytes], horizon: str) -> int:
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.zremrangebyscore(key, "-inf", horizon)
+        return sum(cast(list[int], await pipe.execute()))
 
     async def page(
         self, key: str, limit: int, before: tuple[int, str] | None

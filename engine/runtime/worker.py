@@ -40,6 +40,7 @@ __all__ = ["Worker", "build_worker", "faust_broker_urls", "state_dir"]
 log = logging.getLogger(__name__)
 
 _PRUNE_EVERY_SECONDS = 3600.0  # history moves by months: hourly is plenty
+_QUERY_SWEEP_EVERY_SECONDS = 86_400.0  # a scan of every query key in Redis: daily
 _FETCH_MAX_WAIT_MS = 50  # an idle fetch returns within this (Faust's 1,500 ms made events late)
 _INTAKE_STEPS_IN_FLIGHT = 4  # steps sent but not yet confirmed by the broker
 _DAY_US = 86_400_000_000
@@ -341,6 +342,14 @@ def build_worker(settings: Settings) -> Worker:
         if runs_access and not app.rebalancing:
             await until_done(lambda _: access.check(), None, "access", metrics)
             await until_done(lambda _: queries.check(), None, "queries", metrics)
+
+    @app.timer(interval=_QUERY_SWEEP_EVERY_SECONDS)
+    async def expire_query_records() -> None:
+        # Trimming on write misses the keys nobody writes any more: records are kept for the
+        # retention, not longer.
+        if runs_access and not app.rebalancing:
+            now_us = int(time.time() * 1_000_000)
+            metrics.query_records_expired.inc(await query_index.sweep(now_us))
 
     @app.timer(interval=30.0)
     async def count_overdue_disputes() -> None:
