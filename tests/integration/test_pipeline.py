@@ -304,19 +304,31 @@ def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason
     want |= {"conflicting_duplicate": 1, "bad_reversal": 1}
     assert set(want) == {r.value for r in RejectReason}
     records = wait_for_rejects(stack, want, topic_bank=code, timeout=60)
+    ledger_reasons = {"conflicting_duplicate", "bad_reversal"}  # need the enterprise's state
     for record in records:
         assert record["source"]["topic"] == topic and record["detail"]
         assert isinstance(record["source"]["offset"], int)
+        assert record["stage"] == ("ledger" if record["reason"] in ledger_reasons else "intake")
+        assert record["original_encoding"] == "utf-8"
+        rejected_at = datetime.fromisoformat(record["rejected_at"])
+        assert rejected_at.tzinfo is not None
+        assert abs((datetime.now(UTC) - rejected_at).total_seconds()) < 600
         if record["reason"] in bad_elements:
             assert record["source"]["index"] is not None  # which element of the batch
             assert codec.loads(record["original"]) == bad_elements[record["reason"]]
-        elif record["reason"] in raw_messages:
+        else:  # a message of its own: no element to name
+            assert record["source"]["index"] is None
+        if record["reason"] in raw_messages:
             assert record["original"].encode() == raw_messages[record["reason"]]
     # The good events of the same messages were not lost.
     assert_products(stack, {who: {"2026-03": {"inflow_count": 2, "inflow_amount_fen": 2 * 12_345}}})
     rejected = worker_samples(stack.worker_url)["creditflow_rejected_events_total"]
     seen = {dict(labels)["reason"] for labels, value in rejected.items() if value > 0}
     assert seen == set(want)
+    for labels, value in rejected.items():
+        if value > 0:
+            reason, stage = dict(labels)["reason"], dict(labels)["stage"]
+            assert stage == ("ledger" if reason in ledger_reasons else "intake"), labels
     # An operator reads the same through the API; a lender does not.
     rejects_url = f"{stack.api_url}/v1/operations/rejects?limit=500"
     assert get(rejects_url)[0] == 401

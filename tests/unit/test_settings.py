@@ -1,0 +1,36 @@
+"""Settings come from CREDITFLOW_* variables, and a variable the engine does not know is an
+error rather than a setting silently ignored (a misspelt CREDITFLOW_API_RECORD_TIMEOUT would
+otherwise leave the default in place)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from engine.settings import ENV_PREFIX, Settings
+
+
+def test_a_variable_sets_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}API_RECORD_TIMEOUT_SECONDS", "3.5")
+    monkeypatch.setenv(f"{ENV_PREFIX}API_JOURNAL_FSYNC", "true")
+    settings = Settings()
+    assert settings.api_record_timeout_seconds == 3.5 and settings.api_journal_fsync is True
+
+
+def test_an_unknown_variable_is_an_error_that_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}API_RECORD_TIMEOUT", "3.5")  # _SECONDS missing
+    with pytest.raises(ValidationError, match=f"{ENV_PREFIX}API_RECORD_TIMEOUT"):
+        Settings()
+
+
+def test_a_value_out_of_range_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}API_RECORD_TIMEOUT_SECONDS", "0")
+    with pytest.raises(ValidationError, match="api_record_timeout_seconds"):
+        Settings()
+
+
+def test_the_journal_lives_under_the_data_dir_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}DATA_DIR", "/srv/cf")
+    assert str(Settings().journal_dir) == "/srv/cf/api-journal"
+    monkeypatch.setenv(f"{ENV_PREFIX}API_JOURNAL_DIR", "/journal")
+    assert str(Settings().journal_dir) == "/journal"
