@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from engine.events.topics import bank_topic
 from engine.runtime.observe import worker_samples
 from engine.runtime.runner import EmbeddedStack
 from loadtest.generator import GeneratorConfig, generate
-from state.views import ViewStore
+from state.views import ViewStore, month_field
 from tests import reference
 from tests.factories import enterprise_ids, event
 from tests.integration.conftest import (
@@ -418,3 +419,64 @@ async def _drop_month(stack: EmbeddedStack, enterprise_id: str, label: str) -> N
         await ViewStore(client, stack.settings.redis_prefix).drop_months({enterprise_id: [label]})
     finally:
         await client.aclose()
+
+
+def test_redis_holds_keyed_pseudonyms_never_a_counterparty_id_or_an_account_number(
+    stack: EmbeddedStack,
+) -> None:
+    who = enterprise_ids(1, seed=4711)[0]
+    bank = BANKS[0]
+    supplier, customer = enterprise_ids(2, seed=4712)  # credit codes: TRADE counterparties
+    accounts = ("6222020200112233445", "6222020200998877665")
+    events = [
+        event(
+            txn_id=f"PRIV-{n}",
+            bank=bank,
+            enterprise_id=who,
+            account=accounts[n % 2],
+            booked_at=f"2026-03-{10 + n:02d}T10:00:00+08:00",
+            direction="in" if n % 2 else "out",
+            counterparty={"id": (customer, supplier)[n % 2 == 0], "name": "某某有限公司"},
+        )
+        for n in range(4)
+    ]
+    _publish_in_order(stack, events)
+    expected = reference.products(events)
+    assert_products(stack, {who: {"2026-03": expected[who]["2026-03"]}})
+
+    # The keyed hash, written out here (BLAKE2b, 8 bytes, the deployment's key): a
+    # pseudonymizer that kept raw ids, or hashed without the key, would not match it.
+    key = stack.settings.pseudonym_key.get_secret_value().encode()[:64]
+
+    def keyed(value: str) -> str:
+        return hashlib.blake2b(value.encode(), digest_size=8, key=key).hexdigest()
+
+    async def everything_in_redis() -> tuple[bytes, dict[str, Any]]:
+        redis = Redis.from_url(stack.settings.redis_url.get_secret_value())
+        try:
+            dump = []
+            async for name in redis.scan_iter(match=f"{stack.settings.redis_prefix}*", count=500):
+                kind = (await redis.type(name)).decode()
+                if kind == "string":
+                    dump.append(await redis.get(name) or b"")
+                elif kind == "hash":
+                    for field, value in (await redis.hgetall(name)).items():
+                        dump += [field, value]
+                elif kind == "zset":
+                    dump += await redis.zrange(name, 0, -1)
+                elif kind in ("set", "list"):
+                    members = await (
+                        redis.smembers(name) if kind == "set" else redis.lrange(name, 0, -1)
+                    )
+                    dump += list(members)
+                dump.append(name)
+            fields = await ViewStore(redis, stack.settings.redis_prefix).fields(who)
+            return b"\n".join(dump), codec.loads(fields[month_field("2026-03").encode()])
+        finally:
+            await redis.aclose()
+
+    dump, month = asyncio.run(everything_in_redis())
+    for raw in (supplier, customer, *accounts):
+        assert raw.encode() not in dump, "a raw id is in Redis"
+    assert {p.split("|")[1] for p in month["parties"]} == {keyed(supplier), keyed(customer)}
+    assert set(month["accounts"]) == {keyed(f"{bank}/{a}") for a in accounts}
