@@ -251,18 +251,23 @@ def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason
 ) -> None:
     code = "REJECT01"
 
-    def bank_add() -> subprocess.CompletedProcess[str]:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "engine.cli", "bank", "add", code],
+            [sys.executable, "-m", "engine.cli", *args],
             env=stack.env,
             capture_output=True,
             text=True,
             timeout=60,
         )
 
+    def bank_add() -> subprocess.CompletedProcess[str]:
+        return cli("bank", "add", code)
+
     registered, again = bank_add(), bank_add()
     assert registered.returncode == 0 and "created" in registered.stdout
     assert again.returncode == 0 and "already registered" in again.stdout
+    listed = cli("bank", "list")
+    assert listed.returncode == 0 and code in listed.stdout.split()
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
     who = enterprise_ids(1, seed=123)[0]
@@ -330,6 +335,13 @@ def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason
         if value > 0:
             reason, stage = dict(labels)["reason"], dict(labels)["stage"]
             assert stage == ("ledger" if reason in ledger_reasons else "intake"), labels
+    # The command line shows them by reason.
+    shown = cli("rejects", "--reason", "bad_amount", "--limit", "50")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "bad_amount=" in lines[0] and "malformed_json=" in lines[0]  # counts of every reason
+    listed_reasons = {line.split()[1] for line in lines if line.startswith("- ")}
+    assert listed_reasons == {"bad_amount"}
     # An operator reads the same through the API; a lender does not.
     rejects_url = f"{stack.api_url}/v1/operations/rejects?limit=500"
     assert get(rejects_url)[0] == 401
