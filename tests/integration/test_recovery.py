@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     BANKS,
     assert_products,
     generated_log,
+    get,
     module_settings,
     publish_by_bank,
 )
@@ -87,6 +88,9 @@ def test_views_lost_in_redis_are_republished(
     # Redis restarts empty while the worker runs, and events keep coming meanwhile.
     url, child, workdir = own_redis
     child.kill()
+    # The API says it is not ready while Redis is away (and answers at once, as JSON).
+    status, body = get(f"{stack.api_url}/readyz")
+    assert status == 503 and body["ready"] is False and body["redis"] is False
     during = _log(seed=24, enterprises=15)
     _publish(stack, during)
     time.sleep(2)  # the worker keeps retrying its publication
@@ -95,3 +99,5 @@ def test_views_lost_in_redis_are_republished(
     child.process = restarted.process
     expected = reference.products(before + during)
     assert_products(stack, expected, timeout=120)
+    status, body = get(f"{stack.api_url}/readyz")
+    assert status == 200 and body["ready"] and body["partitions_without_views"] == []
