@@ -363,7 +363,28 @@ def test_api_answers_errors_as_json(stack: EmbeddedStack) -> None:
     assert get(f"{base}/{SOLO}/quarterly/2026-01", headers)[0] == 400
     status, body = pull(stack, enterprise_ids(1, seed=4242)[0], "2026-01")
     assert status == 404 and body["error"]["code"] == "not_found"
-    assert pull(stack, SOLO, "2020-01")[0] == 404  # before its first transaction
+    # An enterprise of this test's own, with data from 2026-02 on: a period before its first
+    # transaction is 404 (not an empty product), one after its last is served.
+    known = enterprise_ids(1, seed=4343)[0]
+    _publish_in_order(
+        stack,
+        [
+            event(
+                txn_id="K-1",
+                bank=BANKS[0],
+                enterprise_id=known,
+                booked_at="2026-02-03T10:00:00+08:00",
+            )
+        ],
+    )
+    deadline = time.monotonic() + 60
+    while pull(stack, known, "2026-02")[0] != 200:
+        assert time.monotonic() < deadline, "the enterprise's product never showed"
+        time.sleep(0.2)
+    status, body = pull(stack, known, "2020-01")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    status, body = pull(stack, known, "2026-04")  # after its last transaction
+    assert status == 200 and body["segments"][0]["items"]["inflow_count"] == 0
     assert get(f"{stack.api_url}/healthz")[0] == 200
     status, body = get(f"{stack.api_url}/readyz")
     assert status == 200 and body["ready"] and body["partitions_without_views"] == []
