@@ -19,8 +19,9 @@ import pytest
 from engine import codec
 from engine.access.model import Role
 from engine.events.publisher import BankPublisher
+from engine.runtime.embedded import start_redis
 from engine.runtime.provision import Lender, authorize, provision_lender
-from engine.runtime.runner import EmbeddedStack, embedded_stack
+from engine.runtime.runner import EmbeddedStack, embedded_stack, redis_reachable
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
 from tests.compare import differences
@@ -74,6 +75,21 @@ def publish_by_bank(
         publisher = BankPublisher(bootstrap, bank, PARTITIONS, max_batch=max_batch)
         publisher.publish_batch(e for e in events if e["bank"] == bank)
         publisher.flush()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis the settings name (CREDITFLOW_REDIS_URL, by default 127.0.0.1:6379) when it
+    answers, else one started for the session: as `make test` promises, no Redis needed."""
+    url = Settings().redis_url.get_secret_value()
+    if redis_reachable(url):
+        yield url
+        return
+    url, child = start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield url
+    finally:
+        child.stop()
 
 
 @pytest.fixture(scope="module")

@@ -27,9 +27,11 @@ def _record(n: int, enterprise: str, at_us: int) -> tuple[bytes, QueryRecord]:
     return encode_record(record), record
 
 
-def test_the_sweep_removes_what_is_past_the_retention_from_keys_nobody_writes() -> None:
+def test_the_sweep_removes_what_is_past_the_retention_from_keys_nobody_writes(
+    redis_url: str,
+) -> None:
     async def scenario() -> None:
-        redis = Redis.from_url("redis://127.0.0.1:6379/0")
+        redis = Redis.from_url(redis_url)
         prefix = f"test-{secrets.token_hex(4)}"
         index = QueryIndex(redis, prefix, retention_us=365 * DAY_US)
         try:

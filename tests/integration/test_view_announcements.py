@@ -22,8 +22,11 @@ from state.views import ViewStore
 
 pytestmark = pytest.mark.integration
 
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
 E = "91350100M000100Y43"
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -91,7 +94,7 @@ async def keep(cache: ProductCache, key: tuple[str, str, str]) -> None:
     assert cache.product(key) == b"{}"
 
 
-def test_every_write_of_an_enterprises_views_drops_its_cached_products() -> None:
+def test_every_write_of_an_enterprises_views_drops_its_cached_products(redis_url: str) -> None:
     async def body(cache: ProductCache, listener: InvalidationListener, views: ViewStore) -> None:
         key = ("monthly", E, "2026-03")
         for write in (
@@ -108,10 +111,10 @@ def test_every_write_of_an_enterprises_views_drops_its_cached_products() -> None
         assert cache.product(other) == b"{}"  # another enterprise's write leaves it be
         assert cache.progress(0) == (False, None, False)
 
-    asyncio.run(with_listener(SHARED_REDIS, body))
+    asyncio.run(with_listener(redis_url, body))
 
 
-def test_after_a_barrier_every_write_a_read_saw_has_been_announced() -> None:
+def test_after_a_barrier_every_write_a_read_saw_has_been_announced(redis_url: str) -> None:
     """What the API relies on to serve a new progress with cached products; the listener's
     connection is slowed down, so that without the barrier announcements would come late."""
 
@@ -125,9 +128,9 @@ def test_after_a_barrier_every_write_a_read_saw_has_been_announced() -> None:
             assert cache.product(key) is None, f"round {k}: not announced by the barrier"
 
     async def slowed() -> None:
-        server, port = await delaying_proxy(6379, 0.05)
+        server, port = await delaying_proxy(_port_of(redis_url), 0.05)
         try:
-            await with_listener(SHARED_REDIS, body, f"redis://127.0.0.1:{port}/0")
+            await with_listener(redis_url, body, f"redis://127.0.0.1:{port}/0")
         finally:
             server.close()
 
