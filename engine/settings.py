@@ -48,6 +48,14 @@ class Settings(BaseSettings):
         default="127.0.0.1", description="Address the API and the worker's web port bind."
     )
     api_port: int = Field(default=8080, ge=0, le=65535, description="Port of the HTTP API.")
+    api_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of an unauthenticated /metrics for Prometheus on the internal "
+        "network (it answers while Redis is away, when the token check cannot); 0: none. "
+        "The API port's /metrics needs an operator's token.",
+    )
     api_cache_products: int = Field(
         default=20_000,
         ge=0,

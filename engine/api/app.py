@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, start_http_server
 from redis.asyncio import Redis
 
 from engine import codec
@@ -270,6 +270,12 @@ async def serve_api(settings: Settings) -> None:
 
     app = build_app(settings)
     observe_gc_pauses(app.state.metrics.registry)
+    if settings.api_metrics_port:
+        # prometheus_client's own server, in a thread: the metrics an SRE needs most are
+        # those of an outage, when the API port's token check (access state in Redis) fails.
+        start_http_server(
+            settings.api_metrics_port, settings.api_host, app.state.metrics.registry
+        )
     config = uvicorn.Config(
         app,
         host=settings.api_host,

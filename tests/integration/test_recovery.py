@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.runtime.embedded import Child, start_redis
-from engine.runtime.observe import total
+from engine.runtime.embedded import Child, free_port, start_redis
+from engine.runtime.observe import total, worker_samples
 from engine.runtime.runner import EmbeddedStack, delete_views, embedded_stack
 from tests import reference
 from tests.integration.conftest import (
@@ -38,7 +38,9 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, C
 
 @pytest.fixture(scope="module")
 def stack(own_redis: tuple[str, Child, Path]) -> Iterator[EmbeddedStack]:
-    settings = module_settings("rec", redis_url=own_redis[0], batch_max_messages=20)
+    settings = module_settings(
+        "rec", redis_url=own_redis[0], batch_max_messages=20, api_metrics_port=free_port()
+    )
     with embedded_stack(settings, banks=BANKS) as running:
         yield running
 
@@ -49,6 +51,22 @@ def _log(seed: int, enterprises: int) -> list[dict[str, Any]]:
 
 def _publish(stack: EmbeddedStack, events: list[dict[str, Any]]) -> None:
     publish_by_bank(stack, events, max_batch=100)
+
+
+def _cache_live(stack: EmbeddedStack) -> float:
+    """From the API's internal metrics port: it answers while Redis is away (the API port's
+    /metrics checks an operator's token, which needs the access state in Redis)."""
+    url = f"http://127.0.0.1:{stack.settings.api_metrics_port}"
+    return next(iter(worker_samples(url)["creditflow_api_cache_live"].values()))
+
+
+def _until(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _applied(stack: EmbeddedStack) -> float:
@@ -88,9 +106,11 @@ def test_views_lost_in_redis_are_republished(
     # Redis restarts empty while the worker runs, and events keep coming meanwhile.
     url, child, workdir = own_redis
     child.kill()
-    # The API says it is not ready while Redis is away (and answers at once, as JSON).
+    # The API says it is not ready while Redis is away (and answers at once, as JSON), and
+    # its render cache stops serving: nothing would tell it of a change meanwhile.
     status, body = get(f"{stack.api_url}/readyz")
     assert status == 503 and body["ready"] is False and body["redis"] is False
+    assert _until(lambda: _cache_live(stack) == 0.0)
     during = _log(seed=24, enterprises=15)
     _publish(stack, during)
     time.sleep(2)  # the worker keeps retrying its publication
@@ -101,3 +121,4 @@ def test_views_lost_in_redis_are_republished(
     assert_products(stack, expected, timeout=120)
     status, body = get(f"{stack.api_url}/readyz")
     assert status == 200 and body["ready"] and body["partitions_without_views"] == []
+    assert _until(lambda: _cache_live(stack) == 1.0)

@@ -54,7 +54,9 @@ def test_ports_agree_with_the_settings_and_prometheus() -> None:
     assert jobs["creditflow-worker"]["dns_sd_configs"][0]["port"] == int(worker_port)
     intake_port = SERVICES["intake"]["environment"]["CREDITFLOW_WORKER_WEB_PORT"]
     assert jobs["creditflow-intake"]["dns_sd_configs"][0]["port"] == int(intake_port)
-    assert jobs["creditflow-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
+    metrics_port = api_env["CREDITFLOW_API_METRICS_PORT"]
+    assert jobs["creditflow-api"]["static_configs"][0]["targets"] == [f"api:{metrics_port}"]
+    assert not any(metrics_port in port for port in SERVICES["api"]["ports"])  # not published
     assert jobs["creditflow-access"]["dns_sd_configs"][0]["port"] == int(worker_port)
     bootstrap = COMPOSE["x-creditflow-env"]["CREDITFLOW_KAFKA_BOOTSTRAP"]
     advertised = SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")
