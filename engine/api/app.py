@@ -273,9 +273,7 @@ async def serve_api(settings: Settings) -> None:
     if settings.api_metrics_port:
         # prometheus_client's own server, in a thread: the metrics an SRE needs most are
         # those of an outage, when the API port's token check (access state in Redis) fails.
-        start_http_server(
-            settings.api_metrics_port, settings.api_host, app.state.metrics.registry
-        )
+        start_http_server(settings.api_metrics_port, settings.api_host, app.state.metrics.registry)
     config = uvicorn.Config(
         app,
         host=settings.api_host,
