@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from engine.events.publisher import BankPublisher
-from engine.runtime.observe import wait_applied, wait_views_published
+from engine.runtime.observe import wait_applied, wait_views_published, worker_samples
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from tests import reference
 from tests.compare import differences
@@ -31,7 +31,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with embedded_stack(module_settings("split"), banks=BANKS, split_stages=True) as running:
+    # A commit after every step (CREDITFLOW_COMMIT_INTERVAL_SECONDS=0): the other modules run
+    # the default 0.25 s, so both ends of the setting are held to the reference.
+    settings = module_settings("split", commit_interval_seconds=0.0)
+    with embedded_stack(settings, banks=BANKS, split_stages=True) as running:
         yield running
 
 
@@ -53,6 +56,12 @@ def test_two_stage_processes_give_the_reference_products(stack: EmbeddedStack) -
     expected = reference.products(log)
     problems = differences(expected, engine_products(stack, expected))
     assert not problems, f"{len(problems)} values differ, e.g.\n" + "\n".join(problems[:10])
+    # Interval 0: every ledger step committed what it applied (a step may touch several
+    # partitions, each committed on its own).
+    samples = worker_samples(stack.worker_url)
+    steps = samples["creditflow_step_seconds_count"][(("stage", "ledger"),)]
+    commits = samples["creditflow_commit_seconds_count"][()]
+    assert steps > 10 and commits >= steps, (steps, commits)
     # The ledger worker reports only its own stage; readiness holds for both.
     status, body = get(f"{stack.worker_url}/readyz")
     assert status == 200 and body["partitions"] == list(range(PARTITIONS))
