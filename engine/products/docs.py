@@ -6,12 +6,13 @@ from pathlib import Path
 
 from engine.products.specs import SPECS_DIR, ProductSpec, load_products
 
-__all__ = ["PRODUCTS_DOC", "render_products_doc", "write_products_doc"]
+__all__ = ["PRODUCTS_DOC", "render_products_doc", "table_cell", "write_doc", "write_products_doc"]
 
 PRODUCTS_DOC = SPECS_DIR.parent / "docs" / "products.md"
 
 
-def _cell(text: str) -> str:
+def table_cell(text: str) -> str:
+    """``text`` as one cell of a Markdown table."""
     return text.replace("|", "\\|").replace("\n", " ")
 
 
@@ -27,7 +28,8 @@ def _product(spec: ProductSpec) -> list[str]:
         for item in segment.items:
             lines.append(
                 f"| `{item.id}` | {item.name_zh} | {item.name_en} | {item.unit.value} | "
-                f"{_cell(item.definition)} | `{_cell(item.formula)}` | {_cell(item.null_when)} |"
+                f"{table_cell(item.definition)} | `{table_cell(item.formula)}` | "
+                f"{table_cell(item.null_when)} |"
             )
         lines.append("")
     return lines
@@ -51,7 +53,12 @@ def render_products_doc() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_products_doc(path: Path = PRODUCTS_DOC) -> Path:
+def write_doc(path: Path, text: str) -> Path:
+    """Write a generated document (``creditflow docs``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_products_doc(), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_products_doc(path: Path = PRODUCTS_DOC) -> Path:
+    return write_doc(path, render_products_doc())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.products.docs import table_cell, write_doc
 from engine.signals.spec import SIGNALS_SPEC, RuleSpec, load_signals
 
 __all__ = ["SIGNALS_DOC", "render_signals_doc", "write_signals_doc"]
@@ -32,10 +33,6 @@ kind, judicial deductions as a class) and raise nothing.
 """
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _rule(rule: RuleSpec) -> list[str]:
     status = "evaluated" if rule.evaluated else "planned: raises nothing yet"
     lines = [
@@ -54,7 +51,7 @@ def _rule(rule: RuleSpec) -> list[str]:
         lines += ["| parameter | default | unit | meaning |", "|---|---|---|---|"]
         for name, p in rule.parameters.items():
             default = int(p.default) if p.default.is_integer() else p.default
-            lines.append(f"| `{name}` | {default} | {p.unit} | {_cell(p.description)} |")
+            lines.append(f"| `{name}` | {default} | {p.unit} | {table_cell(p.description)} |")
         lines.append("")
     return lines
 
@@ -68,6 +65,4 @@ def render_signals_doc() -> str:
 
 
 def write_signals_doc(path: Path = SIGNALS_DOC) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_signals_doc(), encoding="utf-8")
-    return path
+    return write_doc(path, render_signals_doc())

@@ -37,7 +37,7 @@ def operating_inflow_stopped(t: Timeline, i: int, p: Mapping[str, float]) -> Evi
     days = int(p["days"])
     if i < days or t.inflow(i - days + 1, i) > 0:
         return None
-    last = next((k for k in range(i - days, -1, -1) if t.op_in[k] > 0), None)
+    last = t.last_inflow(i - days)
     return {
         "last_operating_inflow_on": None if last is None else t.day(last).isoformat(),
         "days_without": i - last if last is not None else i + 1,

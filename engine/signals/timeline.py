@@ -31,6 +31,7 @@ class Timeline:
     eod: dict[str, tuple[int | None, ...]]  # account -> end-of-day balance (None before it)
     _in_sums: tuple[int, ...]  # _in_sums[k] = op_in[0] + ... + op_in[k - 1]
     _out_sums: tuple[int, ...]
+    _last_in: tuple[int, ...]  # index of the last day at or before k with an inflow, or -1
 
     def index(self, day: date) -> int:
         return (day - self.first).days
@@ -51,6 +52,11 @@ class Timeline:
     def outflow(self, start: int, end: int) -> int:
         start, end = max(start, 0), min(end, self.last)
         return self._out_sums[end + 1] - self._out_sums[start] if start <= end else 0
+
+    def last_inflow(self, index: int) -> int | None:
+        """Index of the last day at or before ``index`` with an operating inflow."""
+        last = self._last_in[index] if index >= 0 else -1
+        return None if last < 0 else last
 
     def balances(self, index: int) -> list[int]:
         """The end-of-day balance of every account that has one on that day."""
@@ -88,6 +94,9 @@ def timeline(history: History, as_of: date) -> Timeline | None:
         {account: tuple(days) for account, days in eod.items()},
         (0, *itertools.accumulate(op_in)),
         (0, *itertools.accumulate(op_out)),
+        tuple(
+            itertools.accumulate((k if amount > 0 else -1 for k, amount in enumerate(op_in)), max)
+        ),
     )
 
 
