@@ -26,6 +26,8 @@ from engine.access.records import ANSWERED_OUTCOMES, QueryRecord, decode_record
 
 __all__ = ["QueryIndex"]
 
+# Who may appear in an enterprise's own list of queries ("unknown": no valid token).
+_SEEN_BY_THE_ENTERPRISE = ("institution", "enterprise", "operator")
 _TIE_MARGIN = 64  # records of one microsecond fetched beyond a page, to resume after a cursor
 
 
@@ -60,7 +62,7 @@ class QueryIndex:
         # them of a few institutions (and of the enterprises lenders pull most).
         members: dict[str, dict[bytes, int]] = collections.defaultdict(dict)
         for raw, record in records:
-            if record.enterprise_id is not None and record.by in ("institution", "enterprise"):
+            if record.enterprise_id is not None and record.by in _SEEN_BY_THE_ENTERPRISE:
                 members[self.enterprise_key(record.enterprise_id)][raw] = record.at_us
                 if record.by == "institution" and record.outcome in ANSWERED_OUTCOMES:
                     members[self.answered_key(record.enterprise_id)][raw] = record.at_us

@@ -22,7 +22,7 @@ class QueryRecord(msgspec.Struct, frozen=True):
     # request_id comes first: records of the same microsecond sort by it in a Redis ZSET.
     request_id: str
     at_us: int
-    by: str  # "institution", "enterprise" (reading its own) or "unknown" (no valid token)
+    by: str  # "institution", "enterprise" (its own), "operator" (rejected events), "unknown"
     institution: str | None  # the institution's code when by == "institution"
     enterprise_id: str | None  # None when the requested id was not a valid credit code
     product: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -20,7 +22,15 @@ from engine.settings import Settings
 from state.queries import QueryIndex
 from state.views import ViewStore
 
-__all__ = ["Services", "bearer", "client_address", "now_us", "principal_of", "services_of"]
+__all__ = [
+    "Services",
+    "bearer",
+    "client_address",
+    "new_request_id",
+    "now_us",
+    "principal_of",
+    "services_of",
+]
 
 #: Declares the bearer scheme in the OpenAPI document; the token itself is checked by
 #: :class:`Authenticator` (auto_error off: a missing token is our 401, in our error shape).
@@ -48,6 +58,22 @@ class Services:
 def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+class _RequestIds:
+    """Unique request ids (32 hex characters): a random prefix per process and a counter. A
+    random id per request asked the kernel for random bytes each time (33 us here under the
+    profiler)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+new_request_id = _RequestIds()
 
 
 def now_us() -> int:

@@ -657,6 +657,13 @@ def test_only_an_operator_reads_the_metrics_and_the_rejected_events(world: World
     ops = token_of(added)
     status, body, _ = world.call("GET", "/v1/operations/rejects?limit=5", ops)
     assert status == 200 and isinstance(body["by_reason"], dict)
+    # Recorded, with no enterprise to name here: in the operator's own list of queries.
+    _until(
+        lambda: any(
+            q["product"] == "rejects" and q["by"] == "operator"
+            for q in world.call("GET", "/v1/institutions/OPS00001/queries", ops)[1]["queries"]
+        )
+    )
     request = urllib.request.Request(
         world.stack.api_url + "/metrics", headers={"Authorization": f"Bearer {ops}"}
     )

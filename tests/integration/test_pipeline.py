@@ -353,6 +353,19 @@ def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason
     status, body = get(f"{rejects_url}&reason=bad_amount", operator(stack))
     assert status == 200 and {r["reason"] for r in body["rejects"]} == {"bad_amount"}
     assert get(f"{rejects_url}&reason=nonsense", operator(stack))[0] == 422
+    # The enterprise whose rejected events were shown sees that read among its queries.
+    token = codec.loads(cli("enterprise", "token", who).stdout.strip().splitlines()[-1])["token"]
+
+    def read_by_operator() -> bool:
+        queries = get(f"{stack.api_url}/v1/enterprises/{who}/queries", {
+            "Authorization": f"Bearer {token}"
+        })[1]["queries"]  # fmt: skip
+        return any(q["by"] == "operator" and q["product"] == "rejects" for q in queries)
+
+    deadline = time.monotonic() + 30
+    while not read_by_operator():
+        assert time.monotonic() < deadline, "the operator's read was not recorded"
+        time.sleep(0.2)
 
 
 def test_api_answers_errors_as_json(stack: EmbeddedStack) -> None:
