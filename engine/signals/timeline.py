@@ -1,21 +1,25 @@
 """An enterprise's days, from its first day on record to the as-of day: what the rules read.
 
-Built from the months the workers keep (engine/products/history.py): operating inflow and
-outflow per day, and each account's end-of-day balance. Cumulative sums make a window's total
-one subtraction, so a rule can be judged on every day of a run cheaply (an episode's start is
-the first day of the run on which its rule held).
+Built from one digest per month (:class:`MonthDays`: operating inflow and outflow per day,
+each account's balance at its last booking of a day), whether the months come from the
+published views (engine/products/history.py) or from a worker's state (state/signals.py).
+The timeline keeps only the days that have something, sorted, with running sums: a window's
+total is two bisections, an account's balance on a day one, so a rule can be judged on every
+day of a run cheaply (an episode's start is the first day of the run on which it held), and
+building it costs the days with bookings, not the calendar days.
 """
 
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from engine.periods import days_in_month
-from engine.products.history import History
+from engine.products.history import History, MonthView
 
-__all__ = ["Timeline", "month_of", "timeline"]
+__all__ = ["MonthDays", "Timeline", "month_of", "timeline", "timeline_of"]
 
 
 def month_of(day: date) -> int:
@@ -23,15 +27,60 @@ def month_of(day: date) -> int:
     return day.year * 12 + day.month - 1
 
 
+def _date(month: int, day: int) -> date:
+    return date(month // 12, month % 12 + 1, day)
+
+
+@dataclass(frozen=True, slots=True)
+class MonthDays:
+    """What the rules read of one month, by day of month (days without bookings are absent)."""
+
+    first_booked: int | None  # the first day with a counted transaction
+    op_in: Mapping[int, int]  # day -> operating inflow
+    op_out: Mapping[int, int]
+    balances: Mapping[str, Mapping[int, int]]  # account -> day -> balance after its last booking
+
+    @classmethod
+    def of_view(cls, view: MonthView) -> MonthDays:
+        booked = [d for d, day in view.days.items() if day.txns]
+        return cls(
+            min(booked) if booked else None,
+            {d: day.operating_in for d, day in view.days.items() if day.operating_in},
+            {d: day.operating_out for d, day in view.days.items() if day.operating_out},
+            {account: days for account, (_, days) in view.accounts.items()},
+        )
+
+
+class _Series:
+    """A sparse daily series: the days with an amount, and running sums over them."""
+
+    __slots__ = ("_days", "_sums")
+
+    def __init__(self, points: list[tuple[int, int]]) -> None:
+        points.sort()
+        self._days = [day for day, _ in points]
+        self._sums = [0, *itertools.accumulate(amount for _, amount in points)]
+
+    def total(self, start: int, end: int) -> int:
+        """The sum over days start..end, both included."""
+        if start > end:
+            return 0
+        return (
+            self._sums[bisect_right(self._days, end)] - self._sums[bisect_left(self._days, start)]
+        )
+
+    def last_at_or_before(self, index: int) -> int | None:
+        k = bisect_right(self._days, index)
+        return self._days[k - 1] if k else None
+
+
 @dataclass(frozen=True, slots=True)
 class Timeline:
     first: date  # the firm's first day on record: index 0
-    op_in: tuple[int, ...]  # operating inflow of each day, first to the as-of day
-    op_out: tuple[int, ...]
-    eod: dict[str, tuple[int | None, ...]]  # account -> end-of-day balance (None before it)
-    _in_sums: tuple[int, ...]  # _in_sums[k] = op_in[0] + ... + op_in[k - 1]
-    _out_sums: tuple[int, ...]
-    _last_in: tuple[int, ...]  # index of the last day at or before k with an inflow, or -1
+    days: int  # days from the first day to the as-of day, both included
+    _in: _Series
+    _out: _Series
+    _balances: tuple[tuple[list[int], list[int]], ...]  # per account: sorted days, balances
 
     def index(self, day: date) -> int:
         return (day - self.first).days
@@ -42,72 +91,72 @@ class Timeline:
     @property
     def last(self) -> int:
         """Index of the as-of day."""
-        return len(self.op_in) - 1
+        return self.days - 1
 
     def inflow(self, start: int, end: int) -> int:
         """Operating inflow of days start..end (inclusive), clipped to the firm's days."""
-        start, end = max(start, 0), min(end, self.last)
-        return self._in_sums[end + 1] - self._in_sums[start] if start <= end else 0
+        return self._in.total(max(start, 0), min(end, self.last))
 
     def outflow(self, start: int, end: int) -> int:
-        start, end = max(start, 0), min(end, self.last)
-        return self._out_sums[end + 1] - self._out_sums[start] if start <= end else 0
+        return self._out.total(max(start, 0), min(end, self.last))
 
     def last_inflow(self, index: int) -> int | None:
         """Index of the last day at or before ``index`` with an operating inflow."""
-        last = self._last_in[index] if index >= 0 else -1
-        return None if last < 0 else last
+        return self._in.last_at_or_before(index) if index >= 0 else None
 
     def balances(self, index: int) -> list[int]:
         """The end-of-day balance of every account that has one on that day."""
-        return [b for days in self.eod.values() if (b := days[index]) is not None]
+        found = []
+        for days, values in self._balances:
+            k = bisect_right(days, index)
+            if k:
+                found.append(values[k - 1])
+        return found
 
 
-def timeline(history: History, as_of: date) -> Timeline | None:
-    """The enterprise's days up to ``as_of``; None before its first transaction."""
-    first = _first_day(history)
+def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None:
+    """The enterprise's days up to ``as_of``, from its months; None before its first
+    transaction. Bookings on days before the first counted one, or after ``as_of``, are not
+    read."""
+    first = _first_day(months)
     if first is None or as_of < first:
         return None
-    first_month = month_of(first)
-    op_in: list[int] = []
-    op_out: list[int] = []
-    eod: dict[str, list[int | None]] = {}
-    for month in range(first_month, month_of(as_of) + 1):
-        view = history.month(month)
-        start = first.day if month == first_month else 1
-        end = as_of.day if month == month_of(as_of) else days_in_month(month)
-        for account in view.accounts:
-            eod.setdefault(account, [None] * len(op_in))
-        for d in range(start, end + 1):
-            day = view.days.get(d)
-            op_in.append(day.operating_in if day else 0)
-            op_out.append(day.operating_out if day else 0)
-            for account, days in eod.items():
-                booked_balance = view.accounts.get(account, ("", {}))[1].get(d)
-                days.append(
-                    booked_balance if booked_balance is not None else days[-1] if days else None
-                )
+    last_month = month_of(as_of)
+    inflows: list[tuple[int, int]] = []
+    outflows: list[tuple[int, int]] = []
+    balances: dict[str, list[tuple[int, int]]] = {}
+    for month in sorted(months):
+        if month > last_month:
+            break
+        digest = months[month]
+        offset = (_date(month, 1) - first).days - 1  # index of day d is offset + d
+        end = as_of.day if month == last_month else 31
+        for source, points in ((digest.op_in, inflows), (digest.op_out, outflows)):
+            points.extend(
+                (offset + d, a) for d, a in source.items() if offset + d >= 0 and d <= end
+            )
+        for account, days in digest.balances.items():
+            kept = [(offset + d, b) for d, b in days.items() if offset + d >= 0 and d <= end]
+            if kept:
+                balances.setdefault(account, []).extend(kept)
+    series = []
+    for points in balances.values():
+        points.sort()
+        series.append(([day for day, _ in points], [b for _, b in points]))
     return Timeline(
-        first,
-        tuple(op_in),
-        tuple(op_out),
-        {account: tuple(days) for account, days in eod.items()},
-        (0, *itertools.accumulate(op_in)),
-        (0, *itertools.accumulate(op_out)),
-        tuple(
-            itertools.accumulate((k if amount > 0 else -1 for k, amount in enumerate(op_in)), max)
-        ),
+        first, (as_of - first).days + 1, _Series(inflows), _Series(outflows), tuple(series)
     )
 
 
-def _first_day(history: History) -> date | None:
+def timeline(history: History, as_of: date) -> Timeline | None:
+    """The enterprise's days up to ``as_of``, from its published months."""
+    return timeline_of({m: MonthDays.of_view(v) for m, v in history.months.items()}, as_of)
+
+
+def _first_day(months: Mapping[int, MonthDays]) -> date | None:
     """The day of the first transaction that counts (a month may hold only reversed ones)."""
-    for month in sorted(history.months):
-        booked = [d for d, day in history.month(month).days.items() if day.txns]
-        if booked:
-            return _date(month, min(booked))
+    for month in sorted(months):
+        first = months[month].first_booked
+        if first is not None:
+            return _date(month, first)
     return None
-
-
-def _date(month: int, day: int) -> date:
-    return date(month // 12, month % 12 + 1, day)
