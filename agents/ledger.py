@@ -45,6 +45,12 @@ _REPUBLISH_CHUNK = 500
 _REWIND_RETRY_SECONDS = 10.0
 _STALL_SECONDS = 10.0  # behind the log and not moving for this long: seek again
 _RETRY_MAX_SECONDS = 5.0
+# Routed messages a partition may be behind the log end (as last looked up) and still count
+# as live: further behind, it is replaying, and its signals wait (agents/signals.py).
+_LIVE_LAG_MESSAGES = 500
+
+#: Called after each commit with the partition and the months it changed per enterprise.
+CommitHook = Callable[[int, dict[str, set[int]]], None]
 
 
 def as_of(progress: Progress, partition: int) -> dict[str, Any]:
@@ -88,6 +94,7 @@ class LedgerStage:
         cache_months: int = 2_500,
         log_start: Callable[[int], Awaitable[int]] | None = None,
         commit_interval: float = 0.0,
+        on_commit: CommitHook | None = None,
     ) -> None:
         self._open_store = open_store
         self._pseudonym = pseudonym
@@ -99,6 +106,8 @@ class LedgerStage:
         self._log_start = log_start
         self._cache_months = cache_months
         self._commit_interval = commit_interval
+        self._on_commit = on_commit
+        self._ends: dict[int, int] = {}  # partition -> end of the routed log, as last looked
         self._uncommitted: dict[int, _Uncommitted] = {}
         self._ledgers: dict[int, PartitionLedger] = {}
         self._stores: dict[int, KVStore] = {}
@@ -111,7 +120,7 @@ class LedgerStage:
         self._catching_up: dict[int, int] = {}  # partition -> routed offset of the views
         self._moved: dict[int, float] = {}  # partition -> when its state last advanced
         self._background: set[asyncio.Task[None]] = set()
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # one step, commit or signal evaluation at a time
         self.views_ok = True
         self.assigned = False
 
@@ -125,6 +134,23 @@ class LedgerStage:
 
     def ledger(self, partition: int) -> PartitionLedger:
         return self._ledger(partition)
+
+    def store(self, partition: int) -> KVStore | None:
+        """The store of a partition this worker holds (committed state), else None."""
+        return self._stores.get(partition)
+
+    def live(self, partition: int) -> bool:
+        """Whether the partition's state is live: not rebuilding, not behind the views Redis
+        serves, and near the end of the routed log as last looked up. A replaying partition
+        judges no signal: its state is in the past, and judging it as of today would raise
+        and retract episodes that never held."""
+        ledger = self._ledgers.get(partition)
+        end = self._ends.get(partition)
+        if ledger is None or end is None:
+            return False
+        if partition in self._republishing or partition in self._catching_up:
+            return False
+        return self._next_offset(partition, ledger) >= end - _LIVE_LAG_MESSAGES
 
     def _ledger(self, partition: int) -> PartitionLedger:
         ledger = self._ledgers.get(partition)
@@ -141,7 +167,7 @@ class LedgerStage:
 
     async def open(self, partitions: set[int]) -> None:
         """Open the state of newly assigned partitions."""
-        async with self._lock:
+        async with self.lock:
             for partition in sorted(partitions - self._ledgers.keys()):
                 self._ledger(partition)
                 self._republishing.add(partition)  # until its views are checked
@@ -154,7 +180,7 @@ class LedgerStage:
                 await self._republish_if_behind(partition)
 
     async def revoke(self, partitions: set[int]) -> None:
-        async with self._lock:
+        async with self.lock:
             for partition in partitions & self._ledgers.keys():
                 try:
                     await self._commit(partition)  # the next owner resumes from here
@@ -178,7 +204,7 @@ class LedgerStage:
         by_partition: dict[int, list[Message]] = {}
         for message in messages:
             by_partition.setdefault(message.partition, []).append(message)
-        async with self._lock:
+        async with self.lock:
             for partition, batch in by_partition.items():
                 try:
                     for step in in_steps(batch):  # bounded memory
@@ -192,7 +218,7 @@ class LedgerStage:
     async def commit_due(self) -> None:
         """Commit every partition whose oldest applied event has waited long enough (a
         timer calls this, so that an event is committed even when nothing follows it)."""
-        async with self._lock:
+        async with self.lock:
             now = time.monotonic()
             for partition in [p for p in self._uncommitted if self._due(p, now)]:
                 await self._commit(partition)
@@ -257,6 +283,8 @@ class LedgerStage:
             self._rollback(partition)
             raise
         del self._uncommitted[partition]
+        if self._on_commit is not None:
+            self._on_commit(partition, changed)
         await self._publish_step(partition, ledger, changed)
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
 
@@ -284,6 +312,7 @@ class LedgerStage:
         an older fetch is still being delivered, and a partition whose group offset is at the
         end of the log gets no message that would make it rewind.
         """
+        self._ends = {p: ends[p] for p in self.partitions if p < len(ends)}
         if self._seek is None:
             return
         now = time.monotonic()
@@ -313,7 +342,7 @@ class LedgerStage:
         """
         if self._seek is None:
             return
-        async with self._lock:
+        async with self.lock:
             for partition in sorted(partitions & self._ledgers.keys()):
                 await self._commit(partition)
                 await self._seek(partition, self._ledgers[partition].progress.next_offset)
@@ -368,7 +397,7 @@ class LedgerStage:
         """Drop state and views booked before ``before_month``; returns enterprise-months."""
         dropped = 0
         for partition in self.partitions:
-            async with self._lock:
+            async with self.lock:
                 ledger = self._ledgers.get(partition)
                 if ledger is None:
                     continue
@@ -444,7 +473,7 @@ class LedgerStage:
 
     async def _republish(self, partition: int) -> None:
         try:
-            async with self._lock:
+            async with self.lock:
                 ledger = self._ledgers.get(partition)
                 if ledger is not None:
                     await self._commit(partition)
@@ -455,7 +484,7 @@ class LedgerStage:
     async def _republish_if_behind(self, partition: int) -> None:
         """Rebuild a partition's views from state when Redis lacks them or is behind."""
         try:
-            async with self._lock:
+            async with self.lock:
                 ledger = self._ledgers.get(partition)
                 if ledger is None:
                     return

@@ -119,6 +119,42 @@ class WorkerMetrics:
             "Disputes not answered by their due date (20 days after they were filed).",
             registry=registry,
         )
+        self.signals = Counter(
+            "creditflow_signals_total",
+            "Signal transitions published to credit.signals, by rule, severity and state "
+            "(raised, cleared, retracted).",
+            ["rule", "severity", "state"],
+            registry=registry,
+        )
+        self.signal_evaluations = Counter(
+            "creditflow_signal_evaluations_total",
+            "Enterprises whose rules were judged (after a change, or on a new day).",
+            registry=registry,
+        )
+        self.signals_pending = Gauge(
+            "creditflow_signals_pending_enterprises",
+            "Enterprises whose committed state changed and whose rules are not judged yet "
+            "(they wait while a partition replays its log).",
+            registry=registry,
+        )
+        self.signal_evaluation_seconds = Histogram(
+            "creditflow_signal_evaluation_seconds",
+            "Time to judge one chunk of enterprises and publish its signals.",
+            buckets=_STEP_BUCKETS,
+            registry=registry,
+        )
+        self.signal_deliveries = Counter(
+            "creditflow_signal_deliveries_total",
+            "Signals added to institutions' feeds (one per institution authorized to receive "
+            "it); a repeat of a signal already in a feed is not counted.",
+            registry=registry,
+        )
+        self.signal_delivery_lag = Histogram(
+            "creditflow_signal_delivery_lag_seconds",
+            "From a signal's emission by the evaluating worker to its place in the feeds.",
+            buckets=_STEP_BUCKETS,
+            registry=registry,
+        )
 
 
 class ApiMetrics:
@@ -176,6 +212,17 @@ class ApiMetrics:
             "creditflow_api_cache_live",
             "1 while Redis announces changed views to this API (cached pulls need no Redis);"
             " 0 while every pull reads Redis.",
+            registry=registry,
+        )
+        self.signal_streams = Gauge(
+            "creditflow_api_signal_streams",
+            "Server-sent event streams of signals open on this API.",
+            registry=registry,
+        )
+        self.signals_delivered = Counter(
+            "creditflow_api_signals_delivered_total",
+            "Signals delivered to institutions (polled or streamed).",
+            ["via"],
             registry=registry,
         )
 

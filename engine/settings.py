@@ -106,6 +106,17 @@ class Settings(BaseSettings):
         default=Path(__file__).resolve().parent.parent / "specs" / "registries.toml",
         description="Reference registries (counterparty classes); reloaded when it changes.",
     )
+    signal_rules_path: Path = Field(
+        default=Path(__file__).resolve().parent.parent / "specs" / "signals.toml",
+        description="The signal rules and their parameters (a deployment tunes them in its "
+        "own copy); read when a worker starts.",
+    )
+    signal_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="Days signals are kept in institutions' feeds, and the retention of the "
+        "credit.signals topic.",
+    )
     registry_refresh_seconds: float = Field(
         default=5.0, gt=0, description="How often a worker checks the registries for a change."
     )

@@ -171,5 +171,22 @@ class AccessStore:
             case Statement():
                 tx.sadd(keys.index("ent-statement", entity.enterprise_id), entity.id)
 
+    async def authorizations_of(
+        self, enterprise_ids: Iterable[str]
+    ) -> dict[str, list[Authorization]]:
+        """Every authorization of each enterprise, whatever its status."""
+        enterprise_ids = list(dict.fromkeys(enterprise_ids))
+        pipe = self._redis.pipeline(transaction=False)
+        for enterprise_id in enterprise_ids:
+            pipe.smembers(self.keys.index("ent-auth", enterprise_id))
+        ids = await pipe.execute() if enterprise_ids else []
+        wanted = [("authorization", i.decode()) for members in ids for i in sorted(members)]
+        found = await self.load(wanted)
+        result: dict[str, list[Authorization]] = {e: [] for e in enterprise_ids}
+        for entity in found.values():
+            if isinstance(entity, Authorization) and entity.enterprise_id in result:
+                result[entity.enterprise_id].append(entity)
+        return result
+
     async def overdue_disputes(self, now_us: int) -> int:
         return int(await self._redis.zcount(self.keys.disputes_due, "-inf", f"({now_us}"))

@@ -13,6 +13,8 @@ Keys and values (renaming a key or changing a value's format is a migration):
     L|<enterprise>|<bank>|<txn_id>     ledger record, binary (state/records.py, format 2)
     P|<enterprise>|<bank>|<txn_id>     a reversal waiting for this original: its txn_id
     M|<enterprise>|<YYYY-MM>           month aggregate (MonthAgg.encode, JSON)
+    E|<enterprise>                     its state changed since its signals were evaluated
+    S|<enterprise>|<rule>              an open signal episode (state/signals.py)
     _meta                              progress: next routed offset, sources, watermark
 Ledger records were JSON lists until format 1 (binary, with a leading format byte that
 :func:`records.decode` checks). No state of the JSON form was ever deployed (the embedded
@@ -46,6 +48,7 @@ from state.ledger_types import (
     Progress,
     Rejection,
     Source,
+    evaluate_key,
     ledger_key,
     month_key,
     pending_key,
@@ -549,6 +552,8 @@ class PartitionLedger:
             agg = self._months[(enterprise_id, month)]
             changes[month_key(enterprise_id, month)] = None if agg.is_empty else agg.encode()
             changed.setdefault(enterprise_id, set()).add(month)
+        for enterprise_id in changed:  # cleared once its signals are evaluated (agents/signals.py)
+            changes[evaluate_key(enterprise_id)] = b""
         changes[META_KEY] = self.progress.encode()
         self._store.write(changes)
         self._writes = {}

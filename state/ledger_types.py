@@ -23,6 +23,7 @@ __all__ = [
     "Progress",
     "Rejection",
     "Source",
+    "evaluate_key",
     "ledger_key",
     "month_key",
     "pending_key",
@@ -89,3 +90,8 @@ def pending_key(enterprise_id: str, bank: str, txn_id: str) -> bytes:
 
 def month_key(enterprise_id: str, month: int) -> bytes:
     return f"M|{enterprise_id}|{format_month(month)}".encode()
+
+
+def evaluate_key(enterprise_id: str) -> bytes:
+    """Marks an enterprise whose committed state changed since its signals were evaluated."""
+    return f"E|{enterprise_id}".encode()

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from redis.asyncio import Redis
 
 from engine import codec
-from engine.api import routes_access, routes_operations, routes_products
+from engine.api import routes_access, routes_operations, routes_products, routes_signals
 from engine.api.access_log import AccessLog
 from engine.api.access_view import AccessView
 from engine.api.errors import error_response, install_error_handlers
@@ -44,6 +44,7 @@ from engine.products.specs import load_products
 from engine.settings import Settings
 from state.access import AccessKeys
 from state.queries import QueryIndex
+from state.signal_feeds import SignalFeeds
 from state.tracking import InvalidationListener
 from state.views import ViewStore
 
@@ -185,6 +186,7 @@ def build_services(settings: Settings, metrics: ApiMetrics) -> tuple[Services, l
             settings.api_record_timeout_seconds,
             settings.api_journal_fsync,
         ),
+        signals=SignalFeeds(redis, settings.redis_prefix, settings.signal_retention_days),
         authenticator=Authenticator(access, settings.token_hash_key.get_secret_value().encode()),
         throttle=Throttle(settings.api_institution_rate_limit, settings.api_auth_failure_limit),
         metrics=metrics,
@@ -228,6 +230,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(routes_products.router)
     app.include_router(routes_access.router)
     app.include_router(routes_operations.router)
+    app.include_router(routes_signals.router)
     app.router.routes[0:0] = routes_products.fast_routes
     app.add_api_route("/healthz", _healthz, include_in_schema=False)
     app.add_api_route("/readyz", _readyz, include_in_schema=False)

@@ -31,6 +31,8 @@ __all__ = [
     "RejectOut",
     "RejectsOut",
     "ResolutionIn",
+    "SignalOut",
+    "SignalsOut",
     "StatementIn",
     "StatementOut",
     "authorization_out",
@@ -169,6 +171,26 @@ class RejectOut(BaseModel):
 class RejectsOut(BaseModel):
     by_reason: dict[str, int] = Field(description="Every rejected event so far, by reason.")
     rejects: list[RejectOut] = Field(description="The most recent, newest first.")
+
+
+class SignalOut(BaseModel):
+    """A transition of a signal episode, as published on credit.signals (docs/signals.md)."""
+
+    id: str = Field(description="The episode's id: the same for its raised, cleared, retracted.")
+    enterprise_id: str
+    rule: str = Field(description="A rule of specs/signals.toml.")
+    severity: Literal["info", "warning", "critical"]
+    state: Literal["raised", "cleared", "retracted"]
+    date: str = Field(description="The episode's first day (China time), YYYY-MM-DD.")
+    evidence: dict[str, Any] = Field(description="The rule's evidence when it was raised.")
+    raised_at: str = Field(description="Start of the episode's first day, in event time.")
+    emitted_at: str = Field(description="When the worker published the transition.")
+    as_of: str = Field(description="The day the rules were judged on.")
+
+
+class SignalsOut(BaseModel):
+    signals: list[SignalOut] = Field(description="Oldest first.")
+    next: str = Field(description="The cursor to pass as `since` next time.")
 
 
 def _steps(history: tuple[Step, ...]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from engine.api.recorder import QueryRecorder
 from engine.metrics import ApiMetrics
 from engine.settings import Settings
 from state.queries import QueryIndex
+from state.signal_feeds import SignalFeeds
 from state.views import ViewStore
 
 __all__ = [
@@ -50,6 +51,7 @@ class Services:
     queries: QueryIndex
     products: ProductService
     recorder: QueryRecorder
+    signals: SignalFeeds
     authenticator: Authenticator
     throttle: Throttle
     metrics: ApiMetrics

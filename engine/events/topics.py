@@ -15,6 +15,7 @@ __all__ = [
     "QUERY_RECORDS_TOPIC",
     "REJECTED_TOPIC",
     "ROUTED_TOPIC",
+    "SIGNALS_TOPIC",
     "bank_code_of",
     "bank_topic",
 ]
@@ -42,6 +43,11 @@ ACCESS_STATE_TOPIC = "creditflow.access.state.v1"
 #: One record per product request, served or refused, keyed by enterprise (append-only;
 #: retention CREDITFLOW_QUERY_RECORD_RETENTION_DAYS).
 QUERY_RECORDS_TOPIC = "creditflow.queries.v1"
+
+#: Credit signal episodes (raised, cleared, retracted), keyed by enterprise, partitioned as
+#: the routed topic: the record from which deliveries to lenders are made (issue 16). The
+#: name is the one lenders' systems subscribe to, hence no creditflow prefix.
+SIGNALS_TOPIC = "credit.signals"
 
 
 def bank_topic(code: str) -> str:

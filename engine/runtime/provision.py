@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 
 from engine.access import commands, tokens
-from engine.access.model import Role
+from engine.access.model import Purpose, Role
 from engine.api.access_log import AccessLog
 from engine.api.access_view import AccessView
 from engine.api.errors import ApiError
@@ -28,7 +28,7 @@ from engine.events import kafka_admin
 from engine.settings import Settings
 from state.access import AccessKeys
 
-__all__ = ["Lender", "authorize", "provision_lender", "with_access_log"]
+__all__ = ["Lender", "authorize", "provision_lender", "revoke", "with_access_log"]
 
 _DAY_US = 86_400_000_000
 T = TypeVar("T")
@@ -63,11 +63,32 @@ def provision_lender(
     )
 
 
-def authorize(settings: Settings, lender: Lender, enterprise_ids: Iterable[str]) -> None:
-    """Authorize ``lender`` (both products, a year) for the enterprises it lacks."""
+def authorize(
+    settings: Settings,
+    lender: Lender,
+    enterprise_ids: Iterable[str],
+    purpose: Purpose = Purpose.CREDIT_APPLICATION,
+) -> None:
+    """Authorize ``lender`` (both products, a year, for ``purpose``) for the enterprises it
+    lacks."""
     missing = [e for e in dict.fromkeys(enterprise_ids) if e not in lender.authorizations]
     if missing:
-        asyncio.run(with_access_log(settings, lambda log: _grant(log, lender, missing)))
+        asyncio.run(with_access_log(settings, lambda log: _grant(log, lender, missing, purpose)))
+
+
+def revoke(settings: Settings, lender: Lender, enterprise_id: str) -> None:
+    """Revoke ``lender``'s authorization of ``enterprise_id`` (as the enterprise would)."""
+    authorization_id = lender.authorizations.pop(enterprise_id)
+    command = commands.RevokeAuthorization(
+        **_fields(), enterprise_id=enterprise_id, authorization_id=authorization_id
+    )
+
+    async def run(log: AccessLog) -> None:
+        result = (await log.submit_many([command]))[0]
+        if isinstance(result, ApiError):
+            raise CreditflowError(f"could not revoke: {result.message}")
+
+    asyncio.run(with_access_log(settings, run))
 
 
 async def _provision(
@@ -92,7 +113,12 @@ async def _provision(
     return await with_access_log(settings, run)
 
 
-async def _grant(log: AccessLog, lender: Lender, enterprises: list[str]) -> None:
+async def _grant(
+    log: AccessLog,
+    lender: Lender,
+    enterprises: list[str],
+    purpose: Purpose = Purpose.CREDIT_APPLICATION,
+) -> None:
     for start in range(0, len(enterprises), 2000):
         chunk = enterprises[start : start + 2000]
         grants: list[commands.Command] = [
@@ -102,7 +128,7 @@ async def _grant(log: AccessLog, lender: Lender, enterprises: list[str]) -> None
                 enterprise_id=enterprise_id,
                 institution=lender.code,
                 products=("monthly", "quarterly"),
-                purpose="credit_application",
+                purpose=purpose.value,
                 valid_until_us=_now_us() + 365 * _DAY_US,
             )
             for enterprise_id in chunk

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from engine.errors import ConfigurationError, EmbeddedServiceError, StateError
 from engine.events import kafka_admin
-from engine.events.topics import REJECTED_TOPIC, ROUTED_TOPIC, bank_topic
+from engine.events.topics import REJECTED_TOPIC, ROUTED_TOPIC, SIGNALS_TOPIC, bank_topic
 from engine.metrics import observe_gc_pauses
 from engine.runtime.embedded import (
     Child,
@@ -55,7 +55,13 @@ def prepare_worker(settings: Settings) -> None:
             "`creditflow up` starts an embedded broker instead"
         )
     kafka_admin.ensure_topics(
-        bootstrap, {ROUTED_TOPIC: settings.partitions, REJECTED_TOPIC: settings.partitions}
+        bootstrap,
+        {
+            ROUTED_TOPIC: settings.partitions,
+            REJECTED_TOPIC: settings.partitions,
+            SIGNALS_TOPIC: settings.partitions,
+        },
+        {SIGNALS_TOPIC: {"retention.ms": str(settings.signal_retention_days * 86_400_000)}},
     )
     actual = kafka_admin.topic_partitions(bootstrap)[ROUTED_TOPIC]
     if actual != settings.partitions:

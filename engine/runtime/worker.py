@@ -22,17 +22,27 @@ from agents.inflight import InFlight
 from agents.intake import Intake, RoutedStep
 from agents.ledger import LedgerStage
 from agents.retry import until_done
+from agents.signal_feeds import SignalFeedStage
+from agents.signals import SignalStage
 from engine.events import kafka_admin
-from engine.events.topics import ACCESS_LOG_TOPIC, QUERY_RECORDS_TOPIC, ROUTED_TOPIC
+from engine.events.topics import (
+    ACCESS_LOG_TOPIC,
+    QUERY_RECORDS_TOPIC,
+    ROUTED_TOPIC,
+    SIGNALS_TOPIC,
+)
 from engine.metrics import WorkerMetrics
 from engine.periods import history_start
 from engine.products.classify import RegistryWatcher
 from engine.pseudonym import Pseudonymizer
 from engine.runtime import faust_compat
 from engine.settings import Settings
+from engine.signals.evaluate import RuleSet
+from engine.signals.spec import load_signals
 from state.access import AccessStore
 from state.queries import QueryIndex
 from state.rocksdb import RocksDBStore, shared_block_cache
+from state.signal_feeds import SignalFeeds
 from state.views import ViewStore
 
 __all__ = ["Worker", "build_worker", "faust_broker_urls", "state_dir"]
@@ -44,6 +54,7 @@ _QUERY_SWEEP_EVERY_SECONDS = 86_400.0  # a scan of every query key in Redis: dai
 _FETCH_MAX_WAIT_MS = 50  # an idle fetch returns within this (Faust's 1,500 ms made events late)
 _INTAKE_STEPS_IN_FLIGHT = 4  # steps sent but not yet confirmed by the broker
 _DAY_US = 86_400_000_000
+_SIGNALS_EVERY_SECONDS = 0.05  # how often marked enterprises are judged (signal latency)
 
 
 def faust_broker_urls(bootstrap: str) -> list[str]:
@@ -80,6 +91,8 @@ class Worker:
         ledger: LedgerStage,
         access: AccessLogStage,
         queries: QueryIndexStage,
+        signals: SignalStage,
+        feeds: SignalFeedStage,
         redis: Redis,
         registry: CollectorRegistry,
     ) -> None:
@@ -89,6 +102,8 @@ class Worker:
         self.ledger = ledger
         self.access = access
         self.queries = queries
+        self.signals = signals
+        self.feeds = feeds
         self.redis = redis
         self.registry = registry
         self.bank_topics: list[str] = []
@@ -162,6 +177,10 @@ def build_worker(settings: Settings) -> Worker:
         cache_months=max(1, settings.view_cache_months // settings.partitions),
         log_start=log_start,
         commit_interval=settings.commit_interval_seconds,
+        on_commit=lambda partition, changed: signals.committed(partition, changed),
+    )
+    signals = SignalStage(
+        ledger, sender, RuleSet.of(load_signals(settings.signal_rules_path)), metrics
     )
     intake = Intake(sender, settings.partitions, metrics, settings.history_months)
 
@@ -177,7 +196,17 @@ def build_worker(settings: Settings) -> Worker:
         redis, settings.redis_prefix, settings.query_record_retention_days * _DAY_US
     )
     queries = QueryIndexStage(query_index, seek_queries, metrics)
-    worker = Worker(settings, app, intake, ledger, access, queries, redis, registry)
+
+    async def seek_signals(partition: int, offset: int) -> None:
+        await faust_compat.seek(app, SIGNALS_TOPIC, partition, offset)
+
+    feeds = SignalFeedStage(
+        SignalFeeds(redis, settings.redis_prefix, settings.signal_retention_days),
+        access_store,
+        seek_signals,
+        metrics,
+    )
+    worker = Worker(settings, app, intake, ledger, access, queries, signals, feeds, redis, registry)
     worker.bank_topics = kafka_admin.list_bank_topics(bootstrap)
     while settings.worker_stages == "intake" and not worker.bank_topics:
         # A Faust app with no topic at all crashes at start; an intake worker alone has
@@ -222,6 +251,7 @@ def build_worker(settings: Settings) -> Worker:
         ACCESS_LOG_TOPIC, value_serializer="raw", key_serializer="raw", partitions=1
     )
     query_records = app.topic(QUERY_RECORDS_TOPIC, value_serializer="raw", key_serializer="raw")
+    signal_topic = app.topic(SIGNALS_TOPIC, value_serializer="raw", key_serializer="raw")
 
     async def access_agent(stream: Any) -> None:
         # As the ledger: the state in Redis carries the offset to resume from.
@@ -232,6 +262,11 @@ def build_worker(settings: Settings) -> Worker:
         async for events in stream.take_events(take_max, within=within):
             await until_done(queries.process, [e.message for e in events], "queries", metrics)
 
+    async def signal_feed_agent(stream: Any) -> None:
+        # As the query index: the feeds in Redis carry the offsets to resume from.
+        async for events in stream.take_events(take_max, within=within):
+            await until_done(feeds.process, [e.message for e in events], "feeds", metrics)
+
     if runs_intake:
         app.agent(bank_topics, name="intake")(intake_agent)
     if runs_ledger:
@@ -239,13 +274,17 @@ def build_worker(settings: Settings) -> Worker:
     if runs_access:
         app.agent(access_log, name="access")(access_agent)
         app.agent(query_records, name="queries")(query_index_agent)
+        app.agent(signal_topic, name="signal-feeds")(signal_feed_agent)
 
-    async def after_access_assignment(log_assigned: bool, query_partitions: set[int]) -> None:
+    async def after_access_assignment(
+        log_assigned: bool, query_partitions: set[int], signal_partitions: set[int]
+    ) -> None:
         while app.rebalancing:
             await asyncio.sleep(0.05)
         if log_assigned:
             await access.assigned()
         await queries.assigned(query_partitions)
+        await feeds.assigned(signal_partitions)
 
     async def after_assignment(mine: set[int]) -> None:
         # Faust seeks to the group's committed offsets when the rebalance ends; the state's
@@ -254,7 +293,8 @@ def build_worker(settings: Settings) -> Worker:
             await asyncio.sleep(0.05)
         await ledger.seek_to_state(mine)
         await ledger.refresh_views(mine)  # republishing may take a while
-        await ledger.prune_history(history_start(settings.history_months))
+        if await ledger.prune_history(history_start(settings.history_months)):
+            signals.forget()
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -266,15 +306,19 @@ def build_worker(settings: Settings) -> Worker:
             if not log_assigned:
                 access.revoked()
             mine_q = {tp.partition for tp in assigned if tp.topic == QUERY_RECORDS_TOPIC}
+            mine_s = {tp.partition for tp in assigned if tp.topic == SIGNALS_TOPIC}
             worker.background.add(
-                task := asyncio.ensure_future(after_access_assignment(log_assigned, mine_q))
+                task := asyncio.ensure_future(after_access_assignment(log_assigned, mine_q, mine_s))
             )
             task.add_done_callback(worker.background.discard)
         if not runs_ledger:
             return
         mine = {tp.partition for tp in assigned if tp.topic == ROUTED_TOPIC}
-        await ledger.revoke(set(ledger.partitions) - mine)
+        gone = set(ledger.partitions) - mine
+        await ledger.revoke(gone)
+        signals.revoked(gone)
         await ledger.open(mine)
+        signals.opened(mine)
         worker.background.add(task := asyncio.ensure_future(after_assignment(mine)))
         task.add_done_callback(worker.background.discard)
 
@@ -283,7 +327,9 @@ def build_worker(settings: Settings) -> Worker:
         revoked: set[TP] = args[0]
         if any(tp.topic == ACCESS_LOG_TOPIC for tp in revoked):
             access.revoked()
-        await ledger.revoke({tp.partition for tp in revoked if tp.topic == ROUTED_TOPIC})
+        gone = {tp.partition for tp in revoked if tp.topic == ROUTED_TOPIC}
+        await ledger.revoke(gone)
+        signals.revoked(gone)
 
     @app.timer(interval=settings.bank_refresh_seconds)
     async def refresh_bank_topics() -> None:
@@ -334,7 +380,17 @@ def build_worker(settings: Settings) -> Worker:
 
     @app.timer(interval=_PRUNE_EVERY_SECONDS)
     async def prune_history() -> None:
-        await ledger.prune_history(history_start(settings.history_months))
+        if await ledger.prune_history(history_start(settings.history_months)):
+            signals.forget()
+
+    async def judge_signals(_: None) -> None:
+        await signals.evaluate_pending()
+
+    @app.timer(interval=_SIGNALS_EVERY_SECONDS)
+    async def evaluate_signals() -> None:
+        # After each commit and on each new day (China time): agents/signals.py.
+        if runs_ledger and not app.rebalancing:
+            await until_done(judge_signals, None, "signals", metrics)
 
     @app.timer(interval=2.0)
     async def check_access_state() -> None:

@@ -22,14 +22,33 @@ it never held on the day the episode started. Its id is a hash of (enterprise, r
 day), and the start day is a fact of the data: evaluating the same data again, after a
 replay, a restart or a rebalance, names the same episode and emits nothing.
 
-**Where this stands (issue 16).** The rules marked *evaluated* are implemented as pure
-functions over the months the workers keep (`engine/signals/rules.py`) and checked against a
-naive reference written from these definitions (`tests/reference/signals.py`, on generated
-firm histories); episodes and their transitions are in `engine/signals/episodes.py`. Not yet
-built: running them in the workers as partitions commit and as time passes, the
-`credit.signals` topic, delivery to authorized institutions, the backtest. Rules marked
-*planned* need state the workers do not keep yet (flows per day by class, the counterparty's
-kind, judicial deductions as a class) and raise nothing.
+**How they run.** The rules marked *evaluated* are pure functions over the months the workers
+keep (`engine/signals/rules.py`), checked against a naive reference written from these
+definitions (`tests/reference/signals.py`). A worker judges an enterprise's rules after a
+commit changes its state and, for every enterprise, when the day changes (China time); a
+partition replaying its log judges nothing until it is live again. Rules marked *planned*
+need state the workers do not keep yet (flows per day by class, the counterparty's kind,
+judicial deductions as a class) and raise nothing. A deployment tunes parameters in its own
+copy of the spec (`CREDITFLOW_SIGNAL_RULES_PATH`).
+
+**The signal record.** Each transition is one JSON message on the Kafka topic
+`credit.signals`, keyed by enterprise: `id` (the episode's), `enterprise_id`, `rule`,
+`severity`, `state` (`raised`, `cleared`, `retracted`), `date` (the episode's first day),
+`evidence` (as of when it was raised), `raised_at` (the start of that day, China time: event
+time), `emitted_at` (when the worker published it) and `as_of` (the day judged).
+
+**Delivery.** An institution with the `user` role (and `provider` while reciprocity is
+required) receives an enterprise's signals while it holds an active authorization of it with
+the purpose `post_loan_monitoring`: `GET /v1/signals?since=<cursor>&limit=` answers
+`{"signals": [...], "next": "<cursor>"}`, oldest first; `GET /v1/signals/stream` sends them
+as server-sent events (`event: signal`, `id:` the cursor), resumable with `Last-Event-ID` (or
+`?since=`; without either, new signals only). A revoked or expired authorization stops
+delivery at once, also of signals already waiting. Each answer that delivers signals writes
+one query record per enterprise (product `signals`), durable before the signals leave. Feeds
+keep `CREDITFLOW_SIGNAL_RETENTION_DAYS` (90) days.
+
+**Not built yet:** the backtest (precision, recall and lead time per rule), the six planned
+rules, signals in the quarterly report's flags.
 """
 
 

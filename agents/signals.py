@@ -1,0 +1,196 @@
+"""Stage 2b: judge the signal rules of the enterprises a commit changed, and on each new day.
+
+The ledger marks every enterprise whose committed state changed (``E|`` keys, in the same
+batch as the change: state/signals.py) and tells this stage after the commit. A timer calls
+:meth:`SignalStage.evaluate_pending` every few tens of milliseconds: it judges the marked
+enterprises of each live partition, a chunk at a time under the ledger's lock (so that the
+state it reads is committed and stays put), publishes the transitions to ``credit.signals``
+(acks=all) and then stores the open episodes and clears the markers in one batch. A crash in
+between publishes the same transitions again, with the same ids: deliveries drop repeats
+(state/signal_feeds.py).
+
+Rules about absence change with the calendar alone: when the as-of day (China time) moves,
+every enterprise of a partition is marked and judged again.
+
+Each enterprise's months are kept as digests (engine/signals/timeline.py ``MonthDays``) for
+the most recently judged enterprises, refreshed from the commit's changed months: judging an
+enterprise again then reads no state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from agents.ledger import LedgerStage
+from agents.sending import Outbox, Sender
+from engine.events.topics import SIGNALS_TOPIC
+from engine.metrics import WorkerMetrics
+from engine.periods import CST
+from engine.signals.episodes import Episode
+from engine.signals.evaluate import RuleSet, evaluate, signal_record
+from engine.signals.timeline import MonthDays
+from state.signals import SignalState, month_days
+
+__all__ = ["SignalStage", "today_in_china"]
+
+log = logging.getLogger(__name__)
+
+_CHUNK_SECONDS = 0.05  # judging holds the ledger's lock: at most this long a chunk
+_CHUNK_ENTERPRISES = 500
+_TICK_SECONDS = 0.25  # chunks judged per timer tick, then the tick ends
+# Enterprises whose month digests are kept (about 5 KB a month: ~60 KB for 13 months).
+_DIGEST_ENTERPRISES = 5_000
+
+
+def today_in_china() -> date:
+    return datetime.now(CST).date()
+
+
+class SignalStage:
+    def __init__(
+        self,
+        ledger: LedgerStage,
+        sender: Sender,
+        rules: RuleSet,
+        metrics: WorkerMetrics,
+        today: Callable[[], date] = today_in_china,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._ledger = ledger
+        self._sender = sender
+        self._rules = rules
+        self._metrics = metrics
+        self._today = today
+        self._now = now
+        self._pending: dict[int, set[str]] = {}  # partition -> marked enterprises
+        self._days: dict[int, date] = {}  # partition -> the as-of day it was last swept for
+        self._digests: OrderedDict[str, dict[int, MonthDays]] = OrderedDict()
+        metrics.signals_pending.set_function(lambda: sum(map(len, self._pending.values())))
+
+    # -- what the ledger tells ------------------------------------------------------------
+
+    def committed(self, partition: int, changed: dict[str, set[int]]) -> None:
+        """The ledger committed ``changed`` (months per enterprise): mark and refresh."""
+        ledger = self._ledger.ledger(partition)
+        pending = self._pending.setdefault(partition, set())
+        for enterprise_id, months in changed.items():
+            pending.add(enterprise_id)
+            digests = self._digests.get(enterprise_id)
+            if digests is None:
+                continue
+            for month in months:
+                agg = ledger.month(enterprise_id, month)
+                if agg is None:
+                    digests.pop(month, None)
+                else:
+                    digests[month] = month_days(agg)
+
+    def opened(self, partitions: set[int]) -> None:
+        """Partitions given to this worker: what their state still marks is judged."""
+        for partition in partitions:
+            store = self._ledger.store(partition)
+            if store is not None:
+                self._pending.setdefault(partition, set()).update(SignalState(store).marked())
+
+    def revoked(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self._pending.pop(partition, None)
+            self._days.pop(partition, None)
+        self.forget()  # another worker may change them before they come back
+
+    def forget(self) -> None:
+        """Drop the kept digests (state changed other than by a commit: pruning, a move)."""
+        self._digests.clear()
+
+    # -- judging --------------------------------------------------------------------------
+
+    async def evaluate_pending(self) -> int:
+        """Judge a chunk of every live partition's marked enterprises; returns how many."""
+        judged = 0
+        today = self._today()
+        started = time.perf_counter()
+        for partition in self._ledger.partitions:
+            while self._days.get(partition) != today or self._pending.get(partition):
+                done = await self._partition(partition, today)
+                judged += done
+                if not done or time.perf_counter() - started > _TICK_SECONDS:
+                    break
+                await asyncio.sleep(0)  # let the ledger's steps in between chunks
+        return judged
+
+    async def _partition(self, partition: int, today: date) -> int:
+        async with self._ledger.lock:
+            store = self._ledger.store(partition)
+            if store is None or not self._ledger.live(partition):
+                return 0
+            state = SignalState(store)
+            pending = self._pending.setdefault(partition, set())
+            if self._days.get(partition) != today:
+                if state.day() != today:
+                    count = state.mark_all(today)
+                    log.info(
+                        "partition %d: new day %s, judging %d enterprises", partition, today, count
+                    )
+                    pending.update(state.enterprises())
+                self._days[partition] = today
+            if not pending:
+                return 0
+            started = time.perf_counter()
+            chunk: list[str] = []
+            results: dict[str, tuple[dict[str, Episode], dict[str, Episode]]] = {}
+            outbox = Outbox(self._sender)
+            emitted_at = self._now()
+            counts: list[tuple[str, str, str]] = []
+            while pending and len(results) < _CHUNK_ENTERPRISES:
+                enterprise_id = pending.pop()
+                before = state.episodes(enterprise_id)
+                try:
+                    judged = evaluate(
+                        enterprise_id,
+                        self._months(state, enterprise_id),
+                        today,
+                        before,
+                        self._rules,
+                    )
+                except Exception:
+                    # A rule that fails on some data must not stop the others: this one stays
+                    # marked in the store (judged again after a restart) and the error is seen.
+                    log.exception("partition %d: judging an enterprise's rules failed", partition)
+                    self._metrics.step_failures.labels("signals").inc()
+                    continue
+                chunk.append(enterprise_id)
+                results[enterprise_id] = (before, judged.open)
+                for change in judged.transitions:
+                    severity = self._rules.severity(change.episode.rule)
+                    record = signal_record(enterprise_id, change, severity, today, emitted_at)
+                    await outbox.send(SIGNALS_TOPIC, enterprise_id.encode(), record, partition)
+                    counts.append((change.episode.rule, severity, change.state.value))
+                if time.perf_counter() - started > _CHUNK_SECONDS:
+                    break
+            try:
+                await outbox.flush()
+            except BaseException:
+                pending.update(chunk)  # still marked in the store: judged again
+                raise
+            state.evaluated(results, chunk)
+            for labels in counts:
+                self._metrics.signals.labels(*labels).inc()
+            self._metrics.signal_evaluations.inc(len(chunk))
+            self._metrics.signal_evaluation_seconds.observe(time.perf_counter() - started)
+            return len(chunk)
+
+    def _months(self, state: SignalState, enterprise_id: str) -> dict[int, MonthDays]:
+        digests = self._digests.get(enterprise_id)
+        if digests is None:
+            digests = state.months(enterprise_id)
+            self._digests[enterprise_id] = digests
+            if len(self._digests) > _DIGEST_ENTERPRISES:
+                self._digests.popitem(last=False)
+        else:
+            self._digests.move_to_end(enterprise_id)
+        return digests

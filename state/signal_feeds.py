@@ -1,0 +1,115 @@
+"""Institutions' signal feeds in Redis: what the feed stage writes and the API delivers.
+
+Layout (renaming a key is a migration; an institution's keys share its hash tag, so the
+script that adds to a feed runs on one node of a Redis Cluster):
+
+    <prefix>:signals:v1:feed:{<institution>}                STREAM  one entry per signal:
+                                                            field "s" the signal JSON, "a" the
+                                                            authorization ids it came under
+    <prefix>:signals:v1:seen:{<institution>}:<id>:<state>   STRING  the feed has this transition
+    <prefix>:signals:v1:offsets                             HASH    partition -> next offset
+
+An entry's stream id is the cursor a reader resumes from. A transition the feed already has
+(the same episode id and state, published again after a crash or a replay) is not added
+again: the marker and the entry are written by one script. Entries and markers are kept
+``retention_days``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+__all__ = ["FeedEntry", "SignalFeeds"]
+
+# KEYS: feed, seen marker. ARGV: signal JSON, authorization ids, marker TTL (s), min id.
+_ADD = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  return redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[4], '*', 's', ARGV[1], 'a', ARGV[2])
+end
+return false
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    cursor: str
+    signal: bytes  # the JSON published on credit.signals
+    authorizations: tuple[str, ...]  # under which the institution was given it
+
+
+class SignalFeeds:
+    def __init__(self, redis: Redis, prefix: str, retention_days: int) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}:signals:v1:"
+        self._retention_s = retention_days * 86_400
+        self.offsets_key = f"{self._prefix}offsets"
+        self._add = redis.register_script(_ADD)
+
+    def feed_key(self, institution: str) -> str:
+        return f"{self._prefix}feed:{{{institution}}}"
+
+    def _seen_key(self, institution: str, signal_id: str, state: str) -> str:
+        return f"{self._prefix}seen:{{{institution}}}:{signal_id}:{state}"
+
+    async def offsets(self) -> dict[int, int]:
+        raw = await self._redis.hgetall(self.offsets_key)
+        return {int(p): int(o) for p, o in cast(dict[bytes, bytes], raw).items()}
+
+    async def add(
+        self,
+        deliveries: Sequence[tuple[str, str, str, bytes, tuple[str, ...]]],
+        next_offsets: dict[int, int],
+        now_ms: int,
+    ) -> int:
+        """Add (institution, signal id, state, JSON, authorization ids) to the feeds, then
+        advance the partitions' offsets; returns how many were new."""
+        min_id = str(now_ms - self._retention_s * 1000)
+        pipe = self._redis.pipeline(transaction=False)
+        for institution, signal_id, state, raw, authorizations in deliveries:
+            await self._add(
+                keys=[self.feed_key(institution), self._seen_key(institution, signal_id, state)],
+                args=[raw, ",".join(authorizations), self._retention_s, min_id],
+                client=pipe,
+            )
+        results = await pipe.execute() if deliveries else []
+        if next_offsets:
+            await self._redis.hset(
+                self.offsets_key, mapping={str(p): o for p, o in next_offsets.items()}
+            )
+        return sum(1 for r in results if r)
+
+    async def read(self, institution: str, after: str | None, count: int) -> list[FeedEntry]:
+        """Entries after the cursor ``after`` (None: from the oldest kept), oldest first."""
+        start = "-" if after is None else f"({after}"
+        raw = await self._redis.xrange(self.feed_key(institution), start, "+", count=count)
+        return [_entry(entry) for entry in cast(list[Any], raw)]
+
+    async def wait(
+        self, institution: str, after: str, count: int, block_ms: int
+    ) -> list[FeedEntry]:
+        """Entries after ``after`` ("$" for new ones only), waiting up to ``block_ms`` for one."""
+        raw = await self._redis.xread(
+            {self.feed_key(institution): after}, count=count, block=block_ms
+        )
+        if not raw:
+            return []
+        return [_entry(entry) for entry in cast(list[Any], raw)[0][1]]
+
+    async def last_cursor(self, institution: str) -> str:
+        """The newest entry's cursor ("0-0" for an empty feed)."""
+        raw = await self._redis.xrevrange(self.feed_key(institution), "+", "-", count=1)
+        return _entry(cast(list[Any], raw)[0]).cursor if raw else "0-0"
+
+
+def _entry(entry: Any) -> FeedEntry:
+    cursor, fields = entry
+    authorizations = fields.get(b"a", b"").decode()
+    return FeedEntry(
+        cursor.decode() if isinstance(cursor, bytes) else cursor,
+        fields[b"s"],
+        tuple(a for a in authorizations.split(",") if a),
+    )

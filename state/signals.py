@@ -1,0 +1,120 @@
+"""A partition's signal state, in the partition's own store (state/ledger.py lists the keys):
+
+    E|<enterprise>           its state changed since its signals were evaluated (the ledger
+                             writes it in the batch that commits the change)
+    S|<enterprise>|<rule>    its open episode of a rule (JSON: id, start, evidence)
+    _signals_day             the last as-of day every enterprise of the partition was judged
+
+The markers make evaluation survive a crash: what was committed and not evaluated is still
+marked when the partition is opened again. The evaluator removes an enterprise's marker in
+the batch that stores the episodes it published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+from engine import codec
+from engine.signals.episodes import Episode
+from engine.signals.timeline import MonthDays
+from state.kv import KVStore
+from state.ledger_types import evaluate_key
+from state.month import MonthAgg
+
+__all__ = ["SIGNALS_DAY_KEY", "SignalState", "month_days"]
+
+SIGNALS_DAY_KEY = b"_signals_day"
+_MARKERS = b"E|"
+
+
+def month_days(agg: MonthAgg) -> MonthDays:
+    """What the rules read of a month aggregate (MonthAgg.days rows: inflow, outflow,
+    operating inflow, operating outflow, count)."""
+    days = agg.days
+    booked = [int(d) for d, row in days.items() if row[4]]
+    return MonthDays(
+        min(booked) if booked else None,
+        {int(d): row[2] for d, row in days.items() if row[2]},
+        {int(d): row[3] for d, row in days.items() if row[3]},
+        {
+            account: {int(d): last[2] for d, last in entry["days"].items()}
+            for account, entry in agg.accounts.items()
+        },
+    )
+
+
+def _episode_key(enterprise_id: str, rule: str) -> bytes:
+    return f"S|{enterprise_id}|{rule}".encode()
+
+
+class SignalState:
+    def __init__(self, store: KVStore) -> None:
+        self._store = store
+
+    def marked(self) -> Iterator[str]:
+        """The enterprises waiting for an evaluation."""
+        for key, _ in self._store.scan_prefix(_MARKERS):
+            yield key[len(_MARKERS) :].decode()
+
+    def enterprises(self) -> Iterator[str]:
+        """Every enterprise with a month in the partition's state."""
+        last = None
+        for key, _ in self._store.scan_prefix(b"M|"):
+            enterprise_id = key.split(b"|", 2)[1].decode()
+            if enterprise_id != last:
+                last = enterprise_id
+                yield enterprise_id
+
+    def months(self, enterprise_id: str) -> dict[int, MonthDays]:
+        found = {}
+        head = f"M|{enterprise_id}|".encode()
+        for key, raw in self._store.scan_prefix(head):
+            label = key[len(head) :].decode()  # YYYY-MM
+            found[int(label[:4]) * 12 + int(label[5:7]) - 1] = month_days(MonthAgg.decode(raw))
+        return found
+
+    def episodes(self, enterprise_id: str) -> dict[str, Episode]:
+        head = f"S|{enterprise_id}|".encode()
+        found = {}
+        for key, raw in self._store.scan_prefix(head):
+            rule = key[len(head) :].decode()
+            doc = codec.loads(raw)
+            found[rule] = Episode(
+                doc["id"], rule, date.fromisoformat(doc["start"]), doc["evidence"]
+            )
+        return found
+
+    def day(self) -> date | None:
+        raw = self._store.get(SIGNALS_DAY_KEY)
+        return None if raw is None else date.fromisoformat(raw.decode())
+
+    def mark_all(self, day: date) -> int:
+        """Mark every enterprise for an evaluation on ``day`` (a new as-of day)."""
+        changes: dict[bytes, bytes | None] = {evaluate_key(e): b"" for e in self.enterprises()}
+        changes[SIGNALS_DAY_KEY] = day.isoformat().encode()
+        self._store.write(changes)
+        return len(changes) - 1
+
+    def evaluated(
+        self,
+        episodes: dict[str, tuple[dict[str, Episode], dict[str, Episode]]],
+        unmark: list[str],
+    ) -> None:
+        """Store each enterprise's open episodes (before, after) and clear the markers of
+        ``unmark``, in one batch."""
+        changes: dict[bytes, bytes | None] = {evaluate_key(e): None for e in unmark}
+        for enterprise_id, (before, after) in episodes.items():
+            for rule in before.keys() - after.keys():
+                changes[_episode_key(enterprise_id, rule)] = None
+            for rule, episode in after.items():
+                if before.get(rule) != episode:
+                    changes[_episode_key(enterprise_id, rule)] = codec.dumps(
+                        {
+                            "id": episode.id,
+                            "start": episode.start.isoformat(),
+                            "evidence": episode.evidence,
+                        }
+                    )
+        if changes:
+            self._store.write(changes)

@@ -1,0 +1,111 @@
+"""A partition's signal state: markers written with the commit that changed an enterprise,
+episodes stored and read back, and a second evaluation of the same data changing nothing."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from engine import codec
+from engine.events.contract import Txn, validate
+from engine.products.classify import load_registry
+from engine.products.history import MonthView
+from engine.products.specs import SPECS_DIR
+from engine.pseudonym import Pseudonymizer
+from engine.signals.episodes import State
+from engine.signals.evaluate import RuleSet, evaluate
+from engine.signals.spec import load_signals
+from engine.signals.timeline import MonthDays
+from state.ledger import PartitionLedger
+from state.ledger_types import Source
+from state.memory import MemoryStore
+from state.signals import SignalState, month_days
+from tests.factories import ENTERPRISE, enterprise_ids, event
+
+CST = timezone(timedelta(hours=8))
+DAY = date(2026, 3, 10)
+RULES = RuleSet.of(load_signals())
+_REGISTRY = load_registry(SPECS_DIR / "registries.toml")
+
+
+def _ledger(store: MemoryStore) -> PartitionLedger:
+    return PartitionLedger(store, Pseudonymizer(b"test-key"), lambda: _REGISTRY)
+
+
+def _apply(ledger: PartitionLedger, events: list[dict[str, Any]], offset: int) -> None:
+    for k, element in enumerate(events):
+        txn = validate(element, element["bank"])
+        assert isinstance(txn, Txn), txn
+        ledger.apply(txn, Source("bank.BANK0001.txns", 0, offset + k, None))
+    ledger.commit(offset + len(events))
+
+
+def _overdraft(enterprise: str = ENTERPRISE) -> list[dict[str, Any]]:
+    at = datetime(DAY.year, DAY.month, DAY.day, 10, tzinfo=CST)
+    return [
+        event(
+            enterprise_id=enterprise, txn_id="A1", booked_at=(at - timedelta(days=3)).isoformat()
+        ),
+        event(
+            enterprise_id=enterprise,
+            txn_id="A2",
+            direction="out",
+            amount_fen=1_100_000,
+            balance_after_fen=-100_000,
+            booked_at=at.isoformat(),
+        ),
+    ]
+
+
+def test_a_commit_marks_what_it_changed_and_an_evaluation_clears_it() -> None:
+    store = MemoryStore()
+    ledger, state = _ledger(store), SignalState(store)
+    _apply(ledger, _overdraft(), 0)
+    assert list(state.marked()) == [ENTERPRISE]
+    before = state.episodes(ENTERPRISE)
+    judged = evaluate(ENTERPRISE, state.months(ENTERPRISE), DAY, before, RULES)
+    assert [(c.state, c.episode.rule, c.episode.start) for c in judged.transitions] == [
+        (State.RAISED, "account_overdrawn", DAY)
+    ]
+    state.evaluated({ENTERPRISE: (before, judged.open)}, [ENTERPRISE])
+    assert list(state.marked()) == []
+    stored = state.episodes(ENTERPRISE)
+    assert stored["account_overdrawn"].id == judged.open["account_overdrawn"].id
+    # The same data judged again (a replay, a restart): nothing changes.
+    again = evaluate(ENTERPRISE, state.months(ENTERPRISE), DAY, stored, RULES)
+    assert again.transitions == [] and again.open.keys() == stored.keys()
+    # A receipt the next day: the episode ends, cleared, and is no longer stored as open.
+    receipt = event(
+        txn_id="A3",
+        amount_fen=500_000,
+        balance_after_fen=400_000,
+        booked_at=f"{DAY + timedelta(days=1)}T09:00:00+08:00",
+    )
+    _apply(ledger, [receipt], 2)
+    after = evaluate(ENTERPRISE, state.months(ENTERPRISE), DAY + timedelta(days=1), stored, RULES)
+    assert [(c.state, c.episode.id) for c in after.transitions] == [
+        (State.CLEARED, stored["account_overdrawn"].id)
+    ]
+    state.evaluated({ENTERPRISE: (stored, after.open)}, [ENTERPRISE])
+    assert "account_overdrawn" not in state.episodes(ENTERPRISE)
+
+
+def test_a_new_day_marks_every_enterprise_once() -> None:
+    store = MemoryStore()
+    ledger, state = _ledger(store), SignalState(store)
+    others = enterprise_ids(2, seed=77)
+    _apply(ledger, [e for who in (ENTERPRISE, *others) for e in _overdraft(who)], 0)
+    state.evaluated({}, [ENTERPRISE, *others])
+    assert state.day() is None
+    assert state.mark_all(DAY) == 3
+    assert sorted(state.marked()) == sorted((ENTERPRISE, *others)) and state.day() == DAY
+
+
+def test_the_digest_of_state_is_the_digest_of_the_published_view() -> None:
+    store = MemoryStore()
+    ledger = _ledger(store)
+    _apply(ledger, _overdraft(), 0)
+    for _, months in ledger.enterprises():
+        for agg in months.values():
+            view = MonthView.from_json(codec.loads(codec.dumps(agg.view())))
+            assert month_days(agg) == MonthDays.of_view(view)
