@@ -27,6 +27,10 @@ up: $(STAMP)  ## run the embedded stack until Ctrl-C
 bench: $(STAMP)  ## benchmark the embedded stack; writes loadtest/results/latest.json
 	$(BIN)/creditflow bench
 
+backtest: $(STAMP)  ## the signal rules over labelled histories; writes loadtest/results/backtest.json
+	$(BIN)/python -m loadtest.backtest
+	$(BIN)/creditflow docs
+
 test: $(STAMP)  ## run the whole test suite (starts its own broker; Redis if needed)
 	$(BIN)/python -m pytest -q
 
@@ -45,4 +49,4 @@ fmt: $(STAMP)  ## format the code
 clean:  ## remove the venv, caches and local state
 	rm -rf $(VENV) .creditflow .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help install demo up bench test test-fast lint fmt clean
+.PHONY: help install demo up bench backtest test test-fast lint fmt clean

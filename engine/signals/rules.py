@@ -8,6 +8,7 @@ the same data names the same episode.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -24,6 +25,7 @@ _YEAR_DAYS = 365  # "a year earlier": 365 days back
 _TRAILING_DAYS = 180
 _OUTFLOW_DAYS = 90  # the mean daily outflow a balance is compared with
 _COVER_MIN_AGE_DAYS = 30
+_REGULAR_DAYS = 90  # the days before a window whose inflow days show a regular payer
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +36,15 @@ class Finding:
 
 
 def operating_inflow_stopped(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
-    days = int(p["days"])
-    if i < days or t.inflow(i - days + 1, i) > 0:
+    last = t.last_inflow(i)
+    gap = 0 if last is None else t.longest_inflow_gap(last, _YEAR_DAYS)
+    required = max(int(p["days"]), math.ceil(p["gap_factor"] * gap))
+    if i < required or (last is not None and i - last < required):
         return None
-    last = t.last_inflow(i - days)
     return {
         "last_operating_inflow_on": None if last is None else t.day(last).isoformat(),
         "days_without": i - last if last is not None else i + 1,
+        "days_required": required,
     }
 
 
@@ -48,6 +52,8 @@ def operating_inflow_collapse(t: Timeline, i: int, p: Mapping[str, float]) -> Ev
     window = int(p["window_days"])
     if i < window - 1:
         return None
+    if t.inflow_days(i - window - _REGULAR_DAYS + 1, i - window) < p["min_inflow_days"]:
+        return None  # paid in a few large sums: a 30-day window says nothing
     inflow = t.inflow(i - window + 1, i)
     if i - _YEAR_DAYS >= window - 1:
         level = float(t.inflow(i - _YEAR_DAYS - window + 1, i - _YEAR_DAYS))
@@ -71,26 +77,41 @@ def operating_inflow_collapse(t: Timeline, i: int, p: Mapping[str, float]) -> Ev
 
 
 def account_overdrawn(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    persist = int(p["persist_days"])
+    if i < persist - 1:
+        return None
+    for day in range(i - persist + 1, i):
+        if not any(b < 0 for b in t.balances(day)):
+            return None
     overdrawn = [b for b in t.balances(i) if b < 0]
     if not overdrawn:
         return None
     return {"overdrawn_accounts": len(overdrawn), "lowest_balance_fen": min(overdrawn)}
 
 
-def balance_cover_low(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+def _cover(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    """The balance against the usual outflow on day ``i``: evidence when it is short."""
     balances = t.balances(i)
     if i < _COVER_MIN_AGE_DAYS or not balances:
         return None
     start = max(0, i - _OUTFLOW_DAYS)
-    mean = t.outflow(start, i - 1) / (i - start)
+    # The mean leaves the largest day out: a one-off payment does not raise the usual level.
+    usual = (t.outflow(start, i - 1) - t.largest_outflow(start, i - 1)) / (i - start - 1)
     balance = sum(balances)
-    if mean <= 0 or balance >= p["days"] * mean:
+    if usual <= 0 or balance >= p["days"] * usual:
         return None
     return {
         "balance_fen": balance,
-        "mean_daily_outflow_fen": round(mean),
-        "days_covered": round(balance / mean, 2),
+        "usual_daily_outflow_fen": round(usual),
+        "days_covered": round(balance / usual, 2),
     }
+
+
+def balance_cover_low(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    persist = int(p["persist_days"])
+    if any(_cover(t, day, p) is None for day in range(i - persist + 1, i)):
+        return None
+    return _cover(t, i, p)
 
 
 RULES: dict[str, Rule] = {

@@ -54,12 +54,33 @@ class MonthDays:
 class _Series:
     """A sparse daily series: the days with an amount, and running sums over them."""
 
-    __slots__ = ("_days", "_sums")
+    __slots__ = ("_amounts", "_days", "_sums")
 
     def __init__(self, points: list[tuple[int, int]]) -> None:
         points.sort()
         self._days = [day for day, _ in points]
-        self._sums = [0, *itertools.accumulate(amount for _, amount in points)]
+        self._amounts = [amount for _, amount in points]
+        self._sums = [0, *itertools.accumulate(self._amounts)]
+
+    def _span(self, start: int, end: int) -> tuple[int, int]:
+        return bisect_left(self._days, start), bisect_right(self._days, end)
+
+    def count(self, start: int, end: int) -> int:
+        """Days with an amount among start..end."""
+        lo, hi = self._span(start, end)
+        return max(0, hi - lo)
+
+    def largest(self, start: int, end: int) -> int:
+        """The largest amount of a day among start..end (0 when none)."""
+        lo, hi = self._span(start, end)
+        return max(self._amounts[lo:hi], default=0)
+
+    def longest_gap(self, last: int, within: int) -> int:
+        """The most days from one day with an amount to the next, over the pairs whose later
+        day is at or before ``last`` and at most ``within`` - 1 days before it."""
+        lo, hi = self._span(last - within + 1, last)
+        days = self._days
+        return max((days[j] - days[j - 1] for j in range(max(lo, 1), hi)), default=0)
 
     def total(self, start: int, end: int) -> int:
         """The sum over days start..end, both included."""
@@ -103,6 +124,19 @@ class Timeline:
     def last_inflow(self, index: int) -> int | None:
         """Index of the last day at or before ``index`` with an operating inflow."""
         return self._in.last_at_or_before(index) if index >= 0 else None
+
+    def inflow_days(self, start: int, end: int) -> int:
+        """Days with an operating inflow among start..end."""
+        return self._in.count(max(start, 0), min(end, self.last))
+
+    def largest_outflow(self, start: int, end: int) -> int:
+        """The largest operating outflow of one day among start..end."""
+        return self._out.largest(max(start, 0), min(end, self.last))
+
+    def longest_inflow_gap(self, last: int, within: int) -> int:
+        """The most days between consecutive days with an operating inflow, over the pairs
+        whose later day lies in the ``within`` days ending with ``last``."""
+        return self._in.longest_gap(last, within)
 
     def balances(self, index: int) -> list[int]:
         """The end-of-day balance of every account that has one on that day."""

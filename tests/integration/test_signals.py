@@ -63,11 +63,12 @@ def _at(day: date, hour: int = 10) -> datetime:
 
 
 def _history(enterprise: str, today: date, stop_days_ago: int | None) -> list[dict[str, Any]]:
-    """Sixty days of daily receipts (stopping ``stop_days_ago`` days ago); for the others an
-    outflow yesterday that overdraws the account."""
+    """Daily receipts from sixty days ago, stopping ``stop_days_ago`` days ago; without it,
+    they stop five days ago and an outflow four days ago overdraws the account (three days
+    overdrawn raise a signal)."""
     events, balance = [], 500_000
     for k in range(60, 0, -1):
-        if stop_days_ago is not None and k < stop_days_ago:
+        if k < (stop_days_ago or 5):
             continue
         balance += 100_000
         events.append(
@@ -77,7 +78,7 @@ def _history(enterprise: str, today: date, stop_days_ago: int | None) -> list[di
         amount = balance + 25_000
         events.append(
             _event(
-                enterprise, len(events), _at(today - timedelta(days=1), 15), "out", amount, -25_000
+                enterprise, len(events), _at(today - timedelta(days=4), 15), "out", amount, -25_000
             )
         )
     return events
@@ -168,7 +169,11 @@ def test_the_monitoring_institution_receives_exactly_the_reference_signals(
         assert list(s["evidence"]) == list(SPEC.rules[s["rule"]].evidence)
     stopped = next(s for s in signals if s["rule"] == "operating_inflow_stopped")
     last = world["today"] - timedelta(days=40)
-    assert stopped["evidence"] == {"last_operating_inflow_on": last.isoformat(), "days_without": 40}
+    assert stopped["evidence"] == {
+        "last_operating_inflow_on": last.isoformat(),
+        "days_without": 40,
+        "days_required": 30,  # paid every day: its longest gap does not lengthen the wait
+    }
     # Oldest first, and a cursor that resumes after them: nothing again.
     status, body = feed.poll(feed.poll()[1]["next"])
     assert status == 200 and body["signals"] == []

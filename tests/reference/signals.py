@@ -7,6 +7,8 @@ timeline, no cumulative sums. A run's start is found by judging every earlier da
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import Any
@@ -40,20 +42,29 @@ def _balances(txns: list[Txn], day: date) -> list[int]:
     return [t.balance for t in last.values()]
 
 
+def _inflow_days(txns: list[Txn]) -> list[date]:
+    """The days with an operating inflow, in order."""
+    return sorted({t.day for t in txns if t.inflow and t.cls in OP_IN})
+
+
 def stopped(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
-    n = int(p["days"])
     first = _first_day(txns)
+    paid = [d for d in _inflow_days(txns) if d <= day]
+    last = paid[-1] if paid else None
+    longest = 0
+    if last is not None:
+        for earlier, later in itertools.pairwise(paid):
+            if (last - later).days < 365:
+                longest = max(longest, (later - earlier).days)
+    n = max(int(p["days"]), math.ceil(p["gap_factor"] * longest))
     if (day - first).days < n:
         return None
     if _op(txns, True, day - timedelta(days=n - 1), day) > 0:
         return None
-    earlier = [
-        t.day for t in txns if t.inflow and t.cls in OP_IN and t.day <= day - timedelta(days=n)
-    ]
-    last = max(earlier) if earlier else None
     return {
         "last_operating_inflow_on": None if last is None else last.isoformat(),
         "days_without": (day - last).days if last else (day - first).days + 1,
+        "days_required": n,
     }
 
 
@@ -62,6 +73,10 @@ def collapse(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, An
     first = _first_day(txns)
     window_start = day - timedelta(days=w - 1)
     if window_start < first:
+        return None
+    before = [window_start - timedelta(days=k) for k in range(1, 91)]
+    paid = set(_inflow_days(txns))
+    if sum(1 for d in before if d in paid) < p["min_inflow_days"]:
         return None
     inflow = _op(txns, True, window_start, day)
     year_ago_start = window_start - timedelta(days=365)
@@ -86,28 +101,44 @@ def collapse(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, An
     }
 
 
+def _days_ending(day: date, n: int) -> list[date]:
+    return [day - timedelta(days=k) for k in range(n)]
+
+
 def overdrawn(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    first = _first_day(txns)
+    for d in _days_ending(day, int(p["persist_days"])):
+        if d < first or not any(b < 0 for b in _balances(txns, d)):
+            return None
     negative = [b for b in _balances(txns, day) if b < 0]
-    if not negative:
-        return None
     return {"overdrawn_accounts": len(negative), "lowest_balance_fen": min(negative)}
 
 
-def cover(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+def _short(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    """Day ``day``'s balance against its usual outflow, when it is short."""
     first = _first_day(txns)
     balances = _balances(txns, day)
     if (day - first).days < 30 or not balances:
         return None
     start = max(first, day - timedelta(days=90))
-    days = (day - start).days
-    mean = _op(txns, False, start, day - timedelta(days=1)) / days
-    if mean <= 0 or sum(balances) >= p["days"] * mean:
+    per_day = [
+        _op(txns, False, d, d)
+        for d in (start + timedelta(days=k) for k in range((day - start).days))
+    ]
+    per_day.remove(max(per_day))
+    usual = sum(per_day) / len(per_day)
+    if usual <= 0 or sum(balances) >= p["days"] * usual:
         return None
     return {
         "balance_fen": sum(balances),
-        "mean_daily_outflow_fen": round(mean),
-        "days_covered": round(sum(balances) / mean, 2),
+        "usual_daily_outflow_fen": round(usual),
+        "days_covered": round(sum(balances) / usual, 2),
     }
+
+
+def cover(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    found = [_short(txns, d, p) for d in _days_ending(day, int(p["persist_days"]))]
+    return found[0] if all(f is not None for f in found) else None
 
 
 JUDGES: dict[str, Judge] = {

@@ -178,17 +178,37 @@ def test_stopped_inflows_raise_once_clear_when_inflows_return_and_retract_on_a_l
     t = _timeline(quiet, as_of)
     raised = _open(rule, t)
     assert raised is not None and raised.start == START + timedelta(days=129)
-    assert raised.evidence == {"last_operating_inflow_on": "2025-04-10", "days_without": 41}
+    assert raised.evidence == {
+        "last_operating_inflow_on": "2025-04-10",
+        "days_without": 41,
+        "days_required": 30,
+    }
     assert _step(rule, raised, t) == []  # evaluated again: nothing new, the same id
     # An inflow on day 135: the run ended, it did hold on its first day: cleared.
     back = [*quiet, _event(900, START + timedelta(days=135), "in", 5, 1, "ACC-1")]
     assert _step(rule, raised, _timeline(back, as_of)) == [(State.CLEARED, raised.start)]
     # A late inflow on day 120 (booked then, arrived now): the rule never held on day 129, so
-    # that episode is retracted; the new quiet run reaches 30 days only on day 150.
+    # that episode is retracted. That inflow came 21 days after the one before: the firm's
+    # longest gap, so the new quiet run must reach 32 days (1.5 x 21, rounded up): day 152.
     late = [*quiet, _event(901, START + timedelta(days=120), "in", 5, 1, "ACC-1")]
     assert _step(rule, raised, _timeline(late, as_of)) == [(State.RETRACTED, raised.start)]
     later = START + timedelta(days=160)
-    assert _step(rule, None, _timeline(late, later)) == [(State.RAISED, later - timedelta(days=10))]
+    assert _step(rule, None, _timeline(late, later)) == [
+        (State.RAISED, START + timedelta(days=152))
+    ]
+
+
+def test_a_firm_paid_every_six_weeks_is_not_stopped_after_thirty_days() -> None:
+    rule, spec = "operating_inflow_stopped", SPEC.rules["operating_inflow_stopped"]
+    paid = [
+        _event(k, START + timedelta(days=42 * k), "in", 900_000, 1_000_000, "ACC-1")
+        for k in range(8)
+    ]
+    last = START + timedelta(days=42 * 7)
+    assert finding(rule, _timeline(paid, last + timedelta(days=45)), spec.values()) is None
+    found = finding(rule, _timeline(paid, last + timedelta(days=70)), spec.values())
+    assert found is not None and found.start == last + timedelta(days=63)  # 1.5 x 42
+    assert found.evidence["days_required"] == 63
 
 
 def test_an_overdraft_is_judged_per_account() -> None:
@@ -196,15 +216,23 @@ def test_an_overdraft_is_judged_per_account() -> None:
         _event(0, START, "in", 1_000, 5_000_000, "ACC-1"),
         _event(1, START + timedelta(days=1), "out", 1_000, -20_000, "ACC-2"),
     ]
-    found = finding("account_overdrawn", _timeline(events, START + timedelta(days=3)), {})
-    assert found is not None and found.start == START + timedelta(days=1)
+    parameters = SPEC.rules["account_overdrawn"].values()  # three days overdrawn
+    assert (
+        finding("account_overdrawn", _timeline(events, START + timedelta(days=2)), parameters)
+        is None
+    )
+    found = finding("account_overdrawn", _timeline(events, START + timedelta(days=3)), parameters)
+    assert found is not None and found.start == START + timedelta(days=3)
     assert found.evidence == {"overdrawn_accounts": 1, "lowest_balance_fen": -20_000}
 
 
 def test_a_young_firm_is_not_judged_on_days_before_it_existed() -> None:
     events = _daily(10)
     t = _timeline(events, START + timedelta(days=25))
-    assert finding("operating_inflow_stopped", t, {"days": 30.0}) is None
+    assert (
+        finding("operating_inflow_stopped", t, SPEC.rules["operating_inflow_stopped"].values())
+        is None
+    )
     assert (
         finding("operating_inflow_collapse", t, SPEC.rules["operating_inflow_collapse"].values())
         is None
@@ -245,6 +273,6 @@ def test_a_broken_signals_spec_is_refused(tmp_path: Path, text: str, message: st
 
 def test_a_deployment_tunes_parameters_it_has() -> None:
     rule = SPEC.rules["operating_inflow_stopped"]
-    assert rule.values({"days": 14}) == {"days": 14}
+    assert rule.values({"days": 14}) == {"days": 14, "gap_factor": 1.5}
     with pytest.raises(SpecError, match="no parameter"):
         rule.values({"weeks": 2})

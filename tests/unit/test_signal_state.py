@@ -63,26 +63,28 @@ def test_a_commit_marks_what_it_changed_and_an_evaluation_clears_it() -> None:
     _apply(ledger, _overdraft(), 0)
     assert list(state.marked()) == [ENTERPRISE]
     before = state.episodes(ENTERPRISE)
-    judged = evaluate(ENTERPRISE, state.months(ENTERPRISE), DAY, before, RULES)
+    assert evaluate(ENTERPRISE, state.months(ENTERPRISE), DAY, before, RULES).transitions == []
+    # Overdrawn at the end of three days running (the rule's persist_days): raised.
+    judged = evaluate(ENTERPRISE, state.months(ENTERPRISE), DAY + timedelta(days=2), before, RULES)
     assert [(c.state, c.episode.rule, c.episode.start) for c in judged.transitions] == [
-        (State.RAISED, "account_overdrawn", DAY)
+        (State.RAISED, "account_overdrawn", DAY + timedelta(days=2))
     ]
     state.evaluated({ENTERPRISE: (before, judged.open)}, [ENTERPRISE])
     assert list(state.marked()) == []
     stored = state.episodes(ENTERPRISE)
     assert stored["account_overdrawn"].id == judged.open["account_overdrawn"].id
     # The same data judged again (a replay, a restart): nothing changes.
-    again = evaluate(ENTERPRISE, state.months(ENTERPRISE), DAY, stored, RULES)
+    again = evaluate(ENTERPRISE, state.months(ENTERPRISE), DAY + timedelta(days=2), stored, RULES)
     assert again.transitions == [] and again.open.keys() == stored.keys()
-    # A receipt the next day: the episode ends, cleared, and is no longer stored as open.
+    # A receipt the day after: the episode ends, cleared, and is no longer stored as open.
     receipt = event(
         txn_id="A3",
         amount_fen=500_000,
         balance_after_fen=400_000,
-        booked_at=f"{DAY + timedelta(days=1)}T09:00:00+08:00",
+        booked_at=f"{DAY + timedelta(days=3)}T09:00:00+08:00",
     )
     _apply(ledger, [receipt], 2)
-    after = evaluate(ENTERPRISE, state.months(ENTERPRISE), DAY + timedelta(days=1), stored, RULES)
+    after = evaluate(ENTERPRISE, state.months(ENTERPRISE), DAY + timedelta(days=3), stored, RULES)
     assert [(c.state, c.episode.id) for c in after.transitions] == [
         (State.CLEARED, stored["account_overdrawn"].id)
     ]
