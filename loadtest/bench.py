@@ -18,7 +18,6 @@ process) and prints a table.
 
 from __future__ import annotations
 
-import http.client
 import os
 import platform
 import queue
@@ -34,7 +33,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from engine import codec
 from engine.access.model import Role
@@ -47,6 +45,9 @@ from engine.runtime.provision import Lender, authorize, provision_lender
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
+from loadtest.keepalive import KeepAlive
+from loadtest.signal_probe import PROBE_INTERVAL_SECONDS as SIGNAL_PROBE_SECONDS
+from loadtest.signal_probe import SignalProbes
 from state.rocksdb import RocksDBStore, shared_block_cache
 
 __all__ = [
@@ -300,7 +301,7 @@ def _freshness(
     probe = probe_enterprise(probe_seed)
     publisher = BankPublisher(bootstrap, BANKS[0], stack.settings.partitions)
     month = datetime.now(CST).strftime("%Y-%m")
-    api = _KeepAlive(stack.api_url, lender.headers)
+    api = KeepAlive(stack.api_url, lender.headers)
     path = lender.path(probe, "monthly", month)
     published: list[float] = []  # when probe k + 1 was published
     latencies: list[float] = []
@@ -347,34 +348,6 @@ def _probe_event(probe: str, k: int) -> dict[str, Any]:
     }
 
 
-class _KeepAlive:
-    """GETs over one persistent HTTP/1.1 connection, reopened after an error."""
-
-    def __init__(self, base_url: str, headers: dict[str, str]) -> None:
-        parts = urlsplit(base_url)
-        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
-        self._headers = headers
-        self._connection: http.client.HTTPConnection | None = None
-
-    def get(self, path: str) -> Any:
-        """The decoded JSON body of a 200 answer, or None (any other answer, or an error)."""
-        try:
-            if self._connection is None:
-                self._connection = http.client.HTTPConnection(self._host, self._port, timeout=5)
-            self._connection.request("GET", path, headers=self._headers)
-            response = self._connection.getresponse()
-            body = response.read()
-            return codec.loads(body) if response.status == 200 else None
-        except (OSError, http.client.HTTPException, codec.DecodeError):
-            self.close()
-            return None
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-
 def paced_phase(
     stack: EmbeddedStack,
     lender: Lender,
@@ -383,9 +356,11 @@ def paced_phase(
     seconds: float,
     probe_seed: int,
     pulls: tuple[list[str], float] | None = None,
+    signals: tuple[SignalProbes, list[float]] | None = None,
 ) -> tuple[dict[str, float] | None, list[float], int]:
     """Ingest ``load`` at ``rate`` while freshness probes run, for ``seconds``; with
-    ``pulls`` (URLs, rate) the pull client runs meanwhile. Returns (pull figures, freshness
+    ``pulls`` (URLs, rate) the pull client runs meanwhile, with ``signals`` (probes, a list
+    their latencies are added to) the signal probes. Returns (pull figures, freshness
     samples, events published)."""
     stop = threading.Event()
     published = [0]
@@ -399,6 +374,13 @@ def paced_phase(
         target=lambda: fresh.extend(_freshness(stack, lender, stop, probe_seed)), daemon=True
     )
     probe_thread.start()
+    signal_thread = None
+    if signals is not None:
+        probes, latencies = signals
+        signal_thread = threading.Thread(
+            target=lambda: latencies.extend(probes.run(stop)), daemon=True
+        )
+        signal_thread.start()
     figures = None
     if pulls is None:
         stop.wait(seconds)
@@ -407,6 +389,8 @@ def paced_phase(
     stop.set()
     ingest_thread.join(120)
     probe_thread.join(60)
+    if signal_thread is not None:
+        signal_thread.join(90)  # the probes already published are waited for
     return figures, fresh, published[0]
 
 
@@ -560,15 +544,32 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
             7, max(2 * config.enterprises, int(wanted / per_enterprise) + 1), config.months
         )
         split = int(rate * config.freshness_seconds)
+        signal_probes = SignalProbes(
+            stack,
+            [
+                generate_code(random.Random(f"signal-probe-{k}"))
+                for k in range(int(config.freshness_seconds / SIGNAL_PROBE_SECONDS) + 1)
+            ],
+            BANKS[0],
+        )
+        signal_latencies: list[float] = []
         paced_started = time.monotonic()
         _, fresh, paced_alone = paced_phase(
-            stack, lender, load[:split], rate, config.freshness_seconds, 1
+            stack,
+            lender,
+            load[:split],
+            rate,
+            config.freshness_seconds,
+            1,
+            signals=(signal_probes, signal_latencies),
         )
         # What the publisher managed: below the target when the machine could not keep up.
         paced_rate = paced_alone / (time.monotonic() - paced_started)
         print(
             f"  freshness at {rate:,.0f} events/s: p50 {_ms(percentile(fresh, 0.5))} ms, "
-            f"p99 {_ms(percentile(fresh, 0.99))} ms",
+            f"p99 {_ms(percentile(fresh, 0.99))} ms; signals p50 "
+            f"{_ms(percentile(signal_latencies, 0.5))} ms, "
+            f"p99 {_ms(percentile(signal_latencies, 0.99))} ms",
             flush=True,
         )
         operator = provision_lender(stack.settings, "BENCHOPS", roles=(Role.OPERATOR,))
@@ -622,6 +623,10 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         "freshness_samples": len(fresh),
         "freshness_ingest_events_per_s": round(rate, 1),
         "freshness_published_events_per_s": round(paced_rate, 1),
+        # From publishing an event to a lender polling the signal it raised (same phase).
+        "signal_latency_p50_ms": _ms(percentile(signal_latencies, 0.5)),
+        "signal_latency_p99_ms": _ms(percentile(signal_latencies, 0.99)),
+        "signal_samples": len(signal_latencies),
         "freshness_during_pulls_p50_ms": _ms(percentile(fresh_pulling, 0.5)),
         "freshness_during_pulls_p99_ms": _ms(percentile(fresh_pulling, 0.99)),
         "worker_rss_mb": round(sampler.max_kb / 1024, 1),
