@@ -70,6 +70,8 @@ class Firm:
     trouble: date | None = None
     failure: date | None = None
     lumpy: bool = False
+    quarterly_tax: bool = False  # tax in January, April, July and October only
+    stops_paying: bool = False  # from its trouble day no utility or tax payment
     one_off: date | None = None  # a one-off payment of 70 % of the balance (equipment)
 
 
@@ -114,7 +116,23 @@ def _scenarios(rng: random.Random) -> dict[str, Callable[[str], Firm]]:
         def spend(d: date) -> float:
             return 0.9 if d < s else 0.9 + 0.5 * (d - s).days / 30
 
-        return Firm(eid, "cash_squeeze", START, lambda d: 1.0, spend, s, s + timedelta(days=120))
+        return Firm(eid, "cash_squeeze", START, _steady, spend, s, s + timedelta(days=120))
+
+    def lapses(eid: str) -> Firm:
+        s = trouble_day()
+        return Firm(
+            eid,
+            "payments_lapse",
+            START,
+            _steady,
+            _flat,
+            s,
+            s + timedelta(days=120),
+            stops_paying=True,
+        )
+
+    def quarterly(eid: str) -> Firm:
+        return Firm(eid, "quarterly_tax", START, _steady, _flat, quarterly_tax=True)
 
     def seasonal(eid: str) -> Firm:
         return Firm(eid, "seasonal", START, _spring_dip, _flat)
@@ -127,23 +145,25 @@ def _scenarios(rng: random.Random) -> dict[str, Callable[[str], Firm]]:
         return Firm(eid, "growing", START, lambda d: 1.05 ** ((d - START).days / 30), _flat)
 
     def lumpy(eid: str) -> Firm:
-        return Firm(eid, "lumpy_contracts", START, lambda d: 1.0, _flat, lumpy=True)
+        return Firm(eid, "lumpy_contracts", START, _steady, _flat, lumpy=True)
 
     def one_off(eid: str) -> Firm:
-        return Firm(eid, "one_off_payment", START, lambda d: 1.0, _flat, one_off=trouble_day())
+        return Firm(eid, "one_off_payment", START, _steady, _flat, one_off=trouble_day())
 
     def stable(eid: str) -> Firm:
-        return Firm(eid, "stable", START, lambda d: 1.0, _flat)
+        return Firm(eid, "stable", START, _steady, _flat)
 
     return {
         "inflows_stop": stops,
         "revenue_collapse": collapses,
         "cash_squeeze": squeezed,
+        "payments_lapse": lapses,
         "seasonal": seasonal,
         "young_seasonal": young_seasonal,
         "growing": growing,
         "lumpy_contracts": lumpy,
         "one_off_payment": one_off,
+        "quarterly_tax": quarterly,
         "stable": stable,
     }
 
@@ -155,7 +175,12 @@ RULE_SCENARIOS = {
     "operating_inflow_collapse": ("revenue_collapse", "inflows_stop"),
     "account_overdrawn": ("cash_squeeze",),
     "balance_cover_low": ("cash_squeeze",),
+    "recurring_payment_lapsed": ("payments_lapse",),
 }
+
+
+def _steady(day: date) -> float:
+    return 1.0
 
 
 def _flat(day: date) -> float:
@@ -206,9 +231,11 @@ def _events(firm: Firm, rng: random.Random) -> list[dict[str, Any]]:
             variable = 0.5 + 0.5 * firm.level(day)
             amount = firm.spend(day) * variable * scale / 0.6 * rng.lognormvariate(0, 0.4)
             book(day, False, amount, _SUPPLIER)
-        if day.day == 15:
+        stopped = firm.stops_paying and firm.trouble is not None and day >= firm.trouble
+        if day.day == 15 and not stopped:
             book(day, False, scale * 0.5, _UTILITY, "utility")
-            book(day, False, scale * 0.8, _TAX, "tax")
+            if not firm.quarterly_tax or day.month % 3 == 1:
+                book(day, False, scale * (2.4 if firm.quarterly_tax else 0.8), _TAX, "tax")
         if firm.one_off == day:
             book(day, False, max(balance, 0) * 0.7, _SUPPLIER)
         day += timedelta(days=1)
@@ -291,7 +318,7 @@ def _score(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
     return scores
 
 
-def run(per_scenario: int = 25, seed: int = 16) -> dict[str, Any]:
+def run(per_scenario: int = 50, seed: int = 16) -> dict[str, Any]:
     rng = random.Random(seed)
     makers = _scenarios(rng)
     firms = [make(generate_code(rng)) for make in makers.values() for _ in range(per_scenario)]
@@ -308,7 +335,7 @@ def run(per_scenario: int = 25, seed: int = 16) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    per_scenario = int(argv[0]) if argv else 25
+    per_scenario = int(argv[0]) if argv else 50
     result = run(per_scenario)
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

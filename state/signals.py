@@ -17,7 +17,7 @@ from datetime import date
 
 from engine import codec
 from engine.signals.episodes import Episode
-from engine.signals.timeline import MonthDays
+from engine.signals.timeline import STREAM_CLASSES, MonthDays
 from state.kv import KVStore
 from state.ledger_types import evaluate_key
 from state.month import MonthAgg
@@ -41,6 +41,12 @@ def month_days(agg: MonthAgg) -> MonthDays:
             account: {int(d): last[2] for d, last in entry["days"].items()}
             for account, entry in agg.accounts.items()
         },
+        frozenset(
+            (cls, subtype)
+            for key, (_, count) in agg.flows.items()
+            for direction, cls, subtype, _ in [key.split("|")]
+            if direction == "o" and cls in STREAM_CLASSES and count > 0
+        ),
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from engine.signals.timeline import Timeline
+from engine.signals.timeline import Timeline, month_of
 
 __all__ = ["RULES", "Finding", "finding"]
 
@@ -114,11 +114,33 @@ def balance_cover_low(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence |
     return _cover(t, i, p)
 
 
+def recurring_payment_lapsed(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    day = t.day(i)
+    month = month_of(day)
+    regular = int(p["months"])
+    lapsed = []
+    for (cls, subtype), paid in sorted(t.paid_months.items()):
+        complete = [m for m in paid if m < month]
+        if not complete:
+            continue
+        last = max(complete)
+        if any(last - k not in paid for k in range(regular)):
+            continue  # not a stream paid every month
+        if last < month - 2 or (last == month - 2 and day.day >= p["grace_days"]):
+            lapsed.append({"class": cls, "subtype": subtype, "last_paid_month": _label(last)})
+    return {"streams": lapsed} if lapsed else None
+
+
+def _label(month: int) -> str:
+    return f"{month // 12:04d}-{month % 12 + 1:02d}"
+
+
 RULES: dict[str, Rule] = {
     "operating_inflow_stopped": operating_inflow_stopped,
     "operating_inflow_collapse": operating_inflow_collapse,
     "account_overdrawn": account_overdrawn,
     "balance_cover_low": balance_cover_low,
+    "recurring_payment_lapsed": recurring_payment_lapsed,
 }
 
 

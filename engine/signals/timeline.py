@@ -19,7 +19,10 @@ from datetime import date, timedelta
 
 from engine.products.history import History, MonthView
 
-__all__ = ["MonthDays", "Timeline", "month_of", "timeline", "timeline_of"]
+__all__ = ["STREAM_CLASSES", "MonthDays", "Timeline", "month_of", "timeline", "timeline_of"]
+
+#: Classes whose payments a firm makes every month, each subtype a stream of its own.
+STREAM_CLASSES = frozenset({"UTILITY", "TAX", "SOCIAL", "PAYROLL"})
 
 
 def month_of(day: date) -> int:
@@ -39,6 +42,7 @@ class MonthDays:
     op_in: Mapping[int, int]  # day -> operating inflow
     op_out: Mapping[int, int]
     balances: Mapping[str, Mapping[int, int]]  # account -> day -> balance after its last booking
+    paid: frozenset[tuple[str, str]] = frozenset()  # (class, subtype) of STREAM_CLASSES paid
 
     @classmethod
     def of_view(cls, view: MonthView) -> MonthDays:
@@ -48,6 +52,11 @@ class MonthDays:
             {d: day.operating_in for d, day in view.days.items() if day.operating_in},
             {d: day.operating_out for d, day in view.days.items() if day.operating_out},
             {account: days for account, (_, days) in view.accounts.items()},
+            frozenset(
+                (f.cls, f.subtype)
+                for f in view.flows
+                if not f.inflow and f.cls in STREAM_CLASSES and f.txns > 0
+            ),
         )
 
 
@@ -102,6 +111,7 @@ class Timeline:
     _in: _Series
     _out: _Series
     _balances: tuple[tuple[list[int], list[int]], ...]  # per account: sorted days, balances
+    paid_months: Mapping[tuple[str, str], frozenset[int]]  # stream -> months it was paid in
 
     def index(self, day: date) -> int:
         return (day - self.first).days
@@ -173,12 +183,21 @@ def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None
             kept = [(offset + d, b) for d, b in days.items() if offset + d >= 0 and d <= end]
             if kept:
                 balances.setdefault(account, []).extend(kept)
+    paid: dict[tuple[str, str], set[int]] = {}
+    for month, digest in months.items():
+        for stream in digest.paid if month <= last_month else ():
+            paid.setdefault(stream, set()).add(month)
     series = []
     for points in balances.values():
         points.sort()
         series.append(([day for day, _ in points], [b for _, b in points]))
     return Timeline(
-        first, (as_of - first).days + 1, _Series(inflows), _Series(outflows), tuple(series)
+        first,
+        (as_of - first).days + 1,
+        _Series(inflows),
+        _Series(outflows),
+        tuple(series),
+        {stream: frozenset(m) for stream, m in paid.items()},
     )
 
 

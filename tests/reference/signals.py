@@ -141,11 +141,34 @@ def cover(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] 
     return found[0] if all(f is not None for f in found) else None
 
 
+def lapsed(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    """A stream paid every month that stopped: read from calendar months, as the spec says."""
+    m = day.year * 12 + day.month - 1
+    months: dict[tuple[str, str], set[int]] = {}
+    for t in txns:
+        if not t.inflow and t.cls in ("UTILITY", "TAX", "SOCIAL", "PAYROLL") and t.day <= day:
+            months.setdefault((t.cls, t.subtype), set()).add(t.month)
+    found = []
+    for (cls, subtype), paid in sorted(months.items()):
+        before = sorted(x for x in paid if x < m)
+        if not before:
+            continue
+        last = before[-1]
+        if not all(last - k in paid for k in range(int(p["months"]))):
+            continue
+        gone = m - last  # months from the last payment's month to D's
+        if gone >= 3 or (gone == 2 and day.day >= p["grace_days"]):
+            label = f"{last // 12:04d}-{last % 12 + 1:02d}"
+            found.append({"class": cls, "subtype": subtype, "last_paid_month": label})
+    return {"streams": found} if found else None
+
+
 JUDGES: dict[str, Judge] = {
     "operating_inflow_stopped": stopped,
     "operating_inflow_collapse": collapse,
     "account_overdrawn": overdrawn,
     "balance_cover_low": cover,
+    "recurring_payment_lapsed": lapsed,
 }
 
 

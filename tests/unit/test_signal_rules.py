@@ -35,11 +35,24 @@ CST = timezone(timedelta(hours=8))
 START = date(2025, 1, 1)
 SPEC = load_signals()
 CUSTOMER = "91110000600037341L"  # a credit code: TRADE
+_STREAMS = [  # paid every month: UTILITY power and water, TAX, SOCIAL
+    ("UTIL-POWER-0001", "utility"),
+    ("UTIL-WATER-0001", "utility"),
+    ("TAX-STA-0001", "tax"),
+    ("SOCIAL-SI-0001", "transfer"),
+]
 _REGISTRY = load_registry(SPECS_DIR / "registries.toml")
 
 
 def _event(
-    n: int, day: date, direction: str, amount: int, balance: int, account: str
+    n: int,
+    day: date,
+    direction: str,
+    amount: int,
+    balance: int,
+    account: str,
+    counterparty: str = CUSTOMER,
+    channel: str = "transfer",
 ) -> dict[str, Any]:
     return {
         "schema": 1,
@@ -52,8 +65,8 @@ def _event(
         "amount_fen": amount,
         "currency": "CNY",
         "balance_after_fen": balance,
-        "channel": "transfer",
-        "counterparty": {"id": CUSTOMER, "bank": None},
+        "channel": channel,
+        "counterparty": {"id": counterparty, "bank": None},
     }
 
 
@@ -64,7 +77,8 @@ def firm(draw: st.DrawFn) -> list[dict[str, Any]]:
     rng = random.Random(draw(st.integers(0, 2**32)))
     span = draw(st.sampled_from((45, 120, 400, 460)))
     trouble_at = draw(st.integers(0, span))
-    trouble = draw(st.sampled_from(("stop", "collapse", "none")))
+    trouble = draw(st.sampled_from(("stop", "collapse", "lapse", "none")))
+    utilities = rng.sample(_STREAMS, k=rng.randint(0, len(_STREAMS)))
     events: list[dict[str, Any]] = []
     balance = {"ACC-1": 2_000_000, "ACC-2": 50_000}
     for k in range(span):
@@ -81,6 +95,25 @@ def firm(draw: st.DrawFn) -> list[dict[str, Any]]:
             amount = rng.randint(20_000, 250_000)
             balance[account] -= amount
             events.append(_event(len(events), day, "out", amount, balance[account], account))
+        for k, (payee, channel) in enumerate(utilities):  # monthly, on a day of their own
+            if (
+                day.day == 5 + 7 * k
+                and not (trouble == "lapse" and k == 0 and (day - START).days >= trouble_at)
+                and rng.random() < 0.9
+            ):  # now and then a month is missed
+                balance["ACC-1"] -= 30_000
+                events.append(
+                    _event(
+                        len(events),
+                        day,
+                        "out",
+                        30_000,
+                        balance["ACC-1"],
+                        "ACC-1",
+                        payee,
+                        channel,
+                    )
+                )
     for original in rng.sample(events, k=min(3, len(events))):
         if original["direction"] == "in":
             events.append(
@@ -276,3 +309,32 @@ def test_a_deployment_tunes_parameters_it_has() -> None:
     assert rule.values({"days": 14}) == {"days": 14, "gap_factor": 1.5}
     with pytest.raises(SpecError, match="no parameter"):
         rule.values({"weeks": 2})
+
+
+def test_a_monthly_bill_that_stops_lapses_and_a_quarterly_one_never_does() -> None:
+    rule, parameters = "recurring_payment_lapsed", SPEC.rules["recurring_payment_lapsed"].values()
+    months = [date(2025, m, 5) for m in range(1, 6)]  # power paid January to May
+    power = [
+        _event(k, d, "out", 30_000, 1_000_000, "ACC-1", "UTIL-POWER-0001", "utility")
+        for k, d in enumerate(months)
+    ]
+    quarterly_tax = [
+        _event(10 + k, date(2025, m, 15), "out", 90_000, 1_000_000, "ACC-1", "TAX-STA-0001", "tax")
+        for k, m in enumerate((1, 4, 7))
+    ]
+    receipts = [_event(20 + k, START + timedelta(days=k), "in", 1, 1, "ACC-1") for k in range(3)]
+    history = [*receipts, *power, *quarterly_tax]
+    # June went by without the power bill: lapsed on 10 July (grace_days), not on the 9th.
+    assert finding(rule, _timeline(history, date(2025, 7, 9)), parameters) is None
+    found = finding(rule, _timeline(history, date(2025, 9, 30)), parameters)
+    assert found is not None and found.start == date(2025, 7, 10)
+    assert found.evidence == {
+        "streams": [{"class": "UTILITY", "subtype": "power", "last_paid_month": "2025-05"}]
+    }
+    # Paid again on 3 October: the rule reads complete months, so it clears on 1 November.
+    paid = [
+        *history,
+        _event(30, date(2025, 10, 3), "out", 30_000, 1, "ACC-1", "UTIL-POWER-0001", "utility"),
+    ]
+    assert finding(rule, _timeline(paid, date(2025, 10, 31)), parameters) is not None
+    assert finding(rule, _timeline(paid, date(2025, 11, 1)), parameters) is None
