@@ -4,7 +4,8 @@ queried, newest first.
 Layout (renaming a key is a migration):
     <prefix>:queries:v1:ent:{<enterprise>}   ZSET  record JSON, scored by its time (us)
     <prefix>:queries:v1:answered:{<enterprise>}  ZSET  the records of queries by institutions
-                                                  that were answered (served or no data)
+                                                  that were answered (served or no data), of
+                                                  the products the report counts
     <prefix>:queries:v1:inst:<code>          ZSET  the same, per institution
     <prefix>:queries:v1:offsets              HASH  partition -> next offset indexed
 
@@ -22,7 +23,12 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from engine.access.records import ANSWERED_OUTCOMES, QueryRecord, decode_record
+from engine.access.records import (
+    ANSWERED_OUTCOMES,
+    REPORTED_PRODUCTS,
+    QueryRecord,
+    decode_record,
+)
 
 __all__ = ["QueryIndex"]
 
@@ -64,7 +70,11 @@ class QueryIndex:
         for raw, record in records:
             if record.enterprise_id is not None and record.by in _SEEN_BY_THE_ENTERPRISE:
                 members[self.enterprise_key(record.enterprise_id)][raw] = record.at_us
-                if record.by == "institution" and record.outcome in ANSWERED_OUTCOMES:
+                if (
+                    record.by == "institution"
+                    and record.outcome in ANSWERED_OUTCOMES
+                    and record.product in REPORTED_PRODUCTS
+                ):
                     members[self.answered_key(record.enterprise_id)][raw] = record.at_us
             if record.institution is not None:
                 members[self.institution_key(record.institution)][raw] = record.at_us

@@ -11,11 +11,24 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["ANSWERED_OUTCOMES", "QueryRecord", "decode_batch", "decode_record", "encode_record"]
+__all__ = [
+    "ANSWERED_OUTCOMES",
+    "REPORTED_PRODUCTS",
+    "QueryRecord",
+    "decode_batch",
+    "decode_record",
+    "encode_record",
+]
 
 #: Outcomes of a request that was answered with the enterprise's information (or its
 #: absence): what counts as a query in the quarterly report's query-record items.
 ANSWERED_OUTCOMES = frozenset({"served", "no_data"})
+
+#: Products whose queries the credit report counts. Signals delivered after a loan are
+#: recorded too (the enterprise sees them in its list of queries), but a lender monitoring
+#: its borrower is not a lender considering credit: counted, they would make every monitored
+#: firm look credit-hungry.
+REPORTED_PRODUCTS = frozenset({"monthly", "quarterly"})
 
 
 class QueryRecord(msgspec.Struct, frozen=True):

@@ -221,6 +221,15 @@ def test_each_delivery_is_recorded_like_a_query(
         monitor.authorizations[OVERDRAWN],
         monitor.authorizations[STOPPED],
     }
+    # Recorded, not counted: the credit report's query items read the answered index, and a
+    # lender monitoring its borrower is not a lender considering credit.
+    redis = Redis.from_url(stack.settings.redis_url.get_secret_value())
+    try:
+        for enterprise in (OVERDRAWN, STOPPED):
+            key = f"{stack.settings.redis_prefix}:queries:v1:answered:{{{enterprise}}}"
+            assert [r for r in redis.zrange(key, 0, -1) if b'"signals"' in r] == []
+    finally:
+        redis.close()
 
 
 def _read_events(
