@@ -10,7 +10,8 @@ between publishes the same transitions again, with the same ids: deliveries drop
 (state/signal_feeds.py).
 
 Rules about absence change with the calendar alone: when the as-of day (China time) moves,
-every enterprise of a partition is marked and judged again.
+every enterprise of a partition is marked and judged again, a chunk at a time (a sweep,
+state/signals.py).
 
 Each enterprise's months are kept as digests (engine/signals/timeline.py ``MonthDays``) for
 the most recently judged enterprises, refreshed from the commit's changed months: judging an
@@ -69,6 +70,7 @@ class SignalStage:
         self._now = now
         self._pending: dict[int, set[str]] = {}  # partition -> marked enterprises
         self._days: dict[int, date] = {}  # partition -> the as-of day it was last swept for
+        self._sweeping: set[int] = set()  # partitions whose sweep may not be done
         self._digests: OrderedDict[str, dict[int, MonthDays]] = OrderedDict()
         metrics.signals_pending.set_function(lambda: sum(map(len, self._pending.values())))
 
@@ -101,6 +103,7 @@ class SignalStage:
         for partition in partitions:
             self._pending.pop(partition, None)
             self._days.pop(partition, None)
+            self._sweeping.discard(partition)
         self.forget()  # another worker may change them before they come back
 
     def forget(self) -> None:
@@ -115,7 +118,11 @@ class SignalStage:
         today = self._today()
         started = time.perf_counter()
         for partition in self._ledger.partitions:
-            while self._days.get(partition) != today or self._pending.get(partition):
+            while (
+                self._days.get(partition) != today
+                or self._pending.get(partition)
+                or partition in self._sweeping
+            ):
                 done = await self._partition(partition, today)
                 judged += done
                 if not done or time.perf_counter() - started > _TICK_SECONDS:
@@ -132,12 +139,16 @@ class SignalStage:
             pending = self._pending.setdefault(partition, set())
             if self._days.get(partition) != today:
                 if state.day() != today:
-                    count = state.mark_all(today)
-                    log.info(
-                        "partition %d: new day %s, judging %d enterprises", partition, today, count
-                    )
-                    pending.update(state.enterprises())
+                    log.info("partition %d: new day %s, judging every enterprise", partition, today)
+                    state.start_sweep(today)
                 self._days[partition] = today
+                self._sweeping.add(partition)
+            if partition in self._sweeping and len(pending) < _CHUNK_ENTERPRISES:
+                swept = state.sweep(_CHUNK_ENTERPRISES)
+                if swept is None:
+                    self._sweeping.discard(partition)
+                else:
+                    pending.update(swept)
             if not pending:
                 return 0
             started = time.perf_counter()

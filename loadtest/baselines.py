@@ -73,9 +73,12 @@ class _TableStore:
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         return [self.get(key) for key in keys]
 
-    def scan_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def scan_prefix(
+        self, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         wanted, cut = self._prefix + prefix, len(self._prefix)
-        return iter(sorted((k[cut:], v) for k, v in self._table.items() if k.startswith(wanted)))
+        found = sorted((k[cut:], v) for k, v in self._table.items() if k.startswith(wanted))
+        return iter([(k, v) for k, v in found if start is None or k >= start])
 
     def write(self, changes: Mapping[bytes, bytes | None]) -> None:
         for key, value in changes.items():

@@ -18,8 +18,11 @@ class KVStore(Protocol):
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
 
-    def scan_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, value) whose key starts with ``prefix``, in key order."""
+    def scan_prefix(
+        self, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) whose key starts with ``prefix``, in key order; with ``start``,
+        only those from the first key at or after it (a scan resumed in chunks)."""
         ...
 
     def write(self, changes: Mapping[bytes, bytes | None]) -> None:

@@ -19,9 +19,11 @@ class MemoryStore:
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         return [self._data.get(k) for k in keys]
 
-    def scan_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def scan_prefix(
+        self, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         keys = self._keys
-        i = bisect.bisect_left(keys, prefix)
+        i = bisect.bisect_left(keys, max(prefix, start or prefix))
         snapshot = []
         while i < len(keys) and keys[i].startswith(prefix):
             snapshot.append((keys[i], self._data[keys[i]]))

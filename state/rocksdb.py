@@ -94,8 +94,10 @@ class RocksDBStore:
             return []
         return cast(list[bytes | None], self._db[list(keys)])  # a multi-get
 
-    def scan_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db.items(from_key=prefix):
+    def scan_prefix(
+        self, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items(from_key=max(prefix, start or prefix)):
             assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode
             if not key.startswith(prefix):
                 return

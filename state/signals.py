@@ -3,15 +3,20 @@
     E|<enterprise>           its state changed since its signals were evaluated (the ledger
                              writes it in the batch that commits the change)
     S|<enterprise>|<rule>    its open episode of a rule (JSON: id, start, evidence)
-    _signals_day             the last as-of day every enterprise of the partition was judged
+    _signals_day             the as-of day of the last sweep (every enterprise marked again)
+    _signals_sweep           how far that sweep has marked: the last enterprise id, or absent
+                             once it is done
 
 The markers make evaluation survive a crash: what was committed and not evaluated is still
 marked when the partition is opened again. The evaluator removes an enterprise's marker in
-the batch that stores the episodes it published.
+the batch that stores the episodes it published. A sweep marks the partition's enterprises
+a chunk at a time, each chunk's markers in the batch that moves its cursor: a partition of
+millions of enterprise-months is never scanned in one go.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import date
 
@@ -22,9 +27,10 @@ from state.kv import KVStore
 from state.ledger_types import evaluate_key
 from state.month import MonthAgg
 
-__all__ = ["SIGNALS_DAY_KEY", "SignalState", "month_days"]
+__all__ = ["SIGNALS_DAY_KEY", "SWEEP_KEY", "SignalState", "month_days"]
 
 SIGNALS_DAY_KEY = b"_signals_day"
+SWEEP_KEY = b"_signals_sweep"
 _MARKERS = b"E|"
 
 
@@ -63,10 +69,12 @@ class SignalState:
         for key, _ in self._store.scan_prefix(_MARKERS):
             yield key[len(_MARKERS) :].decode()
 
-    def enterprises(self) -> Iterator[str]:
-        """Every enterprise with a month in the partition's state."""
-        last = None
-        for key, _ in self._store.scan_prefix(b"M|"):
+    def enterprises(self, after: str = "") -> Iterator[str]:
+        """The enterprises with a month in the partition's state, in id order, after
+        ``after`` (from the first when empty)."""
+        last = after
+        start = b"M|" + after.encode() + b"|\xff" if after else None  # past its months
+        for key, _ in self._store.scan_prefix(b"M|", start):
             enterprise_id = key.split(b"|", 2)[1].decode()
             if enterprise_id != last:
                 last = enterprise_id
@@ -95,12 +103,21 @@ class SignalState:
         raw = self._store.get(SIGNALS_DAY_KEY)
         return None if raw is None else date.fromisoformat(raw.decode())
 
-    def mark_all(self, day: date) -> int:
-        """Mark every enterprise for an evaluation on ``day`` (a new as-of day)."""
-        changes: dict[bytes, bytes | None] = {evaluate_key(e): b"" for e in self.enterprises()}
-        changes[SIGNALS_DAY_KEY] = day.isoformat().encode()
+    def start_sweep(self, day: date) -> None:
+        """Begin marking every enterprise for an evaluation on ``day`` (a new as-of day)."""
+        self._store.write({SIGNALS_DAY_KEY: day.isoformat().encode(), SWEEP_KEY: b""})
+
+    def sweep(self, count: int) -> list[str] | None:
+        """Mark the next ``count`` enterprises of the sweep and return them; None when no
+        sweep is under way."""
+        cursor = self._store.get(SWEEP_KEY)
+        if cursor is None:
+            return None
+        chunk = list(itertools.islice(self.enterprises(cursor.decode()), count))
+        changes: dict[bytes, bytes | None] = {evaluate_key(e): b"" for e in chunk}
+        changes[SWEEP_KEY] = chunk[-1].encode() if len(chunk) == count else None
         self._store.write(changes)
-        return len(changes) - 1
+        return chunk
 
     def evaluated(
         self,

@@ -92,15 +92,21 @@ def test_a_commit_marks_what_it_changed_and_an_evaluation_clears_it() -> None:
     assert "account_overdrawn" not in state.episodes(ENTERPRISE)
 
 
-def test_a_new_day_marks_every_enterprise_once() -> None:
+def test_a_new_day_marks_every_enterprise_once_a_chunk_at_a_time() -> None:
     store = MemoryStore()
     ledger, state = _ledger(store), SignalState(store)
-    others = enterprise_ids(2, seed=77)
-    _apply(ledger, [e for who in (ENTERPRISE, *others) for e in _overdraft(who)], 0)
-    state.evaluated({}, [ENTERPRISE, *others])
-    assert state.day() is None
-    assert state.mark_all(DAY) == 3
-    assert sorted(state.marked()) == sorted((ENTERPRISE, *others)) and state.day() == DAY
+    everyone = sorted((ENTERPRISE, *enterprise_ids(4, seed=77)))
+    _apply(ledger, [e for who in everyone for e in _overdraft(who)], 0)
+    state.evaluated({}, everyone)
+    assert state.day() is None and state.sweep(2) is None  # no sweep under way
+    state.start_sweep(DAY)
+    swept = [state.sweep(2), state.sweep(2)]
+    assert swept == [everyone[:2], everyone[2:4]]
+    assert sorted(state.marked()) == everyone[:4]  # marked as swept: a crash loses none
+    # A restart resumes the sweep where its cursor is (a state read anew, as after a crash).
+    assert SignalState(store).sweep(2) == everyone[4:]
+    assert state.sweep(2) is None and state.day() == DAY
+    assert sorted(state.marked()) == everyone
 
 
 def test_the_digest_of_state_is_the_digest_of_the_published_view() -> None:

@@ -1,4 +1,4 @@
-"""What every KVStore backend reports about its size."""
+"""What every KVStore backend reports about its size, and how it scans."""
 
 from __future__ import annotations
 
@@ -52,3 +52,11 @@ def test_the_memory_store_counts_keys_and_values_exactly() -> None:
     assert store.live_bytes() == 6
     store.write({b"a": None, b"bc": b"12"})
     assert store.live_bytes() == 4
+
+
+def test_a_prefix_scan_resumes_from_a_key(store: MemoryStore | RocksDBStore) -> None:
+    store.write({b"A|1": b"a", b"M|x|1": b"1", b"M|x|2": b"2", b"M|y|1": b"3", b"N|1": b"n"})
+    assert [k for k, _ in store.scan_prefix(b"M|")] == [b"M|x|1", b"M|x|2", b"M|y|1"]
+    assert [k for k, _ in store.scan_prefix(b"M|", b"M|x|\xff")] == [b"M|y|1"]
+    assert [k for k, _ in store.scan_prefix(b"M|", b"A")] == [b"M|x|1", b"M|x|2", b"M|y|1"]
+    assert list(store.scan_prefix(b"M|", b"M|z")) == []
