@@ -2,10 +2,13 @@
 
 Each enterprise has accounts at one or two banks, a size drawn from a heavy-tailed law, a
 trend (stable, growing, shrinking, or stopping), seasonal sales from a power-law of customers,
-supplier payments, monthly payroll, utilities and social insurance, monthly or quarterly tax,
-loans with monthly repayments, fees and interest, cash, and transfers between its own
-accounts. Balances follow each account's bookings. A few events are reversed, a few are
-published late (weeks to months after booking), a few are delivered twice.
+supplier payments, monthly payroll, utilities (heating in the northern winter) and social
+insurance, monthly or quarterly tax, export rebates and purchases abroad, payment-platform
+receipts and refunds, shops paid mostly in cash, receivables sold to a factor, fees to public
+bodies, loans with monthly repayments, bank fees and deposit interest, cash, and transfers
+between its own accounts: every class, channel and subtype the products read. Balances
+follow each account's bookings. A few events are reversed, a few are published late (weeks
+to months after booking), a few are delivered twice.
 
 Events come month by month in roughly booking order, late ones when they are due, so memory
 stays bounded by one month of events.
@@ -27,7 +30,11 @@ __all__ = ["Enterprise", "GeneratorConfig", "generate", "make_enterprises"]
 
 _TREND = ("stable", "stable", "stable", "growing", "shrinking", "stopping")
 # Synthetic ids of public bodies; the registries in specs/ will classify them.
-_UTILITIES = ("UTIL-POWER-0001", "UTIL-WATER-0001", "UTIL-GAS-0001", "UTIL-TELECOM-0001")
+_UTILITIES = ("UTIL-POWER-0001", "UTIL-WATER-0001", "UTIL-TELECOM-0001", "UTIL-GAS-0001")
+_HEATING = "UTIL-HEAT-0001"  # billed November to March, to firms in the north
+_HEATING_MONTHS = (10, 11, 0, 1, 2)  # month % 12
+_FACTOR = "FIN-FACTOR-0001"
+_GOV_FEES = "GOV-COURT-0001"
 _TAX = "TAX-STA-0001"
 _SOCIAL = "SOCIAL-SI-0001"
 _PSP = "PSP-ALIPAY-0001"
@@ -169,14 +176,19 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
     drift = {"growing": 1.04**index, "shrinking": 0.96**index}.get(ent.trend, 1.0)
     level = ent.scale * drift * _SEASON[b.month % 12]
     n_sales = max(0, int(rng.gauss(18 * level, 3 * math.sqrt(level + 1))))  # sales receipts
+    cash_shop = ent.id[-2] in "012"  # about one firm in ten takes most sales in cash
     for _ in range(n_sales):
+        amount = int(rng.lognormvariate(12.0, 1.0) * level) + 100
+        if cash_shop and rng.random() < 0.7:
+            b.book(ent, b.at(), True, amount, "cash", "CASH")
+            continue
         customer = rng.choices(ent.customers, ent.weights)[0]
         abroad = ent.exporter and rng.random() < 0.3
         b.book(
             ent,
             b.at(),
             True,
-            int(rng.lognormvariate(12.0, 1.0) * level) + 100,
+            amount,
             "fx" if abroad else rng.choice(("transfer", "transfer", "card")),
             customer,
             currency="USD" if abroad else "CNY",
@@ -192,7 +204,8 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
         )
     payroll = int(1_200_000 * ent.scale) + rng.randrange(0, 100_000)
     b.book(ent, b.at(10), False, payroll, "payroll", f"PAYROLL-{ent.id[-6:]}")
-    for utility in _UTILITIES[: 2 + (ent.scale > 1)]:
+    heated = ent.id[-1] in "0123456789" and b.month % 12 in _HEATING_MONTHS  # about a third
+    for utility in (*_UTILITIES[: 3 + (ent.scale > 1)], *((_HEATING,) if heated else ())):
         b.book(
             ent,
             b.at(rng.randint(15, 25)),
@@ -206,6 +219,18 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
         b.book(ent, b.at(15), False, int(rng.uniform(50_000, 900_000) * level), "tax", _TAX)
     if rng.random() < 0.3:
         b.book(ent, b.at(), True, int(rng.uniform(10_000, 2_000_000) * level), "transfer", _PSP)
+    if rng.random() < 0.15:  # refunds and fees to the payment platform
+        b.book(ent, b.at(), False, int(rng.uniform(1_000, 200_000) * level), "transfer", _PSP)
+    if ent.exporter and rng.random() < 0.3:  # parts bought abroad
+        supplier = rng.choice(ent.suppliers)
+        amount = int(rng.lognormvariate(11.0, 0.8) * level) + 100
+        b.book(ent, b.at(), False, amount, "fx", supplier, currency="USD")
+    if ent.exporter and b.month % 3 == 1 and rng.random() < 0.5:  # export tax rebate
+        b.book(ent, b.at(), True, int(rng.uniform(20_000, 500_000) * level), "tax", _TAX)
+    if rng.random() < 0.05:  # receivables sold to a factor
+        b.book(ent, b.at(), True, int(rng.uniform(100_000, 3_000_000) * level), "transfer", _FACTOR)
+    if rng.random() < 0.08:  # fees and fines to a public body
+        b.book(ent, b.at(), False, rng.randrange(5_000, 300_000), "transfer", _GOV_FEES)
     if rng.random() < 0.2:
         b.book(ent, b.at(), rng.random() < 0.5, rng.randrange(1_000, 500_000), "cash", "CASH")
     if ent.scale > 0.7:
@@ -222,6 +247,8 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
             b.book(ent, b.at(20), False, ent.loan_fen // 12, "loan", bank, cp_bank=bank)
             b.book(ent, b.at(20), False, ent.loan_fen // 200, "interest", bank, cp_bank=bank)
     b.book(ent, b.at(28), False, rng.randrange(500, 5_000), "fee", bank, cp_bank=bank)
+    if b.month % 3 == 2:  # deposit interest, credited quarterly on the 21st
+        b.book(ent, b.at(21), True, rng.randrange(100, 50_000), "interest", bank, cp_bank=bank)
     if len(ent.accounts) > 1 and rng.random() < 0.5:  # same-name transfer between own accounts
         amount = rng.randrange(10_000, 1_000_000)
         when = b.at()
