@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from engine.signals.timeline import Timeline, month_of
+from engine.periods import days_in_month
+from engine.signals.timeline import Timeline
 
 __all__ = ["RULES", "Finding", "finding"]
 
@@ -114,21 +115,58 @@ def balance_cover_low(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence |
     return _cover(t, i, p)
 
 
-def recurring_payment_lapsed(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
-    day = t.day(i)
-    month = month_of(day)
-    regular = int(p["months"])
-    lapsed = []
+def _lapses(t: Timeline, p: Mapping[str, float]) -> list[tuple[int, int, dict[str, str]]]:
+    """Every stretch of days on which a stream counts as lapsed: (first index, last index,
+    the stream), from each regular paid month m to the month n of its next payment. Within
+    it the last complete month paid is m: from day ``grace_days`` of month m + 2 to the end of
+    month n (open: the timeline's end)."""
+    key = ("lapses", p["months"], p["grace_days"])
+    found: list[tuple[int, int, dict[str, str]]] | None = t.memo.get(key)
+    if found is not None:
+        return found
+    found = []
+    regular, grace = int(p["months"]), int(p["grace_days"])
     for (cls, subtype), paid in sorted(t.paid_months.items()):
-        complete = [m for m in paid if m < month]
-        if not complete:
-            continue
-        last = max(complete)
-        if any(last - k not in paid for k in range(regular)):
-            continue  # not a stream paid every month
-        if last < month - 2 or (last == month - 2 and day.day >= p["grace_days"]):
-            lapsed.append({"class": cls, "subtype": subtype, "last_paid_month": _label(last)})
+        months = sorted(paid)
+        for m, n in zip(months, [*months[1:], None], strict=True):
+            if any(m - k not in paid for k in range(regular)) or (n is not None and n < m + 2):
+                continue
+            first = t.index(date((m + 2) // 12, (m + 2) % 12 + 1, grace))
+            last = t.last if n is None else t.index(month_end(n))
+            if first <= last:
+                stream = {"class": cls, "subtype": subtype, "last_paid_month": _label(m)}
+                found.append((first, last, stream))
+    t.memo[key] = found
+    return found
+
+
+def recurring_payment_lapsed(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    lapsed = [stream for first, last, stream in _lapses(t, p) if first <= i <= last]
     return {"streams": lapsed} if lapsed else None
+
+
+def _lapsed_since(t: Timeline, i: int, p: Mapping[str, float]) -> int:
+    """The first day of the run of lapsed days that holds ``i``: the stretches merged."""
+    start, moved = i, True
+    while moved:  # until no stretch reaches back further from ``start``
+        moved = False
+        for first, last, _ in _lapses(t, p):
+            if first < start <= last + 1:
+                start, moved = first, True
+    return max(start, 0)
+
+
+def _stopped_since(t: Timeline, i: int, p: Mapping[str, float]) -> int:
+    """The first day of the run of days without inflow that holds ``i``: the wait is fixed
+    by the inflows before the run, so the run starts once it has passed."""
+    evidence = operating_inflow_stopped(t, i, p)
+    assert evidence is not None
+    last = t.last_inflow(i)
+    return int(evidence["days_required"]) + (0 if last is None else last)
+
+
+def month_end(month: int) -> date:
+    return date(month // 12, month % 12 + 1, days_in_month(month))
 
 
 def _label(month: int) -> str:
@@ -144,12 +182,23 @@ RULES: dict[str, Rule] = {
 }
 
 
+#: Rules whose run start has a closed form: walking back day by day over a run of months
+#: cost them milliseconds per evaluation (a stream lapsed long ago, inflows long stopped).
+RUN_STARTS: dict[str, Callable[[Timeline, int, Mapping[str, float]], int]] = {
+    "operating_inflow_stopped": _stopped_since,
+    "recurring_payment_lapsed": _lapsed_since,
+}
+
+
 def finding(rule: str, t: Timeline, parameters: Mapping[str, float]) -> Finding | None:
     """The rule on the as-of day: its evidence and the start of its run, or None."""
     judge = RULES[rule]
     evidence = judge(t, t.last, parameters)
     if evidence is None:
         return None
+    closed_form = RUN_STARTS.get(rule)
+    if closed_form is not None:
+        return Finding(rule, t.day(closed_form(t, t.last, parameters)), evidence)
     start = t.last
     while start > 0 and judge(t, start - 1, parameters) is not None:
         start -= 1

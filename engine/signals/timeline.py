@@ -14,8 +14,9 @@ from __future__ import annotations
 import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 from engine.products.history import History, MonthView
 
@@ -112,6 +113,7 @@ class Timeline:
     _out: _Series
     _balances: tuple[tuple[list[int], list[int]], ...]  # per account: sorted days, balances
     paid_months: Mapping[tuple[str, str], frozenset[int]]  # stream -> months it was paid in
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False)  # what rules derive once
 
     def index(self, day: date) -> int:
         return (day - self.first).days
