@@ -141,7 +141,15 @@ def world(stack: EmbeddedStack) -> dict[str, Any]:
     authorize(stack.settings, monitor, [OVERDRAWN, STOPPED], Purpose.POST_LOAN_MONITORING)
     authorize(stack.settings, monitor, [UNMONITORED])  # a loan application: no signals
     bystander = provision_lender(stack.settings, "BYST0002")
-    publish_by_bank(stack, events)
+    publish_by_bank(stack, [e for e in events if e["enterprise_id"] != STOPPED])
+    # The stopped firm's history arrives as a bank's backfill would, a few days of bookings
+    # at a time: judged as of today after each, it would look stopped since an earlier day
+    # and raise episodes only to retract them. The worker waits until it stops arriving.
+    stopped = [e for e in events if e["enterprise_id"] == STOPPED]
+    Feed(stack, monitor).wait(lambda got: any(s["enterprise_id"] == OVERDRAWN for s in got))
+    for start in range(0, len(stopped), 7):  # the worker is judging: it has raised one
+        publish_by_bank(stack, stopped[start : start + 7])
+        time.sleep(0.6)
     return {"today": today, "events": events, "monitor": monitor, "bystander": bystander}
 
 
@@ -161,6 +169,7 @@ def test_the_monitoring_institution_receives_exactly_the_reference_signals(
     feed = Feed(stack, world["monitor"])
     signals = feed.wait(lambda got: _raised(got) >= expected)
     assert _raised(signals) == expected
+    assert [s for s in signals if s["state"] != "raised"] == []  # the backfill raised nothing
     for s in signals:
         assert s["id"] == _episode_id(s["enterprise_id"], s["rule"], s["date"])
         assert s["severity"] == SPEC.rules[s["rule"]].severity.value
