@@ -19,6 +19,7 @@ import pytest
 from engine import codec
 from engine.access.model import Role
 from engine.events.publisher import BankPublisher
+from engine.periods import current_month
 from engine.runtime.embedded import start_redis
 from engine.runtime.provision import Lender, authorize, provision_lender
 from engine.runtime.runner import EmbeddedStack, embedded_stack, redis_reachable
@@ -28,6 +29,11 @@ from tests.compare import differences
 
 BANKS = ("BANKA001", "BANKB002")
 PARTITIONS = 4
+# The integration data carry fixed dates from late 2025 on, and the kept history follows the
+# clock: a history reaching back to January 2025 keeps them from turning `too_old` as the
+# years pass (the default 36 months would from December 2028). The setting's maximum, 120
+# months, holds until 2034; then the data must move.
+_FIXED_DATES_FROM = 2025 * 12
 
 
 def module_settings(name: str, **overrides: Any) -> Settings:
@@ -38,6 +44,7 @@ def module_settings(name: str, **overrides: Any) -> Settings:
         "group_id": f"cf-{name}-{token}",
         "redis_prefix": f"cf{name}-{token}",
         "batch_within_seconds": 0.02,
+        "history_months": max(36, current_month() - _FIXED_DATES_FROM + 1),
         "bank_refresh_seconds": 1.0,
         # The tests' lender pulls hundreds of products a second; test_access checks the limit.
         "api_institution_rate_limit": "100000/second",

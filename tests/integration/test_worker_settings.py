@@ -1,0 +1,124 @@
+"""What a worker's settings and its state decide, against a real broker: the partition count
+must match the routed topic's, state ahead of the topic is refused, and a non-default
+CREDITFLOW_HISTORY_MONTHS is what the intake rejects as too old and what the worker prunes
+from its state and from the views (issue 18)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import rocksdict
+
+from engine.errors import ConfigurationError, StateError
+from engine.periods import CST, current_month, format_month
+from engine.runtime.observe import worker_samples
+from engine.runtime.runner import EmbeddedStack, embedded_stack, prepare_worker
+from engine.runtime.worker import state_dir
+from state.ledger_types import META_KEY, Progress
+from state.rocksdb import RocksDBStore, shared_block_cache
+from tests.factories import enterprise_ids, event
+from tests.integration.conftest import (
+    BANKS,
+    PARTITIONS,
+    get,
+    module_settings,
+    publish_by_bank,
+    reader,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+(ENTERPRISE,) = enterprise_ids(1, seed=2718)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[EmbeddedStack]:
+    with embedded_stack(module_settings("settings"), banks=BANKS) as running:
+        yield running
+
+
+def test_a_partition_count_other_than_the_topics_is_refused(stack: EmbeddedStack) -> None:
+    wrong = stack.settings.model_copy(update={"partitions": PARTITIONS + 1})
+    with pytest.raises(ConfigurationError, match=f"has {PARTITIONS} partitions"):
+        prepare_worker(wrong)
+
+
+def test_state_ahead_of_the_routed_topic_is_refused(stack: EmbeddedStack, tmp_path: Path) -> None:
+    settings = stack.settings.model_copy(update={"data_dir": tmp_path})
+    prepare_worker(settings)  # no state: nothing to refuse
+    path = state_dir(settings, 1)
+    store = RocksDBStore(path, shared_block_cache(1 << 20))
+    store.write({META_KEY: Progress(next_offset=10_000).encode()})  # the topic has far fewer
+    store.close()
+    with pytest.raises(StateError, match=f"Delete {path}"):
+        prepare_worker(settings)
+
+
+def _booking(txn_id: str, months_ago: int) -> dict[str, object]:
+    month = current_month() - months_ago
+    day = datetime(month // 12, month % 12 + 1, 10, 10, tzinfo=CST)
+    return event(txn_id=txn_id, bank=BANKS[0], enterprise_id=ENTERPRISE, booked_at=day.isoformat())
+
+
+def _status(stack: EmbeddedStack, months_ago: int) -> int:
+    label = format_month(current_month() - months_ago)
+    lender = reader(stack, [ENTERPRISE])
+    return get(stack.api_url + lender.path(ENTERPRISE, "monthly", label), lender.headers)[0]
+
+
+def _too_old(stack: EmbeddedStack) -> float:
+    """Events the worker's intake rejected as too old since it started."""
+    try:
+        samples = worker_samples(stack.worker_url)["creditflow_rejected_events_total"]
+    except (OSError, KeyError):
+        return 0.0
+    return sum(v for labels, v in samples.items() if ("reason", "too_old") in labels)
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.25)
+
+
+def test_a_shorter_history_is_rejected_at_intake_and_pruned_from_state_and_views(
+    stack: EmbeddedStack,
+) -> None:
+    # With the default 36 months, a booking 20 months old is kept and served.
+    publish_by_bank(stack, [_booking("OLD", 20), _booking("NEW", 1)])
+    _wait(lambda: _status(stack, 20) == 200 and _status(stack, 1) == 200)
+    # The worker restarts keeping 13 months: it prunes the older month from its state and
+    # its views at once (not only at the next hourly prune) ...
+    stack.env["CREDITFLOW_HISTORY_MONTHS"] = "13"
+    stack.restart_worker()
+    _wait(lambda: _status(stack, 20) == 404)
+    assert _status(stack, 1) == 200
+    assert not any(
+        key.startswith(b"M|") and b"|" + format_month(current_month() - 20).encode() in key
+        for partition in range(PARTITIONS)
+        if state_dir(stack.settings, partition).exists()
+        for key in _state_keys(stack, partition)
+    )
+    # ... and its intake rejects a booking 14 months old as too old, one 12 months old not.
+    rejected = _too_old(stack)
+    publish_by_bank(stack, [_booking("OLDER", 14), _booking("RECENT", 12)])
+    # (At least one: delivery is at least once, and a redelivered step rejects it again.)
+    _wait(lambda: _too_old(stack) >= rejected + 1 and _status(stack, 12) == 200)
+
+
+def _state_keys(stack: EmbeddedStack, partition: int) -> list[bytes]:
+    """The keys of a partition's state, read while the worker holds it (a read-only open
+    takes no lock, as state/rocksdb.py read_key)."""
+    options = rocksdict.Options(raw_mode=True)
+    path = str(state_dir(stack.settings, partition))
+    db = rocksdict.Rdict(path, options, access_type=rocksdict.AccessType.read_only())
+    try:
+        keys = db.keys()  # an iterator over the database, not a dict's view
+        return [bytes(key) for key in keys]
+    finally:
+        db.close()
