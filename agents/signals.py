@@ -37,7 +37,7 @@ from engine.signals.evaluate import RuleSet, evaluate, signal_record
 from engine.signals.timeline import MonthDays, month_of
 from state.signals import SignalState, month_days
 
-__all__ = ["QUIET_SECONDS", "SignalStage", "today_in_china"]
+__all__ = ["DEBOUNCE_SECONDS", "MAX_WAIT_SECONDS", "QUIET_SECONDS", "SignalStage", "today_in_china"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 # measured freshness p50 18 s instead of 5 s at 20,000 events/s.)
 _CHUNK_SECONDS = 0.02
 _CHUNK_ENTERPRISES = 500
+DEBOUNCE_SECONDS = 0.3  # an enterprise's recent changes are judged once they pause this long
+MAX_WAIT_SECONDS = 5.0  # ... or this long after the first, for a firm that never pauses
 QUIET_SECONDS = 10.0  # history arriving for an enterprise is judged once it stops this long
 _TICK_SECONDS = 0.02
 # Enterprises whose month digests are kept (about 5 KB a month: ~60 KB for 13 months).
@@ -77,11 +79,12 @@ class SignalStage:
         self._pending: dict[int, set[str]] = {}  # partition -> marked enterprises
         self._days: dict[int, date] = {}  # partition -> the as-of day it was last swept for
         self._sweeping: set[int] = set()  # partitions whose sweep may not be done
-        # partition -> enterprise -> when history last arrived for it (monotonic)
-        self._settling: dict[int, dict[str, float]] = {}
+        # partition -> enterprise -> (first change, last change, one of them recent), the
+        # times monotonic: changed enterprises waiting for their changes to pause
+        self._waiting: dict[int, dict[str, tuple[float, float, bool]]] = {}
         self._digests: OrderedDict[str, dict[int, MonthDays]] = OrderedDict()
         metrics.signals_pending.set_function(
-            lambda: sum(map(len, self._pending.values())) + sum(map(len, self._settling.values()))
+            lambda: sum(map(len, self._pending.values())) + sum(map(len, self._waiting.values()))
         )
 
     # -- what the ledger tells ------------------------------------------------------------
@@ -89,23 +92,20 @@ class SignalStage:
     def committed(self, partition: int, changed: dict[str, set[int]]) -> None:
         """The ledger committed ``changed`` (months per enterprise): mark and refresh.
 
-        A change to this month or the last is judged at once. A change only to older months
-        is history arriving (a bank's backfill, a late event): judged as of today while it
-        is still arriving, a firm whose later months have not come yet looks stopped, and
-        each step would raise and retract episodes that never held. It waits until the
-        enterprise has had no change for QUIET_SECONDS.
+        An enterprise is judged once its changes pause, not after every step: events of one
+        firm arriving in a stream (a bank's backfill of its history, in booking order) would
+        otherwise be judged as of today on the part that has come, and raise episodes only
+        to retract them. A change to this month or the last is judged DEBOUNCE_SECONDS after
+        the enterprise's last change, and at the latest MAX_WAIT_SECONDS after its first; a
+        change only to older months (history arriving, a late event) QUIET_SECONDS after.
         """
         ledger = self._ledger.ledger(partition)
-        pending = self._pending.setdefault(partition, set())
-        settling = self._settling.setdefault(partition, {})
+        waiting = self._waiting.setdefault(partition, {})
         recent = month_of(self._today()) - 1
         now = time.monotonic()
         for enterprise_id, months in changed.items():
-            if max(months) >= recent:
-                pending.add(enterprise_id)
-                settling.pop(enterprise_id, None)
-            elif enterprise_id not in pending:
-                settling[enterprise_id] = now
+            first, _, was_recent = waiting.get(enterprise_id, (now, now, False))
+            waiting[enterprise_id] = (first, now, was_recent or max(months) >= recent)
             digests = self._digests.get(enterprise_id)
             if digests is None:
                 continue
@@ -126,7 +126,7 @@ class SignalStage:
     def revoked(self, partitions: set[int]) -> None:
         for partition in partitions:
             self._pending.pop(partition, None)
-            self._settling.pop(partition, None)
+            self._waiting.pop(partition, None)
             self._days.pop(partition, None)
             self._sweeping.discard(partition)
         self.forget()  # another worker may change them before they come back
@@ -157,13 +157,20 @@ class SignalStage:
         return judged
 
     def _settle(self, now: float) -> None:
-        """Enterprises whose history has stopped arriving are judged."""
-        for partition, settling in self._settling.items():
-            settled = [e for e, since in settling.items() if now - since >= QUIET_SECONDS]
-            if settled:
-                self._pending.setdefault(partition, set()).update(settled)
-                for enterprise_id in settled:
-                    del settling[enterprise_id]
+        """Enterprises whose changes have paused long enough are judged."""
+        for partition, waiting in self._waiting.items():
+            due = []
+            for enterprise_id, (first, last, recent) in waiting.items():
+                if recent:
+                    ready = now - last >= DEBOUNCE_SECONDS or now - first >= MAX_WAIT_SECONDS
+                else:
+                    ready = now - last >= QUIET_SECONDS
+                if ready:
+                    due.append(enterprise_id)
+            if due:
+                self._pending.setdefault(partition, set()).update(due)
+                for enterprise_id in due:
+                    del waiting[enterprise_id]
 
     async def _partition(self, partition: int, today: date) -> int:
         async with self._ledger.lock:

@@ -119,6 +119,11 @@ class WorkerMetrics:
             "Disputes not answered by their due date (20 days after they were filed).",
             registry=registry,
         )
+        self.registry_version = Gauge(
+            "creditflow_registry_version",
+            "Version of the counterparty registries this worker classifies new events with.",
+            registry=registry,
+        )
         self.signals = Counter(
             "creditflow_signals_total",
             "Signal transitions published to credit.signals, by rule, severity and state "

@@ -156,6 +156,7 @@ def build_worker(settings: Settings) -> Worker:
     sender = FaustSender(app)
     cache = shared_block_cache(settings.rocksdb_block_cache_bytes)
     registries = RegistryWatcher(settings.registry_path)
+    metrics.registry_version.set_function(lambda: registries.current.version)
 
     async def seek(partition: int, offset: int) -> None:
         await faust_compat.seek(app, ROUTED_TOPIC, partition, offset)

@@ -29,9 +29,10 @@ replay, a restart or a rebalance, names the same episode and emits nothing.
 keep (`engine/signals/rules.py`), checked against a naive reference written from these
 definitions (`tests/reference/signals.py`). A worker judges an enterprise's rules after a
 commit changes its state and, for every enterprise, when the day changes (China time); a
-partition replaying its log judges nothing until it is live again, and history arriving
-for an enterprise (changes to months before the last) is judged once it has stopped
-arriving for 10 seconds, so that a bank's backfill raises nothing it would retract.
+partition replaying its log judges nothing until it is live again. An enterprise is judged
+once its changes pause (0.3 s, and at the latest 5 s after the first; 10 s for changes
+only to months before the last, history arriving), so that a bank's backfill of a firm's
+history raises nothing it would retract.
 Judging takes at most about a third of a worker's time: under more load, signals come
 later (`creditflow_signals_pending_enterprises`) and ingest does not slow. Rules marked *planned*
 need state the workers do not keep yet (flows per day by class, the counterparty's kind,

@@ -112,8 +112,10 @@ def test_views_lost_in_redis_are_republished(
     assert status == 503 and body["ready"] is False and body["redis"] is False
     assert _until(lambda: _cache_live(stack) == 0.0)
     during = _log(seed=24, enterprises=15)
+    failed = total(stack.worker_url, "creditflow_view_publish_errors_total")
     _publish(stack, during)
-    time.sleep(2)  # the worker keeps retrying its publication
+    # Redis comes back only once the worker has failed to publish what arrived meanwhile.
+    assert _until(lambda: total(stack.worker_url, "creditflow_view_publish_errors_total") > failed)
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     _, restarted = start_redis(workdir, port=port)
     child.process = restarted.process

@@ -15,6 +15,7 @@ import pytest
 
 from engine.events.publisher import BankPublisher
 from engine.products.specs import SPECS_DIR
+from engine.runtime.observe import total
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
 from tests.factories import enterprise_ids, event
@@ -81,7 +82,10 @@ def test_a_registry_change_applies_from_the_moment_it_is_loaded(
     text += f'\n[[entries]]\nid = "{PLATFORM}"\nclass = "PSP"\nname = "新支付平台"\n'
     registry_file.write_text(text)
     os.utime(registry_file)
-    time.sleep(1.5)  # a few refresh intervals
+    deadline = time.monotonic() + 30
+    while total(stack.worker_url, "creditflow_registry_version") != 2:  # reloaded
+        assert time.monotonic() < deadline, "the worker did not load registry version 2"
+        time.sleep(0.1)
 
     _publish(stack, txn_id="AFTER", amount_fen=10_000)
     _expect(stack, trade=100, psp=10_000)  # the earlier event keeps its class
