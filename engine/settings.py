@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         description="The signal rules and their parameters (a deployment tunes them in its "
         "own copy); read when a worker starts.",
     )
+    signals_enabled: bool = Field(
+        default=True,
+        description="Whether ledger workers judge the signal rules (false: a deployment that "
+        "serves only the products; changes stay marked and are judged once it is true).",
+    )
     signal_retention_days: int = Field(
         default=90,
         ge=1,

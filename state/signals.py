@@ -24,7 +24,7 @@ from engine import codec
 from engine.signals.episodes import Episode
 from engine.signals.timeline import STREAM_CLASSES, MonthDays
 from state.kv import KVStore
-from state.ledger_types import evaluate_key
+from state.ledger_types import evaluate_key, month_key
 from state.month import MonthAgg
 
 __all__ = ["SIGNALS_DAY_KEY", "SWEEP_KEY", "SignalState", "month_days"]
@@ -87,6 +87,11 @@ class SignalState:
             label = key[len(head) :].decode()  # YYYY-MM
             found[int(label[:4]) * 12 + int(label[5:7]) - 1] = month_days(MonthAgg.decode(raw))
         return found
+
+    def month(self, enterprise_id: str, month: int) -> MonthDays | None:
+        """One committed month's digest, or None when the month has no data."""
+        raw = self._store.get(month_key(enterprise_id, month))
+        return None if raw is None else month_days(MonthAgg.decode(raw))
 
     def episodes(self, enterprise_id: str) -> dict[str, Episode]:
         head = f"S|{enterprise_id}|".encode()

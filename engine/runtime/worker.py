@@ -390,7 +390,7 @@ def build_worker(settings: Settings) -> Worker:
     @app.timer(interval=_SIGNALS_EVERY_SECONDS)
     async def evaluate_signals() -> None:
         # After each commit and on each new day (China time): agents/signals.py.
-        if runs_ledger and not app.rebalancing:
+        if runs_ledger and settings.signals_enabled and not app.rebalancing:
             await until_done(judge_signals, None, "signals", metrics)
 
     @app.timer(interval=2.0)
