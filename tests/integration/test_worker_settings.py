@@ -1,7 +1,8 @@
 """What a worker's settings and its state decide, against a real broker: the partition count
-must match the routed topic's, state ahead of the topic is refused, and a non-default
+must match the routed topic's, state ahead of the topic is refused, a non-default
 CREDITFLOW_HISTORY_MONTHS is what the intake rejects as too old and what the worker prunes
-from its state and from the views (issue 18)."""
+from its state and from the views, and the API is not ready while a partition has no views
+(issue 18)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pytest
 import rocksdict
+from redis import Redis
 
 from engine.errors import ConfigurationError, StateError
+from engine.events.partitioner import partition_for
 from engine.periods import CST, current_month, format_month
 from engine.runtime.observe import worker_samples
 from engine.runtime.runner import EmbeddedStack, embedded_stack, prepare_worker
@@ -122,3 +125,21 @@ def _state_keys(stack: EmbeddedStack, partition: int) -> list[bytes]:
         return [bytes(key) for key in keys]
     finally:
         db.close()
+
+
+def test_the_api_is_not_ready_while_a_partition_has_no_views(stack: EmbeddedStack) -> None:
+    partition = partition_for(ENTERPRISE, PARTITIONS)
+    _wait(lambda: get(f"{stack.api_url}/readyz")[0] == 200)
+    redis = Redis.from_url(stack.settings.redis_url.get_secret_value())
+    try:
+        redis.delete(f"{stack.settings.redis_prefix}:v1:part:{partition}")  # its views are gone
+    finally:
+        redis.close()
+    status, body = get(f"{stack.api_url}/readyz")
+    assert status == 503 and body["ready"] is False
+    assert body["partitions_without_views"] == [partition] and body["redis"] is True
+    # The next event of that partition shows the worker its views vanished: it republishes
+    # them all, and the API is ready again.
+    publish_by_bank(stack, [_booking("AGAIN", 2)])
+    _wait(lambda: get(f"{stack.api_url}/readyz")[0] == 200)
+    assert _status(stack, 1) == 200
