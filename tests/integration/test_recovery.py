@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from tests.integration.conftest import (
     get,
     module_settings,
     publish_by_bank,
+    reader,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -95,6 +97,46 @@ def test_lost_worker_state_is_rebuilt_from_the_routed_topic(stack: EmbeddedStack
     stack.restart_worker()
     expected = reference.products(_log(seed=21, enterprises=80) + log[-1:])
     assert_products(stack, expected, timeout=120)
+
+
+def test_products_never_go_back_in_time_while_lost_state_is_rebuilt(
+    stack: EmbeddedStack,
+) -> None:
+    """The state is lost but Redis still serves the views: while the worker folds the routed
+    topic again, its state is behind the views, and it must publish nothing until it has
+    caught up (a product must not show an older state than it already did)."""
+    log = _log(seed=21, enterprises=80) + _log(seed=22, enterprises=20)[-1:]
+    expected = reference.products(log)
+    assert_products(stack, expected, timeout=120)
+    watched = sorted(expected)[:3]
+    lender = reader(stack, watched)
+
+    def offsets() -> list[int]:
+        found = []
+        for enterprise_id in watched:
+            periods = sorted(expected[enterprise_id])
+            url = stack.api_url + lender.path(enterprise_id, _kind(periods[-1]), periods[-1])
+            status, body = get(url, lender.headers)
+            assert status == 200, body  # never "no data" either
+            found.append(int(body["as_of"]["routed_offset"]))
+        return found
+
+    before = offsets()
+    stack.worker.stop()
+    shutil.rmtree(stack.settings.data_dir / "state")  # Redis keeps the views
+    stack.restart_worker()
+    deadline = time.monotonic() + 20
+    seen = [before]
+    while time.monotonic() < deadline:  # the rebuild runs meanwhile
+        seen.append(offsets())
+        time.sleep(0.02)
+    for earlier, later in itertools.pairwise(seen):
+        assert all(b >= a for a, b in zip(earlier, later, strict=True)), (earlier, later)
+    assert_products(stack, expected, timeout=120)
+
+
+def _kind(label: str) -> str:
+    return "quarterly" if "Q" in label else "monthly"
 
 
 def test_views_lost_in_redis_are_republished(
