@@ -15,9 +15,10 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
+import msgspec
+
 from agents.access import SeekPartition
 from agents.intake import Message
-from engine import codec
 from engine.access.model import AuthorizationStatus, Purpose
 from engine.metrics import WorkerMetrics
 from state.access import AccessStore
@@ -45,34 +46,30 @@ class SignalFeedStage:
             await self._seek(partition, offset)
 
     async def process(self, messages: Sequence[Message]) -> None:
-        signals: list[dict[str, object]] = []
-        raws: list[bytes] = []
+        signals: list[tuple[_Signal, bytes]] = []
         advanced: dict[int, int] = {}
         for message in messages:
             start = self._next.get(message.partition)
             if start is None or message.offset < start:
                 continue
             advanced[message.partition] = message.offset + 1
+            raw = message.value or b""
             try:
-                signal = codec.loads(message.value or b"")
-                str(signal["enterprise_id"]), str(signal["id"]), str(signal["state"])
-            except (ValueError, TypeError, KeyError):
+                signals.append((_decode(raw), raw))
+            except msgspec.DecodeError:
                 log.error(
                     "signal at partition %d offset %d is unreadable; skipped",
                     message.partition,
                     message.offset,
                 )
-                continue
-            signals.append(signal)
-            raws.append(message.value or b"")
         if not advanced:
             return
         now_us = time.time_ns() // 1000
-        granted = await self._access.authorizations_of(str(s["enterprise_id"]) for s in signals)
+        granted = await self._access.authorizations_of(s.enterprise_id for s, _ in signals)
         deliveries = []
-        for signal, raw in zip(signals, raws, strict=True):
+        for signal, raw in signals:
             by_institution: dict[str, list[str]] = {}
-            for authorization in granted[str(signal["enterprise_id"])]:
+            for authorization in granted[signal.enterprise_id]:
                 if (
                     authorization.purpose == Purpose.POST_LOAN_MONITORING
                     and authorization.status_at(now_us) == AuthorizationStatus.ACTIVE
@@ -81,14 +78,22 @@ class SignalFeedStage:
                         authorization.id
                     )
             for institution, ids in sorted(by_institution.items()):
-                deliveries.append(
-                    (institution, str(signal["id"]), str(signal["state"]), raw, tuple(ids))
-                )
+                deliveries.append((institution, signal.id, signal.state, raw, tuple(ids)))
         added = await self._feeds.add(deliveries, advanced, now_us // 1000)
         self._next.update(advanced)
         self._metrics.signal_deliveries.inc(added)
-        for signal in signals:
-            if not isinstance(emitted_at := signal.get("emitted_at"), str):
-                continue
-            emitted = datetime.fromisoformat(emitted_at)
-            self._metrics.signal_delivery_lag.observe(max(0.0, now_us / 1e6 - emitted.timestamp()))
+        for signal, _ in signals:
+            emitted = datetime.fromisoformat(signal.emitted_at).timestamp()
+            self._metrics.signal_delivery_lag.observe(max(0.0, now_us / 1e6 - emitted))
+
+
+class _Signal(msgspec.Struct):
+    """What this stage reads of a signal record (engine/signals/evaluate.py writes it)."""
+
+    id: str
+    enterprise_id: str
+    state: str
+    emitted_at: str
+
+
+_decode = msgspec.json.Decoder(_Signal).decode

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import date
 
 from engine import codec
+from engine.periods import parse_month
 from engine.signals.episodes import Episode
 from engine.signals.timeline import STREAM_CLASSES, MonthDays
 from state.kv import KVStore
@@ -84,8 +85,9 @@ class SignalState:
         found = {}
         head = f"M|{enterprise_id}|".encode()
         for key, raw in self._store.scan_prefix(head):
-            label = key[len(head) :].decode()  # YYYY-MM
-            found[int(label[:4]) * 12 + int(label[5:7]) - 1] = month_days(MonthAgg.decode(raw))
+            month = parse_month(key[len(head) :].decode())
+            assert month is not None  # the ledger writes these keys
+            found[month] = month_days(MonthAgg.decode(raw))
         return found
 
     def month(self, enterprise_id: str, month: int) -> MonthDays | None:

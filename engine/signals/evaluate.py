@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time
 from typing import Any
 
 from engine import codec
+from engine.periods import CST
 from engine.signals.episodes import Episode, State, Transition, transitions
 from engine.signals.rules import RULES, finding
 from engine.signals.spec import RuleSpec, SignalSpec
 from engine.signals.timeline import MonthDays, Timeline, timeline_of
 
 __all__ = ["Judged", "RuleSet", "evaluate", "signal_record"]
-
-_CST = timezone(timedelta(hours=8))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +96,7 @@ def signal_record(
         "state": change.state.value,
         "date": episode.start.isoformat(),
         "evidence": episode.evidence,
-        "raised_at": datetime.combine(episode.start, time(), _CST).isoformat(),
+        "raised_at": datetime.combine(episode.start, time(), CST).isoformat(),
         "emitted_at": emitted_at.isoformat(),
         "as_of": as_of.isoformat(),
     }

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from engine.periods import days_in_month
+from engine.periods import days_in_month, format_month
 from engine.signals.timeline import Timeline
 
 __all__ = ["RULES", "Finding", "finding"]
@@ -134,7 +134,7 @@ def _lapses(t: Timeline, p: Mapping[str, float]) -> list[tuple[int, int, dict[st
             first = t.index(date((m + 2) // 12, (m + 2) % 12 + 1, grace))
             last = t.last if n is None else t.index(month_end(n))
             if first <= last:
-                stream = {"class": cls, "subtype": subtype, "last_paid_month": _label(m)}
+                stream = {"class": cls, "subtype": subtype, "last_paid_month": format_month(m)}
                 found.append((first, last, stream))
     t.memo[key] = found
     return found
@@ -167,10 +167,6 @@ def _stopped_since(t: Timeline, i: int, p: Mapping[str, float]) -> int:
 
 def month_end(month: int) -> date:
     return date(month // 12, month % 12 + 1, days_in_month(month))
-
-
-def _label(month: int) -> str:
-    return f"{month // 12:04d}-{month % 12 + 1:02d}"
 
 
 RULES: dict[str, Rule] = {

@@ -10,7 +10,7 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -103,6 +103,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def stack() -> Iterator[EmbeddedStack]:
     with embedded_stack(module_settings("test", log_level="info"), banks=BANKS) as running:
         yield running
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 60.0, what: str = "it") -> None:
+    """Poll ``check`` until it holds; fail the test, saying ``what``, when it has not in time."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
 
 
 def get(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, Any]:

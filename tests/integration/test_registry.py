@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from engine.runtime.observe import total
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
 from tests.factories import enterprise_ids, event
-from tests.integration.conftest import BANKS, PARTITIONS, assert_products, pull
+from tests.integration.conftest import BANKS, PARTITIONS, assert_products, pull, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -82,10 +81,11 @@ def test_a_registry_change_applies_from_the_moment_it_is_loaded(
     text += f'\n[[entries]]\nid = "{PLATFORM}"\nclass = "PSP"\nname = "新支付平台"\n'
     registry_file.write_text(text)
     os.utime(registry_file)
-    deadline = time.monotonic() + 30
-    while total(stack.worker_url, "creditflow_registry_version") != 2:  # reloaded
-        assert time.monotonic() < deadline, "the worker did not load registry version 2"
-        time.sleep(0.1)
+    wait_until(
+        lambda: total(stack.worker_url, "creditflow_registry_version") == 2,
+        30,
+        "the worker to load registry version 2",
+    )
 
     _publish(stack, txn_id="AFTER", amount_fen=10_000)
     _expect(stack, trade=100, psp=10_000)  # the earlier event keeps its class

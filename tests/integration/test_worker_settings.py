@@ -6,8 +6,7 @@ from its state and from the views, and the API is not ready while a partition ha
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from tests.integration.conftest import (
     module_settings,
     publish_by_bank,
     reader,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -82,24 +82,17 @@ def _too_old(stack: EmbeddedStack) -> float:
     return sum(v for labels, v in samples.items() if ("reason", "too_old") in labels)
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.25)
-
-
 def test_a_shorter_history_is_rejected_at_intake_and_pruned_from_state_and_views(
     stack: EmbeddedStack,
 ) -> None:
     # With the default 36 months, a booking 20 months old is kept and served.
     publish_by_bank(stack, [_booking("OLD", 20), _booking("NEW", 1)])
-    _wait(lambda: _status(stack, 20) == 200 and _status(stack, 1) == 200)
+    wait_until(lambda: _status(stack, 20) == 200 and _status(stack, 1) == 200)
     # The worker restarts keeping 13 months: it prunes the older month from its state and
     # its views at once (not only at the next hourly prune) ...
     stack.env["CREDITFLOW_HISTORY_MONTHS"] = "13"
     stack.restart_worker()
-    _wait(lambda: _status(stack, 20) == 404)
+    wait_until(lambda: _status(stack, 20) == 404)
     assert _status(stack, 1) == 200
     assert not any(
         key.startswith(b"M|") and b"|" + format_month(current_month() - 20).encode() in key
@@ -111,7 +104,7 @@ def test_a_shorter_history_is_rejected_at_intake_and_pruned_from_state_and_views
     rejected = _too_old(stack)
     publish_by_bank(stack, [_booking("OLDER", 14), _booking("RECENT", 12)])
     # (At least one: delivery is at least once, and a redelivered step rejects it again.)
-    _wait(lambda: _too_old(stack) >= rejected + 1 and _status(stack, 12) == 200)
+    wait_until(lambda: _too_old(stack) >= rejected + 1 and _status(stack, 12) == 200)
 
 
 def _state_keys(stack: EmbeddedStack, partition: int) -> list[bytes]:
@@ -129,7 +122,7 @@ def _state_keys(stack: EmbeddedStack, partition: int) -> list[bytes]:
 
 def test_the_api_is_not_ready_while_a_partition_has_no_views(stack: EmbeddedStack) -> None:
     partition = partition_for(ENTERPRISE, PARTITIONS)
-    _wait(lambda: get(f"{stack.api_url}/readyz")[0] == 200)
+    wait_until(lambda: get(f"{stack.api_url}/readyz")[0] == 200)
     redis = Redis.from_url(stack.settings.redis_url.get_secret_value())
     try:
         redis.delete(f"{stack.settings.redis_prefix}:v1:part:{partition}")  # its views are gone
@@ -141,5 +134,5 @@ def test_the_api_is_not_ready_while_a_partition_has_no_views(stack: EmbeddedStac
     # The next event of that partition shows the worker its views vanished: it republishes
     # them all, and the API is ready again.
     publish_by_bank(stack, [_booking("AGAIN", 2)])
-    _wait(lambda: get(f"{stack.api_url}/readyz")[0] == 200)
+    wait_until(lambda: get(f"{stack.api_url}/readyz")[0] == 200)
     assert _status(stack, 1) == 200
