@@ -193,6 +193,8 @@ class LedgerStage:
                 self._published.discard(partition)
                 self._catching_up.pop(partition, None)
                 self._moved.pop(partition, None)
+                # Its new owner reports its lag; a value left here would read as a stall.
+                self._metrics.lag.remove(str(partition))
 
     async def close(self) -> None:
         await self.revoke(set(self._ledgers))
@@ -313,6 +315,10 @@ class LedgerStage:
         end of the log gets no message that would make it rewind.
         """
         self._ends = {p: ends[p] for p in self.partitions if p < len(ends)}
+        for partition, end in self._ends.items():
+            behind = end - self._next_offset(partition, self._ledgers[partition])
+            # The end was looked up before this call: events applied since can pass it.
+            self._metrics.lag.labels(str(partition)).set(max(0, behind))
         if self._seek is None:
             return
         now = time.monotonic()

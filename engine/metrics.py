@@ -91,6 +91,13 @@ class WorkerMetrics:
             ["partition"],
             registry=registry,
         )
+        self.lag = Gauge(
+            "creditflow_partition_lag_messages",
+            "Routed-topic messages of a partition not applied yet: the end of the log, as the "
+            "ledger last looked it up (every 5 s), minus the next offset it will apply.",
+            ["partition"],
+            registry=registry,
+        )
         self.state_bytes = Gauge(
             "creditflow_state_bytes",
             "Bytes of a partition's state on disk.",
