@@ -12,7 +12,7 @@ import asyncio
 
 import msgspec
 
-from engine.access.commands import Command, Entity, encode_command
+from engine.access.commands import Command, Entity, encode_command, entity_key
 from engine.api.access_view import AccessView
 from engine.api.errors import ApiError
 from engine.api.producer import AsyncProducer, DeliveryError
@@ -44,7 +44,9 @@ class AccessLog:
         """The entity the command produced; ApiError with the refusal otherwise."""
         await self._append(command)
         raw = await self.view.wait_result(command.id, self._timeout)
-        return _entity(command, raw, self._timeout)
+        entity = _entity(command, raw, self._timeout)
+        self.view.forget(entity_key(entity))  # this process reads its own change at once
+        return entity
 
     async def submit_many(self, commands: list[Command]) -> list[Entity | ApiError]:
         """Each command's entity or refusal, the commands appended together (provisioning)."""
@@ -53,7 +55,9 @@ class AccessLog:
         results: list[Entity | ApiError] = []
         for command, raw in zip(commands, answers, strict=True):
             try:
-                results.append(_entity(command, raw, self._timeout))
+                entity = _entity(command, raw, self._timeout)
+                self.view.forget(entity_key(entity))
+                results.append(entity)
             except ApiError as exc:
                 results.append(exc)
         return results

@@ -42,12 +42,17 @@ class AccessView:
             return
         for raw in keys:
             key = self.keys.entity_of_key(raw.decode(errors="replace"))
-            if key is None:
-                continue
-            self._kept.pop(key, None)
-            fill = self._fills.get(key)
-            if fill is not None:
-                fill.dirty = True
+            if key is not None:
+                self.forget(key)
+
+    def forget(self, key: _Key) -> None:
+        """Drop what this process keeps of one entity: a change it made itself is read back
+        from Redis at once, without waiting for the announcement (which another connection
+        carries, and may deliver after the change's answer)."""
+        self._kept.pop(key, None)
+        fill = self._fills.get(key)
+        if fill is not None:
+            fill.dirty = True
 
     def set_live(self, live: bool) -> None:
         self.clear()

@@ -224,16 +224,18 @@ def test_a_request_stays_pending_until_the_enterprise_approves_it(world: World) 
     assert again[0] == 409 and again[1]["error"]["code"] == "authorization_active"
 
 
-def test_a_revocation_is_refused_within_a_second(world: World) -> None:
+def test_a_revocation_is_refused_by_the_next_pull(world: World) -> None:
     granted = world.grant(E1, OTHER)
     _until(lambda: world.pull(OTHER, E1, granted["id"])[0] == 200)
     status, revoked, _ = world.call(
         "DELETE", f"/v1/enterprises/{E1}/authorizations/{granted['id']}", world.tokens[E1]
     )
     assert status == 200 and revoked["status"] == "revoked"
-    took = _until(lambda: world.pull(OTHER, E1, granted["id"])[0] == 403, timeout=5)
-    assert took < 1.0
-    assert world.pull(OTHER, E1, granted["id"])[1]["error"]["code"] == "authorization_revoked"
+    # The API that took the revocation refuses the very next pull: it does not wait for
+    # Redis's announcement of the change, which other API processes act on (the render
+    # cache's invalidation test shows how fast those arrive).
+    status, body = world.pull(OTHER, E1, granted["id"])
+    assert status == 403 and body["error"]["code"] == "authorization_revoked"
     second = world.call(
         "DELETE", f"/v1/enterprises/{E1}/authorizations/{granted['id']}", world.tokens[E1]
     )
@@ -269,7 +271,7 @@ def _attacks(world: World) -> list[tuple[str, Callable[[], tuple[int, Any]], int
             "valid_until": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
         },
     )[1]["id"]
-    time.sleep(1.2)  # the one-second authorization has expired
+    _until(lambda: _status_of(world, E1, expiring) == "expired", timeout=10)
     lender = world.tokens[LENDER]
     wrong = lender[:-4] + ("AAAA" if not lender.endswith("AAAA") else "BBBB")
     unknown_credential = "cf1." + "0" * 32 + "." + lender.split(".")[2]
@@ -625,21 +627,46 @@ def test_while_records_cannot_reach_the_broker_pulls_get_503_and_no_data(world: 
 def test_a_record_journaled_when_the_api_dies_reaches_the_enterprise_once(world: World) -> None:
     auth = world.grant(E2, LENDER)["id"]
     _until(lambda: world.pull(LENDER, E2, auth)[0] == 200)
-    time.sleep(1.1)  # a fresh second of the lender's rate limit (40/s here)
     broker = next(c for c in world.stack.stack.children if c.name == "broker")
     os.kill(broker.process.pid, signal.SIGSTOP)
     try:
-        path = f"/v1/enterprises/{E2}/monthly/{MONTH}?authorization={auth}"
-        status, _, headers = world.call("GET", path, world.tokens[LENDER])
-        assert status == 200  # durable in the journal only: the broker is stopped
+        # Served while durable in the API's journal only: the broker is stopped.
+        request_id = _until_pulled(world, E2, auth)
         world.stack.api.kill()
     finally:
         os.kill(broker.process.pid, signal.SIGCONT)
     world.stack.restart_api()  # an API starts only with a broker (it checks its topics)
-    request_id = headers["x-request-id"]
     _until(lambda: request_id in {q["request_id"] for q in _queries(world, E2)}, timeout=60)
-    time.sleep(1.0)  # anything shipped twice would be indexed by now
+    # A record of a later pull, indexed after anything the restarted API shipped again:
+    # the enterprise's records are indexed in the order they reach its partition.
+    later = _until_pulled(world, E2, auth)
+    _until(lambda: later in {q["request_id"] for q in _queries(world, E2)}, timeout=60)
     assert [q["request_id"] for q in _queries(world, E2)].count(request_id) == 1
+
+
+def _until_pulled(world: World, enterprise: str, authorization: str) -> str:
+    """The request id of a pull that was served (retried while the lender's rate limit, 40/s
+    here, refuses it)."""
+    path = f"/v1/enterprises/{enterprise}/monthly/{MONTH}?authorization={authorization}"
+    served: list[str] = []
+
+    def pulled() -> bool:
+        status, _, headers = world.call("GET", path, world.tokens[LENDER])
+        if status == 200:
+            served.append(headers["x-request-id"])
+        return status == 200
+
+    _until(pulled)
+    return served[0]
+
+
+def _status_of(world: World, enterprise: str, authorization: str) -> str:
+    """The authorization's status as its enterprise reads it (expiry is derived from the
+    clock at each read)."""
+    listed = world.call(
+        "GET", f"/v1/enterprises/{enterprise}/authorizations", world.tokens[enterprise]
+    )[1]
+    return str(next(a["status"] for a in listed if a["id"] == authorization))
 
 
 def _queries(world: World, enterprise: str) -> list[dict[str, Any]]:

@@ -12,11 +12,15 @@ import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from engine.access.model import Authorization
+from engine.api.access_view import AccessView
 from engine.api.product_cache import ProductCache
 from engine.runtime.embedded import start_redis
+from state.access import AccessKeys, encode_entity
 from state.tracking import InvalidationListener
 from state.views import ViewStore
 
@@ -162,3 +166,51 @@ def test_a_listener_that_loses_redis_says_so_and_comes_back(tmp_path: Path) -> N
         for extra in restarted:
             extra.kill()
         child.kill()
+
+
+def test_a_change_of_an_access_entity_drops_what_another_api_process_kept(
+    redis_url: str,
+) -> None:
+    """How a revocation made through one API process reaches the others: the process that
+    made it reads it back at once (engine/api/access_log.py), every other one drops its kept
+    copy when Redis announces the key."""
+    prefix = f"cfacc-{secrets.token_hex(3)}"
+    keys = AccessKeys(prefix)
+    active = Authorization(
+        id="a" * 32,
+        enterprise_id=E,
+        institution="BANKA001",
+        products=("monthly",),
+        purpose="credit_application",
+        valid_until_us=2**62,
+        status="active",
+        requested_by="institution",
+        created_at_us=0,
+        history=(),
+    )
+
+    async def body() -> None:
+        client = Redis.from_url(redis_url)
+        view = AccessView(client, keys)
+        listener = InvalidationListener(redis_url, [keys.prefix], view.changed, view.set_live)
+        await listener.start()
+        try:
+            assert await listener.wait_live(5.0)
+            key = keys.entity("authorization", active.id)
+            await client.set(key, encode_entity(active))
+
+            async def status() -> str | None:
+                found = await view.get("authorization", active.id, Authorization)
+                return None if found is None else found.status
+
+            assert await status() == "active"  # kept: served without Redis from now on
+            # Another process revokes it: announced, dropped, read again.
+            await client.set(key, encode_entity(msgspec.structs.replace(active, status="revoked")))
+            assert await listener.barrier()
+            assert await status() == "revoked"
+        finally:
+            await listener.stop()
+            await client.delete(keys.entity("authorization", active.id))
+            await client.aclose()
+
+    asyncio.run(body())
