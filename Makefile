@@ -18,6 +18,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install creditflow with its dev tools
 
+# promtool checks and unit-tests the alerting rules (deploy/prometheus/). Unless one is on
+# PATH or in .venv/bin already, it comes from Debian's prometheus package: downloaded (no
+# root needed; apt checks it against the signed package lists, as the user who runs make)
+# and unpacked in a temporary directory, from which only promtool is copied into .venv/bin.
+# Nothing is installed system-wide and no service starts.
+promtool: $(STAMP)  ## put promtool in .venv/bin (from Debian's prometheus package) unless on PATH
+	@if ! command -v promtool >/dev/null && [ ! -x $(BIN)/promtool ]; then \
+	    set -eu; \
+	    command -v apt-get >/dev/null || { \
+	        echo "promtool: not on PATH and no apt-get to fetch it; put Prometheus's promtool on PATH" >&2; \
+	        exit 1; }; \
+	    tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	    (cd "$$tmp" && apt-get download -q -o APT::Sandbox::User="$$(id -un)" prometheus); \
+	    dpkg-deb -x "$$tmp"/prometheus_*.deb "$$tmp/root"; \
+	    install -m 755 "$$tmp/root/usr/bin/promtool" $(BIN)/promtool; \
+	    $(BIN)/promtool --version | head -n 1; \
+	fi
+
 demo: $(STAMP)  ## run the embedded stack with generated bank data, print products, stop
 	$(BIN)/creditflow demo
 
@@ -31,10 +49,10 @@ backtest: $(STAMP)  ## the signal rules over labelled histories; writes loadtest
 	$(BIN)/python -m loadtest.backtest
 	$(BIN)/creditflow docs
 
-test: $(STAMP)  ## run the whole test suite (starts its own broker; Redis if needed)
+test: $(STAMP) promtool  ## run the whole test suite (starts its own broker; Redis if needed)
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)  ## only the tests that need no service
+test-fast: $(STAMP) promtool  ## only the tests that need no service
 	$(BIN)/python -m pytest -q -m 'not integration'
 
 lint: $(STAMP)  ## ruff and mypy --strict
@@ -49,4 +67,4 @@ fmt: $(STAMP)  ## format the code
 clean:  ## remove the venv, caches and local state
 	rm -rf $(VENV) .creditflow .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help install demo up bench backtest test test-fast lint fmt clean
+.PHONY: help install promtool demo up bench backtest test test-fast lint fmt clean
