@@ -49,7 +49,7 @@ def test_ports_agree_with_the_settings_and_prometheus() -> None:
     assert SERVICES["api"]["ports"][0].endswith(f":{api_port}")
     worker_port = SERVICES["worker"]["environment"]["CREDITFLOW_WORKER_WEB_PORT"]
     assert f"127.0.0.1:{worker_port}/healthz" in " ".join(SERVICES["worker"]["healthcheck"]["test"])
-    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
     assert jobs["creditflow-worker"]["dns_sd_configs"][0]["port"] == int(worker_port)
     intake_port = SERVICES["intake"]["environment"]["CREDITFLOW_WORKER_WEB_PORT"]
