@@ -18,23 +18,35 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install creditflow with its dev tools
 
-# promtool checks and unit-tests the alerting rules (deploy/prometheus/). Unless one is on
-# PATH or in .venv/bin already, it comes from Debian's prometheus package: downloaded (no
-# root needed; apt checks it against the signed package lists, as the user who runs make)
-# and unpacked in a temporary directory, from which only promtool is copied into .venv/bin.
-# Nothing is installed system-wide and no service starts.
-promtool: $(STAMP)  ## put promtool in .venv/bin (from Debian's prometheus package) unless on PATH
-	@if ! command -v promtool >/dev/null && [ ! -x $(BIN)/promtool ]; then \
+# promtool checks and unit-tests the alerting rules (deploy/prometheus/); prometheus itself
+# scrapes the embedded stack in tests/integration/test_dashboard.py, which checks that every
+# panel of the Grafana dashboard has data. Unless each is on PATH or in .venv/bin already, it
+# comes from Debian's prometheus package: downloaded once (no root needed; apt checks it
+# against the signed package lists, as the user who runs make) and unpacked in a temporary
+# directory, from which only the missing binaries are copied into .venv/bin. Nothing is
+# installed system-wide and no service starts.
+PROMETHEUS_TOOLS := promtool prometheus
+
+prometheus: $(STAMP)  ## put prometheus and promtool in .venv/bin (Debian's prometheus package) unless on PATH
+	@missing=""; \
+	for tool in $(PROMETHEUS_TOOLS); do \
+	    command -v $$tool >/dev/null || [ -x $(BIN)/$$tool ] || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	    set -eu; \
 	    command -v apt-get >/dev/null || { \
-	        echo "promtool: not on PATH and no apt-get to fetch it; put Prometheus's promtool on PATH" >&2; \
+	        echo "prometheus:$$missing not on PATH and no apt-get to fetch them; put Prometheus's$$missing on PATH" >&2; \
 	        exit 1; }; \
 	    tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	    (cd "$$tmp" && apt-get download -q -o APT::Sandbox::User="$$(id -un)" prometheus); \
 	    dpkg-deb -x "$$tmp"/prometheus_*.deb "$$tmp/root"; \
-	    install -m 755 "$$tmp/root/usr/bin/promtool" $(BIN)/promtool; \
-	    $(BIN)/promtool --version | head -n 1; \
+	    for tool in $$missing; do \
+	        install -m 755 "$$tmp/root/usr/bin/$$tool" $(BIN)/$$tool; \
+	        $(BIN)/$$tool --version 2>&1 | head -n 1; \
+	    done; \
 	fi
+
+promtool: prometheus  ## the same as `make prometheus` (its former name)
 
 demo: $(STAMP)  ## run the embedded stack with generated bank data, print products, stop
 	$(BIN)/creditflow demo
@@ -49,10 +61,10 @@ backtest: $(STAMP)  ## the signal rules over labelled histories; writes loadtest
 	$(BIN)/python -m loadtest.backtest
 	$(BIN)/creditflow docs
 
-test: $(STAMP) promtool  ## run the whole test suite (starts its own broker; Redis if needed)
+test: $(STAMP) prometheus  ## run the whole test suite (starts its own broker; Redis if needed)
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP) promtool  ## only the tests that need no service
+test-fast: $(STAMP) prometheus  ## only the tests that need no service
 	$(BIN)/python -m pytest -q -m 'not integration'
 
 lint: $(STAMP)  ## ruff and mypy --strict
@@ -67,4 +79,4 @@ fmt: $(STAMP)  ## format the code
 clean:  ## remove the venv, caches and local state
 	rm -rf $(VENV) .creditflow .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help install promtool demo up bench backtest test test-fast lint fmt clean
+.PHONY: help install prometheus promtool demo up bench backtest test test-fast lint fmt clean
