@@ -186,7 +186,11 @@ class LedgerStage:
                     await self._commit(partition)  # the next owner resumes from here
                 except Exception:
                     # Not fatal (rolled back): the next owner replays from the committed offset.
-                    log.exception("partition %d: commit on revocation failed", partition)
+                    log.exception(
+                        "partition %d: commit on revocation failed",
+                        partition,
+                        extra={"partition": partition},
+                    )
                 del self._ledgers[partition]
                 self._stores.pop(partition).close()
                 self._republishing.discard(partition)
@@ -304,6 +308,7 @@ class LedgerStage:
                 "partition %d: state has caught up with the views (offset %d); republishing",
                 partition,
                 views_at,
+                extra={"partition": partition, "offset": ledger.progress.next_offset},
             )
             await self._republish_all(partition, ledger)  # every step since was held back
 
@@ -335,6 +340,11 @@ class LedgerStage:
                 next_offset,
                 ends[partition],
                 now - self._moved[partition],
+                extra={
+                    "partition": partition,
+                    "offset": next_offset,
+                    "end_offset": ends[partition],
+                },
             )
             self._moved[partition] = now
             self._rewinds[partition] = (next_offset, now)
@@ -367,12 +377,14 @@ class LedgerStage:
                 "state cannot be rebuilt for them",
                 partition,
                 expected,
+                extra={"partition": partition, "offset": expected},
             )
             return False
         log.warning(
             "partition %d: state resumes at offset %d; seeking back to rebuild it",
             partition,
             expected,
+            extra={"partition": partition, "offset": expected},
         )
         self._rewinds[partition] = (expected, time.monotonic())
         await self._seek(partition, expected)
@@ -453,6 +465,10 @@ class LedgerStage:
                     partition,
                     type(exc).__name__,
                     delay,
+                    extra={
+                        "partition": partition,
+                        "offset": None if progress is None else progress.next_offset,
+                    },
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_SECONDS)
@@ -471,7 +487,11 @@ class LedgerStage:
 
     def _views_vanished(self, partition: int) -> None:
         """Redis lost this partition's views (restarted empty, flushed): rebuild them all."""
-        log.warning("partition %d: views vanished from Redis; republishing from state", partition)
+        log.warning(
+            "partition %d: views vanished from Redis; republishing from state",
+            partition,
+            extra={"partition": partition},
+        )
         self._republishing.add(partition)
         task = asyncio.get_running_loop().create_task(self._republish(partition))
         self._background.add(task)
@@ -507,6 +527,11 @@ class LedgerStage:
                         partition,
                         published,
                         ledger.progress.next_offset,
+                        extra={
+                            "partition": partition,
+                            "offset": ledger.progress.next_offset,
+                            "views_offset": published,
+                        },
                     )
                     self._catching_up[partition] = published
                     return
@@ -515,6 +540,11 @@ class LedgerStage:
                     partition,
                     published,
                     ledger.progress.next_offset,
+                    extra={
+                        "partition": partition,
+                        "offset": ledger.progress.next_offset,
+                        "views_offset": published,
+                    },
                 )
                 await self._republish_all(partition, ledger)
         finally:
@@ -543,7 +573,10 @@ class LedgerStage:
             except Exception as exc:
                 self.views_ok = False
                 log.warning(
-                    "partition %d: reading view progress failed (%s)", partition, type(exc).__name__
+                    "partition %d: reading view progress failed (%s)",
+                    partition,
+                    type(exc).__name__,
+                    extra={"partition": partition},
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_SECONDS)

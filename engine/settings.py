@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warn", "error"] = Field(
         default="info", description="Log level of every process."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How every process (worker, API, command line) writes its log: text, a "
+        "line for a person; json, one JSON object a line with time, level, component, event "
+        "and, where they apply, partition and offsets (engine/logs.py).",
+    )
     view_cache_months: int = Field(
         default=10_000,
         ge=1,

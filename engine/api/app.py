@@ -38,6 +38,7 @@ from engine.api.recorder import QueryRecorder
 from engine.api.services import Services, services_of
 from engine.errors import ConfigurationError
 from engine.events import kafka_admin
+from engine.logs import logging_config
 from engine.metrics import ApiMetrics, observe_gc_pauses
 from engine.products.assemble import check_kernels, check_subject_segments_last
 from engine.products.specs import load_products
@@ -270,6 +271,7 @@ async def _readyz(request: Request) -> Response:
 async def serve_api(settings: Settings) -> None:
     """Run the API until SIGTERM or SIGINT, then finish the answers in progress and stop."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     app = build_app(settings)
     observe_gc_pauses(app.state.metrics.registry)
@@ -286,6 +288,11 @@ async def serve_api(settings: Settings) -> None:
         lifespan="on",
         access_log=False,  # a request line carries enterprise ids
         log_level=settings.log_level if settings.log_level != "warn" else "warning",
+        # uvicorn configures logging itself: as text, its own lines (as it always did); as
+        # JSON, ours, its loggers passing their records to the root logger.
+        log_config=LOGGING_CONFIG
+        if settings.log_format == "text"
+        else logging_config(settings.log_format, settings.log_level),
         server_header=False,
         # Lenders' credit systems keep connections open between pulls (uvicorn's 5 s default
         # closed them under a client about to reuse them).

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pydantic import ValidationError
 
 from engine.errors import CreditflowError
+from engine.logs import configure_logging
 from engine.settings import Settings
 
 __all__ = ["main"]
@@ -125,10 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"creditflow: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.WARNING if settings.log_level == "warn" else settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_format, settings.log_level)
     try:
         if args.command == "worker":
             from engine.runtime.runner import run_worker

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from engine.errors import ConfigurationError, EmbeddedServiceError, StateError
 from engine.events import kafka_admin
 from engine.events.topics import REJECTED_TOPIC, ROUTED_TOPIC, SIGNALS_TOPIC, bank_topic
+from engine.logs import logging_config
 from engine.metrics import observe_gc_pauses
 from engine.runtime.embedded import (
     Child,
@@ -107,7 +108,16 @@ def run_worker(settings: Settings) -> None:
     observe_gc_pauses(worker.registry)
     if settings.pseudonym_key_is_default:
         log.warning("CREDITFLOW_PSEUDONYM_KEY is the development default; set it in production")
-    faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    # Faust replaces the root logger's handlers when it starts: as text, with its own coloured
+    # lines (as it always did); as JSON, with ours.
+    faust.Worker(
+        worker.app,
+        loglevel=settings.log_level,
+        quiet=True,
+        logging_config=None
+        if settings.log_format == "text"
+        else logging_config(settings.log_format, settings.log_level),
+    ).execute_from_commandline()
 
 
 def _tune_garbage_collection() -> None:

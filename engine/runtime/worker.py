@@ -21,7 +21,7 @@ from agents.access import AccessLogStage, QueryIndexStage
 from agents.inflight import InFlight
 from agents.intake import Intake, RoutedStep
 from agents.ledger import LedgerStage
-from agents.retry import until_done
+from agents.retry import coordinates, until_done
 from agents.signal_feeds import SignalFeedStage
 from agents.signals import SignalStage
 from engine.events import kafka_admin
@@ -234,7 +234,9 @@ def build_worker(settings: Settings) -> Worker:
                 await stream.ack(event)
 
         async for events in stream.noack_take(take_max, within=within):
-            step = await until_done(prepare, [event.message for event in events], "intake", metrics)
+            step = await until_done(
+                prepare, [event.message for event in events], "intake", metrics, coordinates
+            )
             await confirming.start(confirm(step, events))
 
     async def ledger_agent(stream: Any) -> None:
@@ -243,7 +245,9 @@ def build_worker(settings: Settings) -> Worker:
         # a worker seeks there whenever it is given a partition (after_assignment below), so
         # a crash replays whatever was not committed.
         async for events in stream.take_events(take_max, within=within):
-            await until_done(ledger.process, [event.message for event in events], "ledger", metrics)
+            await until_done(
+                ledger.process, [event.message for event in events], "ledger", metrics, coordinates
+            )
 
     async def commit_due(_: None) -> None:
         await ledger.commit_due()
@@ -257,16 +261,22 @@ def build_worker(settings: Settings) -> Worker:
     async def access_agent(stream: Any) -> None:
         # As the ledger: the state in Redis carries the offset to resume from.
         async for events in stream.take_events(take_max, within=within):
-            await until_done(access.process, [e.message for e in events], "access", metrics)
+            await until_done(
+                access.process, [e.message for e in events], "access", metrics, coordinates
+            )
 
     async def query_index_agent(stream: Any) -> None:
         async for events in stream.take_events(take_max, within=within):
-            await until_done(queries.process, [e.message for e in events], "queries", metrics)
+            await until_done(
+                queries.process, [e.message for e in events], "queries", metrics, coordinates
+            )
 
     async def signal_feed_agent(stream: Any) -> None:
         # As the query index: the feeds in Redis carry the offsets to resume from.
         async for events in stream.take_events(take_max, within=within):
-            await until_done(feeds.process, [e.message for e in events], "feeds", metrics)
+            await until_done(
+                feeds.process, [e.message for e in events], "feeds", metrics, coordinates
+            )
 
     if runs_intake:
         app.agent(bank_topics, name="intake")(intake_agent)
