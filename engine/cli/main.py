@@ -106,6 +106,14 @@ def _parser() -> argparse.ArgumentParser:
     from engine.cli.access import add_parsers
 
     add_parsers(sub)
+    status = sub.add_parser(
+        "status",
+        help="per stage and partition: applied offset, lag, watermark; rejects in the last "
+        "hour; whether Redis and the broker answer (exit code 1 when one does not)",
+    )
+    status.add_argument(
+        "--json", action="store_true", help="one JSON object (docs/operations.md#status)"
+    )
     rejects = sub.add_parser("rejects", help="show rejected events with their reasons")
     rejects.add_argument("--limit", type=int, default=20)
     rejects.add_argument("--reason", help="only this reason code")
@@ -146,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             (_bank_add if args.action == "add" else _bank_list)(settings, args)
         elif args.command == "rejects":
             _rejects(settings, args)
+        elif args.command == "status":
+            from engine.cli.status import run_status
+
+            return run_status(settings, args.json)
         elif args.command in ("institution", "enterprise"):
             from engine.cli.access import run
 
