@@ -73,6 +73,9 @@ class Firm:
     quarterly_tax: bool = False  # tax in January, April, July and October only
     stops_paying: bool = False  # from its trouble day no utility or tax payment
     one_off: date | None = None  # a one-off payment of 70 % of the balance (equipment)
+    anchor: float = 0.0  # share of the receipts one customer pays (0: six customers alike)
+    anchor_stops: bool = False  # from its trouble day that customer pays nothing
+    new_lenders: tuple[date, ...] = ()  # days on which a new financing partner lends
 
 
 def _spring_dip(day: date) -> float:
@@ -153,6 +156,34 @@ def _scenarios(rng: random.Random) -> dict[str, Callable[[str], Firm]]:
     def stable(eid: str) -> Firm:
         return Firm(eid, "stable", START, _steady, _flat)
 
+    def anchor_lost(eid: str) -> Firm:
+        s = trouble_day()
+        failure = s + timedelta(days=120)
+        return Firm(
+            eid, "anchor_lost", START, _steady, _flat, s, failure, anchor=0.5, anchor_stops=True
+        )
+
+    def stacking(eid: str) -> Firm:
+        s = trouble_day()
+        lent = tuple(s + timedelta(days=d) for d in (0, 20, 45, 70))
+        return Firm(
+            eid,
+            "lender_stacking",
+            START,
+            _steady,
+            _flat,
+            s,
+            s + timedelta(days=150),
+            new_lenders=lent,
+        )
+
+    def anchored(eid: str) -> Firm:
+        return Firm(eid, "anchor_customer", START, _steady, _flat, anchor=0.5)
+
+    def one_new_lender(eid: str) -> Firm:
+        lent = (trouble_day(), trouble_day() + timedelta(days=100))  # a lease, a bank loan
+        return Firm(eid, "new_lenders_apart", START, _steady, _flat, new_lenders=lent)
+
     return {
         "inflows_stop": stops,
         "revenue_collapse": collapses,
@@ -165,6 +196,11 @@ def _scenarios(rng: random.Random) -> dict[str, Callable[[str], Firm]]:
         "one_off_payment": one_off,
         "quarterly_tax": quarterly,
         "stable": stable,
+        # Appended: the firms above draw the same numbers as before these existed.
+        "anchor_lost": anchor_lost,
+        "lender_stacking": stacking,
+        "anchor_customer": anchored,
+        "new_lenders_apart": one_new_lender,
     }
 
 
@@ -176,7 +212,13 @@ RULE_SCENARIOS = {
     "account_overdrawn": ("cash_squeeze",),
     "balance_cover_low": ("cash_squeeze",),
     "recurring_payment_lapsed": ("payments_lapse",),
+    "financing_partner_stacking": ("lender_stacking",),
+    "largest_customer_stopped": ("anchor_lost",),
 }
+#: Financing partners of the registry (specs/registries.toml) that lend to a firm: its own
+#: bank for years, then the new ones, in order.
+_HOUSE_BANK = "ICBC0001"
+_NEW_LENDERS = ("FIN-LOAN-0001", "FIN-FACTOR-0001", "FIN-LEASE-0001", "CCB00002", "ABC00003")
 
 
 def _steady(day: date) -> float:
@@ -225,7 +267,16 @@ def _events(firm: Firm, rng: random.Random) -> list[dict[str, Any]]:
                 book(day, True, level * rng.uniform(25, 45), rng.choice(customers))
                 next_contract = day + timedelta(days=rng.randint(20, 45))
         elif level > 0 and rng.random() < 0.8:
-            book(day, True, level / 0.8 * rng.lognormvariate(0, 0.4), rng.choice(customers))
+            amount = level / 0.8 * rng.lognormvariate(0, 0.4)  # drawn before the payer
+            if not firm.anchor:
+                payer = rng.choice(customers)
+            else:
+                payer = customers[0] if rng.random() < firm.anchor else rng.choice(customers[1:])
+            lost = firm.anchor_stops and firm.trouble is not None and day >= firm.trouble
+            if not (lost and payer == customers[0]):
+                book(day, True, amount, payer)
+        if firm.new_lenders:
+            _lend(firm, day, scale, book)
         if rng.random() < 0.6:
             # Half of what a firm pays is fixed, half follows its sales (suppliers).
             variable = 0.5 + 0.5 * firm.level(day)
@@ -240,6 +291,19 @@ def _events(firm: Firm, rng: random.Random) -> list[dict[str, Any]]:
             book(day, False, max(balance, 0) * 0.7, _SUPPLIER)
         day += timedelta(days=1)
     return events
+
+
+def _lend(firm: Firm, day: date, scale: float, book: Callable[..., None]) -> None:
+    """A firm that borrows: its house bank lends every January and is repaid monthly; each
+    new lender lends once and is repaid in ten monthly parts."""
+    loans = [(date(day.year, 1, 10), _HOUSE_BANK)]
+    loans += [(lent, lender) for lent, lender in zip(firm.new_lenders, _NEW_LENDERS, strict=False)]
+    for lent, lender in loans:
+        months = (day.year - lent.year) * 12 + day.month - lent.month
+        if day == lent:
+            book(day, True, scale * 20, lender, "loan")
+        elif day.day == 20 and 1 <= months <= 10 and day > lent:
+            book(day, False, scale * 2, lender, "loan")
 
 
 @dataclass

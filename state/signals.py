@@ -54,7 +54,19 @@ def month_days(agg: MonthAgg) -> MonthDays:
             for direction, cls, subtype, _ in [key.split("|")]
             if direction == "o" and cls in STREAM_CLASSES and count > 0
         ),
+        _parties(agg, "TRADE|", nonzero=True),
+        _parties(agg, "FIN_PARTNER|", nonzero=False),
     )
+
+
+def _parties(agg: MonthAgg, head: str, nonzero: bool) -> dict[str, int]:
+    """Counterparty -> inflow of the month's parties of one class (MonthAgg.parties rows:
+    inflow, outflow, count), those with no inflow left out when ``nonzero``."""
+    return {
+        key[len(head) :]: row[0]
+        for key, row in agg.parties.items()
+        if key.startswith(head) and (row[0] or not nonzero)
+    }
 
 
 def _episode_key(enterprise_id: str, rule: str) -> bytes:

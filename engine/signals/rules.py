@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from engine.periods import days_in_month, format_month
-from engine.signals.timeline import Timeline
+from engine.signals.timeline import Timeline, month_of
 
 __all__ = ["RULES", "Finding", "finding"]
 
@@ -165,6 +165,80 @@ def _stopped_since(t: Timeline, i: int, p: Mapping[str, float]) -> int:
     return int(evidence["days_required"]) + (0 if last is None else last)
 
 
+def financing_partner_stacking(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    month = month_of(t.day(i))  # judged on complete months: the same on every day of D's month
+    key = ("stacking", month, tuple(p.items()))
+    if key not in t.memo:
+        t.memo[key] = _stacking(t, month, p)
+    found: Evidence | None = t.memo[key]
+    return found
+
+
+def _stacking(t: Timeline, month: int, p: Mapping[str, float]) -> Evidence | None:
+    window, lookback = int(p["months"]), int(p["lookback_months"])
+    start = month - window
+    if month_of(t.first) > start - lookback:
+        return None  # too young to tell a new partner from an old one
+    firsts: dict[str, int] = {}  # partner -> its first month with an inflow in the window
+    for k in range(start, month):
+        for party, inflow in t.partners.get(k, {}).items():
+            if inflow > 0:
+                firsts.setdefault(party, k)
+    new = [
+        party
+        for party, first in firsts.items()
+        if not any(party in t.partners.get(k, {}) for k in range(first - lookback, first))
+    ]
+    if len(new) < p["partners"]:
+        return None
+    inflow = sum(t.partners.get(k, {}).get(party, 0) for party in new for k in range(start, month))
+    return {"new_partners": len(new), "inflow_fen": inflow}
+
+
+def largest_customer_stopped(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    day = t.day(i)
+    month, late = month_of(day), day.day >= p["grace_days"]
+    key = ("customer", month, late, tuple(p.items()))
+    if key not in t.memo:
+        t.memo[key] = _customer_stopped(t, month, late, p)
+    found: Evidence | None = t.memo[key]
+    return found
+
+
+def _customer_stopped(
+    t: Timeline, month: int, late: bool, p: Mapping[str, float]
+) -> Evidence | None:
+    span = int(p["months"])
+    complete = sorted(k for k in t.customers if k < month)
+    last_paid: dict[str, int] = {}
+    for k in complete:
+        for party in t.customers[k]:
+            last_paid[party] = k
+    totals_by_last: dict[int, dict[str, int]] = {}  # a window's inflow by customer
+    found: list[tuple[float, int]] = []
+    for party, last in last_paid.items():
+        gone = month - last
+        if gone < 2 or (gone == 2 and not late) or month_of(t.first) > last - span + 1:
+            continue
+        totals = totals_by_last.get(last)
+        if totals is None:
+            totals = totals_by_last[last] = {}
+            for k in range(last - span + 1, last + 1):
+                for other, inflow in t.customers.get(k, {}).items():
+                    totals[other] = totals.get(other, 0) + inflow
+        mine = totals[party]
+        if any(v >= mine for other, v in totals.items() if other != party):
+            continue  # not the largest (a tie names no largest customer)
+        paid = sum(1 for k in range(last - span + 1, last + 1) if party in t.customers.get(k, {}))
+        share = mine / sum(totals.values())
+        if paid >= p["paid_months"] and share >= p["share"]:
+            found.append((share, last))
+    if not found:
+        return None
+    share, last = max(found)
+    return {"customer_share": round(share, 4), "last_paid_month": format_month(last)}
+
+
 def month_end(month: int) -> date:
     return date(month // 12, month % 12 + 1, days_in_month(month))
 
@@ -175,6 +249,8 @@ RULES: dict[str, Rule] = {
     "account_overdrawn": account_overdrawn,
     "balance_cover_low": balance_cover_low,
     "recurring_payment_lapsed": recurring_payment_lapsed,
+    "financing_partner_stacking": financing_partner_stacking,
+    "largest_customer_stopped": largest_customer_stopped,
 }
 
 

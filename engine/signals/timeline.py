@@ -44,6 +44,8 @@ class MonthDays:
     op_out: Mapping[int, int]
     balances: Mapping[str, Mapping[int, int]]  # account -> day -> balance after its last booking
     paid: frozenset[tuple[str, str]] = frozenset()  # (class, subtype) of STREAM_CLASSES paid
+    customers: Mapping[str, int] = field(default_factory=dict)  # TRADE party -> inflow > 0
+    partners: Mapping[str, int] = field(default_factory=dict)  # FIN_PARTNER party -> inflow
 
     @classmethod
     def of_view(cls, view: MonthView) -> MonthDays:
@@ -58,6 +60,8 @@ class MonthDays:
                 for f in view.flows
                 if not f.inflow and f.cls in STREAM_CLASSES and f.txns > 0
             ),
+            {cp: p.inflow for (cls, cp), p in view.parties.items() if cls == "TRADE" and p.inflow},
+            {cp: p.inflow for (cls, cp), p in view.parties.items() if cls == "FIN_PARTNER"},
         )
 
 
@@ -113,6 +117,10 @@ class Timeline:
     _out: _Series
     _balances: tuple[tuple[list[int], list[int]], ...]  # per account: sorted days, balances
     paid_months: Mapping[tuple[str, str], frozenset[int]]  # stream -> months it was paid in
+    # Complete and partial months alike, up to the as-of month: the rules that read them
+    # read complete months only (the state keeps counterparties by month, not by day).
+    customers: Mapping[int, Mapping[str, int]]  # month -> TRADE party -> inflow
+    partners: Mapping[int, Mapping[str, int]]  # month -> FIN_PARTNER party -> inflow
     memo: dict[Any, Any] = field(default_factory=dict, compare=False)  # what rules derive once
 
     def index(self, day: date) -> int:
@@ -200,6 +208,8 @@ def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None
         _Series(outflows),
         tuple(series),
         {stream: frozenset(m) for stream, m in paid.items()},
+        {m: d.customers for m, d in months.items() if m <= last_month and d.customers},
+        {m: d.partners for m, d in months.items() if m <= last_month and d.partners},
     )
 
 

@@ -163,12 +163,70 @@ def lapsed(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any]
     return {"streams": found} if found else None
 
 
+def _month(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def stacking(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    """New financing partners in the complete months before D's, as the spec says."""
+    m, window, lookback = _month(day), int(p["months"]), int(p["lookback_months"])
+    if _month(_first_day(txns)) > m - window - lookback:
+        return None
+    financing = [t for t in txns if t.cls == "FIN_PARTNER"]
+    new = []
+    for cp in sorted({t.cp for t in financing}):
+        mine = [t for t in financing if t.cp == cp]
+        lent = sorted(t.month for t in mine if t.inflow and m - window <= t.month < m)
+        if lent and not any(lent[0] - lookback <= t.month < lent[0] for t in mine):
+            new.append(cp)
+    if len(new) < p["partners"]:
+        return None
+    inflow = sum(
+        t.amount for t in financing if t.cp in new and t.inflow and m - window <= t.month < m
+    )
+    return {"new_partners": len(new), "inflow_fen": inflow}
+
+
+def customer(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    """The largest TRADE customer of the months up to its last payment, stopped."""
+    m, span = _month(day), int(p["months"])
+    paying = [t for t in txns if t.cls == "TRADE" and t.inflow and t.month < m]
+    first_month = _month(_first_day(txns))
+    found = []
+    for cp in sorted({t.cp for t in paying}):
+        last = max(t.month for t in paying if t.cp == cp)
+        months = range(last - span + 1, last + 1)
+        if not (m - last >= 3 or (m - last == 2 and day.day >= p["grace_days"])):
+            continue
+        if first_month > months[0]:
+            continue
+        totals: dict[str, int] = {}
+        for t in paying:
+            if t.month in months:
+                totals[t.cp] = totals.get(t.cp, 0) + t.amount
+        if any(amount >= totals[cp] for other, amount in totals.items() if other != cp):
+            continue
+        paid = len({t.month for t in paying if t.cp == cp and t.month in months})
+        share = totals[cp] / sum(totals.values())
+        if paid >= p["paid_months"] and share >= p["share"]:
+            found.append((share, last))
+    if not found:
+        return None
+    share, last = max(found)
+    return {
+        "customer_share": round(share, 4),
+        "last_paid_month": f"{last // 12:04d}-{last % 12 + 1:02d}",
+    }
+
+
 JUDGES: dict[str, Judge] = {
     "operating_inflow_stopped": stopped,
     "operating_inflow_collapse": collapse,
     "account_overdrawn": overdrawn,
     "balance_cover_low": cover,
     "recurring_payment_lapsed": lapsed,
+    "financing_partner_stacking": stacking,
+    "largest_customer_stopped": customer,
 }
 
 

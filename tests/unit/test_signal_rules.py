@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from engine import codec
 from engine.errors import SpecError
 from engine.events.contract import Txn, validate
+from engine.events.credit_code import generate as generate_code
 from engine.products.classify import load_registry
 from engine.products.history import History, MonthView
 from engine.products.specs import SPECS_DIR
@@ -42,6 +43,8 @@ _STREAMS = [  # paid every month: UTILITY power and water, TAX, SOCIAL
     ("SOCIAL-SI-0001", "transfer"),
 ]
 _REGISTRY = load_registry(SPECS_DIR / "registries.toml")
+_OTHER_CUSTOMERS = [generate_code(random.Random(k)) for k in range(3)]
+_NEW_LENDERS = ("FIN-LOAN-0001", "FIN-FACTOR-0001", "FIN-LEASE-0001", "CCB00002")
 
 
 def _event(
@@ -77,19 +80,46 @@ def firm(draw: st.DrawFn) -> list[dict[str, Any]]:
     rng = random.Random(draw(st.integers(0, 2**32)))
     span = draw(st.sampled_from((45, 120, 400, 460)))
     trouble_at = draw(st.integers(0, span))
-    trouble = draw(st.sampled_from(("stop", "collapse", "lapse", "none")))
+    trouble = draw(st.sampled_from(("stop", "collapse", "lapse", "stack", "customer", "none")))
+    # One customer pays about half the receipts; the customer trouble stops it.
+    customers = [CUSTOMER, CUSTOMER, *_OTHER_CUSTOMERS[: rng.randint(1, 3)]]
     utilities = rng.sample(_STREAMS, k=rng.randint(0, len(_STREAMS)))
     events: list[dict[str, Any]] = []
     balance = {"ACC-1": 2_000_000, "ACC-2": 50_000}
     for k in range(span):
         day = START + timedelta(days=k)
-        if rng.random() < 0.7 and not (trouble == "stop" and k >= trouble_at):
+        payer = rng.choice(customers)
+        lost = trouble == "customer" and payer == CUSTOMER and k >= trouble_at
+        if rng.random() < 0.7 and not (trouble == "stop" and k >= trouble_at) and not lost:
             amount = rng.randint(50_000, 300_000)
             if trouble == "collapse" and k >= trouble_at:
                 amount //= 10
             account = rng.choice(("ACC-1", "ACC-2"))
             balance[account] += amount
-            events.append(_event(len(events), day, "in", amount, balance[account], account))
+            events.append(_event(len(events), day, "in", amount, balance[account], account, payer))
+        # A long-standing lender, repaid every month; new ones lend after the stack trouble,
+        # some of them a few weeks apart.
+        lenders = [(0, "ICBC0001")]
+        if trouble == "stack":
+            lenders += [(trouble_at + 25 * n, cp) for n, cp in enumerate(_NEW_LENDERS)]
+        for lent_on, lender in lenders:
+            repaid = k > lent_on and day.day == 20
+            if k == lent_on or (repaid and rng.random() < 0.8):
+                amount = 1_000_000 if k == lent_on else 90_000
+                inflow = k == lent_on
+                balance["ACC-1"] += amount if inflow else -amount
+                events.append(
+                    _event(
+                        len(events),
+                        day,
+                        "in" if inflow else "out",
+                        amount,
+                        balance["ACC-1"],
+                        "ACC-1",
+                        lender,
+                        "loan",
+                    )
+                )
         if rng.random() < 0.6:
             account = rng.choice(("ACC-1", "ACC-2"))
             amount = rng.randint(20_000, 250_000)
@@ -146,10 +176,18 @@ def _timeline(events: list[dict[str, Any]], as_of: date) -> Timeline:
     return t
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(firm(), st.integers(0, 520))
+#: Shorter months for the month-level rules, so that the histories of a test (up to 15
+#: months) reach them often; a deployment may tune them so.
+_SHORT = {
+    "financing_partner_stacking": {"months": 2, "lookback_months": 4},
+    "largest_customer_stopped": {"months": 3, "paid_months": 2},
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(firm(), st.integers(0, 520), st.booleans())
 def test_every_evaluated_rule_agrees_with_its_reference(
-    events: list[dict[str, Any]], offset: int
+    events: list[dict[str, Any]], offset: int, short: bool
 ) -> None:
     txns = transactions(events)[ENTERPRISE]
     first = min(t.day for t in txns)
@@ -158,7 +196,7 @@ def test_every_evaluated_rule_agrees_with_its_reference(
     for rule, spec in SPEC.rules.items():
         if not spec.evaluated:
             continue
-        parameters = spec.values()
+        parameters = spec.values(_SHORT.get(rule) if short else None)
         found = finding(rule, t, parameters)
         expected = reference.finding(rule, txns, as_of, parameters)
         got = None if found is None else (found.start, found.evidence)
@@ -338,3 +376,77 @@ def test_a_monthly_bill_that_stops_lapses_and_a_quarterly_one_never_does() -> No
     ]
     assert finding(rule, _timeline(paid, date(2025, 10, 31)), parameters) is not None
     assert finding(rule, _timeline(paid, date(2025, 11, 1)), parameters) is None
+
+
+def _receipts(until: date, payers: list[tuple[str, int]], n: int = 0) -> list[dict[str, Any]]:
+    """A receipt from each payer (counterparty, amount) on the 3rd of every month from START
+    to ``until``."""
+    events, day = [], START.replace(day=3)
+    while day <= until:
+        for payer, amount in payers:
+            events.append(_event(n + len(events), day, "in", amount, 1_000_000, "ACC-1", payer))
+        day = (day + timedelta(days=31)).replace(day=3)
+    return events
+
+
+def _loan(n: int, day: date, lender: str, inflow: bool = True) -> dict[str, Any]:
+    direction = "in" if inflow else "out"
+    return _event(n, day, direction, 500_000, 1_000_000, "ACC-1", lender, "loan")
+
+
+def test_three_new_lenders_in_a_quarter_stack_and_an_old_one_is_not_new() -> None:
+    rule, parameters = (
+        "financing_partner_stacking",
+        SPEC.rules["financing_partner_stacking"].values(),
+    )
+    history = [
+        *_receipts(date(2026, 6, 30), [(CUSTOMER, 100_000)]),
+        _loan(900, date(2025, 1, 10), "ICBC0001"),  # the firm's bank, repaid every month
+        *(_loan(910 + m, date(2025, m, 25), "ICBC0001", inflow=False) for m in range(2, 13)),
+        _loan(901, date(2026, 2, 12), "FIN-LOAN-0001"),
+        _loan(902, date(2026, 3, 2), "FIN-FACTOR-0001"),
+        _loan(903, date(2026, 3, 20), "ICBC0001"),  # lent again: not a new partner
+        _loan(904, date(2026, 4, 8), "FIN-LEASE-0001"),
+    ]
+    # The window is the three complete months before D's: February to April from 1 May.
+    assert finding(rule, _timeline(history, date(2026, 4, 30)), parameters) is None
+    found = finding(rule, _timeline(history, date(2026, 5, 20)), parameters)
+    assert found is not None and found.start == date(2026, 5, 1)
+    assert found.evidence == {"new_partners": 3, "inflow_fen": 1_500_000}
+    # In June the window (March to May) holds two: it clears.
+    assert finding(rule, _timeline(history, date(2026, 6, 1)), parameters) is None
+    # A lessor repaid 11 months before its loan (within the year before) was a partner.
+    known = [*history, _loan(905, date(2025, 5, 20), "FIN-LEASE-0001", inflow=False)]
+    assert finding(rule, _timeline(known, date(2026, 5, 20)), parameters) is None
+    for events in (history, known):
+        txns = transactions(events)[ENTERPRISE]
+        for as_of in (date(2026, 4, 30), date(2026, 5, 20), date(2026, 6, 1)):
+            found = finding(rule, _timeline(events, as_of), parameters)
+            got = None if found is None else (found.start, found.evidence)
+            assert got == reference.finding(rule, txns, as_of, parameters)
+
+
+def test_the_largest_customer_stopping_is_a_signal_and_a_small_one_is_not() -> None:
+    rule, parameters = "largest_customer_stopped", SPEC.rules["largest_customer_stopped"].values()
+    small = _OTHER_CUSTOMERS[0]
+    largest = _receipts(date(2025, 8, 31), [(CUSTOMER, 600_000)])  # January to August
+    others = _receipts(date(2025, 12, 31), [(small, 300_000)], n=100)
+    history = [*largest, *others]
+    # September went by without it: stopped from 10 October (grace_days), not the 9th.
+    assert finding(rule, _timeline(history, date(2025, 10, 9)), parameters) is None
+    found = finding(rule, _timeline(history, date(2025, 12, 1)), parameters)
+    assert found is not None and found.start == date(2025, 10, 10)
+    assert found.evidence == {"customer_share": round(6 / 9, 4), "last_paid_month": "2025-08"}
+    # It pays again on 5 December: seen once December is complete.
+    back = [*history, _event(999, date(2025, 12, 5), "in", 600_000, 1, "ACC-1", CUSTOMER)]
+    assert finding(rule, _timeline(back, date(2025, 12, 31)), parameters) is not None
+    assert finding(rule, _timeline(back, date(2026, 1, 1)), parameters) is None
+    # The smaller customer stopping instead says nothing.
+    swapped = [*_receipts(date(2025, 12, 31), [(CUSTOMER, 600_000)]), *others[:8]]
+    assert finding(rule, _timeline(swapped, date(2025, 12, 1)), parameters) is None
+    for events in (history, back, swapped):
+        txns = transactions(events)[ENTERPRISE]
+        for as_of in (date(2025, 10, 9), date(2025, 12, 1), date(2026, 1, 1)):
+            found = finding(rule, _timeline(events, as_of), parameters)
+            got = None if found is None else (found.start, found.evidence)
+            assert got == reference.finding(rule, txns, as_of, parameters)
