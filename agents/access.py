@@ -28,10 +28,12 @@ from engine.access import commands
 from engine.access.commands import AccessState, Entity, entity_key
 from engine.access.model import (
     Authorization,
+    AuthorizationStatus,
     Credential,
     Dispute,
     EnterpriseAccount,
     Institution,
+    Purpose,
     Statement,
 )
 from engine.access.records import QueryRecord, decode_batch
@@ -46,6 +48,12 @@ log = logging.getLogger(__name__)
 
 SeekLog = Callable[[int], Awaitable[None]]
 SeekPartition = Callable[[int, int], Awaitable[None]]
+#: Called once a step is in Redis with the authorizations it made active for monitoring.
+Granted = Callable[[list[Authorization]], Awaitable[None]]
+
+
+async def _nobody(_: list[Authorization]) -> None:
+    return None
 
 
 class _Overlay(AccessState):
@@ -98,12 +106,18 @@ class AccessLogStage:
     """Applies the access log, the only writer of access state."""
 
     def __init__(
-        self, store: AccessStore, sender: Sender, seek: SeekLog, metrics: WorkerMetrics
+        self,
+        store: AccessStore,
+        sender: Sender,
+        seek: SeekLog,
+        metrics: WorkerMetrics,
+        monitoring_granted: Granted = _nobody,
     ) -> None:
         self._store = store
         self._sender = sender
         self._seek = seek
         self._metrics = metrics
+        self._granted = monitoring_granted  # the signal feeds catch the new monitor up
         self.next_offset: int | None = None  # None until the partition is assigned
 
     async def assigned(self) -> None:
@@ -140,6 +154,7 @@ class AccessLogStage:
         overlay = _Overlay(dict.fromkeys(wanted))
         overlay.known.update(await self._store.load(wanted))
         step = StepWrites()
+        was_monitoring = {key for key, e in overlay.known.items() if _monitoring(e)}
         for _, command in decoded:
             if command is not None:
                 self._apply(command, overlay, step)
@@ -151,6 +166,15 @@ class AccessLogStage:
         await outbox.flush()
         await self._store.commit(step)
         self.next_offset = step.next_offset
+        granted = [
+            entity
+            for key, entity in step.entities.items()
+            if isinstance(entity, Authorization)
+            and _monitoring(entity)
+            and key not in was_monitoring
+        ]
+        if granted:
+            await self._granted(granted)
 
     def _decode(self, message: Message) -> commands.Command | None:
         try:
@@ -171,6 +195,15 @@ class AccessLogStage:
         step.results[command.id] = answer(applied)
         outcome = "refused" if applied.refusal is not None else "applied"
         self._metrics.access_commands.labels(outcome).inc()
+
+
+def _monitoring(entity: Entity | None) -> bool:
+    """An authorization that lets its institution receive the enterprise's signals now."""
+    return (
+        isinstance(entity, Authorization)
+        and entity.purpose == Purpose.POST_LOAN_MONITORING
+        and entity.status_at(time.time_ns() // 1000) == AuthorizationStatus.ACTIVE
+    )
 
 
 class QueryIndexStage:

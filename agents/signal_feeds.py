@@ -19,7 +19,7 @@ import msgspec
 
 from agents.access import SeekPartition
 from agents.intake import Message
-from engine.access.model import AuthorizationStatus, Purpose
+from engine.access.model import Authorization, AuthorizationStatus, Purpose
 from engine.metrics import WorkerMetrics
 from state.access import AccessStore
 from state.signal_feeds import SignalFeeds
@@ -64,6 +64,11 @@ class SignalFeedStage:
                 )
         if not advanced:
             return
+        # The open episodes first, the authorizations read after: an institution granted
+        # monitoring meanwhile is given the signal by one side or the other (granted()).
+        await self._feeds.track_open(
+            [(s.enterprise_id, s.rule, s.id, s.state, raw) for s, raw in signals]
+        )
         now_us = time.time_ns() // 1000
         granted = await self._access.authorizations_of(s.enterprise_id for s, _ in signals)
         deliveries = []
@@ -86,12 +91,27 @@ class SignalFeedStage:
             emitted = datetime.fromisoformat(signal.emitted_at).timestamp()
             self._metrics.signal_delivery_lag.observe(max(0.0, now_us / 1e6 - emitted))
 
+    async def granted(self, authorizations: list[Authorization]) -> None:
+        """Give institutions just granted monitoring the enterprise's open episodes (the
+        access stage calls this once the grants are in Redis); a signal the feed already
+        has is not added again."""
+        deliveries = []
+        for authorization in authorizations:
+            for raw in await self._feeds.open_episodes(authorization.enterprise_id):
+                signal = _decode(raw)
+                deliveries.append(
+                    (authorization.institution, signal.id, signal.state, raw, (authorization.id,))
+                )
+        added = await self._feeds.add(deliveries, {}, time.time_ns() // 1_000_000)
+        self._metrics.signal_deliveries.inc(added)
+
 
 class _Signal(msgspec.Struct):
     """What this stage reads of a signal record (engine/signals/evaluate.py writes it)."""
 
     id: str
     enterprise_id: str
+    rule: str
     state: str
     emitted_at: str
 

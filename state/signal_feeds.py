@@ -8,11 +8,17 @@ script that adds to a feed runs on one node of a Redis Cluster):
                                                             authorization ids it came under
     <prefix>:signals:v1:seen:{<institution>}:<id>:<state>   STRING  the feed has this transition
     <prefix>:signals:v1:offsets                             HASH    partition -> next offset
+    <prefix>:signals:v1:open:{<enterprise>}                 HASH    rule -> the JSON of its
+                                                            open episode's `raised` signal
 
 An entry's stream id is the cursor a reader resumes from. A transition the feed already has
 (the same episode id and state, published again after a crash or a replay) is not added
 again: the marker and the entry are written by one script. Entries and markers are kept
 ``retention_days``.
+
+The open episodes are what an institution granted monitoring later is given first: a
+lender that starts watching a firm whose inflows stopped a week ago hears of it at once,
+not at the next transition.
 """
 
 from __future__ import annotations
@@ -34,6 +40,17 @@ return false
 """
 
 
+# KEYS: open episodes. ARGV: rule, episode id. Closes the rule's episode if it is that one
+# (a signal read again after a newer episode of the rule opened leaves the newer one).
+_CLOSE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw and cjson.decode(raw)['id'] == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class FeedEntry:
     cursor: str
@@ -48,6 +65,29 @@ class SignalFeeds:
         self._retention_s = retention_days * 86_400
         self.offsets_key = f"{self._prefix}offsets"
         self._add = redis.register_script(_ADD)
+        self._close = redis.register_script(_CLOSE)
+
+    def open_key(self, enterprise_id: str) -> str:
+        return f"{self._prefix}open:{{{enterprise_id}}}"
+
+    async def track_open(self, signals: Sequence[tuple[str, str, str, str, bytes]]) -> None:
+        """Keep each enterprise's open episodes: (enterprise, rule, episode id, state, JSON)
+        in the order published; a `raised` opens, any other state closes its episode."""
+        pipe = self._redis.pipeline(transaction=False)
+        for enterprise_id, rule, signal_id, state, raw in signals:
+            if state == "raised":
+                pipe.hset(self.open_key(enterprise_id), rule, raw)
+            else:
+                await self._close(
+                    keys=[self.open_key(enterprise_id)], args=[rule, signal_id], client=pipe
+                )
+        if signals:
+            await pipe.execute()
+
+    async def open_episodes(self, enterprise_id: str) -> list[bytes]:
+        """The `raised` signals of the enterprise's open episodes."""
+        raw = await self._redis.hvals(self.open_key(enterprise_id))
+        return sorted(cast(list[bytes], raw))
 
     def feed_key(self, institution: str) -> str:
         return f"{self._prefix}feed:{{{institution}}}"

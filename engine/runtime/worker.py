@@ -192,7 +192,6 @@ def build_worker(settings: Settings) -> Worker:
         await faust_compat.seek(app, QUERY_RECORDS_TOPIC, partition, offset)
 
     access_store = AccessStore(redis, settings.redis_prefix)
-    access = AccessLogStage(access_store, sender, seek_access_log, metrics)
     query_index = QueryIndex(
         redis, settings.redis_prefix, settings.query_record_retention_days * _DAY_US
     )
@@ -207,6 +206,7 @@ def build_worker(settings: Settings) -> Worker:
         seek_signals,
         metrics,
     )
+    access = AccessLogStage(access_store, sender, seek_access_log, metrics, feeds.granted)
     worker = Worker(settings, app, intake, ledger, access, queries, signals, feeds, redis, registry)
     worker.bank_topics = kafka_admin.list_bank_topics(bootstrap)
     while settings.worker_stages == "intake" and not worker.bank_topics:

@@ -52,8 +52,9 @@ required) receives an enterprise's signals while it holds an active authorizatio
 the purpose `post_loan_monitoring`: `GET /v1/signals?since=<cursor>&limit=` answers
 `{"signals": [...], "next": "<cursor>"}`, oldest first; `GET /v1/signals/stream` sends them
 as server-sent events (`event: signal`, `id:` the cursor), resumable with `Last-Event-ID` (or
-`?since=`; without either, new signals only). A revoked or expired authorization stops
-delivery at once, also of signals already waiting. Each answer that delivers signals writes
+`?since=`; without either, new signals only). An institution granted monitoring of a firm
+is given its open episodes at once (their `raised` signals), then every transition. A
+revoked or expired authorization stops delivery at once, also of signals already waiting. Each answer that delivers signals writes
 one query record per enterprise (product `signals`), durable before the signals leave. Feeds
 keep `CREDITFLOW_SIGNAL_RETENTION_DAYS` (90) days.
 

@@ -241,6 +241,24 @@ def test_each_delivery_is_recorded_like_a_query(
         redis.close()
 
 
+def test_an_institution_granted_monitoring_later_is_given_the_open_episodes(
+    stack: EmbeddedStack, world: dict[str, Any]
+) -> None:
+    monitor = world["monitor"]
+    # Everything the monitor was given so far is open (nothing has cleared yet).
+    open_now = Feed(stack, monitor).wait(lambda got: len(got) >= 2)
+    assert {s["state"] for s in open_now} == {"raised"}
+    late = provision_lender(stack.settings, "LATE0003")
+    assert Feed(stack, late).all() == []
+    authorize(stack.settings, late, [OVERDRAWN, STOPPED], Purpose.POST_LOAN_MONITORING)
+    # Given at the grant, with no new event of either firm to carry them.
+    given = Feed(stack, late).wait(lambda got: len(got) >= len(open_now), 30)
+    assert sorted(s["id"] for s in given) == sorted(s["id"] for s in open_now)
+    assert {s["state"] for s in given} == {"raised"}
+    # A grant applied again (the access stage answers it once) gives nothing twice.
+    assert len(_fed(stack, late.code)) == len(open_now)
+
+
 def _read_events(
     response: http.client.HTTPResponse, done: Callable[[list[dict[str, Any]]], bool], timeout: float
 ) -> list[dict[str, Any]]:
