@@ -54,9 +54,10 @@ the purpose `post_loan_monitoring`: `GET /v1/signals?since=<cursor>&limit=` answ
 as server-sent events (`event: signal`, `id:` the cursor), resumable with `Last-Event-ID` (or
 `?since=`; without either, new signals only). An institution granted monitoring of a firm
 is given its open episodes at once (their `raised` signals), then every transition. A
-revoked or expired authorization stops delivery at once, also of signals already waiting. Each answer that delivers signals writes
-one query record per enterprise (product `signals`), durable before the signals leave. Feeds
-keep `CREDITFLOW_SIGNAL_RETENTION_DAYS` (90) days.
+revoked or expired authorization stops delivery at once, also of signals already waiting.
+Each answer that delivers signals writes one query record per enterprise (product
+`signals`), durable before the signals leave. Feeds keep `CREDITFLOW_SIGNAL_RETENTION_DAYS`
+(90) days.
 
 **Not built yet:** the three planned rules, signals in the quarterly report's flags. How well
 the evaluated rules warn, and how often they cry wolf: the backtest at the end.
