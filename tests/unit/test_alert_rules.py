@@ -7,7 +7,6 @@ promtool comes from Debian's prometheus package; `make test` puts it in .venv/bi
 
 from __future__ import annotations
 
-import ast
 import re
 import shutil
 import subprocess
@@ -17,6 +16,14 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.promql import (
+    PROMETHEUS_SERIES,
+    TARGET_LABELS,
+    declared_metrics,
+    matchers,
+    unknown_names,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -29,10 +36,6 @@ ALERTS = {rule["alert"]: rule for rule in RULES if "alert" in rule}
 RECORDED = {rule["record"] for rule in RULES if "record" in rule}
 RULE_TESTS: list[dict[str, Any]] = yaml.safe_load(RULE_TESTS_FILE.read_text())["tests"]
 SEVERITIES = {"critical", "warning"}
-# Labels Prometheus adds to every scraped series.
-TARGET_LABELS = {"job", "instance"}
-# Prometheus's own series the rules may read besides creditflow's.
-PROMETHEUS_SERIES = {"up": set[str]()}
 
 
 def _promtool() -> str:
@@ -96,69 +99,10 @@ def test_every_alert_has_a_severity_a_summary_and_a_runbook_paragraph() -> None:
         assert name.lower() in _anchors(alerts_section), f"no '### {name}' under '## Alerts'"
 
 
-def _declared_metrics() -> dict[str, set[str]]:
-    """Every series name engine/metrics.py declares, with its label names (read from the
-    source: a metric must be declared there, not merely exist somewhere)."""
-    tree = ast.parse((ROOT / "engine" / "metrics.py").read_text())
-    series: dict[str, set[str]] = {}
-    for node in ast.walk(tree):
-        if not (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in {"Counter", "Gauge", "Histogram"}
-        ):
-            continue
-        name = ast.literal_eval(node.args[0])
-        labels = set(ast.literal_eval(node.args[2])) if len(node.args) > 2 else set()
-        if node.func.id == "Histogram":
-            series |= {f"{name}_bucket": labels | {"le"}, f"{name}_count": labels}
-            series[f"{name}_sum"] = labels
-        else:
-            series[name] = labels  # a counter's name already ends in _total
-    return series
-
-
-_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left"}
-_KEYWORDS |= {"group_right", "bool", "offset"}
-
-
-def _series_names(expr: str) -> set[str]:
-    """The metric and recording-rule names a PromQL expression reads."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings
-    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)  # matchers, ranges
-    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
-    names = set()
-    for match in re.finditer(r"(?<![\w.])([A-Za-z_:][\w:]*)\s*(\(?)", expr):
-        if not match.group(2) and match.group(1) not in _KEYWORDS:
-            names.add(match.group(1))
-    return names
-
-
-def _matchers(expr: str) -> list[tuple[str, set[str]]]:
-    """Each selector's metric name and the label names it matches on."""
-    found = []
-    for match in re.finditer(r"(?<![\w:])([A-Za-z_][\w]*)\s*\{([^}]*)\}", expr):
-        labels = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", match.group(2)))
-        found.append((match.group(1), labels))
-    return found
-
-
 def test_the_rules_read_only_metrics_and_labels_that_exist() -> None:
-    declared = {**_declared_metrics(), **PROMETHEUS_SERIES}
-    assert "creditflow_partition_lag_messages" in declared  # the parse found the gauges
+    assert "creditflow_partition_lag_messages" in declared_metrics()  # the parse found the gauges
     for rule in RULES:
-        expr = rule["expr"]
-        names = _series_names(expr)
-        assert names, expr
-        for name in names:
-            assert name in declared or name in RECORDED, (name, expr)
-        for name, labels in _matchers(expr):
-            assert labels <= declared[name] | TARGET_LABELS, (name, labels)
-        read = set().union(*(declared.get(name, set()) for name in names))
-        for grouping in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", expr):
-            for label in re.findall(r"\w+", grouping):
-                # a recording rule keeps the labels it grouped by: only those are named here
-                assert label in read | TARGET_LABELS or names & RECORDED, (label, expr)
+        assert unknown_names(rule["expr"], RECORDED) == [], rule["expr"]
     jobs = {
         job["job_name"]
         for job in yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())["scrape_configs"]
@@ -170,10 +114,10 @@ def test_the_rules_read_only_metrics_and_labels_that_exist() -> None:
 def test_the_unit_tests_feed_series_the_engine_exports() -> None:
     """A series the engine does not export, or with a label it does not have, would test a
     rule against data that never comes."""
-    declared = {**_declared_metrics(), **PROMETHEUS_SERIES}
+    declared = {**declared_metrics(), **PROMETHEUS_SERIES}
     for case in RULE_TESTS:
         for item in case["input_series"]:
-            [(name, labels)] = _matchers(item["series"])
+            [(name, labels)] = matchers(item["series"])
             assert name in declared, name
             assert labels <= declared[name] | TARGET_LABELS, item["series"]
             assert labels >= TARGET_LABELS, item["series"]  # as Prometheus stores them
