@@ -10,10 +10,18 @@ import yaml
 
 from engine.cli.main import _parser
 from engine.settings import ENV_PREFIX, Settings
+from tests.promql import (
+    DASHBOARD_FILE,
+    dashboard_panels,
+    dashboard_queries,
+    recorded_names,
+    unknown_names,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
+GRAFANA = ROOT / "deploy" / "grafana" / "provisioning"
 
 
 def _subcommands() -> set[str]:
@@ -106,3 +114,55 @@ def test_banks_reach_kafka_only_with_scram_and_write_only_their_own_topic() -> N
 def test_the_token_key_must_be_set_for_compose() -> None:
     env = COMPOSE["x-creditflow-env"]
     assert env["CREDITFLOW_TOKEN_HASH_KEY"].startswith("${CREDITFLOW_TOKEN_HASH_KEY:?")
+
+
+def _datasource() -> dict[str, Any]:
+    [datasource] = yaml.safe_load((GRAFANA / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    return datasource  # type: ignore[no-any-return]
+
+
+def test_grafana_is_provisioned_with_the_prometheus_and_the_dashboard_beside_it() -> None:
+    grafana = SERVICES["grafana"]
+    binds = [volume.split(":") for volume in grafana["volumes"] if volume.startswith("./")]
+    assert all(mode == "ro" for *_, mode in binds)
+    mounts = {host: inside for host, inside, _ in binds}
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    [provider] = yaml.safe_load((GRAFANA / "dashboards" / "creditflow.yml").read_text())[
+        "providers"
+    ]
+    dashboards = provider["options"]["path"]
+    assert mounts["./deploy/grafana/dashboards"] == dashboards
+    assert DASHBOARD_FILE.parent == ROOT / "deploy" / "grafana" / "dashboards"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{dashboards}/{DASHBOARD_FILE.name}"
+    assert "prometheus" in grafana["depends_on"]
+    # The datasource is the Prometheus service, at its port, sampled as often as it scrapes.
+    datasource = _datasource()
+    assert datasource["type"] == "prometheus" and datasource["access"] == "proxy"
+    [published] = SERVICES["prometheus"]["ports"]
+    assert datasource["url"] == f"http://prometheus:{published.rsplit(':', 1)[1]}"
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert datasource["jsonData"]["timeInterval"] == prometheus["global"]["scrape_interval"]
+
+
+def test_the_dashboard_parses_and_every_panel_reads_the_provisioned_datasource() -> None:
+    uid = _datasource()["uid"]
+    panels = dashboard_panels()
+    assert len(panels) >= 20, "the panels of docs/operations.md, Dashboard"
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
+    for panel in panels:
+        assert panel["datasource"] == {"type": "prometheus", "uid": uid}, panel["title"]
+        assert panel["targets"] and panel["description"], panel["title"]
+        ref_ids = [target["refId"] for target in panel["targets"]]
+        assert len(ref_ids) == len(set(ref_ids)), panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == uid and target["expr"], panel["title"]
+
+
+def test_the_dashboard_reads_only_metrics_labels_and_recorded_series_that_exist() -> None:
+    recorded = recorded_names()
+    for title, expr in dashboard_queries():
+        assert unknown_names(expr, recorded) == [], (title, expr)
