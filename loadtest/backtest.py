@@ -76,6 +76,7 @@ class Firm:
     anchor: float = 0.0  # share of the receipts one customer pays (0: six customers alike)
     anchor_stops: bool = False  # from its trouble day that customer pays nothing
     new_lenders: tuple[date, ...] = ()  # days on which a new financing partner lends
+    conduit: bool = False  # from its trouble day most of what it holds leaves for a person
 
 
 def _spring_dip(day: date) -> float:
@@ -184,6 +185,21 @@ def _scenarios(rng: random.Random) -> dict[str, Callable[[str], Firm]]:
         lent = (trouble_day(), trouble_day() + timedelta(days=100))  # a lease, a bank loan
         return Firm(eid, "new_lenders_apart", START, _steady, _flat, new_lenders=lent)
 
+    def conduit(eid: str) -> Firm:
+        s = trouble_day()
+        # From the trouble day its receipts go to a person at the end of each day instead of
+        # paying its suppliers: the owner takes the money out before the firm defaults.
+        return Firm(
+            eid,
+            "pass_through",
+            START,
+            _steady,
+            lambda d: 0.0 if d >= s else 0.9,
+            s,
+            s + timedelta(days=90),
+            conduit=True,
+        )
+
     return {
         "inflows_stop": stops,
         "revenue_collapse": collapses,
@@ -201,6 +217,7 @@ def _scenarios(rng: random.Random) -> dict[str, Callable[[str], Firm]]:
         "lender_stacking": stacking,
         "anchor_customer": anchored,
         "new_lenders_apart": one_new_lender,
+        "pass_through": conduit,
     }
 
 
@@ -214,9 +231,11 @@ RULE_SCENARIOS = {
     "recurring_payment_lapsed": ("payments_lapse",),
     "financing_partner_stacking": ("lender_stacking",),
     "largest_customer_stopped": ("anchor_lost",),
+    "fast_in_fast_out": ("pass_through",),
 }
 #: Financing partners of the registry (specs/registries.toml) that lend to a firm: its own
 #: bank for years, then the new ones, in order.
+_PERSON = "6222020000000001"  # an individual's account (TRADE): where a conduit's money goes
 _HOUSE_BANK = "ICBC0001"
 _NEW_LENDERS = ("FIN-LOAN-0001", "FIN-FACTOR-0001", "FIN-LEASE-0001", "CCB00002", "ABC00003")
 
@@ -289,6 +308,8 @@ def _events(firm: Firm, rng: random.Random) -> list[dict[str, Any]]:
                 book(day, False, scale * (2.4 if firm.quarterly_tax else 0.8), _TAX, "tax")
         if firm.one_off == day:
             book(day, False, max(balance, 0) * 0.7, _SUPPLIER)
+        if firm.conduit and firm.trouble is not None and day >= firm.trouble and balance > 0:
+            book(day, False, balance * rng.uniform(0.85, 1.0), _PERSON)
         day += timedelta(days=1)
     return events
 

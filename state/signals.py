@@ -56,6 +56,8 @@ def month_days(agg: MonthAgg) -> MonthDays:
         ),
         _parties(agg, "TRADE|", nonzero=True),
         _parties(agg, "FIN_PARTNER|", nonzero=False),
+        {int(d): row[0] for d, row in days.items() if row[0]},
+        {int(d): row[1] for d, row in days.items() if row[1]},
     )
 
 

@@ -35,11 +35,11 @@ only to months before the last, history arriving), so that a bank's backfill of 
 history raises nothing it would retract.
 Judging takes at most about a third of a worker's time: under more load, signals come
 later (`creditflow_signals_pending_enterprises`) and ingest does not slow. Rules marked *planned*
-need state the workers do not keep yet (flows per day by class, the counterparty's kind,
-judicial deductions as a class) and raise nothing. The rules on counterparties (new
-financing partners, the largest customer) read complete months: the state keeps each
-month's flows by counterparty, not their days. A deployment tunes parameters in its own
-copy of the spec (`CREDITFLOW_SIGNAL_RULES_PATH`).
+need state the workers do not keep yet (flows per day by class and the counterparty's kind
+for loan proceeds, judicial deductions as a class) and raise nothing. The rules on
+counterparties (new financing partners, the largest customer) read complete months: the
+state keeps each month's flows by counterparty, not their days. A deployment tunes
+parameters in its own copy of the spec (`CREDITFLOW_SIGNAL_RULES_PATH`).
 
 **The signal record.** Each transition is one JSON message on the Kafka topic
 `credit.signals`, keyed by enterprise: `id` (the episode's), `enterprise_id`, `rule`,
@@ -59,7 +59,7 @@ Each answer that delivers signals writes one query record per enterprise (produc
 `signals`), durable before the signals leave. Feeds keep `CREDITFLOW_SIGNAL_RETENTION_DAYS`
 (90) days.
 
-**Not built yet:** the three planned rules, signals in the quarterly report's flags. How well
+**Not built yet:** the two planned rules, signals in the quarterly report's flags. How well
 the evaluated rules warn, and how often they cry wolf: the backtest at the end.
 """
 
@@ -88,6 +88,13 @@ Where the rules fall short of recall 0.9 and precision 0.8, and why:
   three new lenders within a quarter; a growing firm that taps supply-chain finance from
   several factors at once would be one, and the rule cannot tell kinds of partners apart
   until the products classify them (issue 15's partners by kind).
+- `fast_in_fast_out` tells a conduit from a firm by its balances alone: money that came
+  into empty accounts and left them empty by the next day. The generated healthy firms all
+  keep a buffer, so its precision here says nothing about a healthy firm living from hand
+  to mouth on a small positive balance, which it would flag; where the money went (an
+  individual, the firm's own account) waits for the counterparty's kind (issue 15). A
+  first definition that counted negative balances as empty raised 214 false alarms on such
+  firms, which are often overdrawn.
 - The figures move by several points between seeds at 50 firms a scenario; the test of a
   change to a rule is the same seed before and after.
 """

@@ -239,6 +239,31 @@ def _customer_stopped(
     return {"customer_share": round(share, 4), "last_paid_month": format_month(last)}
 
 
+def _passes_through(t: Timeline, d: int, p: Mapping[str, float]) -> int:
+    """Day ``d``'s inflow when it passed through (left by the end of the next day, and the
+    balances held little of it, before it came and after), else 0."""
+    key = ("passes", d, p["share"], p["min_inflow_fen"])
+    found: int | None = t.memo.get(key)
+    if found is None:
+        inflow = t.total_inflow(d, d)
+        left = t.total_outflow(d, d + 1) >= p["share"] * inflow
+        little = (1 - p["share"]) * inflow
+        held = [sum(t.balances(d - 1)), sum(t.balances(d + 1))]
+        conduit = all(0 <= balance < little for balance in held)
+        found = t.memo[key] = inflow if inflow >= p["min_inflow_fen"] and left and conduit else 0
+    return found
+
+
+def fast_in_fast_out(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    window = int(p["window_days"])
+    if i < window:
+        return None
+    passed = [inflow for d in range(i - window, i) if (inflow := _passes_through(t, d, p))]
+    if len(passed) < p["days"]:
+        return None
+    return {"pass_through_days": len(passed), "inflow_fen": sum(passed)}
+
+
 def month_end(month: int) -> date:
     return date(month // 12, month % 12 + 1, days_in_month(month))
 
@@ -251,6 +276,7 @@ RULES: dict[str, Rule] = {
     "recurring_payment_lapsed": recurring_payment_lapsed,
     "financing_partner_stacking": financing_partner_stacking,
     "largest_customer_stopped": largest_customer_stopped,
+    "fast_in_fast_out": fast_in_fast_out,
 }
 
 

@@ -46,6 +46,8 @@ class MonthDays:
     paid: frozenset[tuple[str, str]] = frozenset()  # (class, subtype) of STREAM_CLASSES paid
     customers: Mapping[str, int] = field(default_factory=dict)  # TRADE party -> inflow > 0
     partners: Mapping[str, int] = field(default_factory=dict)  # FIN_PARTNER party -> inflow
+    all_in: Mapping[int, int] = field(default_factory=dict)  # day -> inflow of every class
+    all_out: Mapping[int, int] = field(default_factory=dict)
 
     @classmethod
     def of_view(cls, view: MonthView) -> MonthDays:
@@ -62,6 +64,8 @@ class MonthDays:
             ),
             {cp: p.inflow for (cls, cp), p in view.parties.items() if cls == "TRADE" and p.inflow},
             {cp: p.inflow for (cls, cp), p in view.parties.items() if cls == "FIN_PARTNER"},
+            {d: day.inflow for d, day in view.days.items() if day.inflow},
+            {d: day.outflow for d, day in view.days.items() if day.outflow},
         )
 
 
@@ -115,6 +119,8 @@ class Timeline:
     days: int  # days from the first day to the as-of day, both included
     _in: _Series
     _out: _Series
+    _all_in: _Series
+    _all_out: _Series
     _balances: tuple[tuple[list[int], list[int]], ...]  # per account: sorted days, balances
     paid_months: Mapping[tuple[str, str], frozenset[int]]  # stream -> months it was paid in
     # Complete and partial months alike, up to the as-of month: the rules that read them
@@ -140,6 +146,13 @@ class Timeline:
 
     def outflow(self, start: int, end: int) -> int:
         return self._out.total(max(start, 0), min(end, self.last))
+
+    def total_inflow(self, start: int, end: int) -> int:
+        """Inflow of every class on days start..end (inclusive), clipped to the firm's days."""
+        return self._all_in.total(max(start, 0), min(end, self.last))
+
+    def total_outflow(self, start: int, end: int) -> int:
+        return self._all_out.total(max(start, 0), min(end, self.last))
 
     def last_inflow(self, index: int) -> int | None:
         """Index of the last day at or before ``index`` with an operating inflow."""
@@ -178,6 +191,8 @@ def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None
     last_month = month_of(as_of)
     inflows: list[tuple[int, int]] = []
     outflows: list[tuple[int, int]] = []
+    all_in: list[tuple[int, int]] = []
+    all_out: list[tuple[int, int]] = []
     balances: dict[str, list[tuple[int, int]]] = {}
     for month in sorted(months):
         if month > last_month:
@@ -185,7 +200,12 @@ def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None
         digest = months[month]
         offset = (_date(month, 1) - first).days - 1  # index of day d is offset + d
         end = as_of.day if month == last_month else 31
-        for source, points in ((digest.op_in, inflows), (digest.op_out, outflows)):
+        for source, points in (
+            (digest.op_in, inflows),
+            (digest.op_out, outflows),
+            (digest.all_in, all_in),
+            (digest.all_out, all_out),
+        ):
             points.extend(
                 (offset + d, a) for d, a in source.items() if offset + d >= 0 and d <= end
             )
@@ -206,6 +226,8 @@ def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None
         (as_of - first).days + 1,
         _Series(inflows),
         _Series(outflows),
+        _Series(all_in),
+        _Series(all_out),
         tuple(series),
         {stream: frozenset(m) for stream, m in paid.items()},
         {m: d.customers for m, d in months.items() if m <= last_month and d.customers},

@@ -219,6 +219,30 @@ def customer(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, An
     }
 
 
+def fast(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    """Days of the window whose inflow left by the next day's end and did not stay."""
+    w = int(p["window_days"])
+    if (day - _first_day(txns)).days < w:
+        return None
+    passed = []
+    for k in range(1, w + 1):
+        d = day - timedelta(days=k)
+        after = d + timedelta(days=1)
+        inflow = sum(t.amount for t in txns if t.inflow and t.day == d)
+        left = sum(t.amount for t in txns if not t.inflow and d <= t.day <= after)
+        before = d - timedelta(days=1)
+        held = (sum(_balances(txns, before)), sum(_balances(txns, after)))
+        if (
+            inflow >= p["min_inflow_fen"]
+            and left >= p["share"] * inflow
+            and all(0 <= h < (1 - p["share"]) * inflow for h in held)
+        ):
+            passed.append(inflow)
+    if len(passed) < p["days"]:
+        return None
+    return {"pass_through_days": len(passed), "inflow_fen": sum(passed)}
+
+
 JUDGES: dict[str, Judge] = {
     "operating_inflow_stopped": stopped,
     "operating_inflow_collapse": collapse,
@@ -227,6 +251,7 @@ JUDGES: dict[str, Judge] = {
     "recurring_payment_lapsed": lapsed,
     "financing_partner_stacking": stacking,
     "largest_customer_stopped": customer,
+    "fast_in_fast_out": fast,
 }
 
 

@@ -44,6 +44,7 @@ _STREAMS = [  # paid every month: UTILITY power and water, TAX, SOCIAL
 ]
 _REGISTRY = load_registry(SPECS_DIR / "registries.toml")
 _OTHER_CUSTOMERS = [generate_code(random.Random(k)) for k in range(3)]
+_PERSON = "6222020000000001"  # an individual's account: TRADE
 _NEW_LENDERS = ("FIN-LOAN-0001", "FIN-FACTOR-0001", "FIN-LEASE-0001", "CCB00002")
 
 
@@ -80,7 +81,8 @@ def firm(draw: st.DrawFn) -> list[dict[str, Any]]:
     rng = random.Random(draw(st.integers(0, 2**32)))
     span = draw(st.sampled_from((45, 120, 400, 460)))
     trouble_at = draw(st.integers(0, span))
-    trouble = draw(st.sampled_from(("stop", "collapse", "lapse", "stack", "customer", "none")))
+    troubles = ("stop", "collapse", "lapse", "stack", "customer", "conduit", "none")
+    trouble = draw(st.sampled_from(troubles))
     # One customer pays about half the receipts; the customer trouble stops it.
     customers = [CUSTOMER, CUSTOMER, *_OTHER_CUSTOMERS[: rng.randint(1, 3)]]
     utilities = rng.sample(_STREAMS, k=rng.randint(0, len(_STREAMS)))
@@ -97,6 +99,14 @@ def firm(draw: st.DrawFn) -> list[dict[str, Any]]:
             account = rng.choice(("ACC-1", "ACC-2"))
             balance[account] += amount
             events.append(_event(len(events), day, "in", amount, balance[account], account, payer))
+        if trouble == "conduit" and k >= trouble_at:  # most of what is held leaves daily
+            for account in ("ACC-1", "ACC-2"):
+                amount = max(balance[account], 0) * rng.choice((80, 95, 100)) // 100
+                if amount > 0:
+                    balance[account] -= amount
+                    events.append(
+                        _event(len(events), day, "out", amount, balance[account], account, _PERSON)
+                    )
         # A long-standing lender, repaid every month; new ones lend after the stack trouble,
         # some of them a few weeks apart.
         lenders = [(0, "ICBC0001")]
@@ -450,3 +460,33 @@ def test_the_largest_customer_stopping_is_a_signal_and_a_small_one_is_not() -> N
             found = finding(rule, _timeline(events, as_of), parameters)
             got = None if found is None else (found.start, found.evidence)
             assert got == reference.finding(rule, txns, as_of, parameters)
+
+
+def test_money_that_passes_through_day_after_day_is_fast_in_fast_out() -> None:
+    rule, parameters = "fast_in_fast_out", SPEC.rules["fast_in_fast_out"].values()
+    events, balance = [], 20_000
+    for k in range(60):
+        day = START + timedelta(days=k)
+        balance += 500_000
+        events.append(_event(len(events), day, "in", 500_000, balance, "ACC-1"))
+        # From day 30 it all leaves the same day (to an individual); before, a tenth stays.
+        out = balance if k >= 30 else 450_000
+        balance -= out
+        events.append(_event(len(events), day, "out", out, balance, "ACC-1", _PERSON))
+    # Day 31 is the first to come into an empty account and leave it empty: the tenth such
+    # day, 40, is judged once its next day is over, on day 41.
+    assert finding(rule, _timeline(events, START + timedelta(days=40)), parameters) is None
+    found = finding(rule, _timeline(events, START + timedelta(days=41)), parameters)
+    assert found is not None and found.start == START + timedelta(days=41)
+    assert found.evidence == {"pass_through_days": 10, "inflow_fen": 5_000_000}
+    # The same flows with a day's receipts kept, or overdrawn by as much: never (an
+    # overdraft is account_overdrawn's to say).
+    for shift in (500_000, -500_000):
+        moved = [dict(e, balance_after_fen=e["balance_after_fen"] + shift) for e in events]
+        assert finding(rule, _timeline(moved, START + timedelta(days=59)), parameters) is None
+    txns = transactions(events)[ENTERPRISE]
+    for k in (40, 41, 59):
+        as_of = START + timedelta(days=k)
+        found = finding(rule, _timeline(events, as_of), parameters)
+        got = None if found is None else (found.start, found.evidence)
+        assert got == reference.finding(rule, txns, as_of, parameters)
