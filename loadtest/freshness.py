@@ -1,21 +1,27 @@
-"""Freshness at a chosen ingest rate, on the embedded stack.
+"""Freshness and signal latency at a chosen ingest rate, on the embedded stack.
 
     python -m loadtest.freshness RATE [SECONDS]     # e.g. 10000 30
 
 Publishes generated events at RATE events/s (batch messages, as `make bench` paces them)
 while open-loop probes publish an event of their own every 0.25 s and poll the API until it
-shows; prints the probes' p50, p99 and max, twice (two phases on the same stack). `make
-bench` measures at half its batch rate; this finds the rate a freshness target holds at.
+shows, and signal probes (loadtest/signal_probe.py) raise a signal every 0.5 s that a
+monitoring lender polls for; prints the p50, p99 and max of both, twice (two phases on the
+same stack). `make bench` measures at half its batch rate; this finds the rate a target
+holds at.
 """
 
 from __future__ import annotations
 
+import random
 import sys
 
+from engine.events.credit_code import generate as generate_code
 from engine.runtime.provision import provision_lender
 from engine.runtime.runner import embedded_stack
 from engine.settings import Settings
 from loadtest.bench import BANKS, events_for, paced_phase, percentile, probe_enterprise
+from loadtest.signal_probe import PROBE_INTERVAL_SECONDS as SIGNAL_PROBE_SECONDS
+from loadtest.signal_probe import SignalProbes
 
 __all__ = ["main"]
 
@@ -29,14 +35,38 @@ def main(argv: list[str]) -> None:
     with embedded_stack(Settings(), banks=BANKS, split_stages=True) as stack:
         probes = [probe_enterprise(10 + phase) for phase in range(2)]
         lender = provision_lender(stack.settings, "FRESHLND", probes)
+        per_probe_phase = int(seconds / SIGNAL_PROBE_SECONDS) + 1
+        signal_probes = [  # enterprises of their own each phase: a probe raises once
+            SignalProbes(
+                stack,
+                [
+                    generate_code(random.Random(f"signal-probe-{phase}-{k}"))
+                    for k in range(per_probe_phase)
+                ],
+                BANKS[0],
+                f"SIGPROBE{phase}",
+            )
+            for phase in range(2)
+        ]
         for phase in range(2):
             part = load[phase * per_phase : (phase + 1) * per_phase]
-            _, fresh, sent = paced_phase(stack, lender, part, rate, seconds, 10 + phase)
+            latencies: list[float] = []
+            _, fresh, sent = paced_phase(
+                stack,
+                lender,
+                part,
+                rate,
+                seconds,
+                10 + phase,
+                signals=(signal_probes[phase], latencies),
+            )
             p50, p99 = percentile(fresh, 0.5), percentile(fresh, 0.99)
             print(
                 f"phase {phase + 1}: {sent / seconds:,.0f} events/s published, "
                 f"{len(fresh)} probes, p50 {_ms(p50)} ms, p99 {_ms(p99)} ms, "
-                f"max {_ms(max(fresh, default=None))} ms",
+                f"max {_ms(max(fresh, default=None))} ms; {len(latencies)} signals, "
+                f"p50 {_ms(percentile(latencies, 0.5))} ms, "
+                f"p99 {_ms(percentile(latencies, 0.99))} ms",
                 flush=True,
             )
             # When the tail happened: probe k was published (k - 1) x 0.25 s into the phase.

@@ -36,11 +36,13 @@ _LOST_SECONDS = 60.0
 class SignalProbes:
     """Probe enterprises and their monitoring lender, set up before a phase."""
 
-    def __init__(self, stack: EmbeddedStack, enterprises: list[str], bank: str) -> None:
+    def __init__(
+        self, stack: EmbeddedStack, enterprises: list[str], bank: str, lender: str = "BENCHSIG"
+    ) -> None:
         self.stack = stack
         self.enterprises = enterprises
         self.bank = bank
-        self.lender: Lender = provision_lender(stack.settings, "BENCHSIG")
+        self.lender: Lender = provision_lender(stack.settings, lender)
         authorize(stack.settings, self.lender, enterprises, Purpose.POST_LOAN_MONITORING)
         bootstrap = stack.settings.kafka_bootstrap
         assert bootstrap is not None
