@@ -197,8 +197,14 @@ class LedgerStage:
                 self._published.discard(partition)
                 self._catching_up.pop(partition, None)
                 self._moved.pop(partition, None)
-                # Its new owner reports its lag; a value left here would read as a stall.
-                self._metrics.lag.remove(str(partition))
+                # Its new owner reports its lag, offset and watermark; values left here would
+                # read as a stall, or a freshness that grows for ever.
+                for gauge in (
+                    self._metrics.lag,
+                    self._metrics.next_offset,
+                    self._metrics.watermark,
+                ):
+                    gauge.remove(str(partition))
 
     async def close(self) -> None:
         await self.revoke(set(self._ledgers))

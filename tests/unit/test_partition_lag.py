@@ -53,8 +53,13 @@ def test_lag_is_the_log_end_minus_what_is_applied_and_leaves_with_the_partition(
         assert _lag(registry, 0) == 3
         await stage.unstall([2, 0])  # an end looked up before the last step: never negative
         assert _lag(registry, 0) == 0
+        metrics = stage._metrics  # as a commit sets them (that needs Redis: not here)
+        metrics.next_offset.labels("0").set(3)
+        metrics.watermark.labels("0").set(1.7e9)
         await stage.revoke({0})
         assert _lag(registry, 0) is None  # its next owner reports it
+        for name in ("creditflow_partition_next_offset", "creditflow_partition_watermark_seconds"):
+            assert registry.get_sample_value(name, {"partition": "0"}) is None
         assert _lag(registry, 1) == 0
         await stage.close()
 
