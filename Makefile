@@ -62,10 +62,13 @@ backtest: $(STAMP)  ## the signal rules over labelled histories; writes loadtest
 	$(BIN)/creditflow docs
 
 test: $(STAMP) prometheus  ## run the whole test suite (starts its own broker; Redis if needed)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m 'not faults'
 
 test-fast: $(STAMP) prometheus  ## only the tests that need no service
-	$(BIN)/python -m pytest -q -m 'not integration'
+	$(BIN)/python -m pytest -q -m 'not integration and not faults'
+
+faults: $(STAMP) prometheus  ## the long fault scenarios (tests/faults/), each ending in exact products
+	$(BIN)/python -m pytest -q -m faults tests/faults
 
 lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check engine agents state loadtest tests
@@ -79,4 +82,4 @@ fmt: $(STAMP)  ## format the code
 clean:  ## remove the venv, caches and local state
 	rm -rf $(VENV) .creditflow .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help install prometheus promtool demo up bench backtest test test-fast lint fmt clean
+.PHONY: help install prometheus promtool demo up bench backtest test test-fast faults lint fmt clean
