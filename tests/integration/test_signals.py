@@ -350,11 +350,18 @@ def test_a_crash_and_a_rebuild_of_lost_state_repeat_nothing(
     stack.worker.kill()  # SIGKILL: what was published and not stored comes again
     shutil.rmtree(stack.settings.data_dir / "state")  # and the state is rebuilt from the log
     stack.restart_worker()
-    # The rebuilt partitions judge their enterprises again (a new day for their state): the
-    # same episodes, the same ids, so nothing new reaches the feed.
-    deadline = time.monotonic() + 30
-    while total(stack.worker_url, "creditflow_signal_evaluations_total") < 3:
-        assert time.monotonic() < deadline, "the rebuilt worker judged no enterprise"
-        time.sleep(0.5)
-    time.sleep(2)  # what it published has had time to reach the feeds
+
+    # The rebuilt partitions judge their enterprises again (a new day for their state) and
+    # publish their open episodes again: the same ids, so nothing new reaches the feed.
+    # Waited for: the feed stage (in the same worker) has read all that was published.
+    def published() -> float:
+        return total(stack.worker_url, "creditflow_signals_total")
+
+    def read() -> float:
+        return total(stack.worker_url, "creditflow_signal_delivery_lag_seconds_count")
+
+    deadline = time.monotonic() + 60
+    while not (published() >= 1 and read() >= published()):
+        assert time.monotonic() < deadline, "the rebuilt worker's signals were not read"
+        time.sleep(0.2)
     assert _fed(stack, monitor.code) == before
