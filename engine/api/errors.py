@@ -2,16 +2,19 @@
 
 ``code`` is machine-readable and stable (a client may branch on it); ``message`` is for a
 person. Handlers here turn the framework's own errors (unknown route, wrong method, a body
-that fails validation) into the same shape.
+that fails validation) into the same shape, and a Redis that does not answer into a 503 the
+client may retry (an outage is not a bug of the request: no traceback per request).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -21,6 +24,11 @@ from engine.errors import BadRequestError, NotFoundError
 __all__ = ["ApiError", "error_response", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
+
+# While Redis is away every request fails the same way: one log line per this many seconds
+# says so, with how many requests it answered 503 since the last one.
+_OUTAGE_LOG_EVERY_SECONDS = 10.0
+_RETRY_AFTER = {"Retry-After": "1"}
 
 _STARLETTE_CODES = {
     400: "bad_request",
@@ -77,6 +85,24 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _STARLETTE_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
+    outage = {"logged_at": float("-inf"), "unlogged": 0}
+
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        now = time.monotonic()
+        if now - outage["logged_at"] >= _OUTAGE_LOG_EVERY_SECONDS:
+            log.warning(
+                "Redis did not answer (%s: %s); answering 503 (%d more since the last line)",
+                type(exc).__name__,
+                exc,
+                outage["unlogged"],
+            )
+            outage["logged_at"], outage["unlogged"] = now, 0
+        else:
+            outage["unlogged"] += 1
+        return error_response(
+            503, "store_unavailable", "the product store is not reachable; retry", _RETRY_AFTER
+        )
+
     async def internal(request: Request, exc: Exception) -> Response:
         # The route template, not the path: a path carries enterprise ids.
         route = getattr(request.scope.get("route"), "path", "unmatched")
@@ -88,4 +114,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RedisError, store_unavailable)
     app.add_exception_handler(Exception, internal)
