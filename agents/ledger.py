@@ -453,15 +453,23 @@ class LedgerStage:
         await self._publish_with_retry(partition, fields, ledger.progress)
 
     async def _publish_with_retry(
-        self, partition: int, fields: dict[str, dict[str, bytes]], progress: Progress | None
+        self,
+        partition: int,
+        fields: dict[str, dict[str, bytes]],
+        progress: Progress | None,
+        create: bool = False,
     ) -> None:
-        """Publish views, and the progress they reach unless ``progress`` is None."""
+        """Publish views, and the progress they reach unless ``progress`` is None. Progress
+        missing from Redis is written only when ``create`` (see ViewStore.publish)."""
         delay = 0.1
         while True:
             started = time.perf_counter()
             try:
                 had_progress = await self._views.publish(
-                    partition, fields, None if progress is None else as_of(progress, partition)
+                    partition,
+                    fields,
+                    None if progress is None else as_of(progress, partition),
+                    create,
                 )
             except Exception as exc:  # Redis down or failing over: state is safe, keep trying
                 self.views_ok = False
@@ -483,13 +491,26 @@ class LedgerStage:
             self._metrics.publish_seconds.observe(time.perf_counter() - started)
             if progress is None:
                 return
-            if not had_progress and partition in self._published:
+            if not had_progress and not create:
                 self._views_vanished(partition)
+                return
             self._published.add(partition)
             self._metrics.next_offset.labels(str(partition)).set(progress.next_offset)
             if progress.watermark_us is not None:
                 self._metrics.watermark.labels(str(partition)).set(progress.watermark_us / 1e6)
             return
+
+    async def check_views(self) -> None:
+        """Rebuild the views of partitions whose progress is gone from Redis (restarted
+        empty, flushed) even when no event comes to publish: until rebuilt, the API answers
+        their products 503, and nothing else would rebuild them."""
+        for partition in sorted(self._published - self._republishing):
+            try:
+                progress = await self._views.progress_raw(partition)
+            except Exception:
+                return  # Redis away: publishing says so (views_ok, the log); checked again
+            if progress is None and partition in self._published - self._republishing:
+                self._views_vanished(partition)
 
     def _views_vanished(self, partition: int) -> None:
         """Redis lost this partition's views (restarted empty, flushed): rebuild them all."""
@@ -567,7 +588,7 @@ class LedgerStage:
                 self._metrics.republished_enterprises.inc(len(batch))
                 batch = {}
         self._published.discard(partition)  # its progress is written anew below
-        await self._publish_with_retry(partition, batch, ledger.progress)
+        await self._publish_with_retry(partition, batch, ledger.progress, create=True)
         self._metrics.republished_enterprises.inc(len(batch))
 
     async def _published_offset(self, partition: int) -> int | None:

@@ -54,11 +54,15 @@ class ViewStore:
         partition: int,
         months: Mapping[str, Mapping[str, bytes]],
         progress: Mapping[str, Any] | None,
+        create: bool = False,
     ) -> bool:
         """Write the changed month views of each enterprise, then the partition's progress.
 
         Returns whether the partition had progress in Redis before this write: False after a
-        Redis restart or flush, when the caller must republish everything.
+        Redis restart or flush, when the caller must republish everything. Progress is then
+        not written, unless ``create`` (the last write of a whole republication): a partial
+        set of views under a progress would let readers take a missing enterprise for one
+        without data.
         """
         pipe = self._redis.pipeline(transaction=False)
         for enterprise_id, fields in months.items():
@@ -67,7 +71,7 @@ class ViewStore:
         if progress is None:
             await pipe.execute()
             return True
-        pipe.set(self.partition_key(partition), codec.dumps(progress), get=True)
+        pipe.set(self.partition_key(partition), codec.dumps(progress), get=True, xx=not create)
         results = await pipe.execute()
         return results[-1] is not None
 

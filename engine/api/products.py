@@ -15,6 +15,7 @@ from typing import Any
 from engine import codec
 from engine.access.model import Dispute, Statement
 from engine.access.records import QueryRecord
+from engine.api.errors import ApiError
 from engine.api.product_cache import NotFound, ProductCache, ProductKey, Rendered
 from engine.errors import NotFoundError
 from engine.events.partitioner import partition_for
@@ -172,9 +173,21 @@ class ProductService:
         }
 
     async def body(self, product: str, enterprise_id: str, period: Period, now: int) -> bytes:
-        """A product's body; NotFoundError when the enterprise has no data for it."""
+        """A product's body; NotFoundError when the enterprise has no data for it, ApiError
+        503 while its partition has no views in Redis."""
         spec = self.products[product]
         progress, rendered = await self._read(spec, enterprise_id, period)
+        if progress is None:
+            # Workers write a partition's progress after all its views, and publish it for
+            # every partition they are given, even one without data: without it, Redis has
+            # lost the views (restarted empty) and the worker is rebuilding them. An
+            # enterprise missing from the views then says nothing: it is not "no data".
+            raise ApiError(
+                503,
+                "views_unavailable",
+                "the products of this enterprise are being rebuilt; retry shortly",
+                {"Retry-After": "1"},
+            )
         if isinstance(rendered, NotFound):
             raise NotFoundError(rendered.message)
         subject: list[dict[str, Any]] = []

@@ -55,6 +55,7 @@ _FETCH_MAX_WAIT_MS = 50  # an idle fetch returns within this (Faust's 1,500 ms m
 _INTAKE_STEPS_IN_FLIGHT = 4  # steps sent but not yet confirmed by the broker
 _DAY_US = 86_400_000_000
 _SIGNALS_EVERY_SECONDS = 0.05  # how often marked enterprises are judged (signal latency)
+_CHECK_VIEWS_EVERY_SECONDS = 2.0  # how soon views lost in Redis are rebuilt with no event
 
 
 def faust_broker_urls(bootstrap: str) -> list[str]:
@@ -379,6 +380,12 @@ def build_worker(settings: Settings) -> Worker:
             kafka_admin.high_watermarks, bootstrap, ROUTED_TOPIC, settings.partitions
         )
         await ledger.unstall(ends)
+
+    @app.timer(interval=_CHECK_VIEWS_EVERY_SECONDS)
+    async def check_views() -> None:
+        # A Redis that lost the views is refilled without waiting for the next event.
+        if runs_ledger and not app.rebalancing:
+            await ledger.check_views()
 
     @app.timer(interval=max(settings.commit_interval_seconds / 4, 0.01))
     async def commit_ledger() -> None:
