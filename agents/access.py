@@ -119,10 +119,12 @@ class AccessLogStage:
         self._metrics = metrics
         self._granted = monitoring_granted  # the signal feeds catch the new monitor up
         self.next_offset: int | None = None  # None until the partition is assigned
+        self._restore_until: int | None = None  # replaying a lost access state up to here
 
     async def assigned(self) -> None:
         """Resume where Redis says (the start of the log when it says nothing)."""
         self.next_offset = await self._store.applied() or 0
+        self._restore_until = await self._store.restoring()  # a replay its owner left
         await self._seek(self.next_offset)
 
     def revoked(self) -> None:
@@ -137,6 +139,10 @@ class AccessLogStage:
         if await self._store.applied() is not None:
             return False
         log.warning("access state is gone from Redis: replaying the access log from the start")
+        # Until the replay is back where it was, a missing entity may exist: the API must
+        # not refuse a lender's token or authorization as unknown meanwhile.
+        self._restore_until = max(self.next_offset, self._restore_until or 0)
+        await self._store.mark_restoring(self._restore_until)
         self.next_offset = 0
         await self._seek(0)
         return True
@@ -164,7 +170,10 @@ class AccessLogStage:
             value = None if entity is None else encode_entity(entity)
             await outbox.send(ACCESS_STATE_TOPIC, f"{kind}/{entity_id}".encode(), value, 0)
         await outbox.flush()
-        await self._store.commit(step)
+        restored = self._restore_until is not None and step.next_offset >= self._restore_until
+        await self._store.commit(step, restored)
+        if restored:
+            self._restore_until = None
         self.next_offset = step.next_offset
         granted = [
             entity

@@ -13,6 +13,8 @@ writes are one MULTI/EXEC transaction in Redis Cluster too):
     <prefix>:access:v1:{a}:ix:disputes-due        ZSET of unanswered dispute ids by due time
     <prefix>:access:v1:{a}:result:<command id>    a command's answer, for an hour
     <prefix>:access:v1:{a}:applied                next offset of the access log to apply
+    <prefix>:access:v1:{a}:restoring              while the log is replayed into a Redis that
+                                                  lost access state: the offset it had reached
 
 Disputes and statements are also copied into the enterprise's views hash
 (``<prefix>:v1:ent:{<id>}``, fields ``d:<id>`` and ``s:<id>``, state/views.py), so a product
@@ -72,6 +74,7 @@ class AccessKeys:
         self._base = f"{self.prefix}{{a}}:"
         self._views = f"{prefix}:v1:ent:"
         self.applied = f"{self._base}applied"
+        self.restoring = f"{self._base}restoring"
         self.institutions = f"{self._base}ix:institutions"
         self.disputes_due = f"{self._base}ix:disputes-due"
 
@@ -116,6 +119,16 @@ class AccessStore:
         raw = await self._redis.get(self.keys.applied)
         return None if raw is None else int(raw)
 
+    async def restoring(self) -> int | None:
+        """The offset a replay after a loss of access state must reach, while it runs."""
+        raw = await self._redis.get(self.keys.restoring)
+        return None if raw is None else int(raw)
+
+    async def mark_restoring(self, until: int) -> None:
+        """Tell readers that access state is incomplete until the replay reaches ``until``:
+        a credential or authorization missing meanwhile may exist (the API answers 503)."""
+        await self._redis.set(self.keys.restoring, until)
+
     async def load(self, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Entity]:
         """The entities that exist among ``wanted`` (kind, id)."""
         wanted = list(dict.fromkeys(wanted))
@@ -128,8 +141,9 @@ class AccessStore:
             if raw is not None
         }
 
-    async def commit(self, step: StepWrites) -> None:
-        """The step's copies into views hashes, then everything else in one transaction."""
+    async def commit(self, step: StepWrites, restored: bool = False) -> None:
+        """The step's copies into views hashes, then everything else in one transaction
+        (``restored``: this step ends a replay after a loss; see :meth:`mark_restoring`)."""
         copies = self._redis.pipeline(transaction=False)
         for (kind, entity_id), entity in step.entities.items():
             if isinstance(entity, Dispute | Statement):
@@ -150,6 +164,8 @@ class AccessStore:
         for command_id, answer in step.results.items():
             tx.set(self.keys.result(command_id), answer, ex=_RESULT_TTL_SECONDS)
         tx.set(self.keys.applied, step.next_offset)
+        if restored:
+            tx.delete(self.keys.restoring)
         await tx.execute()
 
     def _index(self, tx: Any, entity: Entity) -> None:

@@ -16,6 +16,7 @@ from typing import TypeVar, cast
 from redis.asyncio import Redis
 
 from engine.access.commands import Entity
+from engine.api.errors import ApiError
 from engine.api.product_cache import Fill, shared_read
 from state.access import AccessKeys, decode_entity
 
@@ -102,6 +103,20 @@ class AccessView:
     async def institution_codes(self) -> list[str]:
         raw = await self._redis.smembers(self.keys.institutions)
         return sorted(member.decode() for member in cast(set[bytes], raw))
+
+    async def unavailable_error(self) -> ApiError | None:
+        """A 503 to answer instead of "no such entity" while Redis holds no access state or
+        only part of it (it restarted empty; the access stage replays the access log into
+        it): a lender's token or authorization missing then is no reason to refuse it."""
+        applied, restoring = await self._redis.mget([self.keys.applied, self.keys.restoring])
+        if applied is not None and restoring is None:
+            return None
+        return ApiError(
+            503,
+            "access_unavailable",
+            "access state is being restored; retry shortly",
+            {"Retry-After": "1"},
+        )
 
     async def applied(self) -> int | None:
         raw = await self._redis.get(self.keys.applied)

@@ -57,6 +57,8 @@ class Authenticator:
             raise ApiError(401, "unauthenticated", _UNAUTHENTICATED, _CHALLENGE)
         credential_id, secret = parsed
         credential = await self._view.get("credential", credential_id, Credential)
+        if credential is None and (unavailable := await self._view.unavailable_error()):
+            raise unavailable
         if credential is None or not tokens.verify(self._key, credential, secret):
             raise ApiError(401, "unauthenticated", _UNAUTHENTICATED, _CHALLENGE)
         if credential.principal_kind == "institution":

@@ -174,6 +174,8 @@ async def _authorize(
     found = None
     if AUTHORIZATION_ID_RE.match(authorization_id):
         found = await services.access.get("authorization", authorization_id, Authorization)
+        if found is None and (unavailable := await services.access.unavailable_error()):
+            raise unavailable
     mine = found is not None and found.institution == institution.code
     if found is None or not mine or found.enterprise_id != enterprise_id:
         # The same answer whether the id is unknown, another institution's or another

@@ -94,8 +94,9 @@ async def principal_of(request: Request) -> Principal:
         services.throttle.before_authentication(address)
         try:
             principal = await services.authenticator.principal(request.headers.get("authorization"))
-        except ApiError:
-            services.throttle.failed(address)
+        except ApiError as exc:
+            if exc.status == 401:  # not a 503 while access state is restored
+                services.throttle.failed(address)
             raise
         if principal.kind == "institution":
             services.throttle.institution(principal.id)
