@@ -126,7 +126,7 @@ def test_after_a_barrier_every_write_a_read_saw_has_been_announced(redis_url: st
         key = ("monthly", E, "2026-03")
         for k in range(20):
             await keep(cache, key)
-            await views.publish(0, {E: {"m:2026-03": b"%d" % k}}, {"k": k})
+            await views.publish(0, {E: {"m:2026-03": b"%d" % k}}, {"k": k}, create=True)
             assert await views.progress_raw(0) is not None  # a read that saw the write
             assert await listener.barrier()
             assert cache.product(key) is None, f"round {k}: not announced by the barrier"
