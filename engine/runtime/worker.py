@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaException
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
@@ -56,6 +57,16 @@ _INTAKE_STEPS_IN_FLIGHT = 4  # steps sent but not yet confirmed by the broker
 _DAY_US = 86_400_000_000
 _SIGNALS_EVERY_SECONDS = 0.05  # how often marked enterprises are judged (signal latency)
 _CHECK_VIEWS_EVERY_SECONDS = 2.0  # how soon views lost in Redis are rebuilt with no event
+
+
+def _broker_unanswered(what: str, exc: KafkaException) -> None:
+    """A timer that asks the broker something and gets no answer waits for its next tick.
+
+    An exception that leaves a Faust timer crashes the whole worker (the app stops, exit
+    code 1): a broker paused or out of reach for 15 s (the probes' timeout) took down every
+    worker with it, although the agents wait for it and lose nothing (issue 17, fault 1).
+    """
+    log.warning("could not %s (%s); trying again at the next tick", what, exc.args[0])
 
 
 def faust_broker_urls(bootstrap: str) -> list[str]:
@@ -347,7 +358,11 @@ def build_worker(settings: Settings) -> Worker:
     async def refresh_bank_topics() -> None:
         if not runs_intake:
             return
-        names = await asyncio.to_thread(kafka_admin.list_bank_topics, bootstrap)
+        try:
+            names = await asyncio.to_thread(kafka_admin.list_bank_topics, bootstrap)
+        except KafkaException as exc:
+            _broker_unanswered("list the bank topics", exc)
+            return
         if names == worker.bank_topics:
             return
         log.info("bank topics changed: %s; resubscribing", ", ".join(names))
@@ -376,9 +391,13 @@ def build_worker(settings: Settings) -> Worker:
     async def unstall_partitions() -> None:
         if app.rebalancing or not ledger.partitions:
             return
-        ends = await asyncio.to_thread(
-            kafka_admin.high_watermarks, bootstrap, ROUTED_TOPIC, settings.partitions
-        )
+        try:
+            ends = await asyncio.to_thread(
+                kafka_admin.high_watermarks, bootstrap, ROUTED_TOPIC, settings.partitions
+            )
+        except KafkaException as exc:
+            _broker_unanswered("look up the routed topic's end offsets", exc)
+            return
         await ledger.unstall(ends)
 
     @app.timer(interval=_CHECK_VIEWS_EVERY_SECONDS)
