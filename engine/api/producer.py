@@ -26,17 +26,18 @@ class DeliveryError(Exception):
 class AsyncProducer:
     def __init__(self, bootstrap: str, timeout_seconds: float) -> None:
         self._timeout = timeout_seconds
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 0,
-                # librdkafka gives up on a message after this; the caller's own wait is the
-                # same, so a request is answered (503) within it.
-                "message.timeout.ms": max(1, int(timeout_seconds * 1000)),
-            }
-        )
+        self._config = {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 0,
+            # librdkafka gives up on a message after this; the caller's own wait is the
+            # same, so a request is answered (503) within it.
+            "message.timeout.ms": max(1, int(timeout_seconds * 1000)),
+        }
+        self._producer = Producer(self._config)
+        self._fenced = False  # the broker refuses this producer for good: make a new one
+        self._retired: list[Producer] = []  # replaced producers, freed by the poll thread
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -54,6 +55,9 @@ class AsyncProducer:
     def _poll(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(0.05)
+            while self._retired:
+                # Here, not on the event loop: freeing a producer waits for its messages.
+                self._retired.pop().flush(self._timeout)
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
@@ -63,7 +67,12 @@ class AsyncProducer:
         assert loop is not None, "start() the producer first"
         future: asyncio.Future[tuple[int, int]] = loop.create_future()
 
+        if self._fenced:
+            self._replace()
+
         def delivered(error: KafkaError | None, message: Message) -> None:
+            if error is not None and (error.fatal() or error.code() in _FENCED):
+                self._fenced = True
             loop.call_soon_threadsafe(_settle, future, error, message)
 
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": delivered}
@@ -78,6 +87,21 @@ class AsyncProducer:
                 return await future
         except TimeoutError as exc:
             raise DeliveryError(f"no acknowledgement within {self._timeout} s") from exc
+
+    def _replace(self) -> None:
+        """A new producer (a new producer id) for one the broker fenced.
+
+        An idempotent producer whose message timed out bumps its epoch; the embedded broker
+        (Tansu 0.6) then refuses it with PRODUCER_FENCED, for every message after: after a
+        broker pause of a few seconds the API answered 503 to every pull until it was
+        restarted (issue 17, fault 1).
+        """
+        self._retired.append(self._producer)
+        self._producer = Producer(self._config)
+        self._fenced = False
+
+
+_FENCED = (KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
 
 
 def _settle(
