@@ -354,6 +354,15 @@ def build_worker(settings: Settings) -> Worker:
         await ledger.revoke(gone)
         signals.revoked(gone)
 
+    @app.on_before_shutdown.connect
+    async def on_shutdown(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # SIGTERM: Faust stops the consumer without revoking its partitions, so nothing
+        # committed what the ledger had applied since its last commit (up to
+        # commit_interval_seconds of events, which the next owner applied again). The step in
+        # progress ends first (the ledger's lock), then every partition commits and closes.
+        if runs_ledger:
+            await ledger.close()
+
     @app.timer(interval=settings.bank_refresh_seconds)
     async def refresh_bank_topics() -> None:
         if not runs_intake:
