@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -67,6 +67,18 @@ def _broker_unanswered(what: str, exc: KafkaException) -> None:
     worker with it, although the agents wait for it and lose nothing (issue 17, fault 1).
     """
     log.warning("could not %s (%s); trying again at the next tick", what, exc.args[0])
+
+
+async def _next_tick_on_failure(what: str, body: Callable[[], Awaitable[object]]) -> None:
+    """Run a periodic chore; if it fails (Redis away, a state directory just removed), log
+    it and leave it to the next tick, as :func:`_broker_unanswered` does for the broker: an
+    exception that leaves a Faust timer stops the whole worker."""
+    try:
+        await body()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("could not %s (%s); trying again at the next tick", what, exc)
 
 
 def faust_broker_urls(bootstrap: str) -> list[str]:
@@ -424,10 +436,13 @@ def build_worker(settings: Settings) -> Worker:
     async def refresh_registry() -> None:
         registries.refresh()
 
-    @app.timer(interval=_PRUNE_EVERY_SECONDS)
-    async def prune_history() -> None:
+    async def prune() -> None:
         if await ledger.prune_history(history_start(settings.history_months)):
             signals.forget()
+
+    @app.timer(interval=_PRUNE_EVERY_SECONDS)
+    async def prune_history() -> None:
+        await _next_tick_on_failure("prune history", prune)
 
     async def judge_signals(_: None) -> None:
         await signals.evaluate_pending()
@@ -450,22 +465,33 @@ def build_worker(settings: Settings) -> Worker:
         # Trimming on write misses the keys nobody writes any more: records are kept for the
         # retention, not longer.
         if runs_access and not app.rebalancing:
-            now_us = int(time.time() * 1_000_000)
-            metrics.query_records_expired.inc(await query_index.sweep(now_us))
+
+            async def sweep() -> None:
+                now_us = int(time.time() * 1_000_000)
+                metrics.query_records_expired.inc(await query_index.sweep(now_us))
+
+            await _next_tick_on_failure("expire query records", sweep)
 
     @app.timer(interval=30.0)
     async def count_overdue_disputes() -> None:
         if runs_access and access.next_offset is not None:
-            now_us = int(time.time() * 1_000_000)
-            metrics.disputes_overdue.set(await access_store.overdue_disputes(now_us))
+
+            async def count() -> None:
+                now_us = int(time.time() * 1_000_000)
+                metrics.disputes_overdue.set(await access_store.overdue_disputes(now_us))
+
+            await _next_tick_on_failure("count overdue disputes", count)
         else:  # the access log's owner counts them; a count left here would go stale
             metrics.disputes_overdue.set(0)
 
     @app.timer(interval=30.0)
     async def measure_state() -> None:
-        for partition in ledger.partitions:
-            metrics.state_bytes.labels(str(partition)).set(
-                sum(f.stat().st_size for f in state_dir(settings, partition).iterdir())
-            )
+        async def measure() -> None:
+            for partition in ledger.partitions:
+                metrics.state_bytes.labels(str(partition)).set(
+                    sum(f.stat().st_size for f in state_dir(settings, partition).iterdir())
+                )
+
+        await _next_tick_on_failure("measure the state's size", measure)
 
     return worker
