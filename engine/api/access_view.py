@@ -104,14 +104,23 @@ class AccessView:
         raw = await self._redis.smembers(self.keys.institutions)
         return sorted(member.decode() for member in cast(set[bytes], raw))
 
-    async def unavailable_error(self) -> ApiError | None:
-        """A 503 to answer instead of "no such entity" while Redis holds no access state or
-        only part of it (it restarted empty; the access stage replays the access log into
-        it): a lender's token or authorization missing then is no reason to refuse it."""
-        applied, restoring = await self._redis.mget([self.keys.applied, self.keys.restoring])
+    async def confirm_missing(self, kind: str, entity_id: str, cls: type[E]) -> E | None:
+        """Read a missing entity again, with the marks of a restore, in one MGET (one moment
+        of Redis): the entity if it exists now; ApiError 503 while Redis holds no access
+        state or only part of it (it restarted empty and the access stage replays the log
+        into it), when a missing token or authorization is no reason to refuse; else None.
+        Reading the marks after the entity, apart, would answer 401 when the replay ends
+        between the two reads."""
+        raw, applied, restoring = await self._redis.mget(
+            [self.keys.entity(kind, entity_id), self.keys.applied, self.keys.restoring]
+        )
+        if raw is not None:
+            self.forget((kind, entity_id))  # what this process kept is older
+            found = decode_entity(kind, cast(bytes, raw))
+            return found if isinstance(found, cls) else None
         if applied is not None and restoring is None:
             return None
-        return ApiError(
+        raise ApiError(
             503,
             "access_unavailable",
             "access state is being restored; retry shortly",

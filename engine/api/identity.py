@@ -57,12 +57,16 @@ class Authenticator:
             raise ApiError(401, "unauthenticated", _UNAUTHENTICATED, _CHALLENGE)
         credential_id, secret = parsed
         credential = await self._view.get("credential", credential_id, Credential)
-        if credential is None and (unavailable := await self._view.unavailable_error()):
-            raise unavailable
+        if credential is None:  # or not yet again, while Redis is refilled (503 then)
+            credential = await self._view.confirm_missing("credential", credential_id, Credential)
         if credential is None or not tokens.verify(self._key, credential, secret):
             raise ApiError(401, "unauthenticated", _UNAUTHENTICATED, _CHALLENGE)
         if credential.principal_kind == "institution":
             institution = await self._view.get("institution", credential.principal, Institution)
+            if institution is None:
+                institution = await self._view.confirm_missing(
+                    "institution", credential.principal, Institution
+                )
             if institution is None or not institution.active:
                 raise ApiError(401, "unauthenticated", _UNAUTHENTICATED, _CHALLENGE)
             if institution.credential_id != credential.id:

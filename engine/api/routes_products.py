@@ -174,8 +174,10 @@ async def _authorize(
     found = None
     if AUTHORIZATION_ID_RE.match(authorization_id):
         found = await services.access.get("authorization", authorization_id, Authorization)
-        if found is None and (unavailable := await services.access.unavailable_error()):
-            raise unavailable
+        if found is None:  # or not yet again, while Redis is refilled (503 then)
+            found = await services.access.confirm_missing(
+                "authorization", authorization_id, Authorization
+            )
     mine = found is not None and found.institution == institution.code
     if found is None or not mine or found.enterprise_id != enterprise_id:
         # The same answer whether the id is unknown, another institution's or another
