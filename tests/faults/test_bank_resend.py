@@ -9,6 +9,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from engine import codec
 from engine.events.publisher import BankPublisher
 from engine.events.rejects import read_rejects
 from engine.events.topics import bank_topic
-from engine.runtime.embedded import start_redis
+from engine.runtime.embedded import Child
 from engine.runtime.observe import worker_samples
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from tests import reference
@@ -44,14 +45,10 @@ _BAD_ENTERPRISE = "91350100M000100Y44"  # a check character off
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    redis_url, redis = start_redis(tmp_path_factory.mktemp("redis"))
-    settings = module_settings("resend", redis_url=redis_url, batch_max_messages=20)
-    try:
-        with embedded_stack(settings, banks=BANKS) as running:
-            yield running
-    finally:
-        redis.stop()
+def stack(own_redis: tuple[str, Child, Path]) -> Iterator[EmbeddedStack]:
+    settings = module_settings("resend", redis_url=own_redis[0], batch_max_messages=20)
+    with embedded_stack(settings, banks=BANKS) as running:
+        yield running
 
 
 def _poison(event: dict[str, Any], n: int, rng: random.Random) -> tuple[str, Any]:

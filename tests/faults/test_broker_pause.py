@@ -11,12 +11,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.events.publisher import BankPublisher
-from engine.runtime.embedded import Child, free_port, start_redis, wait_http
+from engine.runtime.embedded import Child, free_port, wait_http
 from engine.runtime.observe import total
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from tests import reference
@@ -45,17 +46,13 @@ _ANSWER_WITHIN_SECONDS = 3.0
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+def stack(own_redis: tuple[str, Child, Path]) -> Iterator[EmbeddedStack]:
     """The stages apart, as in production, with a Redis of this module's own."""
-    redis_url, redis = start_redis(tmp_path_factory.mktemp("redis"))
     settings = module_settings(
-        "pause", redis_url=redis_url, batch_max_messages=20, api_metrics_port=free_port()
+        "pause", redis_url=own_redis[0], batch_max_messages=20, api_metrics_port=free_port()
     )
-    try:
-        with embedded_stack(settings, banks=BANKS, split_stages=True) as running:
-            yield running
-    finally:
-        redis.stop()
+    with embedded_stack(settings, banks=BANKS, split_stages=True) as running:
+        yield running
 
 
 def _log() -> list[dict[str, Any]]:

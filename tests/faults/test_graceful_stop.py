@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from engine import codec
 from engine.events.topics import ROUTED_TOPIC
-from engine.runtime.embedded import free_port, start_redis
+from engine.runtime.embedded import Child, free_port
 from engine.runtime.observe import total, wait_applied
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.runtime.worker import state_dir
@@ -45,22 +46,18 @@ EXIT_WITHIN_SECONDS = 10.0
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+def stack(own_redis: tuple[str, Child, Path]) -> Iterator[EmbeddedStack]:
     """The stages apart (the ledger worker alone gets the signal), with a commit interval
     long enough that a worker always holds applied events it has not committed yet."""
-    redis_url, redis = start_redis(tmp_path_factory.mktemp("redis"))
     settings = module_settings(
         "term",
-        redis_url=redis_url,
+        redis_url=own_redis[0],
         batch_max_messages=20,
         commit_interval_seconds=2.0,
         api_metrics_port=free_port(),
     )
-    try:
-        with embedded_stack(settings, banks=BANKS, split_stages=True) as running:
-            yield running
-    finally:
-        redis.stop()
+    with embedded_stack(settings, banks=BANKS, split_stages=True) as running:
+        yield running
 
 
 def _log() -> list[dict[str, Any]]:

@@ -47,15 +47,6 @@ _BACK_WITHIN_SECONDS = 20.0
 
 
 @pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Child, Path]]:
-    """A Redis this module may kill and start again, empty, on the same port."""
-    workdir = tmp_path_factory.mktemp("redis")
-    url, child = start_redis(workdir)
-    yield url, child, workdir
-    child.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(own_redis: tuple[str, Child, Path]) -> Iterator[EmbeddedStack]:
     settings = module_settings("f4", redis_url=own_redis[0], api_metrics_port=free_port())
     # Stages apart: the ledger worker can be held while the access stage restores its state.

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from engine import codec
 from engine.access.model import Role
 from engine.events.publisher import BankPublisher
 from engine.periods import current_month
-from engine.runtime.embedded import start_redis
+from engine.runtime.embedded import Child, start_redis
 from engine.runtime.provision import Lender, authorize, provision_lender
 from engine.runtime.runner import EmbeddedStack, embedded_stack, redis_reachable
 from engine.settings import Settings
@@ -97,6 +98,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         child.stop()
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Child, Path]]:
+    """A Redis of the module's own, which it may kill and start again on the same port:
+    (URL, process, working directory)."""
+    workdir = tmp_path_factory.mktemp("redis")
+    url, child = start_redis(workdir)
+    yield url, child, workdir
+    child.stop()
 
 
 @pytest.fixture(scope="module")

@@ -30,15 +30,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300
 
 
 @pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Child, Path]]:
-    """A Redis this module may stop and start again on the same port."""
-    workdir = tmp_path_factory.mktemp("redis")
-    url, child = start_redis(workdir)
-    yield url, child, workdir
-    child.stop()
-
-
-@pytest.fixture(scope="module")
 def stack(own_redis: tuple[str, Child, Path]) -> Iterator[EmbeddedStack]:
     settings = module_settings(
         "rec", redis_url=own_redis[0], batch_max_messages=20, api_metrics_port=free_port()
