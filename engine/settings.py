@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,12 @@ class Settings(BaseSettings):
     redis_url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"),
         description="Redis that holds the published views (may carry a password).",
+    )
+    redis_cluster: bool = Field(
+        default=False,
+        description="true: CREDITFLOW_REDIS_URL names one node of a Redis Cluster (any "
+        "primary or replica; the others are found from it, and followed through failovers). "
+        "Its database must be 0.",
     )
     redis_prefix: str = Field(
         default="cf", pattern=r"^[A-Za-z0-9_.-]{1,32}$", description="Prefix of every Redis key."
@@ -248,6 +255,17 @@ class Settings(BaseSettings):
     @property
     def token_hash_key_is_default(self) -> bool:
         return self.token_hash_key.get_secret_value() == _DEV_TOKEN_HASH_KEY
+
+    @model_validator(mode="after")
+    def _cluster_database_zero(self) -> Settings:
+        if self.redis_cluster:
+            path = urlsplit(self.redis_url.get_secret_value()).path.strip("/")
+            if path not in ("", "0"):
+                raise ValueError(
+                    f"CREDITFLOW_REDIS_URL names database {path}, but a Redis Cluster has "
+                    "only database 0: end the URL with /0 or nothing"
+                )
+        return self
 
     @property
     def journal_dir(self) -> Path:

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import msgspec
-from redis.asyncio import Redis
 
 from engine.access.commands import Entity
 from engine.access.model import (
@@ -42,6 +41,7 @@ from engine.access.model import (
     Institution,
     Statement,
 )
+from state.redis_client import RedisClient
 
 __all__ = ["KINDS", "AccessKeys", "AccessStore", "StepWrites", "decode_entity", "encode_entity"]
 
@@ -111,7 +111,7 @@ class StepWrites:
 class AccessStore:
     """Reads and writes of the access stage (the only writer of these keys)."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self.keys = AccessKeys(prefix)
 

@@ -21,14 +21,13 @@ import collections
 from collections.abc import Sequence
 from typing import cast
 
-from redis.asyncio import Redis
-
 from engine.access.records import (
     ANSWERED_OUTCOMES,
     REPORTED_PRODUCTS,
     QueryRecord,
     decode_record,
 )
+from state.redis_client import RedisClient
 
 __all__ = ["QueryIndex"]
 
@@ -38,7 +37,7 @@ _TIE_MARGIN = 64  # records of one microsecond fetched beyond a page, to resume 
 
 
 class QueryIndex:
-    def __init__(self, redis: Redis, prefix: str, retention_us: int) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, retention_us: int) -> None:
         self._redis = redis
         self._prefix = f"{prefix}:queries:v1:"
         self._retention_us = retention_us

@@ -27,9 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from redis.asyncio import Redis
+from state.redis_client import RedisClient
 
 __all__ = ["FeedEntry", "SignalFeeds"]
+
+# The scripts are sent whole (EVAL; Redis keeps them compiled) rather than by their SHA:
+# redis-py does not pipeline EVALSHA to a Redis Cluster, and a replica promoted by a
+# failover would not know the SHA.
 
 # KEYS: feed, seen marker. ARGV: signal JSON, authorization ids, marker TTL (s), min id.
 _ADD = """
@@ -59,13 +63,11 @@ class FeedEntry:
 
 
 class SignalFeeds:
-    def __init__(self, redis: Redis, prefix: str, retention_days: int) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, retention_days: int) -> None:
         self._redis = redis
         self._prefix = f"{prefix}:signals:v1:"
         self._retention_s = retention_days * 86_400
         self.offsets_key = f"{self._prefix}offsets"
-        self._add = redis.register_script(_ADD)
-        self._close = redis.register_script(_CLOSE)
 
     def open_key(self, enterprise_id: str) -> str:
         return f"{self._prefix}open:{{{enterprise_id}}}"
@@ -78,9 +80,7 @@ class SignalFeeds:
             if state == "raised":
                 pipe.hset(self.open_key(enterprise_id), rule, raw)
             else:
-                await self._close(
-                    keys=[self.open_key(enterprise_id)], args=[rule, signal_id], client=pipe
-                )
+                pipe.eval(_CLOSE, 1, self.open_key(enterprise_id), rule, signal_id)
         if signals:
             await pipe.execute()
 
@@ -110,10 +110,15 @@ class SignalFeeds:
         min_id = str(now_ms - self._retention_s * 1000)
         pipe = self._redis.pipeline(transaction=False)
         for institution, signal_id, state, raw, authorizations in deliveries:
-            await self._add(
-                keys=[self.feed_key(institution), self._seen_key(institution, signal_id, state)],
-                args=[raw, ",".join(authorizations), self._retention_s, min_id],
-                client=pipe,
+            pipe.eval(
+                _ADD,
+                2,
+                self.feed_key(institution),
+                self._seen_key(institution, signal_id, state),
+                raw,
+                ",".join(authorizations),
+                self._retention_s,
+                min_id,
             )
         results = await pipe.execute() if deliveries else []
         if next_offsets:

@@ -11,7 +11,10 @@ readers ignore every field but "m:*".)
 Every update of one enterprise is one HSET of one key, so a reader never sees half of an
 update, in Redis Cluster as well (the hash tag keeps an enterprise in one slot). Progress is
 written after the views it covers, and read before them, so the offsets a reader is told are
-always already reflected in what it reads.
+always already reflected in what it reads. In a Redis Cluster, progress and views live on
+different nodes, and a pipeline's parts for different nodes run at the same time: there the
+progress is written only once the views' writes have been answered, and read before the
+views are asked for (one round trip more each).
 
 Readers that keep views in memory learn of every write from Redis itself
 (state/tracking.py): every key here is under one prefix, ``<prefix>:v1:``.
@@ -22,9 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from redis.asyncio import Redis
-
 from engine import codec
+from state.redis_client import RedisClient, is_cluster
 
 __all__ = ["ViewStore", "month_field"]
 
@@ -34,9 +36,10 @@ def month_field(label: str) -> str:
 
 
 class ViewStore:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._cluster = is_cluster(redis)
 
     @property
     def key_prefix(self) -> str:
@@ -71,6 +74,10 @@ class ViewStore:
         if progress is None:
             await pipe.execute()
             return True
+        if self._cluster:  # the views' nodes first, then the progress's node
+            if len(pipe):
+                await pipe.execute()
+            pipe = self._redis.pipeline(transaction=False)
         pipe.set(self.partition_key(partition), codec.dumps(progress), get=True, xx=not create)
         results = await pipe.execute()
         return results[-1] is not None
@@ -85,7 +92,10 @@ class ViewStore:
     async def read(
         self, enterprise_id: str, partition: int
     ) -> tuple[bytes | None, dict[bytes, bytes]]:
-        """(progress JSON of the enterprise's partition, its whole hash) in one round trip."""
+        """(progress JSON of the enterprise's partition, its whole hash) in one round trip
+        (two in a cluster: the progress is read before the views)."""
+        if self._cluster:
+            return await self.progress_raw(partition), await self.fields(enterprise_id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.get(self.partition_key(partition))
         pipe.hgetall(self.enterprise_key(enterprise_id))

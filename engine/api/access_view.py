@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 from typing import TypeVar, cast
 
-from redis.asyncio import Redis
-
 from engine.access.commands import Entity
 from engine.api.errors import ApiError
 from engine.api.product_cache import Fill, shared_read
 from state.access import AccessKeys, decode_entity
+from state.redis_client import RedisClient
 
 __all__ = ["AccessView"]
 
@@ -28,7 +27,7 @@ _CAPACITY = 200_000  # entities kept; beyond it the oldest half is dropped (a mi
 
 
 class AccessView:
-    def __init__(self, redis: Redis, keys: AccessKeys) -> None:
+    def __init__(self, redis: RedisClient, keys: AccessKeys) -> None:
         self._redis = redis
         self.keys = keys
         self._kept: dict[_Key, Entity | None] = {}

@@ -23,7 +23,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, start_http_server
-from redis.asyncio import Redis
 
 from engine import codec
 from engine.api import routes_access, routes_operations, routes_products, routes_signals
@@ -45,6 +44,7 @@ from engine.products.specs import load_products
 from engine.settings import Settings
 from state.access import AccessKeys
 from state.queries import QueryIndex
+from state.redis_client import connect
 from state.signal_feeds import SignalFeeds
 from state.tracking import InvalidationListener
 from state.views import ViewStore
@@ -150,7 +150,7 @@ def build_services(settings: Settings, metrics: ApiMetrics) -> tuple[Services, l
     check_kernels(products)
     check_subject_segments_last(products)
     redis_url = settings.redis_url.get_secret_value()
-    redis = Redis.from_url(redis_url)
+    redis = connect(redis_url, settings.redis_cluster)
     views = ViewStore(redis, settings.redis_prefix)
     keys = AccessKeys(settings.redis_prefix)
     cache = ProductCache(settings.api_cache_products, settings.redis_prefix)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -115,4 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RedisError, store_unavailable)
+    # A Redis Cluster without a reachable primary for a slot (a failover under way):
+    # redis-py's own exception, not a RedisError.
+    app.add_exception_handler(RedisClusterException, store_unavailable)
     app.add_exception_handler(Exception, internal)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.security import HTTPBearer
-from redis.asyncio import Redis
 
 from engine.api.access_log import AccessLog
 from engine.api.access_view import AccessView
@@ -20,6 +19,7 @@ from engine.api.recorder import QueryRecorder
 from engine.metrics import ApiMetrics
 from engine.settings import Settings
 from state.queries import QueryIndex
+from state.redis_client import RedisClient
 from state.signal_feeds import SignalFeeds
 from state.views import ViewStore
 
@@ -44,7 +44,7 @@ bearer = HTTPBearer(
 @dataclass(slots=True)
 class Services:
     settings: Settings
-    redis: Redis
+    redis: RedisClient
     views: ViewStore
     access: AccessView
     access_log: AccessLog

@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
-
 from engine.access import commands, tokens
 from engine.access.model import Purpose, Role
 from engine.api.access_log import AccessLog
@@ -27,6 +25,7 @@ from engine.errors import CreditflowError
 from engine.events import kafka_admin
 from engine.settings import Settings
 from state.access import AccessKeys
+from state.redis_client import connect_settings
 
 __all__ = ["Lender", "authorize", "provision_lender", "revoke", "with_access_log"]
 
@@ -147,7 +146,7 @@ async def with_access_log(settings: Settings, body: Callable[[AccessLog], Awaita
     kafka_admin.ensure_access_topics(
         settings.kafka_bootstrap, settings.partitions, settings.query_record_retention_days
     )
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = connect_settings(settings)
     producer = AsyncProducer(settings.kafka_bootstrap, settings.api_record_timeout_seconds)
     producer.start()
     try:

@@ -361,10 +361,10 @@ def delete_views(settings: Settings) -> None:
     """Remove every key under the settings' Redis prefix: views, access state, query index."""
     import asyncio
 
-    from redis.asyncio import Redis
+    from state.redis_client import connect_settings
 
     async def delete() -> None:
-        client = Redis.from_url(settings.redis_url.get_secret_value())
+        client = connect_settings(settings)
         try:
             async for key in client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000):
                 await client.delete(key)

@@ -39,7 +39,6 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
-from redis.asyncio import Redis
 
 from engine import codec
 from engine.events.topics import (
@@ -53,6 +52,7 @@ from engine.events.topics import (
 from engine.settings import Settings
 from state.access import AccessStore
 from state.queries import QueryIndex
+from state.redis_client import connect
 from state.signal_feeds import SignalFeeds
 from state.views import ViewStore
 
@@ -256,8 +256,9 @@ def _password(url: str) -> str | None:
 
 
 async def _read_redis(url: str, settings: Settings) -> dict[tuple[str, int], Any]:
-    redis = Redis.from_url(
+    redis = connect(
         url,
+        settings.redis_cluster,
         socket_connect_timeout=_REDIS_TIMEOUT_S,
         socket_timeout=_REDIS_TIMEOUT_S,
         retry_on_timeout=False,

@@ -16,7 +16,6 @@ import faust
 from confluent_kafka import KafkaException
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from redis.asyncio import Redis
 
 from agents.access import AccessLogStage, QueryIndexStage
 from agents.inflight import InFlight
@@ -42,6 +41,7 @@ from engine.signals.evaluate import RuleSet
 from engine.signals.spec import load_signals
 from state.access import AccessStore
 from state.queries import QueryIndex
+from state.redis_client import RedisClient, connect_settings
 from state.rocksdb import RocksDBStore, shared_block_cache
 from state.signal_feeds import SignalFeeds
 from state.views import ViewStore
@@ -117,7 +117,7 @@ class Worker:
         queries: QueryIndexStage,
         signals: SignalStage,
         feeds: SignalFeedStage,
-        redis: Redis,
+        redis: RedisClient,
         registry: CollectorRegistry,
     ) -> None:
         self.settings = settings
@@ -175,7 +175,7 @@ def build_worker(settings: Settings) -> Worker:
     )
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = connect_settings(settings)
     views = ViewStore(redis, settings.redis_prefix)
     sender = FaustSender(app)
     cache = shared_block_cache(settings.rocksdb_block_cache_bytes)
