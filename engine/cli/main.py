@@ -50,11 +50,23 @@ def _bank_list(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _rejects(settings: Settings, args: argparse.Namespace) -> None:
-    from engine.events.rejects import show_rejects
+    from engine.events.rejects import replay_rejects, show_rejects
 
     if settings.kafka_bootstrap is None:
         raise CreditflowError("`rejects` needs CREDITFLOW_KAFKA_BOOTSTRAP")
-    show_rejects(settings.kafka_bootstrap, args.limit, args.reason)
+    if not args.replay:
+        show_rejects(settings.kafka_bootstrap, args.limit, args.reason)
+        return
+    if args.reason is None:
+        raise CreditflowError("`rejects --replay` needs --reason: replay one reason's events")
+    replayed, left = replay_rejects(settings.kafka_bootstrap, args.reason)
+    print(f"published {replayed} rejected events ({args.reason}) again to their bank topics")
+    for record in left:
+        source = record["source"]
+        print(
+            f"- not replayed (no bank event): {source['topic']}[{source['partition']}]"
+            f"@{source['offset']}#{source['index']}  {record['detail']}"
+        )
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> None:
@@ -117,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     rejects = sub.add_parser("rejects", help="show rejected events with their reasons")
     rejects.add_argument("--limit", type=int, default=20)
     rejects.add_argument("--reason", help="only this reason code")
+    rejects.add_argument(
+        "--replay",
+        action="store_true",
+        help="publish the original of every rejected event of --reason again to its bank "
+        "topic, once its cause is fixed (apply_failed: docs/operations.md)",
+    )
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Read the rejected-events topic: what an operator inspects before fixing and replaying."""
+"""Read the rejected-events topic: what an operator inspects before fixing and replaying, and
+the replay of a reason's events once their cause is fixed."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from engine import codec
+from engine.errors import CreditflowError
 from engine.events.kafka_admin import high_watermarks, topic_partitions
-from engine.events.topics import REJECTED_TOPIC
+from engine.events.topics import REJECTED_TOPIC, bank_code_of
 
-__all__ = ["read_rejects", "recent_rejects", "show_rejects"]
+__all__ = ["read_rejects", "recent_rejects", "replay_rejects", "show_rejects"]
 
 
 def read_rejects(
@@ -87,3 +89,40 @@ def show_rejects(bootstrap: str, limit: int, reason: str | None) -> None:
             f"    original ({record['original_encoding']}): "
             f"{original[:160]}{'...' if len(original) > 160 else ''}"
         )
+
+
+def replay_rejects(
+    bootstrap: str, reason: str, timeout: float = 30.0
+) -> tuple[int, list[dict[str, Any]]]:
+    """Publish the original of every rejected event of ``reason`` again, as it is, to the bank
+    topic it came from, each place once (a reject can be recorded twice: delivery is at least
+    once). Returns how many were published, and the records that cannot be replayed as they
+    are: from no bank topic (a routed row that reads as no event), or not UTF-8.
+
+    For a reason whose cause was fixed in creditflow (``apply_failed`` once the bug is), not
+    in the bank's events: those the bank must fix and send again. The ledger is idempotent,
+    so an event replayed twice, or one already applied, counts once.
+    """
+    seen: set[tuple[Any, ...]] = set()
+    replayed = 0
+    left: list[dict[str, Any]] = []
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    for record in read_rejects(bootstrap, timeout=timeout):
+        source = record["source"]
+        place = (source["topic"], source["partition"], source["offset"], source["index"])
+        if record["reason"] != reason or place in seen:
+            continue
+        seen.add(place)
+        if bank_code_of(source["topic"]) is None or record["original_encoding"] != "utf-8":
+            left.append(record)
+            continue
+        producer.produce(source["topic"], record["original"].encode())
+        producer.poll(0)
+        replayed += 1
+    undelivered = producer.flush(timeout)
+    if undelivered:
+        raise CreditflowError(
+            f"{undelivered} of {replayed} replayed events were not delivered within "
+            f"{timeout} s; replaying again is safe (an event applied twice counts once)"
+        )
+    return replayed, left
