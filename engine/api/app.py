@@ -164,7 +164,9 @@ def build_services(settings: Settings, metrics: ApiMetrics) -> tuple[Services, l
         cache.set_live(live)
         access.set_live(live)
 
-    listener = InvalidationListener(redis_url, [views.key_prefix, keys.prefix], on_keys, on_live)
+    listener = InvalidationListener(
+        redis_url, [views.key_prefix, keys.prefix], on_keys, on_live, settings.redis_cluster
+    )
     metrics.watch_cache(cache, lambda: cache.live)
     queries = QueryIndex(
         redis, settings.redis_prefix, settings.query_record_retention_days * _DAY_US
