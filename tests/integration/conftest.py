@@ -27,6 +27,7 @@ from engine.runtime.runner import EmbeddedStack, embedded_stack, redis_reachable
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
 from tests.compare import differences
+from tests.redis_cluster import LocalCluster, start_cluster
 
 BANKS = ("BANKA001", "BANKB002")
 PARTITIONS = 4
@@ -108,6 +109,15 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, C
     url, child = start_redis(workdir)
     yield url, child, workdir
     child.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster of the module's own: three primaries and a replica each, which the
+    module may fail over or kill (tests/redis_cluster.py)."""
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="module")
