@@ -1,3 +1,8 @@
 """Fixtures of the integration tests, shared: the fault scenarios run on the same stacks."""
 
-from tests.integration.conftest import own_redis, redis_url, stack  # noqa: F401  (fixtures)
+from tests.integration.conftest import (  # noqa: F401  (fixtures)
+    own_redis,
+    redis_cluster,
+    redis_url,
+    stack,
+)
