@@ -11,6 +11,11 @@ offset it resumes from, and a worker seeks there whenever it is given a partitio
 acknowledged to Kafka but not committed yet are replayed after a crash; messages below the
 committed offset are skipped, so a redelivered step counts nothing twice. Redis is derived
 and is rebuilt from state whenever it is behind.
+
+A step that fails is rolled back and retried (agents/retry.py). When applying the same
+routed messages has raised ``set_aside_after`` times in a row, and not for an outage, the
+next try applies them one by one and the failing ones row by row: each row whose apply raises
+is set aside to the rejects topic (apply_failed), and the partition goes on without it.
 """
 
 from __future__ import annotations
@@ -24,17 +29,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.intake import STEP_BYTES, Message, in_steps
+from agents.retry import coordinates
 from agents.sending import Outbox, Sender, rejected_record
 from engine import codec
+from engine.events.topics import REJECTED_TOPIC
 from engine.metrics import WorkerMetrics
 from engine.periods import format_month, us_to_cst_iso
 from engine.products.classify import Registry
 from state.kv import KVStore
 from state.ledger import PartitionLedger
-from state.ledger_types import Progress
-from state.views import ViewStore, month_field
+from state.ledger_types import Outcome, Progress, SetAside, Source
+from state.views import NewerViewsError, ViewStore, month_field
 
-__all__ = ["LedgerStage", "as_of"]
+__all__ = ["LedgerStage", "as_of", "is_outage"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,26 @@ _LIVE_LAG_MESSAGES = 500
 
 #: Called after each commit with the partition and the months it changed per enterprise.
 CommitHook = Callable[[int, dict[str, set[int]]], None]
+
+# Exceptions of the services a step talks to, by the module that raises them: failing to
+# reach them is an outage, whatever the exception's class (cimpl: confluent_kafka's).
+_SERVICE_MODULES = ("redis", "aiokafka", "kafka", "confluent_kafka", "cimpl", "rocksdict")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a failure is an outage to wait out (the disk, memory, the broker, Redis), as
+    opposed to a fault of the events being applied. An outage's events are never set aside:
+    every one of them would fail the same way. Any exception in the chain counts."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError | MemoryError):  # ConnectionError, TimeoutError too
+            return True
+        if type(current).__module__.split(".")[0] in _SERVICE_MODULES:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def as_of(progress: Progress, partition: int) -> dict[str, Any]:
@@ -95,6 +122,7 @@ class LedgerStage:
         log_start: Callable[[int], Awaitable[int]] | None = None,
         commit_interval: float = 0.0,
         on_commit: CommitHook | None = None,
+        set_aside_after: int = 0,
     ) -> None:
         self._open_store = open_store
         self._pseudonym = pseudonym
@@ -107,6 +135,9 @@ class LedgerStage:
         self._cache_months = cache_months
         self._commit_interval = commit_interval
         self._on_commit = on_commit
+        self._set_aside_after = set_aside_after  # failures in a row; 0: never set aside
+        # partition -> (first offset of the step that failed, failures in a row there)
+        self._failing: dict[int, tuple[int, int]] = {}
         self._ends: dict[int, int] = {}  # partition -> end of the routed log, as last looked
         self._uncommitted: dict[int, _Uncommitted] = {}
         self._ledgers: dict[int, PartitionLedger] = {}
@@ -197,6 +228,7 @@ class LedgerStage:
                 self._published.discard(partition)
                 self._catching_up.pop(partition, None)
                 self._moved.pop(partition, None)
+                self._failing.pop(partition, None)
                 # Its new owner reports its lag, offset and watermark; values left here would
                 # read as a stall, or a freshness that grows for ever.
                 for gauge in (
@@ -269,8 +301,15 @@ class LedgerStage:
             next_offset = message.offset + 1
         if next_offset == first:
             return
-        # One synchronous call for the step (see PartitionLedger.apply_messages).
-        outcomes = Counter(ledger.apply_messages(values))
+        if self._setting_aside(partition, first):
+            outcomes = await self._apply_setting_aside(partition, ledger, messages, next_offset)
+        else:
+            try:
+                # One synchronous call for the step (see PartitionLedger.apply_messages).
+                outcomes = Counter(ledger.apply_messages(values))
+            except Exception as exc:
+                self._note_failure(partition, first, exc)
+                raise
         now = time.monotonic()
         pending = self._uncommitted.setdefault(partition, _Uncommitted(now, next_offset))
         pending.next_offset = next_offset
@@ -279,6 +318,105 @@ class LedgerStage:
         for outcome, count in outcomes.items():
             self._metrics.ledger_events.labels(outcome.value).inc(count)
         self._metrics.step_seconds.labels("ledger").observe(time.perf_counter() - started)
+
+    # -- a step that fails for good ---------------------------------------------------------
+
+    def _note_failure(self, partition: int, first: int, exc: Exception) -> None:
+        """Count a failure to apply the step that starts at ``first`` (outages do not count:
+        they are waited out, however long)."""
+        if is_outage(exc):
+            return
+        offset, failures = self._failing.get(partition, (first, 0))
+        self._failing[partition] = (first, failures + 1 if offset == first else 1)
+
+    def _setting_aside(self, partition: int, first: int) -> bool:
+        """Whether the step that starts at ``first`` has failed often enough in a row to be
+        applied message by message, setting aside what raises."""
+        offset, failures = self._failing.get(partition, (-1, 0))
+        return 0 < self._set_aside_after <= failures and offset == first
+
+    async def _apply_setting_aside(
+        self, partition: int, ledger: PartitionLedger, messages: list[Message], end: int
+    ) -> Counter[Outcome]:
+        """Apply the step's messages (those from the partition's next offset up to ``end``)
+        one by one; a message whose apply raises is applied row by row against committed
+        state, its failing rows set aside (PartitionLedger.apply_setting_aside).
+
+        Commits are the savepoints: what the partition applied before the message, then the
+        message without its set-aside rows, each committed as any step's events are (the
+        rejections sent and confirmed first, then state and the offset past them in one
+        batch), so a crash loses all of it or none.
+        """
+        await self._commit(partition)  # earlier steps: a rollback must not undo them
+        outcomes: Counter[Outcome] = Counter()
+        since: list[Message] = []  # applied since the last savepoint
+        since_outcomes: Counter[Outcome] = Counter()
+        position = ledger.progress.next_offset
+        for message in messages:
+            if not position <= message.offset < end:
+                continue  # applied before, or past a gap (as in _apply)
+            position = message.offset + 1
+            value = message.value or b"[]"
+            try:
+                applied = Counter(ledger.apply_messages([value]))
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+            else:
+                since.append(message)
+                since_outcomes += applied
+                continue
+            ledger.rollback()
+            if since:  # redo what applied before the failing message, and commit it
+                since_outcomes = Counter(ledger.apply_messages([m.value or b"[]" for m in since]))
+                await self._commit_at(partition, message.offset)
+            outcomes += since_outcomes
+            routed = Source(message.topic, partition, message.offset, None)
+            rows, set_aside = ledger.apply_setting_aside(value, routed, is_outage)
+            await self._commit_at(partition, message.offset + 1)
+            outcomes += Counter(rows)
+            self._report_set_aside(partition, message, set_aside)
+            since, since_outcomes = [], Counter()
+        return outcomes + since_outcomes
+
+    async def _commit_at(self, partition: int, next_offset: int) -> None:
+        """Commit what the partition applied, resuming at ``next_offset``."""
+        self._uncommitted[partition] = _Uncommitted(time.monotonic(), next_offset)
+        await self._commit(partition)
+
+    def _report_set_aside(
+        self, partition: int, message: Message, set_aside: list[SetAside]
+    ) -> None:
+        """Count and log what a committed step set aside: where it was (the routed and the
+        bank topic's coordinates) and the exception's class, never the exception's message
+        or the row (they can name an enterprise; the rejects topic holds them)."""
+        for item in set_aside:
+            self._metrics.set_aside.inc()
+            source = item.rejection.source
+            log.error(
+                "partition %d: routed offset %d%s set aside to %s as apply_failed: applying "
+                "it raises %s, and its step failed %d times in a row; the partition goes on "
+                "without it (replay it once fixed: docs/operations.md)",
+                partition,
+                message.offset,
+                "" if item.index is None else f" row {item.index}",
+                REJECTED_TOPIC,
+                type(item.error).__name__,
+                self._set_aside_after,
+                extra={
+                    "stage": "ledger",
+                    **coordinates([message]),
+                    "offset": message.offset,
+                    "index": item.index,
+                    "error": type(item.error).__name__,
+                    "source": {
+                        "topic": source.topic,
+                        "partition": source.partition,
+                        "offset": source.offset,
+                        "index": source.index,
+                    },
+                },
+            )
 
     async def _commit(self, partition: int) -> None:
         """Commit what ``partition`` has applied, then publish the months it changed. A
@@ -295,6 +433,9 @@ class LedgerStage:
             self._rollback(partition)
             raise
         del self._uncommitted[partition]
+        failing = self._failing.get(partition)
+        if failing is not None and pending.next_offset > failing[0]:
+            del self._failing[partition]  # past where it failed
         if self._on_commit is not None:
             self._on_commit(partition, changed)
         await self._publish_step(partition, ledger, changed)
@@ -410,7 +551,7 @@ class LedgerStage:
                 source.partition,
                 source.offset,
                 source.index,
-                codec.dumps(rejection.event),
+                codec.dumps(rejection.event) if rejection.original is None else rejection.original,
             )
             key = f"{source.topic}/{source.partition}/{source.offset}".encode()
             await outbox.reject(key, record)
@@ -450,17 +591,20 @@ class LedgerStage:
                 entry[month_field(format_month(month))] = (
                     b"" if agg is None else codec.dumps(agg.view())
                 )
-        await self._publish_with_retry(partition, fields, ledger.progress)
+        progress = ledger.progress
+        await self._publish_with_retry(partition, fields, progress.next_offset, progress)
 
     async def _publish_with_retry(
         self,
         partition: int,
         fields: dict[str, dict[str, bytes]],
+        offset: int,
         progress: Progress | None,
         create: bool = False,
     ) -> None:
-        """Publish views, and the progress they reach unless ``progress`` is None. Progress
-        missing from Redis is written only when ``create`` (see ViewStore.publish)."""
+        """Publish views of the state at routed ``offset``, and the progress they reach
+        unless ``progress`` is None. Progress missing from Redis is written only when
+        ``create``; nothing goes over views from a later offset (see ViewStore.publish)."""
         delay = 0.1
         while True:
             started = time.perf_counter()
@@ -470,7 +614,11 @@ class LedgerStage:
                     fields,
                     None if progress is None else as_of(progress, partition),
                     create,
+                    offset,
                 )
+            except NewerViewsError as exc:
+                self._behind_views(partition, exc.newer)
+                return
             except Exception as exc:  # Redis down or failing over: state is safe, keep trying
                 self.views_ok = False
                 self._metrics.publish_errors.inc()
@@ -511,6 +659,23 @@ class LedgerStage:
                 return  # Redis away: publishing says so (views_ok, the log); checked again
             if progress is None and partition in self._published - self._republishing:
                 self._views_vanished(partition)
+
+    def _behind_views(self, partition: int, newer: int) -> None:
+        """Redis holds views of ``partition`` from a later routed offset than this state:
+        another worker has published it further. Either that worker took the partition while
+        this one was cut off from the group (which it learns when it reaches the broker
+        again), or this state is behind. Publish nothing more of it until the state reaches
+        those views, as for a partition moved here without its state: older views never
+        replace newer ones (ViewStore.publish left them in place)."""
+        log.warning(
+            "partition %d: Redis holds its views from routed offset %d, past this worker's "
+            "state; publishing nothing of it until the state gets there (has another worker "
+            "taken the partition?)",
+            partition,
+            newer,
+            extra={"partition": partition, "views_offset": newer},
+        )
+        self._catching_up[partition] = max(newer, self._catching_up.get(partition, newer))
 
     def _views_vanished(self, partition: int) -> None:
         """Redis lost this partition's views (restarted empty, flushed): rebuild them all."""
@@ -584,11 +749,14 @@ class LedgerStage:
                 month_field(format_month(m)): codec.dumps(agg.view()) for m, agg in months.items()
             }
             if len(batch) >= _REPUBLISH_CHUNK:  # progress only with the last chunk
-                await self._publish_with_retry(partition, batch, None)
+                await self._publish_with_retry(partition, batch, ledger.progress.next_offset, None)
                 self._metrics.republished_enterprises.inc(len(batch))
                 batch = {}
         self._published.discard(partition)  # its progress is written anew below
-        await self._publish_with_retry(partition, batch, ledger.progress, create=True)
+        progress = ledger.progress
+        await self._publish_with_retry(
+            partition, batch, progress.next_offset, progress, create=True
+        )
         self._metrics.republished_enterprises.inc(len(batch))
 
     async def _published_offset(self, partition: int) -> int | None:

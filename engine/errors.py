@@ -13,6 +13,7 @@ __all__ = [
     "NotFoundError",
     "SpecError",
     "StateError",
+    "StateReadError",
 ]
 
 
@@ -30,6 +31,11 @@ class SpecError(CreditflowError):
 
 class StateError(CreditflowError):
     """Worker state cannot be used as it is (e.g. it is ahead of the log it derives from)."""
+
+
+class StateReadError(StateError, OSError):
+    """Worker state could not be read (the disk or the database failed): an outage to wait
+    out, never a fault of the events being applied (an OSError, as the disk's own errors)."""
 
 
 class EmbeddedServiceError(CreditflowError):

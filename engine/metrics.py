@@ -57,6 +57,12 @@ class WorkerMetrics:
             ["stage"],
             registry=registry,
         )
+        self.set_aside = Counter(
+            "creditflow_ledger_set_aside_total",
+            "Routed rows the ledger set aside to the rejected topic (apply_failed): applying "
+            "them raised again and again.",
+            registry=registry,
+        )
         self.commit_seconds = Histogram(
             "creditflow_commit_seconds",
             "Duration of committing a partition's applied events and publishing its views.",

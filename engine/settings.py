@@ -106,6 +106,14 @@ class Settings(BaseSettings):
         "so a month that several of them change is encoded and published once. 0: commit "
         "every step.",
     )
+    ledger_set_aside_after_failures: int = Field(
+        default=5,
+        ge=0,
+        description="Failures in a row of the ledger applying the same routed messages after "
+        "which the rows whose apply raises are set aside to txns.rejected (apply_failed) and "
+        "the partition goes on. Outages (disk, broker, Redis) are retried for ever. 0: never "
+        "set aside, retry for ever.",
+    )
     bank_refresh_seconds: float = Field(
         default=5.0, gt=0, description="How often a worker looks for new bank topics."
     )

@@ -47,6 +47,7 @@ from state.ledger_types import (
     Outcome,
     Progress,
     Rejection,
+    SetAside,
     Source,
     evaluate_key,
     ledger_key,
@@ -527,6 +528,72 @@ class PartitionLedger:
             else:
                 merged[key] = value
         return iter(merged.items())
+
+    # -- setting aside what cannot be applied ----------------------------------------------
+
+    def apply_setting_aside(
+        self, value: bytes, routed: Source, outage: Callable[[Exception], bool]
+    ) -> tuple[list[Outcome], list[SetAside]]:
+        """Apply one routed message (at ``routed``: the routed topic, partition and offset)
+        row by row, setting aside every row whose apply raises, or the whole message when it
+        does not read as rows. The set-aside rows go to :attr:`rejections` (reason
+        ``apply_failed``), sent before the commit that moves past them like every rejection.
+
+        For a message whose apply raised again and again (agents/ledger.py). Call it with
+        nothing applied since the last commit: a row that raises may have half-applied, so
+        the ledger rolls back to that commit and applies the rows before it again. An
+        exception ``outage`` says is an outage (disk, memory) is raised, never set aside:
+        every row would fail the same way.
+        """
+        set_aside: list[SetAside] = []
+        try:
+            rows = codec.loads(value)
+            if not isinstance(rows, list):
+                raise TypeError(f"a routed message is a JSON array of rows, not {type(rows)}")
+        except Exception as exc:
+            if outage(exc):
+                raise
+            set_aside.append(self._set_aside(value, None, routed, exc))
+            self.rejections.extend(item.rejection for item in set_aside)
+            return [], set_aside
+        outcomes: list[Outcome] = []
+        applied: list[bytes] = []  # the rows applied, each as a message of its own
+        for index, row in enumerate(rows):
+            try:
+                single = codec.dumps([row])
+                outcomes += self.apply_messages([single])
+            except Exception as exc:
+                if outage(exc):
+                    raise
+                self.rollback()  # it may have half-applied: undo it, redo the rows before it
+                self.apply_messages(applied)
+                set_aside.append(self._set_aside(row, index, routed, exc))
+            else:
+                applied.append(single)
+        self.rejections.extend(item.rejection for item in set_aside)
+        return outcomes, set_aside
+
+    def _set_aside(self, row: Any, index: int | None, routed: Source, exc: Exception) -> SetAside:
+        """The rejection of a row that could not be applied: as an event of its bank topic,
+        ready to publish again once the cause is fixed, when the row reads as one; else the
+        row's (or message's) bytes, at its place in the routed topic."""
+        where = f"routed partition {routed.partition}, offset {routed.offset}"
+        if index is not None:
+            where += f", row {index}"
+        detail = f"applying it raised {type(exc).__name__}: {str(exc)[:300]} ({where})"
+        try:
+            if len(row) != _TXN_FIELDS + 4:
+                raise ValueError("not a routed row")
+            event = Txn(*row[:_TXN_FIELDS]).to_event()
+            source = Source(*row[_TXN_FIELDS:])
+            if not isinstance(source.topic, str) or not isinstance(source.offset, int):
+                raise ValueError("not a routed row")
+            rejection = Rejection(RejectReason.APPLY_FAILED, detail, event, source)
+        except Exception:
+            original = row if isinstance(row, bytes) else codec.dumps(row)
+            source = Source(routed.topic, routed.partition, routed.offset, index)
+            rejection = Rejection(RejectReason.APPLY_FAILED, detail, {}, source, original)
+        return SetAside(routed.offset, index, exc, rejection)
 
     # -- committing and reading back --------------------------------------------------------
 

@@ -22,6 +22,7 @@ __all__ = [
     "Outcome",
     "Progress",
     "Rejection",
+    "SetAside",
     "Source",
     "evaluate_key",
     "ledger_key",
@@ -54,10 +55,26 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
+    """An event the ledger sends to the rejects topic. ``original``: the bytes to send as the
+    record's original when they are not ``event`` (a routed row or message that reads as no
+    transaction, set aside with ``event`` empty)."""
+
     reason: RejectReason
     detail: str
     event: dict[str, Any]
     source: Source
+    original: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A routed row whose apply raised (``index`` None: the whole message, unreadable as
+    rows), set aside to the rejects topic as ``rejection`` instead of holding its partition."""
+
+    offset: int  # of the routed message
+    index: int | None  # of the row in it
+    error: Exception
+    rejection: Rejection
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from typing import cast
 
 import rocksdict
 
-from engine.errors import StateError
+from engine.errors import StateError, StateReadError
 
 __all__ = ["RocksDBStore", "read_key", "shared_block_cache"]
 
@@ -85,23 +85,39 @@ class RocksDBStore:
                 time.sleep(0.1)
         raise AssertionError("unreachable")
 
+    # rocksdict raises a bare Exception when RocksDB fails (an I/O error, a corrupt block):
+    # reads say so as a StateReadError, an OSError, so that the ledger waits the outage out
+    # rather than taking the events it was applying for poison (agents/ledger.py).
+
     def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._db.get(key)
+        try:
+            value: bytes | None = self._db.get(key)
+        except Exception as exc:
+            raise self._read_error(exc) from exc
         return value
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         if not keys:
             return []
-        return cast(list[bytes | None], self._db[list(keys)])  # a multi-get
+        try:
+            return cast(list[bytes | None], self._db[list(keys)])  # a multi-get
+        except Exception as exc:
+            raise self._read_error(exc) from exc
 
     def scan_prefix(
         self, prefix: bytes, start: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db.items(from_key=max(prefix, start or prefix)):
-            assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode
-            if not key.startswith(prefix):
-                return
-            yield key, value
+        try:
+            for key, value in self._db.items(from_key=max(prefix, start or prefix)):
+                assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode
+                if not key.startswith(prefix):
+                    return
+                yield key, value
+        except Exception as exc:
+            raise self._read_error(exc) from exc
+
+    def _read_error(self, exc: Exception) -> StateReadError:
+        return StateReadError(f"reading state database {self._path} failed: {exc}")
 
     def write(self, changes: Mapping[bytes, bytes | None]) -> None:
         batch = rocksdict.WriteBatch(raw_mode=True)

@@ -202,6 +202,7 @@ def build_worker(settings: Settings) -> Worker:
         cache_months=max(1, settings.view_cache_months // settings.partitions),
         log_start=log_start,
         commit_interval=settings.commit_interval_seconds,
+        set_aside_after=settings.ledger_set_aside_after_failures,
         on_commit=lambda partition, changed: signals.committed(partition, changed),
     )
     signals = SignalStage(

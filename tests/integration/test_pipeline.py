@@ -319,7 +319,8 @@ def test_a_new_bank_is_picked_up_and_every_bad_input_is_rejected_with_its_reason
 
     want = {reason: 1 for reason in (*bad_elements, *raw_messages)}
     want |= {"conflicting_duplicate": 1, "bad_reversal": 1}
-    assert set(want) == {r.value for r in RejectReason}
+    # apply_failed needs a bug in the ledger: tests/faults/test_poisoned_row.py plants one.
+    assert set(want) == {r.value for r in RejectReason} - {"apply_failed"}
     records = wait_for_rejects(stack, want, topic_bank=code, timeout=60)
     ledger_reasons = {"conflicting_duplicate", "bad_reversal"}  # need the enterprise's state
     for record in records:
