@@ -32,6 +32,7 @@ from typing import Any
 
 from engine import codec
 from engine.events.contract import RejectReason, Txn
+from engine.events.counterparty_kind import INDIVIDUAL, effective_kind
 from engine.periods import (
     DAY_US,
     day_start_us,
@@ -75,7 +76,7 @@ _STATUS, _HASH, _BOOKED, _INFLOW, _AMOUNT, _BALANCE, _ACCOUNT, _CP = (
     records.ACCOUNT,
     records.CP,
 )
-_LINK, _EVENT, _CLASS, _SUBTYPE, _CHANNEL, _CURRENCY, _REGISTRY = (
+_LINK, _EVENT, _CLASS, _SUBTYPE, _CHANNEL, _CURRENCY, _REGISTRY, _INDIVIDUAL = (
     records.LINK,
     records.EVENT,
     records.CLASS,
@@ -83,12 +84,13 @@ _LINK, _EVENT, _CLASS, _SUBTYPE, _CHANNEL, _CURRENCY, _REGISTRY = (
     records.CHANNEL,
     records.CURRENCY,
     records.REGISTRY,
+    records.INDIVIDUAL,
 )
 
 
 # Routed row positions: a Txn's fields (the routed wire format, v1), then a Source's.
 _TXN_FIELDS = len(Txn._fields)
-_E, _B, _ID, _ACCT, _US, _IN, _AMT, _CUR, _BAL, _CHAN, _CPID, _CPBANK, _REV, _HASHF = (
+_E, _B, _ID, _ACCT, _US, _IN, _AMT, _CUR, _BAL, _CHAN, _CPID, _CPBANK, _CPKIND, _REV, _HASHF = (
     Txn._fields.index(name)
     for name in (
         "enterprise_id",
@@ -103,11 +105,21 @@ _E, _B, _ID, _ACCT, _US, _IN, _AMT, _CUR, _BAL, _CHAN, _CPID, _CPBANK, _REV, _HA
         "channel",
         "cp_id",
         "cp_bank",
+        "cp_kind",
         "reversal_of",
         "content_hash",
     )
 )
 _TOPIC, _PARTITION, _OFFSET = _TXN_FIELDS, _TXN_FIELDS + 1, _TXN_FIELDS + 2
+# Rows routed before Txn had cp_kind (one field fewer) may wait in the routed topic across an
+# upgrade: they are read as rows whose counterparty kind follows from its id's shape.
+_ROW_BEFORE_KIND = _TXN_FIELDS + 3
+
+
+def _with_kind(row: list[Any]) -> list[Any]:
+    return [*row[:_CPKIND], None, *row[_CPKIND:]]
+
+
 _ABSENT: Any = object()
 # Memoized classifications and pseudonyms are dropped past these sizes (like Pseudonymizer's
 # own cache): bounded memory, and a miss only costs the computation. They are per partition:
@@ -117,8 +129,8 @@ _KINDS_LIMIT = 25_000
 _ACCOUNTS_LIMIT = 25_000
 
 # What a transaction's class, subtype and month keys depend on, apart from the registry:
-# (cp_id, channel, bank, cp_bank, currency, inflow, cp_id == enterprise_id).
-_KindKey = tuple[str, str, str, str | None, str, bool, bool]
+# (cp_id, channel, bank, cp_bank, cp_kind, currency, inflow, cp_id == enterprise_id).
+_KindKey = tuple[str, str, str, str | None, str | None, str, bool, bool]
 # Month keys, and the record's first bytes (records.kind: class, subtype, registry version).
 _Kind = tuple[Contribution, bytes]
 
@@ -235,7 +247,10 @@ class PartitionLedger:
         outcomes: list[Outcome] = []
         with _cyclic_gc_paused():  # decoding allocates a list per row: paused for it too
             for value in values:
-                outcomes += self._apply_rows(codec.loads(value))
+                rows = codec.loads(value)
+                if rows and len(rows[0]) == _ROW_BEFORE_KIND:
+                    rows = [_with_kind(row) for row in rows]
+                outcomes += self._apply_rows(rows)
         return outcomes
 
     def _apply_rows(self, rows: Sequence[Sequence[Any]]) -> list[Outcome]:
@@ -292,6 +307,7 @@ class PartitionLedger:
                 channel,
                 bank,
                 row[_CPBANK],
+                row[_CPKIND],
                 currency,
                 inflow,
                 cp_id == enterprise_id,
@@ -325,6 +341,7 @@ class PartitionLedger:
         """Month keys and record kind of a row's transaction (memoized by the caller)."""
         cp_id, channel, currency, inflow = row[_CPID], row[_CHAN], row[_CUR], row[_IN]
         kind = classify(registry, enterprise_id, row[_B], channel, cp_id, row[_CPBANK], currency)
+        individual = effective_kind(cp_id, row[_CPKIND]) == INDIVIDUAL
         keys = contribution(
             inflow=inflow,
             cls=kind.cls,
@@ -334,9 +351,10 @@ class PartitionLedger:
             cross_border=kind.cross_border,
             party=self._counterparty(enterprise_id, cp_id),
             registry=registry.version,
+            individual=individual,
         )
         record_kind = records.kind(
-            inflow, kind.cls, kind.subtype, channel, currency, registry.version
+            inflow, kind.cls, kind.subtype, channel, currency, registry.version, individual
         )
         return keys, record_kind
 
@@ -448,6 +466,7 @@ class PartitionLedger:
             txn.channel,
             txn.currency,
             self._registry().version,
+            effective_kind(txn.cp_id, txn.cp_kind) == INDIVIDUAL,
         ]
 
     def _classify(self, txn: Txn) -> Classification:
@@ -480,6 +499,7 @@ class PartitionLedger:
             cross_border=cross_border,
             party=self._counterparty(enterprise_id, record[_CP]),
             registry=record[_REGISTRY],
+            individual=record[_INDIVIDUAL],
         )
         agg.add(sign, record[_AMOUNT], day, keys)
 

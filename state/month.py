@@ -18,6 +18,9 @@ pseudonyms. The parts:
 - parties:  "class|counterparty" -> [inflow, outflow, count] (every class but SELF; one
             counterparty can appear in several classes, e.g. by channel)
 - registry: registry version -> transactions it classified
+- marks:    day of month -> {mark: [amount, count]}, the flows the signal rules follow by day
+            (:func:`mark_of`: loans received, money to persons, to the firm's own accounts
+            and to lenders, judicial deductions); only days that have one
 """
 
 from __future__ import annotations
@@ -28,9 +31,13 @@ from engine import codec
 from engine.periods import time_of_day_us
 from engine.products.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
 
-__all__ = ["UNKNOWN", "Contribution", "MonthAgg", "contribution", "flow_key"]
+__all__ = ["MARKS", "UNKNOWN", "Contribution", "MonthAgg", "contribution", "flow_key", "mark_of"]
 
 _BANK_CHANNELS = ("loan", "interest", "fee")
+#: Financing partners that lend (a guarantor's or an investor's money is not a loan).
+_LENDING = frozenset({"bank", "lender", "lessor", "factor"})
+#: The marks of :func:`mark_of`.
+MARKS = ("loan_in", "to_person", "to_self", "to_lender", "judicial")
 UNKNOWN: Any = object()  # a day's second booking that is not known
 # Day keys are JSON object keys (strings); built once rather than per event.
 _DAY_KEYS = tuple(str(day) for day in range(32))
@@ -62,6 +69,7 @@ class Contribution(NamedTuple):
     currency: str | None  # key in ``currency`` when not CNY
     party: str | None  # key in ``parties`` (None for SELF)
     registry: str  # key in ``registry``
+    mark: str | None = None  # key in a day of ``marks``
 
 
 def contribution(
@@ -74,6 +82,7 @@ def contribution(
     cross_border: bool,
     party: str | None,
     registry: int,
+    individual: bool = False,
 ) -> Contribution:
     operating = cls in (OPERATING_IN if inflow else OPERATING_OUT)
     return Contribution(
@@ -84,7 +93,34 @@ def contribution(
         currency=None if currency == "CNY" else currency,
         party=None if party is None else f"{cls}|{party}",
         registry=str(registry),
+        mark=mark_of(inflow, cls, subtype, channel, individual),
     )
+
+
+def mark_of(inflow: bool, cls: str, subtype: str, channel: str, individual: bool) -> str | None:
+    """What the signal rules follow of a transaction by day, if anything:
+
+    - ``loan_in``: a loan received: from the account-holding bank on channel loan, or from a
+      financing partner that lends (bank, lender, lessor, factor);
+    - ``to_person``: paid to an individual, salaries (PAYROLL) apart;
+    - ``to_self``: moved to the firm's own account elsewhere (SELF);
+    - ``to_lender``: paid to a lending partner, or principal to the account-holding bank;
+    - ``judicial``: deducted by a court (JUDICIAL).
+    """
+    lending = (cls == CounterpartyClass.BANK_OWN and channel == "loan") or (
+        cls == CounterpartyClass.FIN_PARTNER and subtype in _LENDING
+    )
+    if inflow:
+        return "loan_in" if lending else None
+    if cls == CounterpartyClass.JUDICIAL:
+        return "judicial"
+    if lending:
+        return "to_lender"
+    if cls == CounterpartyClass.SELF:
+        return "to_self"
+    if individual and cls != CounterpartyClass.PAYROLL:
+        return "to_person"
+    return None
 
 
 def _at_time_of_day(booking: list[Any]) -> list[Any]:
@@ -104,7 +140,7 @@ def _bump(table: dict[str, list[int]], key: str, signed: int, sign: int) -> None
 
 
 class MonthAgg:
-    __slots__ = ("accounts", "cross", "currency", "days", "flows", "parties", "registry")
+    __slots__ = ("accounts", "cross", "currency", "days", "flows", "marks", "parties", "registry")
 
     def __init__(self) -> None:
         self.flows: dict[str, list[int]] = {}
@@ -114,6 +150,7 @@ class MonthAgg:
         self.accounts: dict[str, dict[str, Any]] = {}
         self.parties: dict[str, list[Any]] = {}
         self.registry: dict[str, int] = {}
+        self.marks: dict[str, dict[str, list[int]]] = {}
 
     @property
     def is_empty(self) -> bool:
@@ -133,6 +170,7 @@ class MonthAgg:
         day: int,
         party: str | None,
         registry: int,
+        individual: bool = False,
     ) -> None:
         """Add (sign=1) or remove (sign=-1) one transaction's contribution, balances apart."""
         self.add(
@@ -148,12 +186,13 @@ class MonthAgg:
                 cross_border=cross_border,
                 party=party,
                 registry=registry,
+                individual=individual,
             ),
         )
 
     def add(self, sign: int, amount: int, day: int, keys: Contribution) -> None:
         """:meth:`change` with its keys computed beforehand (the ledger's per-event path)."""
-        flow, slot, operating, cross, currency, party, registry = keys
+        flow, slot, operating, cross, currency, party, registry, mark = keys
         signed = sign * amount
         _bump(self.flows, flow, signed, sign)
         if cross is not None:
@@ -187,6 +226,13 @@ class MonthAgg:
             self.registry[registry] = left
         else:
             del self.registry[registry]
+        if mark is not None:
+            marks = self.marks.get(day_key)
+            if marks is None:
+                marks = self.marks[day_key] = {}
+            _bump(marks, mark, signed, sign)
+            if not marks:
+                del self.marks[day_key]
 
     def book_balance(
         self, account: str, bank: str, day: int, booked_us: int, txn_id: str, balance: int
@@ -255,6 +301,7 @@ class MonthAgg:
                 self.parties,
                 self.registry,
                 _FORMAT,
+                self.marks,
             ]
         )
 
@@ -265,6 +312,9 @@ class MonthAgg:
         (agg.flows, agg.cross, agg.currency, agg.days, agg.accounts, agg.parties, agg.registry) = (
             parts[:7]
         )
+        # Months written before marks existed have none: what they hold is followed from the
+        # next time the ledger rebuilds them (docs/signals.md).
+        agg.marks = parts[8] if len(parts) > 8 else {}
         if len(parts) == 7:  # format 1: epoch microseconds
             for entry in agg.accounts.values():
                 for last in entry["days"].values():
@@ -289,4 +339,5 @@ class MonthAgg:
             },
             "parties": self.parties,
             "registry": self.registry,
+            "marks": self.marks,
         }

@@ -6,7 +6,7 @@ the linked txn_id (its reversal, or the original it reverses), the kept event of
 reversal, and how it was counted (class, subtype, channel, currency, registry version), so
 that a reversal removes exactly what was added whatever registry is current by then.
 
-Decoded, a record is the list the ledger works on (positions ``STATUS`` ... ``REGISTRY``);
+Decoded, a record is the list the ledger works on (positions ``STATUS`` ... ``INDIVIDUAL``);
 :func:`decode` of :func:`encode` gives back every record the ledger writes, its hash cut to
 what is kept (:func:`kept_hash`). Encoded::
 
@@ -14,7 +14,8 @@ what is kept (:func:`kept_hash`). Encoded::
     of one kind), then the transaction's own numbers (``_OWN``)
         format     u8     2; any change of this layout is a new number (a migration)
         status     u8     ASCII C (counted), X (reversed), R (reversal), P (pending)
-        flags      u8     1 inflow, 2 has a link, 4 has a kept event
+        flags      u8     1 inflow, 2 has a link, 4 has a kept event, 8 the counterparty
+                          is an individual (engine/events/counterparty_kind.py)
         class      u8     index in ``CLASSES``
         subtype    u8     index in ``SUBTYPES``
         channel    u8     index in ``CHANNELS``
@@ -69,6 +70,7 @@ __all__ = [
     "EVENT",
     "FORMAT",
     "HASH",
+    "INDIVIDUAL",
     "INFLOW",
     "LINK",
     "PENDING",
@@ -110,7 +112,8 @@ PENDING = "P"  # a reversal whose original has not arrived yet
     CHANNEL,
     CURRENCY,
     REGISTRY,
-) = range(15)
+    INDIVIDUAL,
+) = range(16)
 
 # Append-only code tables (engine/products/classify.py and the contract's channels; a test
 # checks that they cover both).
@@ -126,6 +129,7 @@ CLASSES: tuple[str, ...] = (
     "CASH",
     "PAYROLL",
     "TRADE",
+    "JUDICIAL",
 )
 SUBTYPES: tuple[str, ...] = (
     "",
@@ -156,6 +160,7 @@ CHANNELS: tuple[str, ...] = (
     "loan",
     "fx",
     "other",
+    "judicial",
 )
 # Decoded classes are the enum members, as classify returns them.
 _CLASS_VALUES: tuple[CounterpartyClass, ...] = tuple(CounterpartyClass(c) for c in CLASSES)
@@ -169,7 +174,7 @@ _HASH_DIGITS = 2 * _HASH_BYTES
 _OWN = struct.Struct(f"<{_HASH_BYTES}sqIqqHH")
 _OWN_BY_FORMAT = {1: struct.Struct("<8sqIqqHH"), 2: _OWN}
 _LINK_LENGTH = struct.Struct("<H")
-_INFLOW, _HAS_LINK, _HAS_EVENT = 1, 2, 4
+_INFLOW, _HAS_LINK, _HAS_EVENT, _INDIVIDUAL = 1, 2, 4, 8
 _HASH_AT = _KIND.size  # offset of the hash
 _pack_own = _OWN.pack
 
@@ -194,13 +199,21 @@ def _hash_bytes(content_hash: str) -> bytes:
     return bytes.fromhex(kept_hash(content_hash))
 
 
-def kind(inflow: bool, cls: str, subtype: str, channel: str, currency: str, registry: int) -> bytes:
+def kind(
+    inflow: bool,
+    cls: str,
+    subtype: str,
+    channel: str,
+    currency: str,
+    registry: int,
+    individual: bool = False,
+) -> bytes:
     """How a counted transaction was counted, encoded: the first bytes of its record, the
     same for every transaction of that kind (the ledger keeps them with its classifications)."""
     return _KIND.pack(
         FORMAT,
         ord(COUNTED),
-        _INFLOW if inflow else 0,
+        (_INFLOW if inflow else 0) | (_INDIVIDUAL if individual else 0),
         _CLASS_CODES[cls],
         _SUBTYPE_CODES[subtype],
         _CHANNEL_CODES[channel],
@@ -242,7 +255,7 @@ def _currency_bytes(currency: str) -> bytes:
 
 
 def encode(record: list[Any]) -> bytes:
-    """A decoded record (positions ``STATUS`` ... ``REGISTRY``) as bytes."""
+    """A decoded record (positions ``STATUS`` ... ``INDIVIDUAL``) as bytes."""
     account_bytes = record[ACCOUNT].encode()
     cp_bytes = record[CP].encode()
     link, event = record[LINK], record[EVENT]
@@ -250,6 +263,7 @@ def encode(record: list[Any]) -> bytes:
         (_INFLOW if record[INFLOW] else 0)
         | (0 if link is None else _HAS_LINK)
         | (0 if event is None else _HAS_EVENT)
+        | (_INDIVIDUAL if record[INDIVIDUAL] else 0)
     )
     seconds, micros = divmod(record[BOOKED], 1_000_000)
     parts = [
@@ -318,6 +332,7 @@ def decode(raw: bytes) -> list[Any]:
         CHANNELS[channel],
         currency.decode("ascii"),
         registry,
+        bool(flags & _INDIVIDUAL),
     ]
 
 

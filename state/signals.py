@@ -23,7 +23,7 @@ from datetime import date
 from engine import codec
 from engine.periods import parse_month
 from engine.signals.episodes import Episode
-from engine.signals.timeline import STREAM_CLASSES, MonthDays
+from engine.signals.timeline import STREAM_CLASSES, MonthDays, transpose_marks
 from state.kv import KVStore
 from state.ledger_types import evaluate_key, month_key
 from state.month import MonthAgg
@@ -58,6 +58,9 @@ def month_days(agg: MonthAgg) -> MonthDays:
         _parties(agg, "FIN_PARTNER|", nonzero=False),
         {int(d): row[0] for d, row in days.items() if row[0]},
         {int(d): row[1] for d, row in days.items() if row[1]},
+        transpose_marks(
+            {d: {mark: row[0] for mark, row in marks.items()} for d, marks in agg.marks.items()}
+        ),
     )
 
 

@@ -30,6 +30,7 @@ COUNTERPARTIES = (
     "SOCIAL-HF-0001",
     "TAX-STA-0001",
     "GOV-FIN-0001",
+    "11010519491231002X",  # shaped like a resident identity number: an individual
     "BANKA001",
 )
 CHANNELS = ("transfer", "transfer", *sorted(contract.CHANNELS))  # transfers weigh three

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from engine import codec
 from engine.events import credit_code
+from engine.events.counterparty_kind import KINDS, shape_kind
 from engine.periods import now_us
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "RejectReason",
     "Txn",
     "hash_content",
+    "kept_kind",
     "parse_booked_at",
     "split_message",
     "validate",
@@ -51,6 +53,7 @@ CHANNELS = frozenset(
         "loan",
         "fx",
         "other",
+        "judicial",
     }
 )
 MIN_BOOKED_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z: older is a clock or field error
@@ -108,6 +111,7 @@ class Txn(NamedTuple):
     cp_id: str
     cp_name: str | None
     cp_bank: str | None
+    cp_kind: str | None  # "organization" or "individual" where the id's shape says otherwise
     reversal_of: str | None
     content_hash: str  # over every contract field: tells a redelivery from a conflict
 
@@ -118,6 +122,8 @@ class Txn(NamedTuple):
             counterparty["name"] = self.cp_name
         if self.cp_bank is not None:
             counterparty["bank"] = self.cp_bank
+        if self.cp_kind is not None:
+            counterparty["kind"] = self.cp_kind
         event: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "txn_id": self.txn_id,
@@ -256,29 +262,34 @@ def hash_content(
     cp_name: str | None,
     cp_bank: str | None,
     reversal_of: str | None,
+    cp_kind: str | None = None,
 ) -> str:
     """The content hash of a transaction (:attr:`Txn.content_hash`): what tells a
-    redelivery (the same hash) from a conflict. Every path that accepts an event uses this."""
-    digest = _HASH_SEED.copy()
-    digest.update(
-        codec.dumps(
-            (
-                enterprise_id,
-                account,
-                booked_us,
-                inflow,
-                amount_fen,
-                currency,
-                balance_after_fen,
-                channel,
-                cp_id,
-                cp_name,
-                cp_bank,
-                reversal_of,
-            )
-        )
+    redelivery (the same hash) from a conflict. Every path that accepts an event uses this.
+    ``cp_kind`` as a Txn keeps it: None (the id's shape decides) hashes as before the field
+    existed, so events published earlier keep their hash."""
+    fields: tuple[Any, ...] = (
+        enterprise_id,
+        account,
+        booked_us,
+        inflow,
+        amount_fen,
+        currency,
+        balance_after_fen,
+        channel,
+        cp_id,
+        cp_name,
+        cp_bank,
+        reversal_of,
     )
+    digest = _HASH_SEED.copy()
+    digest.update(codec.dumps(fields if cp_kind is None else (*fields, cp_kind)))
     return digest.hexdigest()
+
+
+def kept_kind(cp_id: str, kind: str | None) -> str | None:
+    """``counterparty.kind`` as a Txn keeps it: None where the id's shape implies it."""
+    return None if kind is None or kind == shape_kind(cp_id) else kind
 
 
 def validate(
@@ -366,6 +377,12 @@ def validate(
     cp_bank = _optional_string(counterparty, "bank", 64)
     if isinstance(cp_bank, Invalid):
         return Invalid(cp_bank.reason, cp_bank.detail.replace("'bank'", "'counterparty.bank'"))
+    cp_kind = counterparty.get("kind")
+    if cp_kind is not None and cp_kind not in KINDS:
+        return Invalid(
+            RejectReason.BAD_VALUE, '\'counterparty.kind\' must be "organization" or "individual"'
+        )
+    cp_kind = kept_kind(cp_id, cp_kind)
     reversal_of = _optional_string(event, "reversal_of", 64)
     if isinstance(reversal_of, Invalid):
         return reversal_of
@@ -385,6 +402,7 @@ def validate(
         cp_name,
         cp_bank,
         reversal_of,
+        cp_kind,
     )
     return Txn(
         enterprise_id,
@@ -401,6 +419,7 @@ def validate(
         cp_id,
         cp_name,
         cp_bank,
+        cp_kind,
         reversal_of,
         content_hash,
     )

@@ -31,6 +31,7 @@ from engine.events.contract import (
     MAX_AMOUNT_FEN,
     MIN_BOOKED_US,
     hash_content,
+    kept_kind,
     parse_booked_at,
 )
 
@@ -45,6 +46,7 @@ class _Counterparty(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     id: _Text64
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     bank: _Text64 | None = None
+    kind: Literal["organization", "individual"] | None = None
 
 
 class _Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -149,6 +151,7 @@ def valid_rows(
             return None
         inflow = event.direction == "in"
         cp = event.counterparty
+        cp_kind = None if cp.kind is None else kept_kind(cp.id, cp.kind)
         content_hash = hash_content(  # as validate does: a redelivery finds its first copy
             enterprise_id,
             event.account,
@@ -162,6 +165,7 @@ def valid_rows(
             cp.name,
             cp.bank,
             reversal_of,
+            cp_kind,
         )
         rows.append(  # a Txn's fields in their order, then the source: as agents/intake.py
             [
@@ -179,6 +183,7 @@ def valid_rows(
                 cp.id,
                 cp.name,
                 cp.bank,
+                cp_kind,
                 reversal_of,
                 content_hash,
                 topic,

@@ -5,6 +5,7 @@ Every transaction falls into exactly one class, decided in this order:
 1. SELF        the counterparty id is the enterprise's own id (same-name transfer)
 2. CASH        channel ``cash``
 3. PAYROLL     channel ``payroll``
+   JUDICIAL    channel ``judicial`` (a deduction a court ordered, as the bank books it)
 4. registry    the counterparty id is listed in specs/registries.toml: its class, except that a
                financial institution whose ``bank_code`` is the reporting bank is BANK_OWN
 5. BANK_OWN    the counterparty id is the reporting bank's code, or the counterparty's bank
@@ -56,6 +57,7 @@ class CounterpartyClass(StrEnum):
     CASH = "CASH"
     PAYROLL = "PAYROLL"
     TRADE = "TRADE"
+    JUDICIAL = "JUDICIAL"  # courts and enforcement: neither operating nor financing
 
 
 #: The subtypes a registry entry may carry, by class ("" = none).
@@ -68,6 +70,7 @@ SUBTYPES: Mapping[CounterpartyClass, frozenset[str]] = {
     CounterpartyClass.TAX: frozenset({""}),
     CounterpartyClass.GOV_OTHER: frozenset({""}),
     CounterpartyClass.PSP: frozenset({""}),
+    CounterpartyClass.JUDICIAL: frozenset({""}),
 }
 _BANK_CHANNELS = frozenset({"loan", "interest", "fee"})
 
@@ -160,6 +163,8 @@ def classify(
         return Classification(C.CASH, "", cross_border)
     if channel == "payroll":
         return Classification(C.PAYROLL, "", cross_border)
+    if channel == "judicial":
+        return Classification(C.JUDICIAL, "", cross_border)
     entry = registry.entries.get(cp_id)
     if entry is not None:
         if entry.bank_code is not None and entry.bank_code == bank:

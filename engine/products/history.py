@@ -48,6 +48,9 @@ class MonthView:
     accounts: Mapping[str, tuple[str, Mapping[int, int]]]  # account -> (bank, day -> balance)
     parties: Mapping[tuple[str, str], Party]  # (class, counterparty) -> flows with it
     registry: Mapping[int, int]
+    # day -> mark -> amount: what the signal rules follow by day (state/month.py's marks;
+    # absent from views published before they existed)
+    marks: Mapping[int, Mapping[str, int]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> MonthView:
@@ -66,6 +69,10 @@ class MonthView:
             },
             parties={_split(k): Party(*v) for k, v in doc["parties"].items()},
             registry={int(k): v for k, v in doc["registry"].items()},
+            marks={
+                int(d): {mark: amount for mark, (amount, _) in marks.items()}
+                for d, marks in doc.get("marks", {}).items()
+            },
         )
 
 

@@ -20,7 +20,15 @@ from typing import Any
 
 from engine.products.history import History, MonthView
 
-__all__ = ["STREAM_CLASSES", "MonthDays", "Timeline", "month_of", "timeline", "timeline_of"]
+__all__ = [
+    "STREAM_CLASSES",
+    "MonthDays",
+    "Timeline",
+    "month_of",
+    "timeline",
+    "timeline_of",
+    "transpose_marks",
+]
 
 #: Classes whose payments a firm makes every month, each subtype a stream of its own.
 STREAM_CLASSES = frozenset({"UTILITY", "TAX", "SOCIAL", "PAYROLL"})
@@ -48,6 +56,7 @@ class MonthDays:
     partners: Mapping[str, int] = field(default_factory=dict)  # FIN_PARTNER party -> inflow
     all_in: Mapping[int, int] = field(default_factory=dict)  # day -> inflow of every class
     all_out: Mapping[int, int] = field(default_factory=dict)
+    marks: Mapping[str, Mapping[int, int]] = field(default_factory=dict)  # mark -> day -> amount
 
     @classmethod
     def of_view(cls, view: MonthView) -> MonthDays:
@@ -66,7 +75,18 @@ class MonthDays:
             {cp: p.inflow for (cls, cp), p in view.parties.items() if cls == "FIN_PARTNER"},
             {d: day.inflow for d, day in view.days.items() if day.inflow},
             {d: day.outflow for d, day in view.days.items() if day.outflow},
+            transpose_marks(view.marks),
         )
+
+
+def transpose_marks(days: Mapping[Any, Mapping[str, int]]) -> dict[str, dict[int, int]]:
+    """day -> mark -> amount turned into mark -> day -> amount (zero amounts left out)."""
+    marks: dict[str, dict[int, int]] = {}
+    for day, amounts in days.items():
+        for mark, amount in amounts.items():
+            if amount:
+                marks.setdefault(mark, {})[int(day)] = amount
+    return marks
 
 
 class _Series:
@@ -108,6 +128,9 @@ class _Series:
             self._sums[bisect_right(self._days, end)] - self._sums[bisect_left(self._days, start)]
         )
 
+    def days_until(self, end: int) -> list[int]:
+        return self._days[: bisect_right(self._days, end)]
+
     def last_at_or_before(self, index: int) -> int | None:
         k = bisect_right(self._days, index)
         return self._days[k - 1] if k else None
@@ -127,6 +150,7 @@ class Timeline:
     # read complete months only (the state keeps counterparties by month, not by day).
     customers: Mapping[int, Mapping[str, int]]  # month -> TRADE party -> inflow
     partners: Mapping[int, Mapping[str, int]]  # month -> FIN_PARTNER party -> inflow
+    _marks: Mapping[str, _Series]  # state/month.py's marks, day by day
     memo: dict[Any, Any] = field(default_factory=dict, compare=False)  # what rules derive once
 
     def index(self, day: date) -> int:
@@ -153,6 +177,17 @@ class Timeline:
 
     def total_outflow(self, start: int, end: int) -> int:
         return self._all_out.total(max(start, 0), min(end, self.last))
+
+    def marked(self, mark: str, start: int, end: int) -> int:
+        """The amount of one mark (state/month.py: loan_in, to_person, ...) on days
+        start..end (inclusive), clipped to the firm's days."""
+        series = self._marks.get(mark)
+        return 0 if series is None else series.total(max(start, 0), min(end, self.last))
+
+    def marked_days(self, mark: str) -> list[int]:
+        """The days, up to the as-of day, with an amount of ``mark``, in order."""
+        series = self._marks.get(mark)
+        return [] if series is None else series.days_until(self.last)
 
     def last_inflow(self, index: int) -> int | None:
         """Index of the last day at or before ``index`` with an operating inflow."""
@@ -194,6 +229,7 @@ def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None
     all_in: list[tuple[int, int]] = []
     all_out: list[tuple[int, int]] = []
     balances: dict[str, list[tuple[int, int]]] = {}
+    marked: dict[str, list[tuple[int, int]]] = {}
     for month in sorted(months):
         if month > last_month:
             break
@@ -208,6 +244,10 @@ def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None
         ):
             points.extend(
                 (offset + d, a) for d, a in source.items() if offset + d >= 0 and d <= end
+            )
+        for mark, days in digest.marks.items():
+            marked.setdefault(mark, []).extend(
+                (offset + d, a) for d, a in days.items() if offset + d >= 0 and d <= end
             )
         for account, days in digest.balances.items():
             kept = [(offset + d, b) for d, b in days.items() if offset + d >= 0 and d <= end]
@@ -232,6 +272,7 @@ def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None
         {stream: frozenset(m) for stream, m in paid.items()},
         {m: d.customers for m, d in months.items() if m <= last_month and d.customers},
         {m: d.partners for m, d in months.items() if m <= last_month and d.partners},
+        {mark: _Series(points) for mark, points in marked.items()},
     )
 
 

@@ -55,6 +55,7 @@ class Txn:
     subtype: str
     month: int  # ordinal of the China-time month: year * 12 + month - 1
     day: date  # China-time date
+    individual: bool = False  # the counterparty is a person
 
     @property
     def cross_border(self) -> bool:
@@ -79,6 +80,8 @@ def classify(
         return "CASH", ""
     if channel == "payroll":
         return "PAYROLL", ""
+    if channel == "judicial":
+        return "JUDICIAL", ""
     if cp in registry:
         entry = registry[cp]
         if entry.get("bank_code") == bank:
@@ -93,6 +96,28 @@ def classify(
     if channel == "utility":
         return "UTILITY", "other"
     return "TRADE", ""
+
+
+def is_person(counterparty: Mapping[str, Any]) -> bool:
+    """The counterparty's kind as given, else by the id's shape: a resident identity number
+    (GB 11643: a birth date at positions 7 to 14 and an ISO 7064 MOD 11-2 check character,
+    computed here by the standard's recursive form)."""
+    if "kind" in counterparty:
+        return bool(counterparty["kind"] == "individual")
+    text = counterparty["id"]
+    if len(text) != 18 or not text[:17].isdigit() or text[17] not in "0123456789X":
+        return False
+    try:
+        born = date(int(text[6:10]), int(text[10:12]), int(text[12:14]))
+    except ValueError:
+        return False
+    if not 1900 <= born.year <= 2099:
+        return False
+    carry = 0
+    for digit in text[:17]:
+        carry = (carry + int(digit)) * 2 % 11
+    check = (12 - carry) % 11
+    return text[17] == ("X" if check == 10 else str(check))
 
 
 def counted_events(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -149,6 +174,7 @@ def transactions(events: Iterable[Mapping[str, Any]]) -> dict[str, list[Txn]]:
                 subtype=subtype,
                 month=when.year * 12 + when.month - 1,
                 day=when.date(),
+                individual=is_person(event["counterparty"]),
             )
         )
     return result

@@ -124,3 +124,34 @@ def _reason_with(element: Any, oldest_us: int) -> RejectReason:
     result = validate(element, BANK, oldest_us)
     assert isinstance(result, Invalid)
     return result.reason
+
+
+def _kind_of(counterparty: dict[str, Any]) -> Txn:
+    txn = validate(event(counterparty=counterparty), BANK)
+    assert isinstance(txn, Txn), txn
+    return txn
+
+
+def test_counterparty_kind_defaults_from_the_id_and_is_kept_only_where_it_differs() -> None:
+    person, firm = "11010519491231002X", "91110000600037341L"
+    assert _kind_of({"id": person}).cp_kind is None  # the shape says individual
+    assert _kind_of({"id": person, "kind": "individual"}).cp_kind is None
+    assert _kind_of({"id": person, "kind": "organization"}).cp_kind == "organization"
+    assert _kind_of({"id": firm, "kind": "organization"}).cp_kind is None
+    assert _kind_of({"id": "ACCT-77", "kind": "individual"}).cp_kind == "individual"
+    assert _kind_of({"id": "ACCT-77", "kind": "individual"}).to_event()["counterparty"] == {
+        "id": "ACCT-77",
+        "kind": "individual",
+    }
+
+
+def test_spelling_out_the_default_kind_is_a_redelivery_and_another_kind_a_conflict() -> None:
+    plain = _kind_of({"id": "ACCT-77"})
+    assert _kind_of({"id": "ACCT-77", "kind": "organization"}).content_hash == plain.content_hash
+    assert _kind_of({"id": "ACCT-77", "kind": "individual"}).content_hash != plain.content_hash
+
+
+@pytest.mark.parametrize("kind", ["Individual", "person", "", 1, True])
+def test_an_unknown_counterparty_kind_is_a_bad_value(kind: Any) -> None:
+    result = validate(event(counterparty={"id": "ACCT-77", "kind": kind}), BANK)
+    assert isinstance(result, Invalid) and result.reason == RejectReason.BAD_VALUE

@@ -82,7 +82,7 @@ _FIELDS = (
     "counterparty",
     "reversal_of",
 )
-_CP_FIELDS = ("id", "name", "bank")
+_CP_FIELDS = ("id", "name", "bank", "kind")
 _EDGE_INTS = (0, 1, -1, 2, 10**15, 10**15 + 1, 10**17, 10**17 + 1, -(10**17), -(10**17) - 1)
 _BIG_INTS = (2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63) - 1, 10**30, -(10**30))
 _EDGE_TEXTS = (
@@ -206,6 +206,14 @@ _NEAR_MISSES: dict[str, tuple[Any, ...]] = {
         {"id": "CP-1", "bank": "b" * 64},
         {"id": "CP-1", "bank": "b" * 65},
         {"id": "CP-1", "bank": False},
+        {"id": "CP-1", "kind": "individual"},
+        {"id": "CP-1", "kind": "organization"},
+        {"id": "11010519491231002X", "kind": "organization"},
+        {"id": "11010519491231002X", "kind": "individual"},
+        {"id": "CP-1", "kind": "Individual"},
+        {"id": "CP-1", "kind": ""},
+        {"id": "CP-1", "kind": None},
+        {"id": "CP-1", "kind": 1},
         {"id": "CP-1", "x": 1.5},
         "x",
         [],
@@ -234,6 +242,7 @@ def _element(draw: st.DrawFn) -> Any:
         element["reversal_of"] = draw(st.sampled_from((element["txn_id"], "T9999", None)))
     elif roll == 1:
         element["counterparty"]["name"] = draw(st.sampled_from(("某某贸易有限公司", "A", None)))
+        element["counterparty"]["kind"] = draw(st.sampled_from(("organization", "individual")))
     elif roll == 2:
         del element["currency"]  # CNY when absent
     # Mostly none or one change: a message the fast path must refuse is then one near miss.

@@ -265,7 +265,37 @@ def test_pruning_forgets_what_falls_out_of_the_kept_history(new_store: StoreFact
 
 # -- month views against a plain computation, rows applied in batches ------------------------
 
-MONTH_VIEW_PARTS = ("flows", "cross", "currency", "days", "accounts", "parties", "registry")
+MONTH_VIEW_PARTS = (
+    "flows",
+    "cross",
+    "currency",
+    "days",
+    "accounts",
+    "parties",
+    "registry",
+    "marks",
+)
+
+
+def _plain_mark(t: Any) -> str | None:
+    """What the signal rules follow of a transaction by day (state/month.py's marks), from
+    its class, channel and counterparty kind."""
+    lends = (t.cls, t.channel) == ("BANK_OWN", "loan") or (
+        t.cls == "FIN_PARTNER" and t.subtype in ("bank", "lender", "lessor", "factor")
+    )
+    if t.inflow:
+        return "loan_in" if lends else None
+    for mark, holds in (
+        ("judicial", t.cls == "JUDICIAL"),
+        ("to_lender", lends),
+        ("to_self", t.cls == "SELF"),
+        ("to_person", t.individual and t.cls != "PAYROLL"),
+    ):
+        if holds:
+            return mark
+    return None
+
+
 # Restated from the README's taxonomy, not imported: operating inflow and outflow classes.
 _OPERATING = {
     True: {"TRADE", "PSP", "CASH"},
@@ -308,6 +338,11 @@ def _plain_views(log: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any
                 party[column] += t.amount
                 party[2] += 1
             view["registry"][version] = view["registry"].get(version, 0) + 1
+            mark = _plain_mark(t)
+            if mark is not None:
+                marked = view["marks"].setdefault(str(t.day.day), {}).setdefault(mark, [0, 0])
+                marked[0] += t.amount
+                marked[1] += 1
             account = PSEUDONYM(f"{t.bank}/{t.account[1]}")
             banks[account] = t.bank
             slot = (enterprise_id, t.month, account, str(t.day.day))

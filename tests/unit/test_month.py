@@ -52,7 +52,7 @@ def test_a_format_1_month_with_epoch_microseconds_decodes_to_times_of_day() -> N
     _book(agg, "2026-06-03T08:01:00", "b", 200)
     _book(agg, "2026-06-04T09:00:00", "c", 300)
     parts = codec.loads(agg.encode())
-    assert len(parts) == 8 and parts[-1] == 2
+    assert len(parts) == 9 and parts[7] == 2
     # Format 1: seven parts, bookings at their epoch microseconds.
     old = parts[:7]
     days = old[4]["acct"]["days"]
@@ -77,3 +77,38 @@ def test_each_later_booking_makes_the_last_the_second_whatever_the_second_was() 
     assert _balances(agg) == {"3": 2}
     # b's second is unknown again: removing it needs the ledger.
     assert agg.unbook_balance("acct", 3, _us("2026-06-03T11:00:00"), "b")
+
+
+def test_a_month_written_before_marks_decodes_with_none() -> None:
+    agg = MonthAgg()
+    agg.change(
+        1,
+        inflow=True,
+        amount=5,
+        cls="BANK_OWN",
+        subtype="",
+        channel="loan",
+        currency="CNY",
+        cross_border=False,
+        day=3,
+        party="p",
+        registry=1,
+    )
+    assert agg.marks == {"3": {"loan_in": [5, 1]}}
+    before = codec.dumps(codec.loads(agg.encode())[:8])  # format 2 as first written
+    assert MonthAgg.decode(before).marks == {}
+    assert MonthAgg.decode(agg.encode()).marks == agg.marks
+    agg.change(
+        -1,
+        inflow=True,
+        amount=5,
+        cls="BANK_OWN",
+        subtype="",
+        channel="loan",
+        currency="CNY",
+        cross_border=False,
+        day=3,
+        party="p",
+        registry=1,
+    )
+    assert agg.marks == {}  # a reversal leaves no empty day behind

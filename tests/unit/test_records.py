@@ -32,7 +32,7 @@ _ALL_SUBTYPES = sorted({"", "other"}.union(*SUBTYPES.values()))
 
 @st.composite
 def ledger_records(draw: st.DrawFn) -> list[Any]:
-    record: list[Any] = [None] * 15
+    record: list[Any] = [None] * 16
     record[records.STATUS] = draw(
         st.sampled_from((records.COUNTED, records.REVERSED, records.REVERSAL, records.PENDING))
     )
@@ -51,6 +51,7 @@ def ledger_records(draw: st.DrawFn) -> list[Any]:
     record[records.CHANNEL] = draw(st.sampled_from(sorted(contract.CHANNELS)))
     record[records.CURRENCY] = draw(st.from_regex(r"\A[A-Z]{3}\Z"))
     record[records.REGISTRY] = draw(st.integers(1, 2**63 - 1))  # any TOML version
+    record[records.INDIVIDUAL] = draw(st.booleans())
     return record
 
 
@@ -85,6 +86,7 @@ def test_the_per_event_path_writes_the_same_bytes(record: list[Any]) -> None:
         record[records.CHANNEL],
         record[records.CURRENCY],
         record[records.REGISTRY],
+        record[records.INDIVIDUAL],
     )
     fast = records.counted(
         kind,
@@ -123,6 +125,7 @@ def test_a_record_of_another_format_is_refused() -> None:
         "transfer",
         "CNY",
         1,
+        False,
     ]
     encoded = records.encode(record)
     with pytest.raises(StateError, match="format 3"):
