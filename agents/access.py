@@ -132,11 +132,24 @@ class AccessLogStage:
 
     async def check(self) -> bool:
         """Replay the log from the start when Redis has lost access state (a restart, a
-        flush); called before each step and on a timer, so it happens without a new command.
-        Returns whether it did."""
+        flush), or from where Redis is when it went back (a failover of a Redis Cluster
+        lost the primary's latest writes before its replica had them: access state is one
+        slot, so it is as a whole where its offset says); called before each step and on a
+        timer, so it happens without a new command. Returns whether it did."""
         if not self.next_offset:
             return False
-        if await self._store.applied() is not None:
+        applied = await self._store.applied()
+        if applied is not None and applied < self.next_offset:
+            log.warning(
+                "access state in Redis went back to offset %d from %d (a failover lost its "
+                "latest writes): applying the access log again from there",
+                applied,
+                self.next_offset,
+            )
+            self.next_offset = applied
+            await self._seek(applied)
+            return True
+        if applied is not None:
             return False
         log.warning("access state is gone from Redis: replaying the access log from the start")
         # Until the replay is back where it was, a missing entity may exist: the API must

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import msgspec
+from redis.asyncio import RedisCluster
 
 from engine.access.commands import Entity
 from engine.access.model import (
@@ -153,6 +154,11 @@ class AccessStore:
                 )
         if copies:
             await copies.execute()
+        if isinstance(self._redis, RedisCluster):
+            # redis-py (8.1) queues each command of a cluster transaction through an event
+            # loop of its own, on a thread: a client first initialized there would hold
+            # connections of that loop. Initialized here (once; then a no-op), it does not.
+            await self._redis.initialize()
         tx = self._redis.pipeline(transaction=True)
         for (kind, entity_id), entity in step.entities.items():
             key = self.keys.entity(kind, entity_id)

@@ -27,7 +27,7 @@ from engine.access.records import (
     QueryRecord,
     decode_record,
 )
-from state.redis_client import RedisClient
+from state.redis_client import RedisClient, is_cluster
 
 __all__ = ["QueryIndex"]
 
@@ -82,6 +82,12 @@ class QueryIndex:
         for key, scored in members.items():
             pipe.zadd(key, scored)
             pipe.zremrangebyscore(key, "-inf", f"({horizon}")
+        if next_offsets and is_cluster(self._redis):
+            # A cluster runs a pipeline's parts for each node at the same time: the offsets
+            # must not land before the records they cover (a crash would skip those).
+            if len(pipe):
+                await pipe.execute()
+            pipe = self._redis.pipeline(transaction=False)
         if next_offsets:
             pipe.hset(self.offsets_key, mapping={str(p): o for p, o in next_offsets.items()})
         await pipe.execute()

@@ -15,12 +15,16 @@ import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from agents.access import AccessLogStage
+from agents.sending import Sender
 from engine.access.model import Authorization
 from engine.api.product_cache import NotFound, ProductCache
+from engine.metrics import WorkerMetrics
 from engine.runtime.embedded import free_port
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from state.access import AccessStore, StepWrites
@@ -190,6 +194,40 @@ def test_the_listener_hears_every_primary_and_moves_with_a_failover(
         finally:
             await listener.stop()
             await views.delete_all()
+            await client.aclose()
+
+    asyncio.run(body())
+
+
+def test_access_state_that_a_failover_set_back_is_applied_again(
+    redis_cluster: LocalCluster,
+) -> None:
+    """A primary that dies before its replica has its latest writes takes them along: the
+    access state (one slot) is then as a whole at an older offset, and the access stage
+    applies the log again from there, so a revocation it had applied is not lost."""
+    prefix = f"cfcl-back-{secrets.token_hex(3)}"
+
+    async def body() -> None:
+        client = connect(redis_cluster.url, cluster=True)
+        store = AccessStore(client, prefix)
+        seeks: list[int] = []
+
+        async def seek(offset: int) -> None:
+            seeks.append(offset)
+
+        stage = AccessLogStage(store, cast(Sender, None), seek, WorkerMetrics(CollectorRegistry()))
+        try:
+            await store.commit(StepWrites(next_offset=10))
+            await stage.assigned()
+            assert (stage.next_offset, seeks) == (10, [10])
+            assert not await stage.check()
+            await store.commit(StepWrites(next_offset=7))  # as the promoted replica holds it
+            assert await stage.check()
+            assert (stage.next_offset, seeks) == (7, [10, 7])
+            assert not await stage.check()
+        finally:
+            async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+                await client.delete(key)
             await client.aclose()
 
     asyncio.run(body())
