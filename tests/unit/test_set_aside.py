@@ -122,16 +122,25 @@ def test_several_poisoned_rows_and_a_message_that_is_not_rows() -> None:
 
 
 class _FailingDisk(MemoryStore):
-    """A store whose reads fail (as RocksDB's, wrapped) while ``failing``."""
+    """A store whose reads fail (as RocksDB's, wrapped) while ``failing``, and whose
+    ``lost_write``-th write from now fails (the worker dies before that commit is on disk)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.failing = False
+        self.lost_write = 0
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         if self.failing:
             raise StateReadError("reading state database failed: IO error")
         return super().get_many(keys)
+
+    def write(self, changes: Mapping[bytes, bytes | None]) -> None:
+        if self.lost_write:
+            self.lost_write -= 1
+            if not self.lost_write:
+                raise OSError(5, "Input/output error")
+        super().write(changes)
 
 
 def test_an_outage_while_setting_aside_is_raised_not_set_aside() -> None:
@@ -297,3 +306,40 @@ def test_an_outage_is_retried_for_ever_and_never_set_aside() -> None:
     assert asyncio.run(scenario()) == (4 * _AFTER + 1, 1)
     assert sender.sent == [] and _set_aside(metrics) == 0
     assert _views(PartitionLedger(store, _pseudonym, lambda: _REGISTRY)) == _only(good)
+
+
+def test_a_crash_between_the_rejection_and_the_commit_sets_the_row_aside_again() -> None:
+    """The set-aside row's rejection is confirmed before the commit that moves past it: a
+    worker that dies in between loses nothing. The next one sets the row aside again (the
+    same record, under the same key: readers count each place once) and applies every other
+    row exactly once."""
+    take, good = _take()
+    store, sender = _FailingDisk(), _Sender()
+    crashed, _ = _stage(store, sender, _AFTER)
+
+    async def first_life() -> int:
+        await crashed.open({0})
+        store.lost_write = 2  # the savepoint before the poisoned message is written, the
+        return await _tries(crashed, take, _AFTER + 1)  # commit past it is lost
+
+    assert asyncio.run(first_life()) == _AFTER + 2  # never went through
+    assert len(sender.sent) == 1  # the rejection was confirmed; the commit past it is lost
+    assert PartitionLedger(store, _pseudonym, lambda: _REGISTRY).progress.next_offset == 1
+
+    restarted, metrics = _stage(store, sender, _AFTER)  # a new worker, the same state
+
+    async def second_life() -> int:
+        await restarted.open({0})
+        tries = await _tries(restarted, take, 2 * _AFTER)
+        await restarted.close()
+        return tries
+
+    assert asyncio.run(second_life()) == _AFTER + 1
+    assert [key for _, key, _ in sender.sent] == [f"{_BANK_TOPIC}/0/9".encode()] * 2
+    assert sender.sent[0][2] is not None and sender.sent[1][2] is not None
+    first, again = (codec.loads(value or b"") for _, _, value in sender.sent)
+    assert first["original"] == again["original"] and first["source"] == again["source"]
+    assert _set_aside(metrics) == 1
+    committed = PartitionLedger(store, _pseudonym, lambda: _REGISTRY)
+    assert committed.progress.next_offset == 3
+    assert _views(committed) == _only(good)  # every other row once, the poisoned one never
