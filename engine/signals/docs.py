@@ -34,12 +34,16 @@ once its changes pause (0.3 s, and at the latest 5 s after the first; 10 s for c
 only to months before the last, history arriving), so that a bank's backfill of a firm's
 history raises nothing it would retract.
 Judging takes at most about a third of a worker's time: under more load, signals come
-later (`creditflow_signals_pending_enterprises`) and ingest does not slow. Rules marked *planned*
-need state the workers do not keep yet (flows per day by class and the counterparty's kind
-for loan proceeds, judicial deductions as a class) and raise nothing. The rules on
-counterparties (new financing partners, the largest customer) read complete months: the
-state keeps each month's flows by counterparty, not their days. A deployment tunes
-parameters in its own copy of the spec (`CREDITFLOW_SIGNAL_RULES_PATH`).
+later (`creditflow_signals_pending_enterprises`) and ingest does not slow. The rules on loan
+proceeds and judicial deductions read the month state's *marks*, kept by day since spec
+version 3 (loans received; money to individuals, to the firm's own accounts, to lenders;
+judicial deductions): months written by an earlier version have none until their partition
+is rebuilt from the routed topic. Who is an individual comes from the event's
+`counterparty.kind`, else from the id's shape (a resident identity number): a bank that
+identifies persons by account number must send the kind. The rules on counterparties (new
+financing partners, the largest customer) read complete months: the state keeps each month's
+flows by counterparty, not their days. A deployment tunes parameters in its own copy of the
+spec (`CREDITFLOW_SIGNAL_RULES_PATH`).
 
 **The signal record.** Each transition is one JSON message on the Kafka topic
 `credit.signals`, keyed by enterprise: `id` (the episode's), `enterprise_id`, `rule`,
@@ -59,8 +63,9 @@ Each answer that delivers signals writes one query record per enterprise (produc
 `signals`), durable before the signals leave. Feeds keep `CREDITFLOW_SIGNAL_RETENTION_DAYS`
 (90) days.
 
-**Not built yet:** the two planned rules, signals in the quarterly report's flags. How well
-the evaluated rules warn, and how often they cry wolf: the backtest at the end.
+**Not built yet:** account freezes that move no money (not a transaction of the contract),
+signals in the quarterly report's flags. How well the evaluated rules warn, and how often
+they cry wolf: the backtest at the end.
 """
 
 
@@ -91,10 +96,9 @@ Where the rules fall short of recall 0.9 and precision 0.8, and why:
 - `fast_in_fast_out` tells a conduit from a firm by its balances alone: money that came
   into empty accounts and left them empty by the next day. The generated healthy firms all
   keep a buffer, so its precision here says nothing about a healthy firm living from hand
-  to mouth on a small positive balance, which it would flag; where the money went (an
-  individual, the firm's own account) waits for the counterparty's kind (issue 15). A
-  first definition that counted negative balances as empty raised 214 false alarms on such
-  firms, which are often overdrawn.
+  to mouth on a small positive balance, which it would flag; where the money went is
+  `loan_proceeds_diverted`'s to judge, for loans. A first definition that counted negative
+  balances as empty raised 214 false alarms on such firms, which are often overdrawn.
 - The figures move by several points between seeds at 50 firms a scenario; the test of a
   change to a rule is the same seed before and after.
 """

@@ -264,6 +264,43 @@ def fast_in_fast_out(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | 
     return {"pass_through_days": len(passed), "inflow_fen": sum(passed)}
 
 
+#: Where diverted loan proceeds go: state/month.py's marks, by the evidence's names.
+_DIVERTED_TO = {"to_lender": "lenders", "to_self": "own_accounts", "to_person": "individuals"}
+
+
+def _diverted(t: Timeline, loan_day: int, end: int, p: Mapping[str, float]) -> Evidence | None:
+    """The evidence when the loans of ``loan_day`` are a loan day's and their proceeds had
+    left by the end of day ``end``."""
+    received = t.marked("loan_in", loan_day, loan_day)
+    if received < p["min_loan_fen"]:
+        return None
+    last = min(loan_day + int(p["days"]), end)
+    left = {name: t.marked(mark, loan_day, last) for mark, name in _DIVERTED_TO.items()}
+    total = sum(left.values())
+    if total < p["share"] * received:
+        return None
+    disbursed_on = t.day(loan_day).isoformat()
+    return {"disbursed_on": disbursed_on, "disbursed_fen": received, "left_fen": total, "to": left}
+
+
+def loan_proceeds_diverted(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    hold = int(p["hold_days"])
+    for loan_day in reversed(t.marked_days("loan_in")):  # the latest first
+        if loan_day <= i - hold:
+            break
+        if loan_day <= i and (evidence := _diverted(t, loan_day, i, p)) is not None:
+            return evidence
+    return None
+
+
+def judicial_deduction(t: Timeline, i: int, p: Mapping[str, float]) -> Evidence | None:
+    first = i - int(p["hold_days"]) + 1
+    days = [d for d in t.marked_days("judicial") if first <= d <= i]
+    if not days:
+        return None
+    return {"booked_on": t.day(days[-1]).isoformat(), "amount_fen": t.marked("judicial", first, i)}
+
+
 def month_end(month: int) -> date:
     return date(month // 12, month % 12 + 1, days_in_month(month))
 
@@ -277,6 +314,8 @@ RULES: dict[str, Rule] = {
     "financing_partner_stacking": financing_partner_stacking,
     "largest_customer_stopped": largest_customer_stopped,
     "fast_in_fast_out": fast_in_fast_out,
+    "loan_proceeds_diverted": loan_proceeds_diverted,
+    "judicial_deduction": judicial_deduction,
 }
 
 

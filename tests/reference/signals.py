@@ -243,6 +243,61 @@ def fast(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] |
     return {"pass_through_days": len(passed), "inflow_fen": sum(passed)}
 
 
+_LENDING = ("bank", "lender", "lessor", "factor")
+
+
+def _lends(t: Txn) -> bool:
+    """A lender of the rule: the account-holding bank on channel loan, or a lending partner."""
+    return (t.cls == "BANK_OWN" and t.channel == "loan") or (
+        t.cls == "FIN_PARTNER" and t.subtype in _LENDING
+    )
+
+
+def _destination(t: Txn) -> str | None:
+    """Where an outflow of diverted proceeds went, each counted once, in the spec's order."""
+    if _lends(t):
+        return "lenders"
+    if t.cls == "SELF":
+        return "own_accounts"
+    if t.individual and t.cls not in ("PAYROLL", "JUDICIAL"):
+        return "individuals"
+    return None
+
+
+def diverted(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    """The latest loan day of the hold window whose proceeds had left by the end of ``day``."""
+    for back in range(int(p["hold_days"])):
+        loan_day = day - timedelta(days=back)
+        received = sum(t.amount for t in txns if t.inflow and _lends(t) and t.day == loan_day)
+        if received < p["min_loan_fen"]:
+            continue
+        until = min(loan_day + timedelta(days=int(p["days"])), day)
+        to = {"lenders": 0, "own_accounts": 0, "individuals": 0}
+        for t in txns:
+            where = None if t.inflow else _destination(t)
+            if where is not None and loan_day <= t.day <= until:
+                to[where] += t.amount
+        if sum(to.values()) >= p["share"] * received:
+            return {
+                "disbursed_on": loan_day.isoformat(),
+                "disbursed_fen": received,
+                "left_fen": sum(to.values()),
+                "to": to,
+            }
+    return None
+
+
+def judicial(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, Any] | None:
+    since = day - timedelta(days=int(p["hold_days"]) - 1)
+    found = [t for t in txns if not t.inflow and t.cls == "JUDICIAL" and since <= t.day <= day]
+    if not found:
+        return None
+    return {
+        "booked_on": max(t.day for t in found).isoformat(),
+        "amount_fen": sum(t.amount for t in found),
+    }
+
+
 JUDGES: dict[str, Judge] = {
     "operating_inflow_stopped": stopped,
     "operating_inflow_collapse": collapse,
@@ -252,6 +307,8 @@ JUDGES: dict[str, Judge] = {
     "financing_partner_stacking": stacking,
     "largest_customer_stopped": customer,
     "fast_in_fast_out": fast,
+    "loan_proceeds_diverted": diverted,
+    "judicial_deduction": judicial,
 }
 
 

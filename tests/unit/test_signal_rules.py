@@ -57,8 +57,9 @@ def _event(
     account: str,
     counterparty: str = CUSTOMER,
     channel: str = "transfer",
+    kind: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    event = {
         "schema": 1,
         "txn_id": f"T{n:05d}",
         "bank": "BANK0001",
@@ -72,6 +73,39 @@ def _event(
         "channel": channel,
         "counterparty": {"id": counterparty, "bank": None},
     }
+    if kind is not None:
+        event["counterparty"]["kind"] = kind
+    return event
+
+
+def _divert(
+    rng: random.Random, events: list[dict[str, Any]], balance: dict[str, int], day: date
+) -> None:
+    """A loan from a lender, and a random share of it paid within a few days to persons, the
+    firm's own account or another lender (or, as often, to suppliers)."""
+    loan = rng.choice((3_000_000, 5_000_000, 8_000_000))
+    balance["ACC-1"] += loan
+    events.append(_event(len(events), day, "in", loan, balance["ACC-1"], "ACC-1", "FIN-LOAN-0001"))
+    for _ in range(rng.randint(1, 4)):
+        amount = loan * rng.choice((10, 20, 30, 50)) // 100
+        payee, kind, channel = rng.choice(
+            (
+                (_PERSON, "individual", "transfer"),
+                ("11010519491231002X", None, "transfer"),  # a resident ID: a person
+                (ENTERPRISE, None, "transfer"),
+                ("FIN-FACTOR-0001", None, "transfer"),
+                ("BANK0001", None, "loan"),
+                (CUSTOMER, None, "transfer"),
+                (_PERSON, "individual", "payroll"),
+            )
+        )
+        when = day + timedelta(days=rng.randint(0, 5))
+        balance["ACC-1"] -= amount
+        events.append(
+            _event(
+                len(events), when, "out", amount, balance["ACC-1"], "ACC-1", payee, channel, kind
+            )
+        )
 
 
 @st.composite
@@ -81,7 +115,17 @@ def firm(draw: st.DrawFn) -> list[dict[str, Any]]:
     rng = random.Random(draw(st.integers(0, 2**32)))
     span = draw(st.sampled_from((45, 120, 400, 460)))
     trouble_at = draw(st.integers(0, span))
-    troubles = ("stop", "collapse", "lapse", "stack", "customer", "conduit", "none")
+    troubles = (
+        "stop",
+        "collapse",
+        "lapse",
+        "stack",
+        "customer",
+        "conduit",
+        "divert",
+        "judicial",
+        "none",
+    )
     trouble = draw(st.sampled_from(troubles))
     # One customer pays about half the receipts; the customer trouble stops it.
     customers = [CUSTOMER, CUSTOMER, *_OTHER_CUSTOMERS[: rng.randint(1, 3)]]
@@ -107,6 +151,17 @@ def firm(draw: st.DrawFn) -> list[dict[str, Any]]:
                     events.append(
                         _event(len(events), day, "out", amount, balance[account], account, _PERSON)
                     )
+        if trouble == "divert" and k in (trouble_at, trouble_at + 40):
+            _divert(rng, events, balance, day)
+        if trouble == "judicial" and k == trouble_at:
+            amount = rng.randint(10_000, 900_000)
+            balance["ACC-2"] -= amount
+            payee, channel = rng.choice(
+                (("COURT-77", "judicial"), ("JUD-ENFORCE-0001", "transfer"))
+            )
+            events.append(
+                _event(len(events), day, "out", amount, balance["ACC-2"], "ACC-2", payee, channel)
+            )
         # A long-standing lender, repaid every month; new ones lend after the stack trouble,
         # some of them a few weeks apart.
         lenders = [(0, "ICBC0001")]
@@ -490,3 +545,115 @@ def test_money_that_passes_through_day_after_day_is_fast_in_fast_out() -> None:
         found = finding(rule, _timeline(events, as_of), parameters)
         got = None if found is None else (found.start, found.evidence)
         assert got == reference.finding(rule, txns, as_of, parameters)
+
+
+def _trading(days: int) -> list[dict[str, Any]]:
+    """A firm paid by its customer and paying a supplier every day, into one account."""
+    events: list[dict[str, Any]] = []
+    balance = 1_000_000
+    for k in range(days):
+        day = START + timedelta(days=k)
+        balance += 200_000
+        events.append(_event(len(events), day, "in", 200_000, balance, "ACC-1"))
+        balance -= 150_000
+        events.append(
+            _event(len(events), day, "out", 150_000, balance, "ACC-1", _OTHER_CUSTOMERS[0])
+        )
+    return events
+
+
+def _agrees_with_reference(rule: str, events: list[dict[str, Any]], days: range) -> None:
+    parameters = SPEC.rules[rule].values()
+    txns = transactions(events)[ENTERPRISE]
+    for k in days:
+        as_of = START + timedelta(days=k)
+        found = finding(rule, _timeline(events, as_of), parameters)
+        got = None if found is None else (found.start, found.evidence)
+        assert got == reference.finding(rule, txns, as_of, parameters), as_of
+
+
+def _with_outflows(
+    events: list[dict[str, Any]], payments: list[tuple[int, int, str, str, str | None]]
+) -> list[dict[str, Any]]:
+    """``events`` and, on day 30, a loan of CNY 50,000 from a lender, then ``payments``:
+    (day, amount, counterparty, channel, kind)."""
+    events = [
+        *events,
+        _event(
+            len(events), START + timedelta(days=30), "in", 5_000_000, 0, "ACC-1", "FIN-LOAN-0001"
+        ),
+    ]
+    for day, amount, payee, channel, kind in payments:
+        when = START + timedelta(days=day)
+        events.append(_event(len(events), when, "out", amount, 0, "ACC-2", payee, channel, kind))
+    return events
+
+
+def test_loan_proceeds_that_leave_at_once_are_diverted_and_spent_ones_are_not() -> None:
+    rule, parameters = "loan_proceeds_diverted", SPEC.rules["loan_proceeds_diverted"].values()
+    base = _trading(75)
+    diverted = _with_outflows(
+        base,
+        [
+            (31, 2_000_000, _PERSON, "transfer", "individual"),
+            (33, 1_000_000, ENTERPRISE, "transfer", None),  # to its own account elsewhere
+        ],
+    )
+    # 40 % had left by day 31, 60 % by day 33: raised on day 33, for 30 days from the loan.
+    assert finding(rule, _timeline(diverted, START + timedelta(days=32)), parameters) is None
+    found = finding(rule, _timeline(diverted, START + timedelta(days=59)), parameters)
+    assert found is not None and found.start == START + timedelta(days=33)
+    assert found.evidence == {
+        "disbursed_on": "2025-01-31",
+        "disbursed_fen": 5_000_000,
+        "left_fen": 3_000_000,
+        "to": {"lenders": 0, "own_accounts": 1_000_000, "individuals": 2_000_000},
+    }
+    assert finding(rule, _timeline(diverted, START + timedelta(days=60)), parameters) is None
+    _agrees_with_reference(rule, diverted, range(28, 64))
+    # A new loan repaying an old lender (the account-holding bank, channel loan) is diverted;
+    # the same money to a supplier, to staff, or after the third day is not.
+    rolled = _with_outflows(base, [(30, 4_000_000, "BANK0001", "loan", None)])
+    assert finding(rule, _timeline(rolled, START + timedelta(days=30)), parameters) is not None
+    _agrees_with_reference(rule, rolled, range(29, 62))
+    for payments in (
+        [(31, 3_000_000, CUSTOMER, "transfer", None)],
+        [(31, 3_000_000, _PERSON, "payroll", "individual")],
+        [(34, 3_000_000, _PERSON, "transfer", "individual")],
+        [(31, 3_000_000, _PERSON, "transfer", None)],  # an account number: an organization
+    ):
+        spent = _with_outflows(base, payments)
+        assert finding(rule, _timeline(spent, START + timedelta(days=40)), parameters) is None
+        _agrees_with_reference(rule, spent, range(29, 36))
+
+
+def test_a_judicial_deduction_is_a_signal_for_ninety_days_and_a_court_fee_is_not() -> None:
+    rule, parameters = "judicial_deduction", SPEC.rules["judicial_deduction"].values()
+    base = _trading(120)
+    deducted = [
+        *base,
+        _event(
+            len(base), START + timedelta(days=10), "out", 700_000, 0, "ACC-1", "COURT-9", "judicial"
+        ),
+        _event(
+            len(base) + 1, START + timedelta(days=12), "out", 50_000, 0, "ACC-1", "JUD-ENFORCE-0001"
+        ),
+    ]
+    found = finding(rule, _timeline(deducted, START + timedelta(days=99)), parameters)
+    assert found is not None and found.start == START + timedelta(days=10)
+    assert found.evidence == {"booked_on": "2025-01-13", "amount_fen": 750_000}
+    found = finding(rule, _timeline(deducted, START + timedelta(days=100)), parameters)
+    assert found is not None and found.evidence == {"booked_on": "2025-01-13", "amount_fen": 50_000}
+    assert finding(rule, _timeline(deducted, START + timedelta(days=102)), parameters) is None
+    _agrees_with_reference(rule, deducted, range(8, 104, 3))
+    fee = [
+        *base,
+        _event(len(base), START + timedelta(days=10), "out", 700_000, 0, "ACC-1", "GOV-COURT-0001"),
+    ]
+    assert finding(rule, _timeline(fee, START + timedelta(days=20)), parameters) is None
+    # Reversed, it never happened.
+    reversed_ = [
+        *deducted[:-1],
+        dict(deducted[-2], txn_id="REV", direction="in", reversal_of=deducted[-2]["txn_id"]),
+    ]
+    assert finding(rule, _timeline(reversed_, START + timedelta(days=20)), parameters) is None
