@@ -46,7 +46,9 @@ def connect(url: str, cluster: bool = False, **options: Any) -> RedisClient:
     names (``cluster``); ``options`` go to redis-py (timeouts, protocol)."""
     if not cluster:
         return Redis.from_url(url, **options)
-    options.setdefault("retry", Retry(_CLUSTER_BACKOFF, _CLUSTER_RETRIES))
+    # RedisCluster has no retry_on_timeout: its retry object decides (none, to fail fast).
+    retries = _CLUSTER_RETRIES if options.pop("retry_on_timeout", True) else 0
+    options.setdefault("retry", Retry(_CLUSTER_BACKOFF, retries))
     return RedisCluster.from_url(url, **options)
 
 

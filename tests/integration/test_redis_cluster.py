@@ -27,6 +27,7 @@ from engine.api.product_cache import NotFound, ProductCache
 from engine.metrics import WorkerMetrics
 from engine.runtime.embedded import free_port
 from engine.runtime.runner import EmbeddedStack, embedded_stack
+from engine.runtime.status import collect_status
 from state.access import AccessStore, StepWrites
 from state.queries import QueryIndex
 from state.redis_client import connect
@@ -38,6 +39,7 @@ from tests.cluster_checks import by_primary, cache_live, invalidated_on_every_pr
 from tests.factories import enterprise_ids
 from tests.integration.conftest import (
     BANKS,
+    PARTITIONS,
     assert_products,
     generated_log,
     module_settings,
@@ -257,6 +259,9 @@ def test_products_exact_on_a_cluster_through_a_failover_during_pulls(
     publish_by_bank(stack, log, max_batch=100)
     assert_products(stack, reference.products(log), timeout=90)
     assert cache_live(stack), "the API must listen to every primary"
+    status = collect_status(stack.settings)  # creditflow status, on the cluster
+    assert status.redis_error is None, status.redis_error
+    assert [p.source for p in status.stage("ledger")] == ["state"] * PARTITIONS
     invalidated_on_every_primary(stack, redis_cluster, log, 100)
     expected = reference.products(log)
 
