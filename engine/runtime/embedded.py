@@ -7,6 +7,7 @@ is gone when it stops. It serves development, tests and the demo; production run
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -20,9 +21,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
+from redis.exceptions import RedisClusterException, RedisError
 
 from engine.errors import EmbeddedServiceError
+from state.redis_client import connect
 
 __all__ = ["Child", "Stack", "free_port", "start_broker", "start_redis", "wait_http"]
 
@@ -148,14 +150,20 @@ def start_redis(
     return f"redis://127.0.0.1:{port}/0", child
 
 
-def redis_reachable(url: str) -> bool:
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+def redis_reachable(url: str, cluster: bool = False) -> bool:
+    """Whether the Redis at ``url`` (a node of a Redis Cluster, with ``cluster``) answers
+    a PING within a second or so."""
+
+    async def ping() -> bool:
+        client = connect(url, cluster, socket_connect_timeout=1, socket_timeout=1)
         try:
-            return bool(client.ping())
+            return bool(await client.ping())
         finally:
-            client.close()
-    except redis.RedisError:
+            await client.aclose()
+
+    try:
+        return asyncio.run(ping())
+    except (RedisError, RedisClusterException, OSError):
         return False
 
 

@@ -269,7 +269,7 @@ def embedded_stack(
             update["kafka_bootstrap"] = bootstrap
             update["data_dir"] = stack.run_dir / "state"
             update["redis_prefix"] = f"{settings.redis_prefix}-{secrets.token_hex(4)}"
-        if not redis_reachable(settings.redis_url.get_secret_value()):
+        if not redis_reachable(settings.redis_url.get_secret_value(), settings.redis_cluster):
             redis_url, redis_child = start_redis(stack.run_dir, logs / "redis.log")
             stack.add(redis_child)
             update["redis_url"] = SecretStr(redis_url)
