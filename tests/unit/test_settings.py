@@ -34,3 +34,15 @@ def test_the_journal_lives_under_the_data_dir_unless_told(monkeypatch: pytest.Mo
     assert str(Settings().journal_dir) == "/srv/cf/api-journal"
     monkeypatch.setenv(f"{ENV_PREFIX}API_JOURNAL_DIR", "/journal")
     assert str(Settings().journal_dir) == "/journal"
+
+
+def test_a_redis_cluster_url_names_database_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}REDIS_CLUSTER", "true")
+    for url in ("redis://node-1:6379", "redis://node-1:6379/0", "rediss://:pw@node-1:6379/"):
+        monkeypatch.setenv(f"{ENV_PREFIX}REDIS_URL", url)
+        assert Settings().redis_cluster
+    monkeypatch.setenv(f"{ENV_PREFIX}REDIS_URL", "redis://node-1:6379/2")
+    with pytest.raises(ValidationError, match="only database 0"):
+        Settings()
+    monkeypatch.setenv(f"{ENV_PREFIX}REDIS_CLUSTER", "false")
+    assert Settings().redis_url.get_secret_value().endswith("/2")  # one Redis: any database
