@@ -20,7 +20,9 @@ pseudonyms. The parts:
 - registry: registry version -> transactions it classified
 - marks:    day of month -> {mark: [amount, count]}, the flows the signal rules follow by day
             (:func:`mark_of`: loans received, money to persons, to the firm's own accounts
-            and to lenders, judicial deductions); only days that have one
+            and to lenders, judicial deductions); only days that have one. Loans received
+            and paid are kept by lender, "loan_in|<class>|<counterparty>": a loan renewed
+            with the lender that lent it is told from one repaying another lender
 """
 
 from __future__ import annotations
@@ -93,8 +95,14 @@ def contribution(
         currency=None if currency == "CNY" else currency,
         party=None if party is None else f"{cls}|{party}",
         registry=str(registry),
-        mark=mark_of(inflow, cls, subtype, channel, individual),
+        mark=_mark_key(mark_of(inflow, cls, subtype, channel, individual), party, cls),
     )
+
+
+def _mark_key(mark: str | None, party: str | None, cls: str) -> str | None:
+    if mark in ("loan_in", "to_lender"):
+        return f"{mark}|{cls}|{party}"
+    return mark
 
 
 def mark_of(inflow: bool, cls: str, subtype: str, channel: str, individual: bool) -> str | None:

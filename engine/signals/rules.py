@@ -271,11 +271,15 @@ _DIVERTED_TO = {"to_lender": "lenders", "to_self": "own_accounts", "to_person": 
 def _diverted(t: Timeline, loan_day: int, end: int, p: Mapping[str, float]) -> Evidence | None:
     """The evidence when the loans of ``loan_day`` are a loan day's and their proceeds had
     left by the end of day ``end``."""
-    received = t.marked("loan_in", loan_day, loan_day)
+    lenders = t.marked_by("loan_in", loan_day, loan_day)
+    received = sum(lenders.values())
     if received < p["min_loan_fen"]:
         return None
     last = min(loan_day + int(p["days"]), end)
     left = {name: t.marked(mark, loan_day, last) for mark, name in _DIVERTED_TO.items()}
+    # Repaying a lender that lent that day renews its loan: not a diversion.
+    renewed = t.marked_by("to_lender", loan_day, last)
+    left["lenders"] -= sum(amount for lender, amount in renewed.items() if lender in lenders)
     total = sum(left.values())
     if total < p["share"] * received:
         return None

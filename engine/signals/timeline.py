@@ -181,13 +181,26 @@ class Timeline:
     def marked(self, mark: str, start: int, end: int) -> int:
         """The amount of one mark (state/month.py: loan_in, to_person, ...) on days
         start..end (inclusive), clipped to the firm's days."""
-        series = self._marks.get(mark)
-        return 0 if series is None else series.total(max(start, 0), min(end, self.last))
+        return sum(self.marked_by(mark, start, end).values())
+
+    def marked_by(self, mark: str, start: int, end: int) -> dict[str, int]:
+        """:meth:`marked` by counterparty, for the marks kept by lender ("loan_in",
+        "to_lender": "<class>|<counterparty>" -> amount; "" for the others)."""
+        found = {}
+        for key, series in self._marks.items():
+            if key == mark or key.startswith(mark + "|"):
+                amount = series.total(max(start, 0), min(end, self.last))
+                if amount:
+                    found[key[len(mark) + 1 :]] = amount
+        return found
 
     def marked_days(self, mark: str) -> list[int]:
         """The days, up to the as-of day, with an amount of ``mark``, in order."""
-        series = self._marks.get(mark)
-        return [] if series is None else series.days_until(self.last)
+        days = set()
+        for key, series in self._marks.items():
+            if key == mark or key.startswith(mark + "|"):
+                days.update(series.days_until(self.last))
+        return sorted(days)
 
     def last_inflow(self, index: int) -> int | None:
         """Index of the last day at or before ``index`` with an operating inflow."""

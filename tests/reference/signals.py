@@ -268,14 +268,16 @@ def diverted(txns: list[Txn], day: date, p: Mapping[str, float]) -> dict[str, An
     """The latest loan day of the hold window whose proceeds had left by the end of ``day``."""
     for back in range(int(p["hold_days"])):
         loan_day = day - timedelta(days=back)
-        received = sum(t.amount for t in txns if t.inflow and _lends(t) and t.day == loan_day)
+        loans = [t for t in txns if t.inflow and _lends(t) and t.day == loan_day]
+        received = sum(t.amount for t in loans)
         if received < p["min_loan_fen"]:
             continue
         until = min(loan_day + timedelta(days=int(p["days"])), day)
         to = {"lenders": 0, "own_accounts": 0, "individuals": 0}
         for t in txns:
             where = None if t.inflow else _destination(t)
-            if where is not None and loan_day <= t.day <= until:
+            renewal = where == "lenders" and any((t.cls, t.cp) == (u.cls, u.cp) for u in loans)
+            if where is not None and not renewal and loan_day <= t.day <= until:
                 to[where] += t.amount
         if sum(to.values()) >= p["share"] * received:
             return {

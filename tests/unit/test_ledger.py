@@ -339,6 +339,8 @@ def _plain_views(log: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any
                 party[2] += 1
             view["registry"][version] = view["registry"].get(version, 0) + 1
             mark = _plain_mark(t)
+            if mark in ("loan_in", "to_lender"):  # kept by lender
+                mark = f"{mark}|{t.cls}|{PSEUDONYM(t.cp)}"
             if mark is not None:
                 marked = view["marks"].setdefault(str(t.day.day), {}).setdefault(mark, [0, 0])
                 marked[0] += t.amount

@@ -94,7 +94,7 @@ def test_a_month_written_before_marks_decodes_with_none() -> None:
         party="p",
         registry=1,
     )
-    assert agg.marks == {"3": {"loan_in": [5, 1]}}
+    assert agg.marks == {"3": {"loan_in|BANK_OWN|p": [5, 1]}}  # kept by lender
     before = codec.dumps(codec.loads(agg.encode())[:8])  # format 2 as first written
     assert MonthAgg.decode(before).marks == {}
     assert MonthAgg.decode(agg.encode()).marks == agg.marks

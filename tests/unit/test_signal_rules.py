@@ -612,7 +612,8 @@ def test_loan_proceeds_that_leave_at_once_are_diverted_and_spent_ones_are_not() 
     assert finding(rule, _timeline(diverted, START + timedelta(days=60)), parameters) is None
     _agrees_with_reference(rule, diverted, range(28, 64))
     # A new loan repaying an old lender (the account-holding bank, channel loan) is diverted;
-    # the same money to a supplier, to staff, or after the third day is not.
+    # the same money to a supplier, to staff, after the third day, or back to the lender
+    # that lent it (a renewal) is not.
     rolled = _with_outflows(base, [(30, 4_000_000, "BANK0001", "loan", None)])
     assert finding(rule, _timeline(rolled, START + timedelta(days=30)), parameters) is not None
     _agrees_with_reference(rule, rolled, range(29, 62))
@@ -621,6 +622,7 @@ def test_loan_proceeds_that_leave_at_once_are_diverted_and_spent_ones_are_not() 
         [(31, 3_000_000, _PERSON, "payroll", "individual")],
         [(34, 3_000_000, _PERSON, "transfer", "individual")],
         [(31, 3_000_000, _PERSON, "transfer", None)],  # an account number: an organization
+        [(30, 4_000_000, "FIN-LOAN-0001", "transfer", None)],  # the lender renews its loan
     ):
         spent = _with_outflows(base, payments)
         assert finding(rule, _timeline(spent, START + timedelta(days=40)), parameters) is None
