@@ -39,7 +39,7 @@ from engine.products.classify import Registry
 from state.kv import KVStore
 from state.ledger import PartitionLedger
 from state.ledger_types import Outcome, Progress, SetAside, Source
-from state.views import ViewStore, month_field
+from state.views import NewerViewsError, ViewStore, month_field
 
 __all__ = ["LedgerStage", "as_of", "is_outage"]
 
@@ -591,17 +591,20 @@ class LedgerStage:
                 entry[month_field(format_month(month))] = (
                     b"" if agg is None else codec.dumps(agg.view())
                 )
-        await self._publish_with_retry(partition, fields, ledger.progress)
+        progress = ledger.progress
+        await self._publish_with_retry(partition, fields, progress.next_offset, progress)
 
     async def _publish_with_retry(
         self,
         partition: int,
         fields: dict[str, dict[str, bytes]],
+        offset: int,
         progress: Progress | None,
         create: bool = False,
     ) -> None:
-        """Publish views, and the progress they reach unless ``progress`` is None. Progress
-        missing from Redis is written only when ``create`` (see ViewStore.publish)."""
+        """Publish views of the state at routed ``offset``, and the progress they reach
+        unless ``progress`` is None. Progress missing from Redis is written only when
+        ``create``; nothing goes over views from a later offset (see ViewStore.publish)."""
         delay = 0.1
         while True:
             started = time.perf_counter()
@@ -611,7 +614,11 @@ class LedgerStage:
                     fields,
                     None if progress is None else as_of(progress, partition),
                     create,
+                    offset,
                 )
+            except NewerViewsError as exc:
+                self._behind_views(partition, exc.newer)
+                return
             except Exception as exc:  # Redis down or failing over: state is safe, keep trying
                 self.views_ok = False
                 self._metrics.publish_errors.inc()
@@ -652,6 +659,23 @@ class LedgerStage:
                 return  # Redis away: publishing says so (views_ok, the log); checked again
             if progress is None and partition in self._published - self._republishing:
                 self._views_vanished(partition)
+
+    def _behind_views(self, partition: int, newer: int) -> None:
+        """Redis holds views of ``partition`` from a later routed offset than this state:
+        another worker has published it further. Either that worker took the partition while
+        this one was cut off from the group (which it learns when it reaches the broker
+        again), or this state is behind. Publish nothing more of it until the state reaches
+        those views, as for a partition moved here without its state: older views never
+        replace newer ones (ViewStore.publish left them in place)."""
+        log.warning(
+            "partition %d: Redis holds its views from routed offset %d, past this worker's "
+            "state; publishing nothing of it until the state gets there (has another worker "
+            "taken the partition?)",
+            partition,
+            newer,
+            extra={"partition": partition, "views_offset": newer},
+        )
+        self._catching_up[partition] = max(newer, self._catching_up.get(partition, newer))
 
     def _views_vanished(self, partition: int) -> None:
         """Redis lost this partition's views (restarted empty, flushed): rebuild them all."""
@@ -725,11 +749,14 @@ class LedgerStage:
                 month_field(format_month(m)): codec.dumps(agg.view()) for m, agg in months.items()
             }
             if len(batch) >= _REPUBLISH_CHUNK:  # progress only with the last chunk
-                await self._publish_with_retry(partition, batch, None)
+                await self._publish_with_retry(partition, batch, ledger.progress.next_offset, None)
                 self._metrics.republished_enterprises.inc(len(batch))
                 batch = {}
         self._published.discard(partition)  # its progress is written anew below
-        await self._publish_with_retry(partition, batch, ledger.progress, create=True)
+        progress = ledger.progress
+        await self._publish_with_retry(
+            partition, batch, progress.next_offset, progress, create=True
+        )
         self._metrics.republished_enterprises.inc(len(batch))
 
     async def _published_offset(self, partition: int) -> int | None:

@@ -2,7 +2,9 @@
 
 Layout (renaming a key is a migration):
     <prefix>:v1:ent:{<enterprise>}   HASH  field "m:YYYY-MM" -> month view JSON
-                                           (an empty value: the month has no data any more)
+                                           (an empty value: the month has no data any more);
+                                           "o" -> the routed offset of the state they were
+                                           last written from
     <prefix>:v1:part:<n>             STRING progress of partition n (as_of of its views)
 
 (Views written before this version also hold a field "v", a token the API once compared;
@@ -16,6 +18,13 @@ different nodes, and a pipeline's parts for different nodes run at the same time
 progress is written only once the views' writes have been answered, and read before the
 views are asked for (one round trip more each).
 
+Views never go back to an older state. A worker cut off from the group keeps the state
+and the work of partitions that another worker has taken meanwhile, and may publish it
+when it reaches Redis again (on revocation, the commit of what it had applied): every write
+says the routed offset of the state it comes from, and a script per key leaves out what is
+older than what Redis holds (an enterprise's hash, a partition's progress), one key at a
+time, so that it runs on a Redis Cluster as well.
+
 Readers that keep views in memory learn of every write from Redis itself
 (state/tracking.py): every key here is under one prefix, ``<prefix>:v1:``.
 """
@@ -26,9 +35,51 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from engine import codec
+from engine.errors import StateError
 from state.redis_client import RedisClient, is_cluster
 
-__all__ = ["ViewStore", "month_field"]
+__all__ = ["NewerViewsError", "ViewStore", "month_field"]
+
+# The scripts are sent whole (EVAL), as in state/signal_feeds.py. They return -1 when they
+# wrote, else the later routed offset they found and left in place.
+
+# KEYS: an enterprise's views. ARGV: the routed offset of the state they come from, then
+# field, value pairs.
+_WRITE_VIEWS = """
+local at = tonumber(redis.call('HGET', KEYS[1], 'o')) or -1
+if at > tonumber(ARGV[1]) then return at end
+redis.call('HSET', KEYS[1], 'o', ARGV[1], unpack(ARGV, 2))
+return -1
+"""
+
+# KEYS: a partition's progress. ARGV: the progress JSON, its routed offset, "1" to create it
+# where Redis has none. Returns -2 when Redis had none (written only with "1").
+_WRITE_PROGRESS = """
+local old = redis.call('GET', KEYS[1])
+if not old then
+  if ARGV[3] == '1' then redis.call('SET', KEYS[1], ARGV[1]) end
+  return -2
+end
+local at = tonumber(cjson.decode(old)['routed_offset']) or -1
+if at > tonumber(ARGV[2]) then return at end
+redis.call('SET', KEYS[1], ARGV[1])
+return -1
+"""
+
+
+class NewerViewsError(StateError):
+    """Redis holds views of the partition written from a later routed offset than a write
+    brought: another worker has published past this one's state. What was older was left
+    out, the rest written."""
+
+    def __init__(self, partition: int, offset: int, newer: int) -> None:
+        super().__init__(
+            f"partition {partition}: Redis holds views from routed offset {newer}, later than "
+            f"this state's {offset}; they were left in place"
+        )
+        self.partition = partition
+        self.offset = offset
+        self.newer = newer
 
 
 def month_field(label: str) -> str:
@@ -58,6 +109,7 @@ class ViewStore:
         months: Mapping[str, Mapping[str, bytes]],
         progress: Mapping[str, Any] | None,
         create: bool = False,
+        offset: int | None = None,
     ) -> bool:
         """Write the changed month views of each enterprise, then the partition's progress.
 
@@ -66,21 +118,38 @@ class ViewStore:
         not written, unless ``create`` (the last write of a whole republication): a partial
         set of views under a progress would let readers take a missing enterprise for one
         without data.
+
+        ``offset``: the routed offset of the state the views come from (a worker's writes
+        always say it). Nothing is then written over what Redis holds from a later offset,
+        key by key, and NewerViewsError says so once the rest is written. Without it (tests,
+        tools), every write lands.
         """
         pipe = self._redis.pipeline(transaction=False)
         for enterprise_id, fields in months.items():
-            if fields:
-                pipe.hset(self.enterprise_key(enterprise_id), mapping=cast(Any, fields))
+            if not fields:
+                continue
+            key = self.enterprise_key(enterprise_id)
+            if offset is None:
+                pipe.hset(key, mapping=cast(Any, fields))
+            else:
+                pairs = [part for pair in fields.items() for part in pair]
+                pipe.eval(_WRITE_VIEWS, 1, key, offset, *pairs)
         if progress is None:
-            await pipe.execute()
+            _check_newer(partition, offset, await pipe.execute())
             return True
+        results: list[Any] = []
         if self._cluster:  # the views' nodes first, then the progress's node
             if len(pipe):
-                await pipe.execute()
+                results = await pipe.execute()
             pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self.partition_key(partition), codec.dumps(progress), get=True, xx=not create)
-        results = await pipe.execute()
-        return results[-1] is not None
+        key, value = self.partition_key(partition), codec.dumps(progress)
+        if offset is None:
+            pipe.set(key, value, get=True, xx=not create)
+            return (await pipe.execute())[-1] is not None
+        pipe.eval(_WRITE_PROGRESS, 1, key, value, offset, "1" if create else "0")
+        results += await pipe.execute()
+        _check_newer(partition, offset, results)
+        return bool(results[-1] != -2)
 
     async def drop_months(self, months: Mapping[str, list[str]]) -> None:
         """Remove month fields that fell out of the kept history (outside every product)."""
@@ -121,3 +190,12 @@ class ViewStore:
         async for key in self._redis.scan_iter(match=f"{self._prefix}:v1:*", count=1000):
             deleted += await self._redis.delete(key)
         return deleted
+
+
+def _check_newer(partition: int, offset: int | None, results: list[Any]) -> None:
+    """Raise NewerViewsError when a script of a write from ``offset`` left a key alone."""
+    if offset is None:
+        return
+    newer = max((int(r) for r in results), default=-1)
+    if newer >= 0:
+        raise NewerViewsError(partition, offset, newer)
