@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import re
 import shutil
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from redis import Redis
 from engine import codec
 from engine.access.model import Purpose
 from engine.periods import CST
+from engine.products.specs import SPECS_DIR
 from engine.runtime.observe import total
 from engine.runtime.provision import Lender, authorize, provision_lender, revoke
 from engine.runtime.runner import EmbeddedStack, embedded_stack
@@ -101,8 +104,18 @@ def _expected(events: list[dict[str, Any]], today: date) -> set[tuple[str, str, 
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[EmbeddedStack]:
-    with embedded_stack(module_settings("signals", log_level="info"), banks=BANKS) as running:
+def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("registry") / "registries.toml"
+    shutil.copy(SPECS_DIR / "registries.toml", path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(registry_file: Path) -> Iterator[EmbeddedStack]:
+    settings = module_settings(
+        "signals", log_level="info", registry_path=registry_file, registry_refresh_seconds=0.3
+    )
+    with embedded_stack(settings, banks=BANKS) as running:
         yield running
 
 
@@ -364,4 +377,31 @@ def test_a_crash_and_a_rebuild_of_lost_state_repeat_nothing(
     while not (published() >= 1 and read() >= published()):
         assert time.monotonic() < deadline, "the rebuilt worker's signals were not read"
         time.sleep(0.2)
+    assert _fed(stack, monitor.code) == before
+
+
+def test_reloading_the_registries_repeats_nothing(
+    stack: EmbeddedStack, world: dict[str, Any], registry_file: Path
+) -> None:
+    """A new registry version classifies the events that come after it: the enterprises
+    judged before are not judged again for it, and no subscriber hears anything."""
+    monitor = world["monitor"]
+    Feed(stack, monitor).wait(lambda got: len(got) >= 2)
+    before = _fed(stack, monitor.code)
+    published = total(stack.worker_url, "creditflow_signals_total")
+    version = total(stack.worker_url, "creditflow_registry_version")
+    text = re.sub(
+        r"^version = (\d+)",
+        lambda m: f"version = {int(m[1]) + 1}",
+        registry_file.read_text(),
+        count=1,
+        flags=re.MULTILINE,
+    )
+    registry_file.write_text(text + '\n[[entries]]\nid = "PSP-NEW-0001"\nclass = "PSP"\n')
+    deadline = time.monotonic() + 30
+    while total(stack.worker_url, "creditflow_registry_version") != version + 1:
+        assert time.monotonic() < deadline, "the worker did not load the new registry"
+        time.sleep(0.2)
+    time.sleep(3)  # judging after a commit waits 0.3 s to 5 s: long enough for any to show
+    assert total(stack.worker_url, "creditflow_signals_total") == published
     assert _fed(stack, monitor.code) == before
