@@ -42,8 +42,11 @@ from tests.integration.conftest import (
     PARTITIONS,
     assert_products,
     generated_log,
+    get,
     module_settings,
     publish_by_bank,
+    reader,
+    wait_until,
 )
 from tests.pulls import Puller
 from tests.redis_cluster import LocalCluster
@@ -262,6 +265,11 @@ def test_products_exact_on_a_cluster_through_a_failover_during_pulls(
     status = collect_status(stack.settings)  # creditflow status, on the cluster
     assert status.redis_error is None, status.redis_error
     assert [p.source for p in status.stage("ledger")] == ["state"] * PARTITIONS
+    assert get(f"{stack.api_url}/readyz")[0] == 200
+    lender = reader(stack)
+    queries = f"{stack.api_url}/v1/institutions/{lender.code}/queries"
+    # The query index, per institution and per enterprise, on keys of several nodes.
+    wait_until(lambda: bool(get(queries, lender.headers)[1]["queries"]), 10, "query records")
     invalidated_on_every_primary(stack, redis_cluster, log, 100)
     expected = reference.products(log)
 
