@@ -1,0 +1,210 @@
+"""From a table of raw events to the relations every item query reads, in SQL (DuckDB).
+
+Python only loads rows: the events as delivered (arrival order kept in ``seq``), the
+registry entries of specs/registries.toml and the parameters of specs/products.toml. Every
+rule is a view below, written from the README's event contract and the classification rules
+that engine/products/classify.py's docstring states:
+
+- ``accepted``: the first event of each (bank, txn_id) stays; redeliveries and conflicting
+  duplicates change nothing.
+- ``reversals``: an accepted reversal whose target is not itself a reversal; of several
+  reversals of one original the first to arrive removes it, the others are rejected.
+- ``txn``: the accepted non-reversals that no reversal removes, classified, with their
+  China-time (UTC+08:00) day and month (``month`` = year * 12 + month - 1).
+- ``periods``: every month and quarter a pull can name, from the enterprise's first
+  transaction (or the start of the kept history, if later) to the pull's month (``as_of``).
+  ``d0``..``d1`` are its calendar days; ``e1`` the last day that has begun at ``as_of``
+  (a partial period's days stop there: later days have no end-of-day balance yet).
+- ``ptxn``: the transactions of each period.
+- ``eod``: per period and day (elapsed days only), the sum over accounts with a transaction
+  at or before the end of that day of the balance after their last such transaction,
+  ordered by booked_at then txn_id; no row on a day before any account's first transaction.
+
+Pruning (CREDITFLOW_HISTORY_MONTHS) decides which periods are shown, never which
+transactions happened: a balance or a first transaction stays what the bank booked.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+__all__ = ["SPECS", "connect"]
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_SCHEMA = """
+CREATE TABLE raw (
+    seq BIGINT, bank VARCHAR, txn_id VARCHAR, ent VARCHAR, account VARCHAR,
+    booked_at VARCHAR, direction VARCHAR, amount HUGEINT, currency VARCHAR,
+    balance HUGEINT, channel VARCHAR, cp VARCHAR, cp_bank VARCHAR, reversal_of VARCHAR
+);
+CREATE TABLE registry (id VARCHAR, class VARCHAR, subtype VARCHAR, bank_code VARCHAR);
+CREATE TABLE params (name VARCHAR, value DOUBLE);
+CREATE TABLE clock (as_of_us BIGINT, history_months INTEGER);
+"""
+
+_VIEWS = """
+-- floor division of integers (DuckDB's // truncates toward zero)
+CREATE MACRO fdiv(a, b) AS
+    CASE WHEN a % b <> 0 AND ((a < 0) <> (b < 0)) THEN a // b - 1 ELSE a // b END;
+CREATE MACRO param(n) AS (SELECT value FROM params WHERE name = n);
+CREATE MACRO month_label(m) AS
+    printf('%04d-%02d', (m // 12)::INTEGER, (m % 12 + 1)::INTEGER);
+CREATE MACRO quarter_label(m) AS
+    printf('%04dQ%d', (m // 12)::INTEGER, ((m % 12) // 3 + 1)::INTEGER);
+CREATE MACRO month_first_day(m) AS make_date((m // 12)::BIGINT, (m % 12 + 1)::BIGINT, 1);
+CREATE MACRO cst_local(us) AS make_timestamp(us + 28800000000::BIGINT);
+
+CREATE VIEW accepted AS
+SELECT * FROM raw
+QUALIFY row_number() OVER (PARTITION BY bank, txn_id ORDER BY seq) = 1;
+
+CREATE VIEW reversals AS
+SELECT r.* FROM accepted r
+WHERE r.reversal_of IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM accepted t
+      WHERE t.bank = r.bank AND t.txn_id = r.reversal_of AND t.reversal_of IS NOT NULL)
+QUALIFY row_number() OVER (PARTITION BY r.bank, r.reversal_of ORDER BY r.seq) = 1;
+
+CREATE VIEW counted AS
+SELECT a.*, epoch_us(a.booked_at::TIMESTAMPTZ) AS us FROM accepted a
+WHERE a.reversal_of IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM reversals r WHERE r.bank = a.bank AND r.reversal_of = a.txn_id);
+
+-- classes in the order of classify.py's docstring: SELF, CASH, PAYROLL / JUDICIAL,
+-- registry (a financial institution of the reporting bank is BANK_OWN), BANK_OWN by id or
+-- by the counterparty's bank on loan / interest / fee, TAX and UTILITY by channel, TRADE
+CREATE TABLE txn AS
+SELECT c.ent, c.bank, c.account, c.txn_id, c.us, c.amount, c.balance, c.channel, c.cp,
+       c.direction = 'in' AS inflow,
+       coalesce(c.currency, 'CNY') AS currency,
+       coalesce(c.currency, 'CNY') <> 'CNY' OR c.channel = 'fx' AS xb,
+       cst_local(c.us)::DATE AS day,
+       year(cst_local(c.us)) * 12 + month(cst_local(c.us)) - 1 AS month,
+       CASE
+           WHEN c.cp = c.ent THEN 'SELF'
+           WHEN c.channel = 'cash' THEN 'CASH'
+           WHEN c.channel = 'payroll' THEN 'PAYROLL'
+           WHEN c.channel = 'judicial' THEN 'JUDICIAL'
+           WHEN g.id IS NOT NULL AND g.bank_code = c.bank THEN 'BANK_OWN'
+           WHEN g.id IS NOT NULL THEN g.class
+           WHEN c.cp = c.bank THEN 'BANK_OWN'
+           WHEN c.cp_bank = c.bank AND c.channel IN ('loan', 'interest', 'fee') THEN 'BANK_OWN'
+           WHEN c.channel = 'tax' THEN 'TAX'
+           WHEN c.channel = 'utility' THEN 'UTILITY'
+           ELSE 'TRADE'
+       END AS cls,
+       CASE
+           WHEN c.cp = c.ent OR c.channel IN ('cash', 'payroll', 'judicial') THEN ''
+           WHEN g.id IS NOT NULL AND g.bank_code = c.bank THEN ''
+           WHEN g.id IS NOT NULL THEN coalesce(g.subtype, '')
+           WHEN c.cp = c.bank THEN ''
+           WHEN c.cp_bank = c.bank AND c.channel IN ('loan', 'interest', 'fee') THEN ''
+           WHEN c.channel = 'utility' THEN 'other'
+           ELSE ''
+       END AS sub
+FROM counted c LEFT JOIN registry g ON g.id = c.cp;
+
+CREATE TABLE now AS
+SELECT as_of_us,
+       cst_local(as_of_us)::DATE AS as_of_day,
+       year(cst_local(as_of_us)) * 12 + month(cst_local(as_of_us)) - 1 AS as_of_month,
+       year(cst_local(as_of_us)) * 12 + month(cst_local(as_of_us)) - history_months
+           AS kept_from
+FROM clock;
+
+CREATE TABLE periods AS
+WITH firms AS (
+    SELECT t.ent, greatest(min(t.month), any_value(n.kept_from)) AS first_shown,
+           any_value(n.as_of_month) AS last_shown
+    FROM txn t, now n GROUP BY t.ent
+), months AS (
+    SELECT ent, unnest(generate_series(first_shown, last_shown)) AS m FROM firms
+), spans AS (
+    SELECT DISTINCT ent, 'monthly' AS kind, m AS m0, m AS m1 FROM months
+    UNION ALL
+    SELECT DISTINCT ent, 'quarterly', m - m % 3, m - m % 3 + 2 FROM months
+)
+SELECT s.ent, s.kind, s.m0, s.m1, s.m1 - s.m0 + 1 AS n_months,
+       CASE WHEN s.kind = 'monthly' THEN month_label(s.m0) ELSE quarter_label(s.m0) END
+           AS label,
+       month_first_day(s.m0) AS d0,
+       (month_first_day(s.m1 + 1) - INTERVAL 1 DAY)::DATE AS d1,
+       least((month_first_day(s.m1 + 1) - INTERVAL 1 DAY)::DATE, n.as_of_day) AS e1,
+       n.as_of_day <= (month_first_day(s.m1 + 1) - INTERVAL 1 DAY)::DATE AS partial
+FROM spans s, now n;
+
+CREATE TABLE ptxn AS
+SELECT p.label, p.kind, t.*
+FROM periods p JOIN txn t ON t.ent = p.ent AND t.month BETWEEN p.m0 AND p.m1;
+
+-- the balance after each account's last booking of a day
+CREATE TABLE account_day AS
+SELECT ent, bank, account, day, balance FROM txn
+QUALIFY row_number() OVER (PARTITION BY ent, bank, account, day ORDER BY us DESC, txn_id DESC) = 1;
+
+CREATE TABLE period_days AS
+SELECT ent, label, unnest(generate_series(d0, e1, INTERVAL 1 DAY))::DATE AS day
+FROM periods WHERE e1 >= d0;
+
+CREATE TABLE eod AS
+WITH grid AS (
+    SELECT d.ent, d.label, d.day, a.bank, a.account
+    FROM period_days d JOIN (SELECT DISTINCT ent, bank, account FROM txn) a ON a.ent = d.ent
+)
+SELECT g.ent, g.label, g.day, sum(b.balance) AS eod
+FROM grid g ASOF JOIN account_day b
+  ON b.ent = g.ent AND b.bank = g.bank AND b.account = g.account AND b.day <= g.day
+GROUP BY g.ent, g.label, g.day;
+"""
+
+
+def connect(
+    events: Iterable[Mapping[str, Any]], as_of: datetime, history_months: int
+) -> duckdb.DuckDBPyConnection:
+    """A database holding the events as delivered and every view the items read."""
+    db = duckdb.connect(":memory:")
+    db.execute(_SCHEMA)
+    rows = [
+        (
+            seq,
+            e["bank"],
+            e["txn_id"],
+            e["enterprise_id"],
+            e["account"],
+            e["booked_at"],
+            e["direction"],
+            e["amount_fen"],
+            e.get("currency"),
+            e["balance_after_fen"],
+            e["channel"],
+            e["counterparty"]["id"],
+            e["counterparty"].get("bank"),
+            e.get("reversal_of"),
+        )
+        for seq, e in enumerate(events)
+    ]
+    if rows:
+        db.executemany("INSERT INTO raw VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    with (SPECS / "registries.toml").open("rb") as handle:
+        entries = tomllib.load(handle)["entries"]
+    db.executemany(
+        "INSERT INTO registry VALUES (?, ?, ?, ?)",
+        [(e["id"], e["class"], e.get("subtype"), e.get("bank_code")) for e in entries],
+    )
+    with (SPECS / "products.toml").open("rb") as handle:
+        parameters = tomllib.load(handle)["parameters"]
+    db.executemany("INSERT INTO params VALUES (?, ?)", list(parameters.items()))
+    as_of_us = (as_of - _EPOCH) // timedelta(microseconds=1)
+    db.execute("INSERT INTO clock VALUES (?, ?)", [as_of_us, history_months])
+    db.execute(_VIEWS)
+    return db

@@ -1,0 +1,169 @@
+"""The items that are sums, counts and shares of one period's transactions.
+
+Each item is one query: every period (month or quarter) of ``periods`` left-joined to its
+transactions (``ptxn``), grouped by period, so a period without transactions still gets its
+0 or its null. The vocabulary of specs/products.toml maps to SQL filters as below:
+``in(C)`` is the sum of inflow amounts whose class is in C, ``n_in(C)`` their count,
+``in(C, s)`` restricted to subtype s (for BANK_OWN, to channel s), XB the cross-border ones.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ITEMS", "per_period"]
+
+OP_IN = "('TRADE', 'PSP', 'CASH')"
+OP_OUT = "('TRADE', 'PAYROLL', 'UTILITY', 'TAX', 'SOCIAL', 'GOV_OTHER', 'PSP', 'CASH')"
+
+
+def per_period(value: str) -> str:
+    """A query giving ``value`` (an aggregate over the rows ``t`` of one period's
+    transactions) for every period."""
+    return (
+        f"SELECT p.ent, p.label, {value} AS value FROM periods p "
+        "LEFT JOIN ptxn t ON t.ent = p.ent AND t.label = p.label "
+        "GROUP BY p.ent, p.label"
+    )
+
+
+def _in(where: str = "TRUE") -> str:
+    return f"coalesce(sum(t.amount) FILTER (WHERE t.inflow AND {where}), 0)"
+
+
+def _out(where: str = "TRUE") -> str:
+    return f"coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND {where}), 0)"
+
+
+def _n_in(where: str = "TRUE") -> str:
+    return f"count(*) FILTER (WHERE t.inflow AND {where})"
+
+
+def _n_out(where: str = "TRUE") -> str:
+    return f"count(*) FILTER (WHERE NOT t.inflow AND {where})"
+
+
+def _cls(*classes: str) -> str:
+    return "t.cls IN (" + ", ".join(f"'{c}'" for c in classes) + ")"
+
+
+def _share(part: str, whole: str) -> str:
+    """part / whole as a decimal fraction; null when the whole is 0."""
+    return f"CASE WHEN {whole} = 0 THEN NULL ELSE ({part})::DOUBLE / ({whole})::DOUBLE END"
+
+
+def _bank(channel: str) -> str:
+    return f"t.cls = 'BANK_OWN' AND t.channel = '{channel}'"
+
+
+def _sub(cls: str, subtype: str) -> str:
+    return f"t.cls = '{cls}' AND t.sub = '{subtype}'"
+
+
+_ALL_FLOW = f"({_in()} + {_out()})"
+_UTILITY_KINDS = "('power', 'water', 'gas', 'heating', 'telecom')"
+
+_EXPRESSIONS: dict[str, str] = {
+    # account_funds
+    "inflow_amount_fen": _in(),
+    "inflow_count": _n_in(),
+    "outflow_amount_fen": _out(),
+    "outflow_count": _n_out(),
+    "net_flow_fen": f"{_in()} - {_out()}",
+    "distinct_counterparties": "count(DISTINCT t.cp) FILTER (WHERE t.cp <> t.ent)",
+    "operating_inflow_fen": _in(f"t.cls IN {OP_IN}"),
+    "operating_outflow_fen": _out(f"t.cls IN {OP_OUT}"),
+    "operating_net_flow_fen": f"{_in(f't.cls IN {OP_IN}')} - {_out(f't.cls IN {OP_OUT}')}",
+    "active_days": "count(DISTINCT t.day)",
+    "inflow_days": "count(DISTINCT t.day) FILTER (WHERE t.inflow)",
+    "outflow_days": "count(DISTINCT t.day) FILTER (WHERE NOT t.inflow)",
+    "average_inflow_fen": f"CASE WHEN {_n_in()} = 0 THEN NULL ELSE fdiv({_in()}, {_n_in()}) END",
+    # balances: the one that is not about balances
+    "accounts_with_activity": (
+        "count(DISTINCT (t.bank, t.account)) FILTER (WHERE t.txn_id IS NOT NULL)"
+    ),
+    # cash
+    "cash_deposit_fen": _in(_cls("CASH")),
+    "cash_deposit_count": _n_in(_cls("CASH")),
+    "cash_withdrawal_fen": _out(_cls("CASH")),
+    "cash_withdrawal_count": _n_out(_cls("CASH")),
+    "cash_net_fen": f"{_in(_cls('CASH'))} - {_out(_cls('CASH'))}",
+    "cash_share_of_flow": _share(f"{_in(_cls('CASH'))} + {_out(_cls('CASH'))}", _ALL_FLOW),
+    # self_transfers
+    "self_transfer_in_fen": _in(_cls("SELF")),
+    "self_transfer_in_count": _n_in(_cls("SELF")),
+    "self_transfer_out_fen": _out(_cls("SELF")),
+    "self_transfer_out_count": _n_out(_cls("SELF")),
+    "self_transfer_share": _share(f"{_in(_cls('SELF'))} + {_out(_cls('SELF'))}", _ALL_FLOW),
+    # bank_dealings
+    "bank_loan_disbursed_fen": _in(_bank("loan")),
+    "bank_loan_disbursed_count": _n_in(_bank("loan")),
+    "bank_loan_repaid_fen": _out(_bank("loan")),
+    "bank_loan_repayment_count": _n_out(_bank("loan")),
+    "bank_interest_paid_fen": _out(_bank("interest")),
+    "bank_interest_received_fen": _in(_bank("interest")),
+    "bank_fees_paid_fen": _out(_bank("fee")),
+    "bank_net_flow_fen": f"{_in(_cls('BANK_OWN'))} - {_out(_cls('BANK_OWN'))}",
+    # utilities
+    "utility_paid_fen": _out(_cls("UTILITY")),
+    "utility_payment_count": _n_out(_cls("UTILITY")),
+    "power_paid_fen": _out(_sub("UTILITY", "power")),
+    "water_paid_fen": _out(_sub("UTILITY", "water")),
+    "gas_paid_fen": _out(_sub("UTILITY", "gas")),
+    "heating_paid_fen": _out(_sub("UTILITY", "heating")),
+    "telecom_paid_fen": _out(_sub("UTILITY", "telecom")),
+    "utility_types_paid": (
+        "count(DISTINCT t.sub) FILTER "
+        f"(WHERE NOT t.inflow AND t.cls = 'UTILITY' AND t.sub IN {_UTILITY_KINDS})"
+    ),
+    "utility_share_of_outflow": _share(_out(_cls("UTILITY")), _out()),
+    # tax_social_payroll
+    "tax_paid_fen": _out(_cls("TAX")),
+    "tax_payment_count": _n_out(_cls("TAX")),
+    "tax_refund_fen": _in(_cls("TAX")),
+    "social_insurance_paid_fen": _out(_sub("SOCIAL", "social_insurance")),
+    "social_insurance_payment_count": _n_out(_sub("SOCIAL", "social_insurance")),
+    "housing_fund_paid_fen": _out(_sub("SOCIAL", "housing_fund")),
+    "government_received_fen": _in(_cls("GOV_OTHER")),
+    "government_paid_fen": _out(_cls("GOV_OTHER")),
+    "payroll_paid_fen": _out(_cls("PAYROLL")),
+    "payroll_payment_count": _n_out(_cls("PAYROLL")),
+    # payment_platforms
+    "psp_inflow_fen": _in(_cls("PSP")),
+    "psp_inflow_count": _n_in(_cls("PSP")),
+    "psp_outflow_fen": _out(_cls("PSP")),
+    "psp_outflow_count": _n_out(_cls("PSP")),
+    "psp_share_of_inflow": _share(_in(_cls("PSP")), _in()),
+    "distinct_psps": "count(DISTINCT t.cp) FILTER (WHERE t.cls = 'PSP')",
+    # trade: the sums (the counterparty-level items are in trade.py)
+    "trade_inflow_fen": _in(_cls("TRADE")),
+    "trade_inflow_count": _n_in(_cls("TRADE")),
+    "trade_outflow_fen": _out(_cls("TRADE")),
+    "trade_outflow_count": _n_out(_cls("TRADE")),
+    "trade_net_flow_fen": f"{_in(_cls('TRADE'))} - {_out(_cls('TRADE'))}",
+    # financing_partners
+    "fin_partner_inflow_fen": _in(_cls("FIN_PARTNER")),
+    "fin_partner_inflow_count": _n_in(_cls("FIN_PARTNER")),
+    "fin_partner_outflow_fen": _out(_cls("FIN_PARTNER")),
+    "fin_partner_outflow_count": _n_out(_cls("FIN_PARTNER")),
+    "fin_partner_net_flow_fen": f"{_in(_cls('FIN_PARTNER'))} - {_out(_cls('FIN_PARTNER'))}",
+    "distinct_fin_partners": "count(DISTINCT t.cp) FILTER (WHERE t.cls = 'FIN_PARTNER')",
+    "external_financing_share": _share(f"{_in(_bank('loan'))} + {_in(_cls('FIN_PARTNER'))}", _in()),
+    # cross_border
+    "cross_border_inflow_fen": _in("t.xb"),
+    "cross_border_inflow_count": _n_in("t.xb"),
+    "cross_border_outflow_fen": _out("t.xb"),
+    "cross_border_outflow_count": _n_out("t.xb"),
+    "cross_border_share_of_flow": _share(f"{_in('t.xb')} + {_out('t.xb')}", _ALL_FLOW),
+    "foreign_currencies": "count(DISTINCT t.currency) FILTER (WHERE t.currency <> 'CNY')",
+}
+
+# The largest total inflow of one day of the period: a per-day sum first.
+_MAX_DAILY_INFLOW = """
+SELECT p.ent, p.label, coalesce(max(d.total), 0) AS value
+FROM periods p LEFT JOIN (
+    SELECT ent, label, day, sum(amount) AS total FROM ptxn WHERE inflow GROUP BY ent, label, day
+) d ON d.ent = p.ent AND d.label = p.label
+GROUP BY p.ent, p.label
+"""
+
+ITEMS: dict[str, str] = {item: per_period(value) for item, value in _EXPRESSIONS.items()}
+ITEMS["max_daily_inflow_fen"] = _MAX_DAILY_INFLOW

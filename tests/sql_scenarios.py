@@ -1,0 +1,315 @@
+"""Small, deterministic transaction logs, one per edge the products must read right.
+
+Each scenario is a log in arrival order, the pull's clock (``as_of``), the kept history
+(``history_months``, as CREDITFLOW_HISTORY_MONTHS) and the periods to compare. Balances are
+each account's running balance in booking order, as a bank would report them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from tests.factories import enterprise_ids
+
+__all__ = ["SCENARIOS", "Scenario"]
+
+CST = timezone(timedelta(hours=8))
+ENTERPRISES = enterprise_ids(8, seed=15)
+BANK = "ICBC0001"  # listed in the registry with its bank_code: BANK_OWN when it reports
+OTHER_BANK = "BOC00004"  # not listed: BANK_OWN only by its code or the counterparty's bank
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    log: list[dict[str, Any]]
+    as_of: datetime
+    labels: tuple[str, ...]  # the periods compared
+    history_months: int = 36
+
+
+@dataclass
+class _Log:
+    enterprise: str
+    opening: dict[tuple[str, str], int] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        when: str,
+        direction: str,
+        amount: int,
+        cp: str,
+        channel: str = "transfer",
+        *,
+        bank: str = BANK,
+        account: str = "ACC-1",
+        currency: str | None = None,
+        cp_bank: str | None = None,
+        utc: bool = False,
+    ) -> dict[str, Any]:
+        """An original booked at ``when`` (China time, "YYYY-MM-DD HH:MM")."""
+        instant = datetime.strptime(when, "%Y-%m-%d %H:%M").replace(tzinfo=CST)
+        booked_at = (
+            instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if utc else instant.isoformat()
+        )
+        counterparty: dict[str, Any] = {"id": cp}
+        if cp_bank is not None:
+            counterparty["bank"] = cp_bank
+        event: dict[str, Any] = {
+            "schema": 1,
+            "txn_id": f"{self.enterprise[-4:]}-{len(self.events):04d}",
+            "bank": bank,
+            "enterprise_id": self.enterprise,
+            "account": account,
+            "booked_at": booked_at,
+            "direction": direction,
+            "amount_fen": amount,
+            "balance_after_fen": 0,
+            "channel": channel,
+            "counterparty": counterparty,
+        }
+        if currency is not None:
+            event["currency"] = currency
+        self.events.append(event)
+        return event
+
+    def balanced(self) -> list[dict[str, Any]]:
+        """The events with each account's running balance, in booking order."""
+        running: dict[tuple[str, str], int] = dict(self.opening)
+
+        def order(e: dict[str, Any]) -> tuple[datetime, str]:
+            return datetime.fromisoformat(e["booked_at"].replace("Z", "+00:00")), e["txn_id"]
+
+        for e in sorted((e for e in self.events if "reversal_of" not in e), key=order):
+            key = (e["bank"], e["account"])
+            sign = 1 if e["direction"] == "in" else -1
+            running[key] = running.get(key, 0) + sign * e["amount_fen"]
+            e["balance_after_fen"] = running[key]
+        return self.events
+
+
+def reversal(original: dict[str, Any], suffix: str = "-R", hours: int = 2) -> dict[str, Any]:
+    booked = datetime.fromisoformat(original["booked_at"].replace("Z", "+00:00"))
+    return dict(
+        original,
+        txn_id=original["txn_id"] + suffix,
+        direction="out" if original["direction"] == "in" else "in",
+        booked_at=(booked + timedelta(hours=hours)).isoformat(),
+        reversal_of=original["txn_id"],
+    )
+
+
+def _months(first: str, last: str) -> tuple[str, ...]:
+    y, m = map(int, first.split("-"))
+    labels = []
+    while f"{y:04d}-{m:02d}" <= last:
+        labels.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return tuple(labels)
+
+
+def every_class_and_channel() -> Scenario:
+    """Three full months with every class, subtype, channel and cross-border case."""
+    ent = ENTERPRISES[0]
+    log = _Log(ent, {(BANK, "ACC-1"): 5_000_000, (BANK, "ACC-2"): 200_000})
+    for month, scale in ((10, 1), (11, 2), (12, 3)):
+        d = f"2025-{month:02d}"
+        for i, amount in enumerate((900, 700, 500, 300, 200, 100, 50)):  # seven customers
+            log.add(f"{d}-0{i + 1} 10:00", "in", amount * 1000 * scale, f"CUST-{i}")
+        log.add(f"{d}-03 11:00", "in", 40_000, "CUST-0", account="ACC-2")
+        for i, amount in enumerate((600, 400, 100)):  # three suppliers
+            log.add(f"{d}-1{i} 09:00", "out", amount * 1000 * scale, f"SUPP-{i}")
+        log.add(f"{d}-12 09:30", "in", 50_000, "SUPP-2")  # a supplier that also pays a bit
+        log.add(f"{d}-12 09:40", "out", 70_000, "CUST-6")  # pays more than it is paid
+        log.add(f"{d}-13 10:00", "out", 30_000, "11010519491231002X")  # a person
+        log.add(f"{d}-14 10:00", "in", 300_000, "PSP-ALIPAY-0001")
+        log.add(f"{d}-14 11:00", "in", 120_000, "PSP-TENPAY-0001", channel="card")
+        log.add(f"{d}-14 12:00", "out", 8_000, "PSP-TENPAY-0001")
+        log.add(f"{d}-15 10:00", "in", 250_000, "CASH-COUNTER", channel="cash")
+        log.add(f"{d}-15 15:00", "out", 90_000, "ATM", channel="cash", account="ACC-2")
+        log.add(f"{d}-25 10:00", "out", 800_000, "PAYROLL-BATCH", channel="payroll")
+        log.add(f"{d}-16 10:00", "out", 66_000, "JUD-ENFORCE-0001", channel="judicial")
+        log.add(f"{d}-16 11:00", "out", 11_000, "JUD-ENFORCE-0001")  # registry: JUDICIAL
+        log.add(f"{d}-17 10:00", "in", 700_000, ent, bank=OTHER_BANK, account="ACC-9")
+        log.add(f"{d}-17 10:05", "out", 650_000, ent, channel="cash")  # SELF before CASH
+        for i, util in enumerate(("POWER", "WATER", "GAS", "HEAT", "TELECOM")):
+            log.add(f"{d}-18 0{i}:00", "out", (i + 1) * 10_000, f"UTIL-{util}-0001")
+        log.add(f"{d}-18 08:00", "out", 7_000, "SOME-UTILITY", channel="utility")
+        log.add(f"{d}-18 09:00", "in", 1_000, "UTIL-POWER-0001")  # a refund: not paid
+        log.add(f"{d}-19 10:00", "out", 120_000, "TAX-STA-0001")
+        log.add(f"{d}-19 11:00", "in", 20_000, "TREASURY-0001")
+        log.add(f"{d}-19 12:00", "out", 5_000, "LOCAL-TAX-OFFICE", channel="tax")
+        log.add(f"{d}-20 10:00", "out", 80_000, "SOCIAL-SI-0001")
+        log.add(f"{d}-20 11:00", "out", 30_000, "SOCIAL-HF-0001")
+        log.add(f"{d}-21 10:00", "in", 100_000, "GOV-FIN-0001")
+        log.add(f"{d}-21 11:00", "out", 3_000, "GOV-COURT-0001")
+        log.add(f"{d}-22 10:00", "out", 45_000, "FIN-LEASE-0001")
+        log.add(f"{d}-22 11:00", "in", 500_000, "FIN-LOAN-0001", channel="loan")
+        log.add(f"{d}-22 12:00", "in", 150_000, "FIN-FACTOR-0001")
+        log.add(f"{d}-22 13:00", "out", 4_000, "FIN-GUAR-0001", channel="fee")
+        log.add(f"{d}-22 14:00", "in", 300_000, "CCB00002", channel="loan")  # another bank
+        log.add(f"{d}-23 10:00", "in", 1_000_000, BANK, channel="loan")
+        log.add(f"{d}-23 11:00", "out", 200_000, BANK, channel="loan")
+        log.add(f"{d}-23 12:00", "out", 9_000, BANK, channel="interest")
+        log.add(f"{d}-23 13:00", "in", 300, BANK, channel="interest")
+        log.add(f"{d}-23 14:00", "out", 1_500, BANK, channel="fee")
+        log.add(f"{d}-23 15:00", "in", 2_000, BANK)  # BANK_OWN, channel transfer
+        log.add(f"{d}-24 10:00", "out", 700, "BANK-DESK", channel="fee", cp_bank=BANK)
+        log.add(f"{d}-24 11:00", "out", 12_000, "CP-AT-BANK", cp_bank=BANK)  # TRADE
+        log.add(f"{d}-24 12:00", "in", 3_000, OTHER_BANK, bank=OTHER_BANK, account="ACC-9")
+        log.add(f"{d}-24 13:00", "out", 800, "LOAN-SHOP", channel="interest", cp_bank="X")
+        log.add(f"{d}-26 10:00", "in", 400_000, "FOREIGN-BUYER", currency="USD")
+        log.add(f"{d}-26 11:00", "out", 90_000, "HK-SUPPLIER", currency="HKD")
+        log.add(f"{d}-26 12:00", "out", 60_000, "FX-DESK", channel="fx", currency="CNY")
+        log.add(f"{d}-27 10:00", "in", 5_000, "OTHER-CP", channel="other")
+        # month edges: 23:30 UTC on the last day is the next China-time day
+        log.add(f"{d}-28 23:30", "in", 77_000, "CUST-1", utc=True)
+        log.add(f"{d}-01 00:10", "out", 1_000, "CUST-2", utc=True)
+    return Scenario(
+        "every_class_and_channel",
+        log.balanced(),
+        datetime(2026, 1, 15, 12, tzinfo=CST),
+        (*_months("2025-10", "2025-12"), "2025Q4"),
+    )
+
+
+def reversals_duplicates_late() -> Scenario:
+    """Reversals before and after their originals, rejected reversals, redeliveries,
+    conflicting duplicates and events months late, all in one quarter."""
+    ent = ENTERPRISES[1]
+    log = _Log(ent, {(BANK, "ACC-1"): 1_000_000})
+    a = log.add("2025-10-05 10:00", "in", 300_000, "CUST-A")
+    b = log.add("2025-10-05 18:00", "out", 120_000, "SUPP-A")  # last of its day, reversed
+    c = log.add("2025-11-10 10:00", "in", 500_000, "CUST-B")
+    d = log.add("2025-11-12 10:00", "out", 50_000, "UTIL-POWER-0001")
+    e = log.add("2025-12-01 10:00", "in", 80_000, "CUST-A")
+    f = log.add("2025-12-20 10:00", "out", 900_000, "SUPP-B")
+    g = log.add("2025-12-21 10:00", "in", 40_000, "CUST-C")
+    late = log.add("2025-10-20 10:00", "in", 60_000, "CUST-C")  # arrives in January
+    events = log.balanced()
+    rb, rc, rd = reversal(b), reversal(c), reversal(d, "-R1")
+    arrival = [
+        rc,  # a reversal before its original
+        a,
+        b,
+        rb,  # after its original
+        reversal(rb, "-RR"),  # a reversal of a reversal: rejected
+        c,
+        d,
+        rd,
+        reversal(d, "-R2"),  # a second reversal: rejected
+        dict(a),  # redelivered
+        e,
+        dict(e, amount_fen=e["amount_fen"] + 1),  # conflicting duplicate: the first stays
+        reversal(e, "-RX", hours=48),  # reversal booked later, in another period: both go
+        f,
+        g,
+        dict(rb),
+        late,  # months late
+        dict(late),
+    ]
+    assert {x["txn_id"] for x in events} <= {x["txn_id"] for x in arrival}
+    return Scenario(
+        "reversals_duplicates_late",
+        arrival,
+        datetime(2026, 1, 15, 12, tzinfo=CST),
+        (*_months("2025-10", "2025-12"), "2025Q4"),
+    )
+
+
+def _steady(log: _Log, first: str, last: str, account: str = "ACC-1", bank: str = BANK) -> None:
+    """A small firm's usual month, every month from ``first`` to ``last``."""
+    for n, label in enumerate(_months(first, last)):
+        log.add(
+            f"{label}-05 10:00", "in", 400_000 + n * 10_000, "CUST-A", bank=bank, account=account
+        )
+        log.add(f"{label}-12 10:00", "in", 150_000, "PSP-ALIPAY-0001", bank=bank, account=account)
+        log.add(f"{label}-15 10:00", "out", 250_000, "SUPP-A", bank=bank, account=account)
+        log.add(f"{label}-18 10:00", "out", 30_000, "UTIL-POWER-0001", bank=bank, account=account)
+        log.add(f"{label}-20 10:00", "out", 40_000, "TAX-STA-0001", bank=bank, account=account)
+
+
+def young_firm() -> Scenario:
+    """A firm whose first transaction is on 20 November 2025."""
+    log = _Log(ENTERPRISES[2])
+    log.add("2025-11-20 10:00", "in", 1_000_000, ENTERPRISES[2], bank=OTHER_BANK)
+    _steady(log, "2025-12", "2026-03")
+    return Scenario(
+        "young_firm",
+        log.balanced(),
+        datetime(2026, 4, 1, 0, 0, tzinfo=CST),
+        (*_months("2025-11", "2026-03"), "2025Q4", "2026Q1"),
+    )
+
+
+def partial_periods() -> Scenario:
+    """A pull on 14 February 2026 at noon: February and the first quarter are not over."""
+    log = _Log(ENTERPRISES[3], {(BANK, "ACC-1"): 20_000})
+    _steady(log, "2025-07", "2026-01")
+    log.add("2026-02-03 10:00", "in", 90_000, "CUST-A")
+    log.add("2026-02-10 10:00", "out", 2_500_000, "SUPP-A")  # overdrawn from the 10th
+    log.add("2026-02-14 09:00", "in", 10_000, "PSP-ALIPAY-0001")
+    return Scenario(
+        "partial_periods",
+        log.balanced(),
+        datetime(2026, 2, 14, 12, 0, tzinfo=CST),
+        ("2026-01", "2026-02", "2025Q4", "2026Q1"),
+    )
+
+
+def after_last_transaction() -> Scenario:
+    """The last transaction in April 2025; a pull on 1 January 2026 names every later
+    month and quarter."""
+    log = _Log(ENTERPRISES[4], {(BANK, "ACC-1"): 3_000_000})
+    _steady(log, "2025-01", "2025-04")
+    return Scenario(
+        "after_last_transaction",
+        log.balanced(),
+        datetime(2026, 1, 1, 0, 0, tzinfo=CST),
+        (*_months("2025-05", "2025-12"), "2025Q2", "2025Q3", "2025Q4"),
+    )
+
+
+def dormant_account() -> Scenario:
+    """Two accounts; the second's last transaction is in January 2025, its balance stays."""
+    log = _Log(ENTERPRISES[5], {(BANK, "ACC-1"): 100_000, (OTHER_BANK, "SAVE-1"): 0})
+    log.add("2025-01-08 10:00", "in", 8_000_000, ENTERPRISES[5], bank=OTHER_BANK, account="SAVE-1")
+    _steady(log, "2025-01", "2025-12")
+    return Scenario(
+        "dormant_account",
+        log.balanced(),
+        datetime(2026, 1, 1, 0, 0, tzinfo=CST),
+        (*_months("2025-01", "2025-12"), "2025Q1", "2025Q2", "2025Q3", "2025Q4"),
+    )
+
+
+def pruned_history() -> Scenario:
+    """Six months kept (CREDITFLOW_HISTORY_MONTHS=6) at a pull on 10 March 2026: from
+    October 2025. The firm began in March 2025; an account at another bank went dormant in
+    June 2025 with money on it. Every event arrived in time and was pruned later."""
+    ent = ENTERPRISES[6]
+    log = _Log(ent, {(BANK, "ACC-1"): -2_200_000, (OTHER_BANK, "SAVE-1"): 0})
+    log.add("2025-03-03 10:00", "in", 2_000_000, "CUST-A", bank=OTHER_BANK, account="SAVE-1")
+    log.add("2025-06-30 10:00", "out", 500_000, ent, bank=OTHER_BANK, account="SAVE-1")
+    _steady(log, "2025-03", "2026-02")
+    return Scenario(
+        "pruned_history",
+        log.balanced(),
+        datetime(2026, 3, 10, 12, 0, tzinfo=CST),
+        (*_months("2025-10", "2026-02"), "2025Q4"),
+        history_months=6,
+    )
+
+
+SCENARIOS = (
+    every_class_and_channel(),
+    reversals_duplicates_late(),
+    young_firm(),
+    partial_periods(),
+    after_last_transaction(),
+    dormant_account(),
+    pruned_history(),
+)

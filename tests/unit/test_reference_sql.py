@@ -1,0 +1,203 @@
+"""The engine's products against the SQL reference (tests/reference_sql/), item by item.
+
+The SQL reference is written from the spec's definitions on another computational model,
+so where the two differ one of them misreads a definition. Each known disagreement is in
+``DISAGREEMENTS`` with what the definition says and which side it supports
+(docs/reference-findings.md tells the story of each); every other item must agree. The
+table is checked both ways: a disagreement that disappears (a kernel fixed) or a new one
+fails the test, so the list stays true.
+
+The engine side is what a worker publishes and the API renders: the partition ledger over
+the log in arrival order, pruned to the kept history as the worker prunes, then the item
+kernels over the month views (as tests/unit/test_ledger.py does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from engine import codec
+from engine.events.contract import Txn, validate
+from engine.periods import Period, parse_month
+from engine.products.classify import load_registry
+from engine.products.history import History, MonthView
+from engine.products.kernels import KERNELS, Context
+from engine.products.specs import SPECS_DIR, load_products
+from engine.pseudonym import Pseudonymizer
+from state.ledger import PartitionLedger
+from state.ledger_types import Source
+from state.memory import MemoryStore
+from tests import reference_sql
+from tests.compare import same
+from tests.sql_scenarios import SCENARIOS, Scenario
+from tests.strategies import transaction_log
+
+Products = dict[str, dict[str, dict[str, Any]]]
+CST = timezone(timedelta(hours=8))
+_REGISTRY = load_registry(SPECS_DIR / "registries.toml")
+_SPECS = load_products()
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """One item that the engine and the SQL reference compute differently in one case."""
+
+    definition: str  # what the spec's definition says, for this case
+    supports: Literal["sql", "engine"]  # the side the definition supports
+
+
+# -- the known disagreements, by (case, item) ---------------------------------------------
+
+_PARTIAL_DAYS = Disagreement(
+    "A day's end-of-day balance exists once the day has begun (the pull's day: the balance so "
+    "far); a day after the pull has none yet, so it is no day 'whose end-of-day balance' is "
+    "low or below zero and is not in the mean (README: partial = the period is not over). "
+    "The engine carries the last balance over the period's remaining days.",
+    "sql",
+)
+_PRUNED_BALANCE = Disagreement(
+    "Balances sum 'every account with a transaction' at or before the day, the balance after "
+    "its last one: an account whose last booking fell out of the kept history "
+    "(CREDITFLOW_HISTORY_MONTHS) still holds its money, and the first kept month still opens "
+    "with the balance booked before it. The engine forgets pruned bookings: the dormant "
+    "account drops out and the first kept month opens at 0.",
+    "sql",
+)
+
+DISAGREEMENTS: dict[tuple[str, str], Disagreement] = {
+    **{
+        ("partial_periods", item): _PARTIAL_DAYS
+        for item in (
+            "average_daily_balance_fen",
+            "low_balance_days",
+            "negative_balance_days",
+            "balance_to_outflow_ratio",
+        )
+    },
+    **{
+        ("pruned_history", item): _PRUNED_BALANCE
+        for item in (
+            "opening_balance_fen",
+            "closing_balance_fen",
+            "balance_change_fen",
+            "average_daily_balance_fen",
+            "max_daily_balance_fen",
+            "min_daily_balance_fen",
+            "low_balance_days",
+            "negative_balance_days",
+            "balance_to_outflow_ratio",
+        )
+    },
+}
+
+
+# -- the two sides ----------------------------------------------------------------------
+
+
+def engine_products(
+    log: list[dict[str, Any]], as_of: datetime, history_months: int, wanted: Products
+) -> Products:
+    """The engine's value of every item of ``wanted``: the ledger over the log in arrival
+    order, pruned as a worker at ``as_of`` prunes, then the kernels over the month views."""
+    ledger = PartitionLedger(MemoryStore(), Pseudonymizer(b"test-key"), lambda: _REGISTRY)
+    for offset, element in enumerate(log):
+        txn = validate(element, element["bank"])
+        assert isinstance(txn, Txn), txn
+        ledger.apply(txn, Source(f"bank.{element['bank']}.txns", 0, offset, None))
+    ledger.commit(len(log))
+    this_month = parse_month(as_of.astimezone(CST).strftime("%Y-%m"))
+    assert this_month is not None
+    ledger.prune(this_month - history_months + 1)
+    result: Products = {}
+    for enterprise_id, months in ledger.enterprises():
+        history = History(
+            {
+                m: MonthView.from_json(codec.loads(codec.dumps(agg.view())))
+                for m, agg in months.items()
+            }
+        )
+        result[enterprise_id] = {}
+        for label, items in wanted.get(enterprise_id, {}).items():
+            quarterly = "Q" in label
+            period = Period.quarterly(label) if quarterly else Period.monthly(label)
+            assert period is not None
+            spec = _SPECS["quarterly" if quarterly else "monthly"]
+            ctx = Context(history, period, spec.parameters)
+            result[enterprise_id][label] = {item: KERNELS[item](ctx) for item in items}
+    return result
+
+
+def _disagreements(sql: Products, engine: Products) -> dict[str, list[str]]:
+    """Item -> readable differences, over every period of ``sql``."""
+    found: dict[str, list[str]] = {}
+    for enterprise_id, periods in sql.items():
+        for label, items in periods.items():
+            served = engine.get(enterprise_id, {}).get(label)
+            for item, want in items.items():
+                got = "<nothing served>" if served is None else served[item]
+                if not same(want, got):
+                    found.setdefault(item, []).append(f"{label}: sql {want!r}, engine {got!r}")
+    return found
+
+
+def _compare(scenario: Scenario) -> dict[str, list[str]]:
+    sql = reference_sql.products(scenario.log, scenario.as_of, scenario.history_months)
+    sql = {
+        enterprise_id: {label: v for label, v in periods.items() if label in scenario.labels}
+        for enterprise_id, periods in sql.items()
+    }
+    assert all(set(periods) == set(scenario.labels) for periods in sql.values()), sql.keys()
+    engine = engine_products(scenario.log, scenario.as_of, scenario.history_months, sql)
+    return _disagreements(sql, engine)
+
+
+# -- the tests --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_the_engine_and_the_sql_reference_differ_only_where_recorded(scenario: Scenario) -> None:
+    found = _compare(scenario)
+    expected = {item for case, item in DISAGREEMENTS if case == scenario.name}
+    new = {item: found[item] for item in sorted(set(found) - expected)}
+    gone = sorted(expected - set(found))
+    assert not new and not gone, (
+        f"new disagreements (decide from the definition which side is right): {new}; "
+        f"recorded disagreements that no longer occur (remove them): {gone}"
+    )
+
+
+def test_every_recorded_disagreement_names_a_scenario_and_an_item() -> None:
+    names = {s.name for s in SCENARIOS}
+    items = {item for items in reference_sql.product_items().values() for item in items}
+    for case, item in DISAGREEMENTS:
+        assert case in names and item in items and item in reference_sql.ITEMS, (case, item)
+
+
+def test_the_monthly_product_is_covered_whole() -> None:
+    assert reference_sql.NOT_COVERED["monthly"] == []
+    assert len(reference_sql.product_items()["monthly"]) == 95
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(log=transaction_log())
+def test_every_covered_item_agrees_over_generated_logs(log: list[dict[str, Any]]) -> None:
+    """Logs with every class and channel, duplicates, conflicts, reversals before and after
+    their originals, rejected reversals, late events and month edges where UTC and China time
+    disagree; pulled after their last month, with nothing pruned."""
+    as_of = datetime(2026, 3, 1, tzinfo=CST)  # every month of the log is over
+    sql = reference_sql.products(log, as_of)
+    sql = {
+        e: {label: v for label, v in periods.items() if label not in ("2026-03", "2026Q1")}
+        for e, periods in sql.items()
+    }
+    engine = engine_products(log, as_of, 36, sql)
+    assert not _disagreements(sql, engine)
