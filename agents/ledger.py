@@ -108,6 +108,18 @@ class _Uncommitted:
         self.bytes = 0  # routed message bytes applied
 
 
+class _Failing:
+    """Failures in a row of a partition's steps, all while its state was committed at
+    ``offset``, and the end of the messages they failed on (the offset past the last)."""
+
+    __slots__ = ("end", "failures", "offset")
+
+    def __init__(self, offset: int, end: int) -> None:
+        self.offset = offset
+        self.end = end
+        self.failures = 0
+
+
 class LedgerStage:
     def __init__(
         self,
@@ -136,8 +148,7 @@ class LedgerStage:
         self._commit_interval = commit_interval
         self._on_commit = on_commit
         self._set_aside_after = set_aside_after  # failures in a row; 0: never set aside
-        # partition -> (first offset of the step that failed, failures in a row there)
-        self._failing: dict[int, tuple[int, int]] = {}
+        self._failing: dict[int, _Failing] = {}
         self._ends: dict[int, int] = {}  # partition -> end of the routed log, as last looked
         self._uncommitted: dict[int, _Uncommitted] = {}
         self._ledgers: dict[int, PartitionLedger] = {}
@@ -304,11 +315,15 @@ class LedgerStage:
         if self._setting_aside(partition, first):
             outcomes = await self._apply_setting_aside(partition, ledger, messages, next_offset)
         else:
+            if partition in self._failing:
+                # A failing partition commits before each step: when the step fails again,
+                # the rollback undoes it alone and the retry needs no seek back.
+                await self._commit(partition)
             try:
                 # One synchronous call for the step (see PartitionLedger.apply_messages).
                 outcomes = Counter(ledger.apply_messages(values))
             except Exception as exc:
-                self._note_failure(partition, first, exc)
+                self._note_failure(partition, ledger, next_offset, exc)
                 raise
         now = time.monotonic()
         pending = self._uncommitted.setdefault(partition, _Uncommitted(now, next_offset))
@@ -321,19 +336,36 @@ class LedgerStage:
 
     # -- a step that fails for good ---------------------------------------------------------
 
-    def _note_failure(self, partition: int, first: int, exc: Exception) -> None:
-        """Count a failure to apply the step that starts at ``first`` (outages do not count:
-        they are waited out, however long)."""
+    def _note_failure(
+        self, partition: int, ledger: PartitionLedger, end: int, exc: Exception
+    ) -> None:
+        """Count a failure to apply a step of ``partition`` (up to offset ``end``) while its
+        state is committed where it is (outages do not count: they are waited out).
+
+        In a row means at the same committed offset, not at the same first offset of the
+        failing step: the steps applied since the commit are rolled back with it, and their
+        messages come again in takes that may begin anywhere (the worker seeks back), so the
+        failing step's first offset can change from one failure to the next."""
         if is_outage(exc):
             return
-        offset, failures = self._failing.get(partition, (first, 0))
-        self._failing[partition] = (first, failures + 1 if offset == first else 1)
+        committed = ledger.progress.next_offset  # commits alone move it
+        failing = self._failing.get(partition)
+        if failing is None or failing.offset != committed:
+            failing = self._failing[partition] = _Failing(committed, end)
+        failing.failures += 1
+        failing.end = max(failing.end, end)
 
     def _setting_aside(self, partition: int, first: int) -> bool:
-        """Whether the step that starts at ``first`` has failed often enough in a row to be
-        applied message by message, setting aside what raises."""
-        offset, failures = self._failing.get(partition, (-1, 0))
-        return 0 < self._set_aside_after <= failures and offset == first
+        """Whether the step that starts at ``first`` is to be applied message by message,
+        setting aside what raises: its partition has failed often enough in a row, and the
+        step starts before the end of the messages those failures were on. Set-aside mode
+        ends once a commit passes that end."""
+        failing = self._failing.get(partition)
+        return (
+            failing is not None
+            and 0 < self._set_aside_after <= failing.failures
+            and first < failing.end
+        )
 
     async def _apply_setting_aside(
         self, partition: int, ledger: PartitionLedger, messages: list[Message], end: int
@@ -434,8 +466,8 @@ class LedgerStage:
             raise
         del self._uncommitted[partition]
         failing = self._failing.get(partition)
-        if failing is not None and pending.next_offset > failing[0]:
-            del self._failing[partition]  # past where it failed
+        if failing is not None and pending.next_offset >= failing.end:
+            del self._failing[partition]  # past every message its failures were on
         if self._on_commit is not None:
             self._on_commit(partition, changed)
         await self._publish_step(partition, ledger, changed)

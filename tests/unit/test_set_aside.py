@@ -213,7 +213,9 @@ def _set_aside(metrics: WorkerMetrics) -> float | None:
     return metrics.registry.get_sample_value("creditflow_ledger_set_aside_total")
 
 
-def _stage(store: MemoryStore, sender: _Sender, after: int) -> tuple[LedgerStage, WorkerMetrics]:
+def _stage(
+    store: MemoryStore, sender: _Sender, after: int, **more: Any
+) -> tuple[LedgerStage, WorkerMetrics]:
     metrics = WorkerMetrics(CollectorRegistry())
     stage = LedgerStage(
         open_store=lambda _: store,
@@ -223,6 +225,7 @@ def _stage(store: MemoryStore, sender: _Sender, after: int) -> tuple[LedgerStage
         sender=sender,
         metrics=metrics,
         set_aside_after=after,
+        **more,
     )
     return stage, metrics
 
@@ -343,3 +346,45 @@ def test_a_crash_between_the_rejection_and_the_commit_sets_the_row_aside_again()
     committed = PartitionLedger(store, _pseudonym, lambda: _REGISTRY)
     assert committed.progress.next_offset == 3
     assert _views(committed) == _only(good)  # every other row once, the poisoned one never
+
+
+def test_failures_count_in_a_row_when_each_would_need_a_seek_back() -> None:
+    """Steps applied and not committed yet, then one that fails: the rollback takes the
+    partition back to its commit, and the worker seeks there. A failing partition then
+    commits before each step, so its next failures are retried where they are, in a row,
+    with no further seek: the row is set aside after its failures, not after as many round
+    trips to the broker."""
+    log = [
+        _Routed(0, [_row("G0", 0, day=1)]),
+        _Routed(1, [_row("G1", 1, day=2)]),
+        _Routed(2, [_row("G2", 2, day=3), _poisoned("P", 9)]),
+        _Routed(3, [_row("G3", 3, day=4)]),
+    ]
+    seeks: list[int] = []
+
+    async def seek(partition: int, offset: int) -> None:
+        seeks.append(offset)
+
+    store, sender = MemoryStore(), _Sender()
+    stage, metrics = _stage(store, sender, _AFTER, seek=seek, commit_interval=3600.0)
+
+    async def consume() -> int:
+        """A consumer of takes of two messages, retrying each as until_done does; a seek
+        moves it. Returns the tries of every take together."""
+        await stage.open({0})
+        position, tries = 0, 0
+        while position < len(log) and tries < 10 * _AFTER:
+            take = log[position : position + 2]
+            sought = len(seeks)
+            tries += await _tries(stage, take, 2 * _AFTER)
+            position = seeks[-1] if len(seeks) > sought else position + len(take)
+        await stage.close()
+        return tries
+
+    tries = asyncio.run(consume())
+    assert seeks == [0], seeks  # the first failure's rollback alone needs one
+    # [G0 G1]; [G2+P G3] fails and seeks back; [G0 G1]; [G2+P G3] fails in a row, set aside
+    assert tries == 1 + 2 + 1 + (_AFTER + 1)
+    assert _set_aside(metrics) == 1 and len(sender.sent) == 1
+    good = [_row(f"G{i}", i, day=1 + i) for i in range(4)]
+    assert _views(PartitionLedger(store, _pseudonym, lambda: _REGISTRY)) == _only(good)
