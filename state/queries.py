@@ -27,7 +27,7 @@ from engine.access.records import (
     QueryRecord,
     decode_record,
 )
-from state.redis_client import RedisClient, is_cluster
+from state.redis_client import RedisClient, is_cluster, replicas_had, wait_for_replicas
 
 __all__ = ["QueryIndex"]
 
@@ -84,9 +84,12 @@ class QueryIndex:
             pipe.zremrangebyscore(key, "-inf", f"({horizon}")
         if next_offsets and is_cluster(self._redis):
             # A cluster runs a pipeline's parts for each node at the same time: the offsets
-            # must not land before the records they cover (a crash would skip those).
+            # must not land before the records they cover (a crash would skip those), nor
+            # before a replica has them (a failover would lose them).
             if len(pipe):
-                await pipe.execute()
+                replicas_had(
+                    await wait_for_replicas(pipe, self._redis, members), await pipe.execute()
+                )
             pipe = self._redis.pipeline(transaction=False)
         if next_offsets:
             pipe.hset(self.offsets_key, mapping={str(p): o for p, o in next_offsets.items()})

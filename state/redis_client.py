@@ -15,11 +15,18 @@ What a cluster changes, and where it is handled:
 - scripts are cached per node, and a replica promoted by a failover has none of them
   (state/signal_feeds.py);
 - client tracking is per node: the listener of announcements keeps one connection per
-  primary and follows failovers (state/tracking.py), with clients from :func:`connect_node`.
+  primary and follows failovers (state/tracking.py), with clients from :func:`connect_node`;
+- a primary replicates asynchronously, so one that dies takes along the writes its replica
+  had not received yet: a write that another one vouches for (a partition's progress for
+  its views, a partition's offset for its query records) waits until a replica has what it
+  vouches for (:func:`wait_for_replicas`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterable
 from typing import Any, TypeAlias
 
 from redis.asyncio import ConnectionPool, Redis, RedisCluster
@@ -29,7 +36,17 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from engine.settings import Settings
 
-__all__ = ["RedisClient", "connect", "connect_node", "connect_settings", "is_cluster"]
+__all__ = [
+    "RedisClient",
+    "connect",
+    "connect_node",
+    "connect_settings",
+    "is_cluster",
+    "replicas_had",
+    "wait_for_replicas",
+]
+
+log = logging.getLogger(__name__)
 
 RedisClient: TypeAlias = Redis | RedisCluster
 
@@ -39,6 +56,11 @@ RedisClient: TypeAlias = Redis | RedisCluster
 # apart) held a pull for several seconds while a failover was under way.
 _CLUSTER_RETRIES = 3
 _CLUSTER_BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
+# How long a write waits for a replica to have what came before it (WAIT): a replica on the
+# same network answers in well under a millisecond; one that is gone costs this per write.
+_REPLICA_WAIT_MS = 100
+_WARN_EVERY_SECONDS = 60.0
+_warned_at = float("-inf")
 
 
 def connect(url: str, cluster: bool = False, **options: Any) -> RedisClient:
@@ -67,3 +89,46 @@ def connect_node(url: str, host: str, port: int, **options: Any) -> Redis:
 
 def is_cluster(client: RedisClient) -> bool:
     return isinstance(client, RedisCluster)
+
+
+async def wait_for_replicas(pipe: Any, client: RedisClient, keys: Iterable[str]) -> list[str]:
+    """Queue, in ``pipe`` (a pipeline of ``client``, after its writes), a ``WAIT 1`` (100 ms
+    at most) on every primary of a Redis Cluster that holds one of ``keys``: it answers once
+    a replica has every write that primary answered before it (WAIT counts the writes of its
+    own connection, and a pipeline sends a node's commands on one), so a failover keeps
+    them. Returns the primaries, in the order of their answers at the end of the pipeline's
+    (none on a single Redis); :func:`replicas_had` reads them.
+    """
+    if not isinstance(client, RedisCluster):
+        return []
+    await client.initialize()  # the slot table (a no-op once known)
+    nodes = {
+        node.name: node
+        for node in (client.get_node_from_key(key) for key in keys)
+        if node is not None  # no primary for the slot: the write itself fails
+    }
+    for node in nodes.values():
+        pipe.execute_command("WAIT", 1, _REPLICA_WAIT_MS, target_nodes=node)
+    return list(nodes)
+
+
+def replicas_had(primaries: list[str], results: list[Any]) -> list[Any]:
+    """The results of a pipeline without the answers of :func:`wait_for_replicas`' WAITs,
+    which end it. A primary that had no replica in time is logged (once a minute): a
+    failover of it could lose those writes. The writer goes on (the alternative would be to
+    stop writing while a replica is down)."""
+    global _warned_at
+    if not primaries:
+        return results
+    answers = results[len(results) - len(primaries) :]
+    alone = [name for name, count in zip(primaries, answers, strict=True) if int(count) < 1]
+    if alone and time.monotonic() - _warned_at >= _WARN_EVERY_SECONDS:
+        _warned_at = time.monotonic()
+        log.warning(
+            "Redis Cluster primary %s has no replica in sync (WAIT timed out after %d ms): a "
+            "failover of it now could lose the latest writes (docs/operations.md, Redis "
+            "Cluster)",
+            ", ".join(alone),
+            _REPLICA_WAIT_MS,
+        )
+    return results[: len(results) - len(primaries)]

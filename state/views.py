@@ -15,8 +15,9 @@ update, in Redis Cluster as well (the hash tag keeps an enterprise in one slot).
 written after the views it covers, and read before them, so the offsets a reader is told are
 always already reflected in what it reads. In a Redis Cluster, progress and views live on
 different nodes, and a pipeline's parts for different nodes run at the same time: there the
-progress is written only once the views' writes have been answered, and read before the
-views are asked for (one round trip more each).
+progress is written only once the views' writes have been answered and a replica of each of
+their primaries has them (so that a failover keeps them), and read before the views are
+asked for (one round trip more each, two for a write).
 
 Views never go back to an older state. A worker cut off from the group keeps the state
 and the work of partitions that another worker has taken meanwhile, and may publish it
@@ -36,7 +37,7 @@ from typing import Any, cast
 
 from engine import codec
 from engine.errors import StateError
-from state.redis_client import RedisClient, is_cluster
+from state.redis_client import RedisClient, is_cluster, replicas_had, wait_for_replicas
 
 __all__ = ["NewerViewsError", "ViewStore", "month_field"]
 
@@ -138,9 +139,12 @@ class ViewStore:
             _check_newer(partition, offset, await pipe.execute())
             return True
         results: list[Any] = []
-        if self._cluster:  # the views' nodes first, then the progress's node
+        if self._cluster:  # the views' nodes first (and their replicas), then the progress's
             if len(pipe):
-                results = await pipe.execute()
+                primaries = await wait_for_replicas(
+                    pipe, self._redis, map(self.enterprise_key, months)
+                )
+                results = replicas_had(primaries, await pipe.execute())
             pipe = self._redis.pipeline(transaction=False)
         key, value = self.partition_key(partition), codec.dumps(progress)
         if offset is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -138,6 +139,44 @@ def test_every_store_reads_and_writes_across_the_primaries(redis_cluster: LocalC
             await client.aclose()
 
     asyncio.run(body())
+
+
+def test_a_progress_waits_until_a_replica_has_the_views_it_covers(
+    redis_cluster: LocalCluster,
+) -> None:
+    """A primary that dies takes along the writes its replica had not received: a progress
+    written only once a replica has the views it covers never claims views a failover lost.
+    With the replica stopped the write waits (100 ms at most) and goes on."""
+    prefix = f"cfcl-wait-{secrets.token_hex(3)}"
+    enterprise = enterprise_ids(1, seed=8)[0]
+    replica = redis_cluster.replica_of(next(iter(by_primary(redis_cluster, [enterprise]))))
+
+    async def body() -> None:
+        client = connect(redis_cluster.url, cluster=True)
+        views = ViewStore(client, prefix)
+
+        async def publish(offset: int) -> float:
+            started = time.monotonic()
+            month = {b"m:2026-03": b"%d" % offset}
+            await views.publish(0, {enterprise: month}, {"routed_offset": offset}, create=True)
+            return time.monotonic() - started
+
+        try:
+            await publish(1)
+            assert await publish(2) < 0.05
+            redis_cluster.nodes[replica].process.send_signal(signal.SIGSTOP)
+            try:
+                waited = await publish(3)
+            finally:
+                redis_cluster.nodes[replica].process.send_signal(signal.SIGCONT)
+            assert waited >= 0.1, "the progress did not wait for the replica"
+            assert await views.progress_raw(0) == b'{"routed_offset":3}'
+        finally:
+            await views.delete_all()
+            await client.aclose()
+
+    asyncio.run(body())
+    redis_cluster.wait_ok()
 
 
 def test_the_listener_hears_every_primary_and_moves_with_a_failover(
