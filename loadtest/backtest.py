@@ -77,6 +77,9 @@ class Firm:
     anchor_stops: bool = False  # from its trouble day that customer pays nothing
     new_lenders: tuple[date, ...] = ()  # days on which a new financing partner lends
     conduit: bool = False  # from its trouble day most of what it holds leaves for a person
+    diverts: bool = False  # on its trouble day a loan comes, and most of it leaves at once
+    enforced: bool = False  # from its trouble day a court deducts from it every month
+    invests: bool = False  # on its trouble day a loan comes, renews one and buys equipment
 
 
 def _spring_dip(day: date) -> float:
@@ -185,6 +188,21 @@ def _scenarios(rng: random.Random) -> dict[str, Callable[[str], Firm]]:
         lent = (trouble_day(), trouble_day() + timedelta(days=100))  # a lease, a bank loan
         return Firm(eid, "new_lenders_apart", START, _steady, _flat, new_lenders=lent)
 
+    def diverted(eid: str) -> Firm:
+        s = trouble_day()
+        return Firm(
+            eid, "proceeds_diverted", START, _steady, _flat, s, s + timedelta(120), diverts=True
+        )
+
+    def enforced(eid: str) -> Firm:
+        s = trouble_day()
+        return Firm(
+            eid, "judicial_enforcement", START, _steady, _flat, s, s + timedelta(90), enforced=True
+        )
+
+    def invests(eid: str) -> Firm:
+        return Firm(eid, "loan_invested", START, _steady, _flat, trouble_day(), invests=True)
+
     def conduit(eid: str) -> Firm:
         s = trouble_day()
         # From the trouble day its receipts go to a person at the end of each day instead of
@@ -218,6 +236,9 @@ def _scenarios(rng: random.Random) -> dict[str, Callable[[str], Firm]]:
         "anchor_customer": anchored,
         "new_lenders_apart": one_new_lender,
         "pass_through": conduit,
+        "proceeds_diverted": diverted,
+        "judicial_enforcement": enforced,
+        "loan_invested": invests,
     }
 
 
@@ -232,6 +253,8 @@ RULE_SCENARIOS = {
     "financing_partner_stacking": ("lender_stacking",),
     "largest_customer_stopped": ("anchor_lost",),
     "fast_in_fast_out": ("pass_through",),
+    "loan_proceeds_diverted": ("proceeds_diverted",),
+    "judicial_deduction": ("judicial_enforcement",),
 }
 #: Financing partners of the registry (specs/registries.toml) that lend to a firm: its own
 #: bank for years, then the new ones, in order.
@@ -254,7 +277,14 @@ def _events(firm: Firm, rng: random.Random) -> list[dict[str, Any]]:
     balance = int(scale * rng.uniform(30, 90))  # one to three months of receipts in the bank
     events: list[dict[str, Any]] = []
 
-    def book(day: date, inflow: bool, amount: float, cp: str, channel: str = "transfer") -> None:
+    def book(
+        day: date,
+        inflow: bool,
+        amount: float,
+        cp: str,
+        channel: str = "transfer",
+        kind: str | None = None,
+    ) -> None:
         nonlocal balance
         fen = max(1, int(amount))
         balance += fen if inflow else -fen
@@ -272,7 +302,7 @@ def _events(firm: Firm, rng: random.Random) -> list[dict[str, Any]]:
                 "currency": "CNY",
                 "balance_after_fen": balance,
                 "channel": channel,
-                "counterparty": {"id": cp},
+                "counterparty": {"id": cp} if kind is None else {"id": cp, "kind": kind},
             }
         )
 
@@ -310,6 +340,8 @@ def _events(firm: Firm, rng: random.Random) -> list[dict[str, Any]]:
             book(day, False, max(balance, 0) * 0.7, _SUPPLIER)
         if firm.conduit and firm.trouble is not None and day >= firm.trouble and balance > 0:
             book(day, False, balance * rng.uniform(0.85, 1.0), _PERSON)
+        if firm.trouble is not None and (firm.diverts or firm.enforced or firm.invests):
+            _borrow_or_be_enforced(firm, day, scale, rng, book)
         day += timedelta(days=1)
     return events
 
@@ -325,6 +357,43 @@ def _lend(firm: Firm, day: date, scale: float, book: Callable[..., None]) -> Non
             book(day, True, scale * 20, lender, "loan")
         elif day.day == 20 and 1 <= months <= 10 and day > lent:
             book(day, False, scale * 2, lender, "loan")
+
+
+_OWNER = "11010519491231002X"  # the owner: a resident identity number, an individual
+_COURT = "JUD-ENFORCE-0001"
+
+
+def _borrow_or_be_enforced(
+    firm: Firm, day: date, scale: float, rng: random.Random, book: Callable[..., None]
+) -> None:
+    """The loans and deductions of the last three scenarios. A firm that diverts a loan
+    sends most of it the same day to its owner, to its own account elsewhere or to
+    another lender; a firm under enforcement has a court deduct from it every month; a
+    healthy one renews a loan with its lender, buys equipment with the rest, pays its owner
+    a monthly dividend and a court fee for a suit of its own."""
+    assert firm.trouble is not None
+    since = (day - firm.trouble).days
+    loan = scale * 20
+    if firm.diverts and since == 0:
+        book(day, True, loan, "FIN-LOAN-0001", "loan")
+        destinations = [
+            (_OWNER, None),
+            (firm.id, None),
+            ("FIN-FACTOR-0001", None),
+            (_PERSON, "individual"),
+        ]
+        for payee, kind in rng.sample(destinations, 2):
+            book(day, False, loan * rng.uniform(0.3, 0.45), payee, "transfer", kind)
+    if firm.enforced and since >= 0 and since % 30 == 0:
+        book(day, False, scale * rng.uniform(3, 10), _COURT, rng.choice(("judicial", "transfer")))
+    if firm.invests:
+        if since == 0:
+            book(day, True, loan, "FIN-LOAN-0001", "loan")
+            book(day, False, loan * 0.5, "FIN-LOAN-0001", "loan")  # last year's, renewed
+            book(day, False, loan * 0.45, _SUPPLIER)  # equipment
+            book(day, False, scale * 2, "GOV-COURT-0001")  # a court fee: its own suit
+        if day.day == 25:
+            book(day, False, scale * 1.5, _OWNER)  # a monthly dividend
 
 
 @dataclass

@@ -99,6 +99,14 @@ Where the rules fall short of recall 0.9 and precision 0.8, and why:
   to mouth on a small positive balance, which it would flag; where the money went is
   `loan_proceeds_diverted`'s to judge, for loans. A first definition that counted negative
   balances as empty raised 214 false alarms on such firms, which are often overdrawn.
+- `loan_proceeds_diverted` and `judicial_deduction` are perfect on scenarios made for them:
+  a diverting firm sends 60 to 90 % of a loan the same day to its owner, its own account
+  elsewhere or another lender; the healthy one renews a loan with its lender, buys
+  equipment and pays its owner a monthly dividend and a court fee. A healthy firm that
+  moves a loan to its own account at another bank to pay suppliers from there would be
+  flagged (the rule cannot follow money across the firm's banks by day), and so would one
+  paying a large dividend days after a loan. At CNY 50,000 `min_loan_fen` missed the third
+  of the diverting firms whose loans were smaller; CNY 10,000 misses none.
 - The figures move by several points between seeds at 50 firms a scenario; the test of a
   change to a rule is the same seed before and after.
 """
