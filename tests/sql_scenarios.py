@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from loadtest.generator import GeneratorConfig, generate
 from tests.factories import enterprise_ids
 
 __all__ = ["SCENARIOS", "Scenario"]
@@ -304,6 +305,70 @@ def pruned_history() -> Scenario:
     )
 
 
+def quarters_of_trade() -> Scenario:
+    """Six quarters in which customers, suppliers and financing partners come and go, a
+    quarter's inflow spikes and the next one collapses, utilities and tax stop and resume,
+    and money leaves the day it came in."""
+    log = _Log(ENTERPRISES[7], {(BANK, "ACC-1"): 2_000_000})
+    months = _months("2024-10", "2026-03")
+    for n, label in enumerate(months):
+        for i in range(4):  # a changing cast of customers and suppliers
+            cust = f"CUST-{(n // 3 + i) % 7}"
+            log.add(f"{label}-0{i + 2} 10:00", "in", (i + 1) * 100_000 + n * 7_000, cust)
+            if (n + i) % 3:
+                log.add(f"{label}-1{i} 10:00", "out", (i + 2) * 60_000, f"SUPP-{(n + i) % 5}")
+        if n in (9, 10):  # a spike, then the money goes out the same day
+            log.add(f"{label}-20 09:00", "in", 9_000_000, "CUST-BIG")
+            log.add(f"{label}-20 15:00", "out", 9_000_000, "SUPP-BIG")
+        if n in (12, 13, 14):  # a quarter with almost no operating inflow
+            log.add(f"{label}-25 10:00", "in", 2_000, "PSP-TENPAY-0001")
+        if n % 4 != 3 and n not in (6, 7):  # utilities with gaps
+            log.add(f"{label}-18 10:00", "out", 20_000 + n * 500, "UTIL-GAS-0001")
+        if n % 3 == 0 and n < 9:
+            log.add(f"{label}-15 10:00", "out", 90_000, "TREASURY-0001")
+        if n % 2 == 0:
+            log.add(f"{label}-25 15:00", "out", 10_000, "SOCIAL-HF-0001")
+            log.add(f"{label}-26 10:00", "out", 300_000, "PAYROLL", channel="payroll")
+        if n == 4:
+            log.add(f"{label}-08 10:00", "in", 2_000_000, BANK, channel="loan")
+        if n > 4:
+            log.add(f"{label}-08 10:00", "out", 180_000, BANK, channel="loan")
+            log.add(f"{label}-08 10:05", "out", 9_000, BANK, channel="interest")
+        if n in (8, 15):  # a new financing partner, and one seen again after a year
+            log.add(f"{label}-11 10:00", "in", 700_000, "FIN-LOAN-0001", channel="loan")
+        if n == 16:
+            log.add(f"{label}-11 10:00", "in", 400_000, "FIN-FACTOR-0001")
+        if n in (3, 11):
+            log.add(f"{label}-09 10:00", "in", 250_000, ENTERPRISES[7], account="ACC-2")
+    return Scenario(
+        "quarters_of_trade",
+        log.balanced(),
+        datetime(2026, 4, 1, 0, 0, tzinfo=CST),
+        (*months, "2024Q4", "2025Q1", "2025Q2", "2025Q3", "2025Q4", "2026Q1"),
+    )
+
+
+def generated_flows() -> Scenario:
+    """Three firms of the load-test generator over 13 months: seasonal sales, loans,
+    leasing, factoring, exports, heating in winter, reversals, late and repeated events."""
+    config = GeneratorConfig(
+        seed=16,
+        enterprises=3,
+        months=13,
+        end_month=2025 * 12 + 11,
+        reversal_rate=0.03,
+        late_rate=0.03,
+        duplicate_rate=0.02,
+        now=datetime(2026, 1, 1, tzinfo=CST),
+    )
+    return Scenario(
+        "generated_flows",
+        list(generate(config)),
+        datetime(2026, 1, 1, tzinfo=CST),
+        (*_months("2024-12", "2025-12"), "2025Q1", "2025Q2", "2025Q3", "2025Q4"),
+    )
+
+
 SCENARIOS = (
     every_class_and_channel(),
     reversals_duplicates_late(),
@@ -312,4 +377,6 @@ SCENARIOS = (
     after_last_transaction(),
     dormant_account(),
     pruned_history(),
+    quarters_of_trade(),
+    generated_flows(),
 )

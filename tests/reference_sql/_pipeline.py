@@ -16,9 +16,13 @@ that engine/products/classify.py's docstring states:
   ``d0``..``d1`` are its calendar days; ``e1`` the last day that has begun at ``as_of``
   (a partial period's days stop there: later days have no end-of-day balance yet).
 - ``ptxn``: the transactions of each period.
-- ``eod``: per period and day (elapsed days only), the sum over accounts with a transaction
-  at or before the end of that day of the balance after their last such transaction,
-  ordered by booked_at then txn_id; no row on a day before any account's first transaction.
+- ``eod_daily``: per day from the first transaction to the pull's day, the sum over accounts
+  with a transaction at or before the end of that day of the balance after their last such
+  transaction, ordered by booked_at then txn_id; ``eod``: the same by period (days that
+  have begun only); no row on a day before any account's first transaction.
+- ``ms``: per enterprise and month (from a year before its first period), the monthly sums
+  the quarterly windows read; ``cpm``: each counterparty's monthly inflow and outflow;
+  ``first_txn``: the first month and day on record (pruned or not).
 
 Pruning (CREDITFLOW_HISTORY_MONTHS) decides which periods are shown, never which
 transactions happened: a balance or a first transaction stays what the bank booked.
@@ -152,19 +156,70 @@ CREATE TABLE account_day AS
 SELECT ent, bank, account, day, balance FROM txn
 QUALIFY row_number() OVER (PARTITION BY ent, bank, account, day ORDER BY us DESC, txn_id DESC) = 1;
 
-CREATE TABLE period_days AS
-SELECT ent, label, unnest(generate_series(d0, e1, INTERVAL 1 DAY))::DATE AS day
-FROM periods WHERE e1 >= d0;
-
-CREATE TABLE eod AS
-WITH grid AS (
-    SELECT d.ent, d.label, d.day, a.bank, a.account
-    FROM period_days d JOIN (SELECT DISTINCT ent, bank, account FROM txn) a ON a.ent = d.ent
+-- every day from the enterprise's first transaction to the pull's day, with its balance
+CREATE TABLE eod_daily AS
+WITH days AS (
+    SELECT ent, unnest(generate_series(min(day), any_value(n.as_of_day), INTERVAL 1 DAY))::DATE
+        AS day
+    FROM txn, now n GROUP BY ent
+), grid AS (
+    SELECT d.ent, d.day, a.bank, a.account
+    FROM days d JOIN (SELECT DISTINCT ent, bank, account FROM txn) a ON a.ent = d.ent
 )
-SELECT g.ent, g.label, g.day, sum(b.balance) AS eod
+SELECT g.ent, g.day, sum(b.balance) AS eod
 FROM grid g ASOF JOIN account_day b
   ON b.ent = g.ent AND b.bank = g.bank AND b.account = g.account AND b.day <= g.day
-GROUP BY g.ent, g.label, g.day;
+GROUP BY g.ent, g.day;
+
+CREATE TABLE eod AS
+SELECT p.ent, p.label, e.day, e.eod
+FROM periods p JOIN eod_daily e ON e.ent = p.ent AND e.day BETWEEN p.d0 AND p.e1;
+
+-- the quarterly items' windows: every month from a year before the first period shown
+CREATE TABLE first_txn AS
+SELECT ent, min(month) AS first_month, min(day) AS first_day FROM txn GROUP BY ent;
+
+CREATE TABLE ms AS
+WITH months AS (
+    SELECT ent, unnest(generate_series(min(m0) - 12, max(m1))) AS month
+    FROM periods GROUP BY ent
+)
+SELECT m.ent, m.month,
+       coalesce(sum(t.amount) FILTER (WHERE t.inflow), 0) AS in_all,
+       coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow), 0) AS out_all,
+       coalesce(sum(t.amount) FILTER (
+           WHERE t.inflow AND t.cls IN ('TRADE', 'PSP', 'CASH')), 0) AS op_in,
+       coalesce(sum(t.amount) FILTER (
+           WHERE NOT t.inflow AND t.cls IN ('TRADE', 'PAYROLL', 'UTILITY', 'TAX', 'SOCIAL',
+                                            'GOV_OTHER', 'PSP', 'CASH')), 0) AS op_out,
+       coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'UTILITY'), 0) AS util_out,
+       coalesce(sum(t.amount) FILTER (
+           WHERE NOT t.inflow AND t.cls = 'UTILITY' AND t.sub = 'power'), 0) AS power_out,
+       coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'TAX'), 0) AS tax_out,
+       coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'SOCIAL'), 0) AS social_out,
+       coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'PAYROLL'), 0)
+           AS payroll_out,
+       coalesce(sum(t.amount) FILTER (
+           WHERE t.inflow AND t.cls = 'BANK_OWN' AND t.channel = 'loan'), 0) AS loan_in,
+       coalesce(sum(t.amount) FILTER (
+           WHERE NOT t.inflow AND t.cls = 'BANK_OWN' AND t.channel = 'loan'), 0) AS loan_out,
+       coalesce(sum(t.amount) FILTER (
+           WHERE NOT t.inflow AND t.cls = 'BANK_OWN' AND t.channel = 'interest'), 0)
+           AS interest_out,
+       coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'FIN_PARTNER'), 0)
+           AS fin_out,
+       count(t.txn_id) AS n
+FROM months m LEFT JOIN txn t ON t.ent = m.ent AND t.month = m.month
+GROUP BY m.ent, m.month;
+
+-- each counterparty's inflow and outflow by month (class as classified)
+CREATE TABLE cpm AS
+SELECT ent, month, cp, cls,
+       coalesce(sum(amount) FILTER (WHERE inflow), 0) AS cp_in,
+       coalesce(sum(amount) FILTER (WHERE NOT inflow), 0) AS cp_out
+FROM txn WHERE cp <> ent GROUP BY ent, month, cp, cls;
+
+CREATE VIEW quarters AS SELECT * FROM periods WHERE kind = 'quarterly';
 """
 
 
@@ -193,8 +248,13 @@ def connect(
         )
         for seq, e in enumerate(events)
     ]
-    if rows:
-        db.executemany("INSERT INTO raw VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    row = "(" + ", ".join("?" * 14) + ")"
+    for start in range(0, len(rows), 200):  # one statement per 200 rows: executemany is slow
+        chunk = rows[start : start + 200]
+        db.execute(
+            "INSERT INTO raw VALUES " + ", ".join([row] * len(chunk)),
+            [value for r in chunk for value in r],
+        )
     with (SPECS / "registries.toml").open("rb") as handle:
         entries = tomllib.load(handle)["entries"]
     db.executemany(

@@ -53,47 +53,88 @@ class Disagreement:
 
 # -- the known disagreements, by (case, item) ---------------------------------------------
 
-_PARTIAL_DAYS = Disagreement(
-    "A day's end-of-day balance exists once the day has begun (the pull's day: the balance so "
-    "far); a day after the pull has none yet, so it is no day 'whose end-of-day balance' is "
-    "low or below zero and is not in the mean (README: partial = the period is not over). "
-    "The engine carries the last balance over the period's remaining days.",
-    "sql",
+_PARTIAL_DAYS = (
+    "A day's end-of-day balance exists once the day has begun (the pull's day: the balance "
+    "so far); a day after the pull has none yet, so it is not a day 'whose end-of-day "
+    "balance' is low or below zero, and is not in a mean or a variation of end-of-day "
+    "balances (README: partial = the period is not over). The engine carries the last "
+    "balance over the period's remaining days."
 )
-_PRUNED_BALANCE = Disagreement(
-    "Balances sum 'every account with a transaction' at or before the day, the balance after "
-    "its last one: an account whose last booking fell out of the kept history "
-    "(CREDITFLOW_HISTORY_MONTHS) still holds its money, and the first kept month still opens "
-    "with the balance booked before it. The engine forgets pruned bookings: the dormant "
-    "account drops out and the first kept month opens at 0.",
-    "sql",
+_PARTIAL_DRY_DAYS = (
+    "'The longest run of consecutive days of the quarter without operating inflow': days "
+    "after the pull have not been without inflow yet. The engine counts them as dry, so a "
+    "pull in mid-quarter raises interruption_flag (and flags_raised) for a firm paid on "
+    "time."
+)
+_PRUNED_BALANCE = (
+    "Balances sum 'every account with a transaction' at or before the day, the balance "
+    "after its last one: an account whose last booking fell out of the kept history "
+    "(CREDITFLOW_HISTORY_MONTHS) still holds its money, and the first kept month opens with "
+    "the balance booked before it. The engine forgets pruned bookings: the dormant account "
+    "drops out (the operating account alone is overdrawn: negative_balance_flag, "
+    "flags_raised), the first kept month opens at 0 and has no balance before its first "
+    "kept booking."
+)
+_PRUNED_WINDOW = (
+    "W(n), M(1..n), Q-1 and Q-4 are calendar spans ('the 12 months ending with the "
+    "quarter', 'the previous quarter'), and 'the first transaction on record' is the first "
+    "the firm booked: bookings that arrived in time and were pruned later still happened. "
+    "The engine reads only the kept months, so a shown quarter's windows lose the months "
+    "before the horizon (a quarter has no previous quarter, every counterparty is new, the "
+    "firm's first transaction moves to the horizon)."
 )
 
-DISAGREEMENTS: dict[tuple[str, str], Disagreement] = {
-    **{
-        ("partial_periods", item): _PARTIAL_DAYS
-        for item in (
-            "average_daily_balance_fen",
-            "low_balance_days",
-            "negative_balance_days",
-            "balance_to_outflow_ratio",
-        )
-    },
-    **{
-        ("pruned_history", item): _PRUNED_BALANCE
-        for item in (
-            "opening_balance_fen",
-            "closing_balance_fen",
-            "balance_change_fen",
-            "average_daily_balance_fen",
-            "max_daily_balance_fen",
-            "min_daily_balance_fen",
-            "low_balance_days",
-            "negative_balance_days",
-            "balance_to_outflow_ratio",
-        )
-    },
-}
+
+def _rows(case: str, why: str, items: str) -> dict[tuple[str, str], str]:
+    return {(case, item): why for item in items.split()}
+
+
+def _merge(*tables: dict[tuple[str, str], str]) -> dict[tuple[str, str], Disagreement]:
+    """One row per (case, item); an item with two causes in one case gets both."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    for table in tables:
+        for key, why in table.items():
+            merged.setdefault(key, []).append(why)
+    return {key: Disagreement(" / ".join(whys), "sql") for key, whys in merged.items()}
+
+
+DISAGREEMENTS: dict[tuple[str, str], Disagreement] = _merge(
+    _rows(
+        "partial_periods",
+        _PARTIAL_DAYS,
+        "average_daily_balance_fen low_balance_days negative_balance_days "
+        "balance_to_outflow_ratio ttm_average_daily_balance_fen "
+        "average_daily_balance_qoq_growth daily_balance_cv",
+    ),
+    _rows(
+        "partial_periods",
+        _PARTIAL_DRY_DAYS,
+        "longest_no_operating_inflow_days interruption_flag flags_raised",
+    ),
+    _rows(
+        "pruned_history",
+        _PRUNED_BALANCE,
+        "opening_balance_fen closing_balance_fen balance_change_fen average_daily_balance_fen "
+        "max_daily_balance_fen min_daily_balance_fen low_balance_days negative_balance_days "
+        "balance_to_outflow_ratio cash_cover_months ttm_average_daily_balance_fen "
+        "average_daily_balance_qoq_growth daily_balance_cv negative_balance_flag flags_raised",
+    ),
+    _rows(
+        "pruned_history",
+        _PRUNED_WINDOW,
+        "first_transaction_date history_months transactions_36m ttm_operating_inflow_fen "
+        "ttm_net_flow_fen ttm_operating_inflow_months cash_cover_months "
+        "ttm_average_daily_balance_fen inflow_qoq_growth operating_inflow_qoq_growth "
+        "outflow_qoq_growth net_flow_qoq_change_fen average_daily_balance_qoq_growth "
+        "customers_qoq_change operating_inflow_slope_6m_fen operating_inflow_cv_6m "
+        "operating_inflow_cv_12m largest_mom_drop_12m outflow_cv_6m "
+        "negative_net_flow_months_12m min_to_mean_operating_inflow_6m months_with_data_12m "
+        "top1_customer_share_change_qoq customer_hhi_change_qoq inflow_share_known_6m "
+        "inflow_share_known_12m outflow_share_known_6m outflow_share_known_12m new_customers "
+        "new_suppliers customer_retention_ratio customer_active_months_12m utility_months_6m "
+        "utility_months_12m tax_months_12m power_months_12m tax_quarters_4q",
+    ),
+)
 
 
 # -- the two sides ----------------------------------------------------------------------
@@ -178,9 +219,10 @@ def test_every_recorded_disagreement_names_a_scenario_and_an_item() -> None:
         assert case in names and item in items and item in reference_sql.ITEMS, (case, item)
 
 
-def test_the_monthly_product_is_covered_whole() -> None:
-    assert reference_sql.NOT_COVERED["monthly"] == []
-    assert len(reference_sql.product_items()["monthly"]) == 95
+def test_every_item_that_transactions_determine_is_covered() -> None:
+    items = reference_sql.product_items()
+    assert (len(items["monthly"]), len(items["quarterly"])) == (95, 176)
+    assert reference_sql.NOT_COVERED == {"monthly": [], "quarterly": []}
 
 
 @settings(

@@ -1,0 +1,56 @@
+"""Report header and key indicators: the quarter's place in the firm's history, and the
+twelve months ending with it."""
+
+from __future__ import annotations
+
+from tests.reference_sql.flows import OP_IN
+from tests.reference_sql.quarterly._sql import item, per_quarter, share, window
+
+__all__ = ["ITEMS"]
+
+_IN_QUARTER = "LEFT JOIN ptxn t ON t.ent = q.ent AND t.label = q.label"
+_LAST_DAY = "(SELECT max(x.day) FROM txn x WHERE x.ent = q.ent AND x.day <= q.d1)"
+
+ITEMS: dict[str, str] = {
+    # header
+    "months_with_transactions": per_quarter("count(DISTINCT t.month)", _IN_QUARTER),
+    "reporting_banks": per_quarter("count(DISTINCT t.bank)", _IN_QUARTER),
+    # the first transaction on record: pruning does not make a later one the first
+    "first_transaction_date": per_quarter(
+        "strftime(any_value(f.first_day), '%Y-%m-%d')",
+        "JOIN first_txn f ON f.ent = q.ent",
+    ),
+    "last_transaction_date": per_quarter(f"strftime(any_value({_LAST_DAY}), '%Y-%m-%d')"),
+    "history_months": per_quarter(
+        "least(36, q.m1 - any_value(f.first_month) + 1)",
+        "JOIN first_txn f ON f.ent = q.ent",
+    ),
+    "days_since_last_transaction": per_quarter(f"q.d1 - {_LAST_DAY}"),
+    "transactions_36m": window(36, "coalesce(sum(w.n), 0)"),
+    # key indicators
+    "avg_monthly_operating_inflow_fen": per_quarter(
+        f"fdiv(coalesce(sum(t.amount) FILTER (WHERE t.inflow AND t.cls IN {OP_IN}), 0), 3)",
+        _IN_QUARTER,
+    ),
+    "avg_monthly_net_flow_fen": per_quarter(
+        "fdiv(coalesce(sum(CASE WHEN t.inflow THEN t.amount ELSE -t.amount END), 0), 3)",
+        _IN_QUARTER,
+    ),
+    "ttm_operating_inflow_fen": window(12, "coalesce(sum(w.op_in), 0)"),
+    "ttm_net_flow_fen": window(12, "coalesce(sum(w.in_all) - sum(w.out_all), 0)"),
+    "ttm_operating_inflow_months": window(12, "count(*) FILTER (WHERE w.op_in > 0)"),
+    "ttm_average_daily_balance_fen": per_quarter(
+        "CASE WHEN count(e.eod) = 0 THEN NULL ELSE fdiv(sum(e.eod), count(e.eod)) END",
+        "LEFT JOIN eod_daily e ON e.ent = q.ent "
+        "AND e.day BETWEEN month_first_day(q.m1 - 11) AND q.e1",
+    ),
+    # the closing balance over the mean monthly operating outflow of W(12)
+    "cash_cover_months": per_quarter(
+        share(
+            "any_value(c.value)",
+            "(SELECT sum(x.op_out) FROM ms x "
+            "WHERE x.ent = q.ent AND x.month BETWEEN q.m1 - 11 AND q.m1)::DOUBLE / 12",
+        ),
+        item("closing_balance_fen", "c"),
+    ),
+}

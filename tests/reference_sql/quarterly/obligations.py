@@ -1,0 +1,165 @@
+"""Obligations, payment continuity and quality flags.
+
+Debt service is loan repayments and interest to the reporting banks plus every outflow to
+financing partners. The flags are 1 or 0 (never null: a null ratio raises no flag). Runs of
+days count the quarter's days that have begun at the pull.
+"""
+
+from __future__ import annotations
+
+from tests.reference_sql.flows import OP_IN
+from tests.reference_sql.quarterly._sql import item, per_quarter, quarter_sum, share, window
+
+__all__ = ["ITEMS"]
+
+_IN_QUARTER = "LEFT JOIN ptxn t ON t.ent = q.ent AND t.label = q.label"
+_OP_IN = f"coalesce(sum(t.amount) FILTER (WHERE t.inflow AND t.cls IN {OP_IN}), 0)"
+_BANK = "t.cls = 'BANK_OWN' AND t.channel"
+_DEBT = (
+    "coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND ("
+    f"({_BANK} IN ('loan', 'interest')) OR t.cls = 'FIN_PARTNER')), 0)"
+)
+_FINANCING = (
+    "coalesce(sum(t.amount) FILTER (WHERE t.inflow AND ("
+    f"({_BANK} = 'loan') OR t.cls = 'FIN_PARTNER')), 0)"
+)
+_INTEREST = f"coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND {_BANK} = 'interest'), 0)"
+_OUT = "coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow), 0)"
+
+
+def _months(n: int, column: str) -> str:
+    return window(n, f"count(*) FILTER (WHERE w.{column} > 0)")
+
+
+# the longest run of months of W(12), from the first month on record, without a utility
+# payment: gaps-and-islands over the months that qualify
+_UTILITY_GAP = per_quarter(
+    """coalesce((SELECT max(run) FROM (
+        SELECT count(*) AS run FROM (
+            SELECT w.month, w.month - row_number() OVER (ORDER BY w.month) AS island
+            FROM ms w JOIN first_txn f ON f.ent = w.ent
+            WHERE w.ent = q.ent AND w.month BETWEEN q.m1 - 11 AND q.m1
+              AND w.month >= f.first_month AND w.util_out = 0)
+        GROUP BY island)), 0)"""
+)
+
+_UTILITY_CV = window(
+    12,
+    "CASE WHEN count(*) FILTER (WHERE w.util_out > 0) < 2 THEN NULL "
+    "ELSE stddev_pop(w.util_out::DOUBLE) FILTER (WHERE w.util_out > 0) "
+    "/ avg(w.util_out::DOUBLE) FILTER (WHERE w.util_out > 0) END",
+)
+
+_TAX_QUARTERS = per_quarter(
+    " + ".join(
+        f"CASE WHEN {quarter_sum('tax_out', back)} > 0 THEN 1 ELSE 0 END" for back in range(4)
+    )
+)
+
+# the longest run of the quarter's days (up to the pull) without operating inflow
+_DRY_DAYS = per_quarter(
+    f"""coalesce((SELECT max(run) FROM (
+        SELECT count(*) AS run FROM (
+            SELECT d.day, d.day - CAST(row_number() OVER (ORDER BY d.day) AS INTEGER) AS island
+            FROM (SELECT unnest(generate_series(q.d0, q.e1, INTERVAL 1 DAY))::DATE AS day) d
+            WHERE NOT EXISTS (SELECT 1 FROM ptxn t WHERE t.ent = q.ent AND t.label = q.label
+                              AND t.day = d.day AND t.inflow AND t.cls IN {OP_IN}))
+        GROUP BY island)), 0)"""
+)
+
+_FAST_RATIO = per_quarter(
+    """(SELECT CASE WHEN sum(d.day_in) = 0 THEN NULL
+                    ELSE sum(least(d.day_in, d.day_out))::DOUBLE / sum(d.day_in) END
+        FROM (SELECT coalesce(sum(t.amount) FILTER (WHERE t.inflow), 0) AS day_in,
+                     coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow), 0) AS day_out
+              FROM ptxn t WHERE t.ent = q.ent AND t.label = q.label GROUP BY t.day) d)"""
+)
+
+
+def _flag(condition: str, joins: str = "") -> str:
+    return per_quarter(f"CASE WHEN {condition} THEN 1 ELSE 0 END", joins)
+
+
+_SPIKE = per_quarter(
+    """CASE WHEN (SELECT max(x.in_all) FROM ms x WHERE x.ent = q.ent
+                   AND x.month BETWEEN q.m0 AND q.m1)
+              > {multiple} * {before} AND {before} > 0 THEN 1 ELSE 0 END""".format(
+        multiple="param('spike_multiple')",
+        before="(SELECT sum(x.in_all) / 6.0 FROM ms x WHERE x.ent = q.ent "
+        "AND x.month BETWEEN q.m0 - 6 AND q.m0 - 1)",
+    )
+)
+
+_FLAGS = {
+    "fast_in_out_flag": _flag(
+        "any_value(r.value) >= param('fast_in_out_threshold')",
+        f"LEFT JOIN ({_FAST_RATIO}) r ON r.ent = q.ent AND r.label = q.label",
+    ),
+    "high_self_transfer_flag": _flag(
+        "any_value(s.value) >= param('self_transfer_threshold')", item("self_transfer_share", "s")
+    ),
+    "high_cash_flag": _flag(
+        "any_value(c.value) >= param('cash_threshold')", item("cash_share_of_flow", "c")
+    ),
+    "inflow_spike_flag": _SPIKE,
+    "operating_inflow_drop_flag": _flag(
+        f"{quarter_sum('op_in', 0)} < param('drop_ratio') * {quarter_sum('op_in', 1)}"
+    ),
+    "interruption_flag": _flag(
+        "any_value(d.value) >= param('interruption_days')",
+        f"LEFT JOIN ({_DRY_DAYS}) d ON d.ent = q.ent AND d.label = q.label",
+    ),
+    "negative_balance_flag": _flag(
+        "count(*) FILTER (WHERE e.eod < 0) > 0",
+        "LEFT JOIN eod e ON e.ent = q.ent AND e.label = q.label",
+    ),
+}
+
+_FLAGS_RAISED = (
+    "SELECT f0.ent, f0.label, "
+    + " + ".join(f"f{i}.value" for i in range(len(_FLAGS)))
+    + " AS value FROM "
+    + " JOIN ".join(
+        f"({query}) f{i}" + ("" if i == 0 else f" ON f{i}.ent = f0.ent AND f{i}.label = f0.label")
+        for i, query in enumerate(_FLAGS.values())
+    )
+)
+
+ITEMS: dict[str, str] = {
+    # obligations
+    "debt_service_fen": per_quarter(_DEBT, _IN_QUARTER),
+    "debt_service_coverage": per_quarter(share(_OP_IN, _DEBT), _IN_QUARTER),
+    "bank_loans_disbursed_ttm_fen": window(12, "coalesce(sum(w.loan_in), 0)"),
+    "debt_service_ttm_fen": window(
+        12, "coalesce(sum(w.loan_out) + sum(w.interest_out) + sum(w.fin_out), 0)"
+    ),
+    "financing_inflow_fen": per_quarter(_FINANCING, _IN_QUARTER),
+    "interest_to_operating_inflow": per_quarter(share(_INTEREST, _OP_IN), _IN_QUARTER),
+    "new_financing_partners": per_quarter(
+        """(SELECT count(DISTINCT c.cp) FROM cpm c WHERE c.ent = q.ent AND c.cls = 'FIN_PARTNER'
+            AND c.month BETWEEN q.m0 AND q.m1
+            AND NOT EXISTS (SELECT 1 FROM cpm k WHERE k.ent = q.ent AND k.cp = c.cp
+                            AND k.month BETWEEN q.m0 - 12 AND q.m0 - 1))"""
+    ),
+    "repayment_months": per_quarter(
+        "(SELECT count(*) FROM ms x WHERE x.ent = q.ent AND x.month BETWEEN q.m0 AND q.m1 "
+        "AND x.loan_out > 0)"
+    ),
+    "net_financing_flow_fen": per_quarter(f"{_FINANCING} - {_DEBT}", _IN_QUARTER),
+    "debt_service_to_outflow": per_quarter(share(_DEBT, _OUT), _IN_QUARTER),
+    # continuity
+    "utility_months_6m": _months(6, "util_out"),
+    "utility_months_12m": _months(12, "util_out"),
+    "tax_months_12m": _months(12, "tax_out"),
+    "social_insurance_months_12m": _months(12, "social_out"),
+    "payroll_months_12m": _months(12, "payroll_out"),
+    "power_months_12m": _months(12, "power_out"),
+    "longest_utility_gap_12m": _UTILITY_GAP,
+    "utility_payment_cv_12m": _UTILITY_CV,
+    "tax_quarters_4q": _TAX_QUARTERS,
+    # quality flags
+    "fast_in_out_ratio": _FAST_RATIO,
+    **_FLAGS,
+    "longest_no_operating_inflow_days": _DRY_DAYS,
+    "flags_raised": _FLAGS_RAISED,
+}

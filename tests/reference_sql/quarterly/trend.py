@@ -1,0 +1,101 @@
+"""Trend and stability: the quarter against the one before and the year before, and the
+shape of the monthly series over W(6) and W(12)."""
+
+from __future__ import annotations
+
+from tests.reference_sql.quarterly._sql import item, per_quarter, quarter_sum, share, window
+
+__all__ = ["ITEMS"]
+
+
+def _growth(column: str, back: int) -> str:
+    """(this quarter - that quarter) / that quarter, null when that quarter's is 0."""
+    now, then = quarter_sum(column, 0), quarter_sum(column, back)
+    return per_quarter(share(f"{now} - {then}", then))
+
+
+def _net(back: int) -> str:
+    return f"({quarter_sum('in_all', back)} - {quarter_sum('out_all', back)})"
+
+
+def _adb_growth(back: int) -> str:
+    """The average daily balance (the item, floored) against a quarter before, relative to
+    the absolute value of that one: its days are those of that quarter with a balance."""
+    then = f"""(SELECT fdiv(sum(e.eod), count(e.eod)) FROM eod_daily e WHERE e.ent = q.ent
+        AND e.day BETWEEN month_first_day(q.m0 - {3 * back})
+                      AND month_first_day(q.m0 - {3 * back} + 3) - INTERVAL 1 DAY)"""
+    return per_quarter(
+        f"CASE WHEN any_value(a.value) IS NULL OR coalesce({then}, 0) = 0 THEN NULL "
+        f"ELSE (any_value(a.value) - {then})::DOUBLE / abs({then})::DOUBLE END",
+        item("average_daily_balance_fen", "a"),
+    )
+
+
+def _customers(back: int) -> str:
+    """Trade counterparties that were net payers over the quarter ``back`` quarters ago."""
+    shift = 3 * back
+    return f"""(SELECT count(*) FROM (
+        SELECT c.cp FROM cpm c WHERE c.ent = q.ent AND c.cls = 'TRADE'
+          AND c.month BETWEEN q.m0 - {shift} AND q.m0 - {shift} + 2
+        GROUP BY c.cp HAVING sum(c.cp_in) > sum(c.cp_out)))"""
+
+
+def _cv(n: int, column: str) -> str:
+    """Population standard deviation over mean of a monthly series over W(n)."""
+    return window(
+        n,
+        f"CASE WHEN avg(w.{column}) = 0 THEN NULL "
+        f"ELSE stddev_pop(w.{column}::DOUBLE) / avg(w.{column}::DOUBLE) END",
+    )
+
+
+def _from_first(n: int, condition: str) -> str:
+    """Months of W(n), from the first month on record, that meet ``condition``."""
+    return window(
+        n,
+        f"count(*) FILTER (WHERE w.month >= f.first_month AND {condition})",
+    ).replace("LEFT JOIN ms w", "JOIN first_txn f ON f.ent = q.ent LEFT JOIN ms w")
+
+
+# the least-squares slope over x = 1..6: sum((x - 3.5) * y) / 17.5 = sum((2x - 7) * y) / 35
+_SLOPE = window(6, "fdiv(sum((2 * (w.month - q.m1 + 6) - 7) * w.op_in), 35)")
+
+# the largest fall from a month to the next, both in W(12), relative to the earlier month
+_DROP = per_quarter(
+    "CASE WHEN count(*) FILTER (WHERE a.op_in > 0) = 0 THEN NULL "
+    "ELSE greatest(max((a.op_in - b.op_in)::DOUBLE / a.op_in) FILTER (WHERE a.op_in > 0), 0) "
+    "END",
+    "LEFT JOIN ms a ON a.ent = q.ent AND a.month BETWEEN q.m1 - 11 AND q.m1 - 1 "
+    "LEFT JOIN ms b ON b.ent = q.ent AND b.month = a.month + 1",
+)
+
+ITEMS: dict[str, str] = {
+    "inflow_qoq_growth": _growth("in_all", 1),
+    "inflow_yoy_growth": _growth("in_all", 4),
+    "operating_inflow_qoq_growth": _growth("op_in", 1),
+    "operating_inflow_yoy_growth": _growth("op_in", 4),
+    "outflow_qoq_growth": _growth("out_all", 1),
+    "outflow_yoy_growth": _growth("out_all", 4),
+    "net_flow_qoq_change_fen": per_quarter(f"{_net(0)} - {_net(1)}"),
+    "net_flow_yoy_change_fen": per_quarter(f"{_net(0)} - {_net(4)}"),
+    "average_daily_balance_qoq_growth": _adb_growth(1),
+    "average_daily_balance_yoy_growth": _adb_growth(4),
+    "customers_qoq_change": per_quarter(f"{_customers(0)} - {_customers(1)}"),
+    "operating_inflow_slope_6m_fen": _SLOPE,
+    # stability
+    "operating_inflow_cv_6m": _cv(6, "op_in"),
+    "operating_inflow_cv_12m": _cv(12, "op_in"),
+    "zero_operating_inflow_months_12m": _from_first(12, "w.op_in = 0"),
+    "largest_mom_drop_12m": _DROP,
+    "outflow_cv_6m": _cv(6, "out_all"),
+    "negative_net_flow_months_12m": _from_first(12, "w.out_all > w.in_all"),
+    "daily_balance_cv": per_quarter(
+        "CASE WHEN count(e.eod) = 0 OR avg(e.eod) = 0 THEN NULL "
+        "ELSE stddev_pop(e.eod::DOUBLE) / abs(avg(e.eod::DOUBLE)) END",
+        "LEFT JOIN eod e ON e.ent = q.ent AND e.label = q.label",
+    ),
+    "min_to_mean_operating_inflow_6m": window(
+        6, "CASE WHEN avg(w.op_in) = 0 THEN NULL ELSE min(w.op_in)::DOUBLE / avg(w.op_in) END"
+    ),
+    "months_with_data_12m": window(12, "count(*) FILTER (WHERE w.n > 0)"),
+}
