@@ -59,6 +59,7 @@ _CLUSTER_BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=0.5)
 # How long a write waits for a replica to have what came before it (WAIT): a replica on the
 # same network answers in well under a millisecond; one that is gone costs this per write.
 _REPLICA_WAIT_MS = 100
+_CLUSTER_MAX_CONNECTIONS = 10_000  # per node
 _WARN_EVERY_SECONDS = 60.0
 _warned_at = float("-inf")
 
@@ -71,6 +72,10 @@ def connect(url: str, cluster: bool = False, **options: Any) -> RedisClient:
     # RedisCluster has no retry_on_timeout: its retry object decides (none, to fail fast).
     retries = _CLUSTER_RETRIES if options.pop("retry_on_timeout", True) else 0
     options.setdefault("retry", Retry(_CLUSTER_BACKOFF, retries))
+    # redis-py allows a cluster client 100 connections per node and then fails commands;
+    # a single Redis's pool has no such bound. An API process holds one per open signal
+    # stream (XREAD BLOCK) and one per request in flight: up to uvicorn's 10,000.
+    options.setdefault("max_connections", _CLUSTER_MAX_CONNECTIONS)
     return RedisCluster.from_url(url, **options)
 
 

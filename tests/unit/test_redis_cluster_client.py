@@ -18,7 +18,10 @@ SLOTS = [
 
 def test_one_setting_chooses_the_kind_of_client() -> None:
     assert type(connect("redis://127.0.0.1:6379/0")) is Redis
-    assert type(connect("redis://127.0.0.1:6379/0", cluster=True)) is RedisCluster
+    cluster = connect("redis://127.0.0.1:6379/0", cluster=True)
+    assert type(cluster) is RedisCluster
+    # Not redis-py's 100 per node: an API process holds one per open signal stream.
+    assert cluster.connection_kwargs["max_connections"] >= 10_000
 
 
 def test_a_node_client_keeps_the_urls_credentials_and_tls() -> None:
