@@ -305,6 +305,66 @@ def pruned_history() -> Scenario:
     )
 
 
+def pruned_mid_quarter() -> Scenario:
+    """Six months kept at a pull on 10 February 2026: from September 2025, in the middle of
+    the third quarter, which a lender can still pull."""
+    log = _Log(ENTERPRISES[6], {(BANK, "ACC-1"): 5_000_000})
+    _steady(log, "2025-03", "2026-01")
+    return Scenario(
+        "pruned_mid_quarter",
+        log.balanced(),
+        datetime(2026, 2, 10, 12, 0, tzinfo=CST),
+        ("2025-09", "2025Q3"),
+        history_months=6,
+    )
+
+
+def instants_and_ties() -> Scenario:
+    """Bookings at one instant (txn_id decides, in string order: T10 before T9), fractional
+    seconds, offsets other than +08:00 and Z at a month's edge, a counterparty that pays and
+    is paid the same, and the order of the classification rules where two could apply."""
+    ent = ENTERPRISES[3]
+
+    def ev(
+        txn_id: str, booked_at: str, direction: str = "in", cp: str = "CP-1", **more: Any
+    ) -> dict[str, Any]:
+        return {
+            "schema": 1,
+            "txn_id": txn_id,
+            "bank": BANK,
+            "enterprise_id": ent,
+            "account": "ACC-1",
+            "booked_at": booked_at,
+            "direction": direction,
+            "amount_fen": more.pop("amount", 1_000),
+            "balance_after_fen": more.pop("balance", 0),
+            "channel": more.pop("channel", "transfer"),
+            "counterparty": {"id": cp, **more},
+        }
+
+    log = [
+        ev("T9", "2025-10-05T10:00:00+08:00", balance=100),
+        ev("T10", "2025-10-05T10:00:00+08:00", balance=200),
+        ev("A2", "2025-10-06T10:00:00.5+08:00", balance=300),
+        ev("A1", "2025-10-06T10:00:00.75+08:00", balance=400),
+        ev("B1", "2025-10-31T20:00:00+05:30", balance=500),  # 22:30 on 31 October, China time
+        ev("B2", "2025-10-31T18:00:00-08:00", balance=600),  # 10:00 on 1 November
+        ev("C1", "2025-10-07T10:00:00+08:00", cp="CP-EVEN", amount=5_000),
+        ev("C2", "2025-10-08T10:00:00+08:00", "out", cp="CP-EVEN", amount=5_000),
+        ev("X1", "2025-10-09T10:00:00Z", cp="UTIL-WATER-0001", channel="loan", bank=BANK),
+        ev("X2", "2025-10-09T11:00:00+08:00", "out", cp=ent, channel="judicial"),
+        ev("X3", "2025-10-09T12:00:00+08:00", "out", cp=BANK, channel="cash"),
+        ev("X4", "2025-10-09T13:00:00+08:00", "out", cp="PSP-ALIPAY-0001", channel="payroll"),
+        ev("X5", "2025-10-09T14:00:00+08:00", "out", cp="UTIL-POWER-0001", channel="tax"),
+    ]
+    return Scenario(
+        "instants_and_ties",
+        log,
+        datetime(2026, 1, 1, tzinfo=CST),
+        ("2025-10", "2025-11", "2025Q4"),
+    )
+
+
 def quarters_of_trade() -> Scenario:
     """Six quarters in which customers, suppliers and financing partners come and go, a
     quarter's inflow spikes and the next one collapses, utilities and tax stop and resume,
@@ -377,6 +437,8 @@ SCENARIOS = (
     after_last_transaction(),
     dormant_account(),
     pruned_history(),
+    pruned_mid_quarter(),
+    instants_and_ties(),
     quarters_of_trade(),
     generated_flows(),
 )

@@ -84,6 +84,14 @@ _PRUNED_WINDOW = (
     "firm's first transaction moves to the horizon)."
 )
 
+_PRUNED_QUARTER = (
+    "A quarter is its three calendar months. When the kept history starts in its middle "
+    "(six months kept at a pull on 10 February 2026: from September 2025) the quarter can "
+    "still be pulled, and the engine serves it from its kept month alone: its flows, days, "
+    "balances and windows leave out July and August, which happened. (Or the quarter should "
+    "not be shown at all; the definitions have no reading under which it holds one month.)"
+)
+
 
 def _rows(case: str, why: str, items: str) -> dict[tuple[str, str], str]:
     return {(case, item): why for item in items.split()}
@@ -133,6 +141,31 @@ DISAGREEMENTS: dict[tuple[str, str], Disagreement] = _merge(
         "inflow_share_known_12m outflow_share_known_6m outflow_share_known_12m new_customers "
         "new_suppliers customer_retention_ratio customer_active_months_12m utility_months_6m "
         "utility_months_12m tax_months_12m power_months_12m tax_quarters_4q",
+    ),
+    _rows(
+        "pruned_mid_quarter",
+        _PRUNED_QUARTER,
+        "active_days average_daily_balance_fen average_daily_balance_qoq_growth "
+        "average_inflow_fen average_inflow_per_customer_fen avg_monthly_net_flow_fen "
+        "avg_monthly_operating_inflow_fen balance_change_fen balance_to_outflow_ratio "
+        "cash_cover_months customer_active_months_12m customer_hhi_change_qoq "
+        "customer_retention_ratio customers_qoq_change daily_balance_cv dominant_customer_months "
+        "first_transaction_date flags_raised history_months inflow_amount_fen inflow_count "
+        "inflow_days inflow_qoq_growth inflow_share_known_12m inflow_share_known_6m "
+        "interruption_flag largest_mom_drop_12m longest_no_operating_inflow_days "
+        "min_daily_balance_fen min_to_mean_operating_inflow_6m months_with_data_12m "
+        "months_with_transactions net_flow_fen net_flow_qoq_change_fen net_flow_yoy_change_fen "
+        "new_customers new_suppliers opening_balance_fen operating_inflow_cv_12m "
+        "operating_inflow_cv_6m operating_inflow_fen operating_inflow_qoq_growth "
+        "operating_inflow_slope_6m_fen operating_net_flow_fen operating_outflow_fen "
+        "outflow_amount_fen outflow_count outflow_cv_6m outflow_days outflow_qoq_growth "
+        "outflow_share_known_12m outflow_share_known_6m power_months_12m power_paid_fen "
+        "psp_inflow_count psp_inflow_fen psp_share_of_inflow tax_months_12m tax_paid_fen "
+        "tax_payment_count tax_quarters_4q top1_customer_share_change_qoq trade_inflow_count "
+        "trade_inflow_fen trade_net_flow_fen trade_outflow_count trade_outflow_fen "
+        "transactions_36m ttm_average_daily_balance_fen ttm_net_flow_fen ttm_operating_inflow_fen "
+        "ttm_operating_inflow_months utility_months_12m utility_months_6m utility_paid_fen "
+        "utility_payment_count utility_payment_cv_12m",
     ),
 )
 
