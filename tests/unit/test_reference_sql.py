@@ -93,23 +93,30 @@ _PRUNED_QUARTER = (
 )
 
 
-def _rows(case: str, why: str, items: str) -> dict[tuple[str, str], str]:
-    return {(case, item): why for item in items.split()}
+def _rows(
+    case: str, definition: str, supports: Literal["sql", "engine"], items: str
+) -> dict[tuple[str, str], Disagreement]:
+    return {(case, item): Disagreement(definition, supports) for item in items.split()}
 
 
-def _merge(*tables: dict[tuple[str, str], str]) -> dict[tuple[str, str], Disagreement]:
+def _merge(*tables: dict[tuple[str, str], Disagreement]) -> dict[tuple[str, str], Disagreement]:
     """One row per (case, item); an item with two causes in one case gets both."""
-    merged: dict[tuple[str, str], list[str]] = {}
+    merged: dict[tuple[str, str], Disagreement] = {}
     for table in tables:
-        for key, why in table.items():
-            merged.setdefault(key, []).append(why)
-    return {key: Disagreement(" / ".join(whys), "sql") for key, whys in merged.items()}
+        for key, row in table.items():
+            if key in merged:
+                assert merged[key].supports == row.supports, key
+                row = Disagreement(f"{merged[key].definition} / {row.definition}", row.supports)
+            merged[key] = row
+    return merged
 
 
+# (case, item) -> what the definition says, and the side it supports
 DISAGREEMENTS: dict[tuple[str, str], Disagreement] = _merge(
     _rows(
         "partial_periods",
         _PARTIAL_DAYS,
+        "sql",
         "average_daily_balance_fen low_balance_days negative_balance_days "
         "balance_to_outflow_ratio ttm_average_daily_balance_fen "
         "average_daily_balance_qoq_growth daily_balance_cv",
@@ -117,11 +124,13 @@ DISAGREEMENTS: dict[tuple[str, str], Disagreement] = _merge(
     _rows(
         "partial_periods",
         _PARTIAL_DRY_DAYS,
+        "sql",
         "longest_no_operating_inflow_days interruption_flag flags_raised",
     ),
     _rows(
         "pruned_history",
         _PRUNED_BALANCE,
+        "sql",
         "opening_balance_fen closing_balance_fen balance_change_fen average_daily_balance_fen "
         "max_daily_balance_fen min_daily_balance_fen low_balance_days negative_balance_days "
         "balance_to_outflow_ratio cash_cover_months ttm_average_daily_balance_fen "
@@ -130,6 +139,7 @@ DISAGREEMENTS: dict[tuple[str, str], Disagreement] = _merge(
     _rows(
         "pruned_history",
         _PRUNED_WINDOW,
+        "sql",
         "first_transaction_date history_months transactions_36m ttm_operating_inflow_fen "
         "ttm_net_flow_fen ttm_operating_inflow_months cash_cover_months "
         "ttm_average_daily_balance_fen inflow_qoq_growth operating_inflow_qoq_growth "
@@ -145,6 +155,7 @@ DISAGREEMENTS: dict[tuple[str, str], Disagreement] = _merge(
     _rows(
         "pruned_mid_quarter",
         _PRUNED_QUARTER,
+        "sql",
         "active_days average_daily_balance_fen average_daily_balance_qoq_growth "
         "average_inflow_fen average_inflow_per_customer_fen avg_monthly_net_flow_fen "
         "avg_monthly_operating_inflow_fen balance_change_fen balance_to_outflow_ratio "
