@@ -7,6 +7,7 @@ agents/, the stores in state/ and Redis.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -59,26 +60,39 @@ _SIGNALS_EVERY_SECONDS = 0.05  # how often marked enterprises are judged (signal
 _CHECK_VIEWS_EVERY_SECONDS = 2.0  # how soon views lost in Redis are rebuilt with no event
 
 
-def _broker_unanswered(what: str, exc: KafkaException) -> None:
-    """A timer that asks the broker something and gets no answer waits for its next tick.
-
-    An exception that leaves a Faust timer crashes the whole worker (the app stops, exit
-    code 1): a broker paused or out of reach for 15 s (the probes' timeout) took down every
-    worker with it, although the agents wait for it and lose nothing (issue 17, fault 1).
-    """
-    log.warning("could not %s (%s); trying again at the next tick", what, exc.args[0])
-
-
 async def _next_tick_on_failure(what: str, body: Callable[[], Awaitable[object]]) -> None:
-    """Run a periodic chore; if it fails (Redis away, a state directory just removed), log
-    it and leave it to the next tick, as :func:`_broker_unanswered` does for the broker: an
-    exception that leaves a Faust timer stops the whole worker."""
+    """Run one tick of a periodic chore; if it fails (a broker that does not answer, Redis
+    away, a state directory just removed), log what could not be done and leave it to the
+    next tick.
+
+    An exception that leaves a Faust timer stops the whole worker (the app stops, exit code
+    1): a broker paused for 15 s (the probes' timeout), or Redis away over a tick, took
+    down every worker with it, although the agents wait and lose nothing (issue 17's faults).
+    """
     try:
         await body()
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        log.warning("could not %s (%s); trying again at the next tick", what, exc)
+        # A KafkaException's text is its KafkaError's repr; its first argument reads better.
+        detail = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
+        log.warning("could not %s (%s); trying again at the next tick", what, detail)
+
+
+def _chore(
+    app: faust.App, interval: float, what: str
+) -> Callable[[Callable[[], Awaitable[None]]], Any]:
+    """Register the decorated function as a timer of ``app`` whose failures wait for the
+    next tick (:func:`_next_tick_on_failure`): every timer of the worker is one."""
+
+    def register(body: Callable[[], Awaitable[None]]) -> Any:
+        @functools.wraps(body)
+        async def tick() -> None:
+            await _next_tick_on_failure(what, body)
+
+        return app.timer(interval=interval)(tick)
+
+    return register
 
 
 def faust_broker_urls(bootstrap: str) -> list[str]:
@@ -376,15 +390,11 @@ def build_worker(settings: Settings) -> Worker:
         if runs_ledger:
             await ledger.close()
 
-    @app.timer(interval=settings.bank_refresh_seconds)
+    @_chore(app, settings.bank_refresh_seconds, "list the bank topics")
     async def refresh_bank_topics() -> None:
         if not runs_intake:
             return
-        try:
-            names = await asyncio.to_thread(kafka_admin.list_bank_topics, bootstrap)
-        except KafkaException as exc:
-            _broker_unanswered("list the bank topics", exc)
-            return
+        names = await asyncio.to_thread(kafka_admin.list_bank_topics, bootstrap)
         if names == worker.bank_topics:
             return
         log.info("bank topics changed: %s; resubscribing", ", ".join(names))
@@ -409,31 +419,29 @@ def build_worker(settings: Settings) -> Worker:
         body = {"ready": ready, "partitions": ledger.partitions, "redis": redis_ok}
         return web.json(body, status=200 if ready else 503)
 
-    @app.timer(interval=5.0)
+    @_chore(app, 5.0, "look up the routed topic's end offsets")
     async def unstall_partitions() -> None:
         if app.rebalancing or not ledger.partitions:
             return
-        try:
-            ends = await asyncio.to_thread(
-                kafka_admin.high_watermarks, bootstrap, ROUTED_TOPIC, settings.partitions
-            )
-        except KafkaException as exc:
-            _broker_unanswered("look up the routed topic's end offsets", exc)
-            return
+        ends = await asyncio.to_thread(
+            kafka_admin.high_watermarks, bootstrap, ROUTED_TOPIC, settings.partitions
+        )
         await ledger.unstall(ends)
 
-    @app.timer(interval=_CHECK_VIEWS_EVERY_SECONDS)
+    @_chore(app, _CHECK_VIEWS_EVERY_SECONDS, "check the views in Redis")
     async def check_views() -> None:
         # A Redis that lost the views is refilled without waiting for the next event.
         if runs_ledger and not app.rebalancing:
             await ledger.check_views()
 
-    @app.timer(interval=max(settings.commit_interval_seconds / 4, 0.01))
+    # The steps of the next three retry until they succeed (agents/retry.py): their guard
+    # is only a net.
+    @_chore(app, max(settings.commit_interval_seconds / 4, 0.01), "commit the ledger")
     async def commit_ledger() -> None:
         if runs_ledger:
             await until_done(commit_due, None, "ledger", metrics)
 
-    @app.timer(interval=settings.registry_refresh_seconds)
+    @_chore(app, settings.registry_refresh_seconds, "reload the registries")
     async def refresh_registry() -> None:
         registries.refresh()
 
@@ -441,58 +449,47 @@ def build_worker(settings: Settings) -> Worker:
         if await ledger.prune_history(history_start(settings.history_months)):
             signals.forget()
 
-    @app.timer(interval=_PRUNE_EVERY_SECONDS)
+    @_chore(app, _PRUNE_EVERY_SECONDS, "prune history")
     async def prune_history() -> None:
-        await _next_tick_on_failure("prune history", prune)
+        await prune()
 
     async def judge_signals(_: None) -> None:
         await signals.evaluate_pending()
 
-    @app.timer(interval=_SIGNALS_EVERY_SECONDS)
+    @_chore(app, _SIGNALS_EVERY_SECONDS, "judge the signal rules")
     async def evaluate_signals() -> None:
         # After each commit and on each new day (China time): agents/signals.py.
         if runs_ledger and settings.signals_enabled and not app.rebalancing:
             await until_done(judge_signals, None, "signals", metrics)
 
-    @app.timer(interval=2.0)
+    @_chore(app, 2.0, "check access state in Redis")
     async def check_access_state() -> None:
         # A Redis that lost access state is refilled without waiting for the next command.
         if runs_access and not app.rebalancing:
             await until_done(lambda _: access.check(), None, "access", metrics)
             await until_done(lambda _: queries.check(), None, "queries", metrics)
 
-    @app.timer(interval=_QUERY_SWEEP_EVERY_SECONDS)
+    @_chore(app, _QUERY_SWEEP_EVERY_SECONDS, "expire query records")
     async def expire_query_records() -> None:
         # Trimming on write misses the keys nobody writes any more: records are kept for the
         # retention, not longer.
         if runs_access and not app.rebalancing:
+            now_us = int(time.time() * 1_000_000)
+            metrics.query_records_expired.inc(await query_index.sweep(now_us))
 
-            async def sweep() -> None:
-                now_us = int(time.time() * 1_000_000)
-                metrics.query_records_expired.inc(await query_index.sweep(now_us))
-
-            await _next_tick_on_failure("expire query records", sweep)
-
-    @app.timer(interval=30.0)
+    @_chore(app, 30.0, "count overdue disputes")
     async def count_overdue_disputes() -> None:
         if runs_access and access.next_offset is not None:
-
-            async def count() -> None:
-                now_us = int(time.time() * 1_000_000)
-                metrics.disputes_overdue.set(await access_store.overdue_disputes(now_us))
-
-            await _next_tick_on_failure("count overdue disputes", count)
+            now_us = int(time.time() * 1_000_000)
+            metrics.disputes_overdue.set(await access_store.overdue_disputes(now_us))
         else:  # the access log's owner counts them; a count left here would go stale
             metrics.disputes_overdue.set(0)
 
-    @app.timer(interval=30.0)
+    @_chore(app, 30.0, "measure the state's size")
     async def measure_state() -> None:
-        async def measure() -> None:
-            for partition in ledger.partitions:
-                metrics.state_bytes.labels(str(partition)).set(
-                    sum(f.stat().st_size for f in state_dir(settings, partition).iterdir())
-                )
-
-        await _next_tick_on_failure("measure the state's size", measure)
+        for partition in ledger.partitions:
+            metrics.state_bytes.labels(str(partition)).set(
+                sum(f.stat().st_size for f in state_dir(settings, partition).iterdir())
+            )
 
     return worker

@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from engine.runtime.worker import _next_tick_on_failure
 
@@ -29,3 +30,15 @@ def test_a_cancelled_chore_is_not_swallowed() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(_next_tick_on_failure("prune history", cancelled))
+
+
+def test_a_broker_that_does_not_answer_is_logged_by_its_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broker_away() -> None:
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata"))
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(_next_tick_on_failure("list the bank topics", broker_away))
+    assert "could not list the bank topics" in caplog.text
+    assert "Failed to get metadata" in caplog.text
