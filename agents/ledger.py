@@ -255,10 +255,17 @@ class LedgerStage:
     # -- processing -------------------------------------------------------------------------
 
     async def process(self, messages: Sequence[Message]) -> None:
-        """Apply ``messages``; commit the partitions whose applied events are due."""
+        """Apply ``messages``; commit the partitions whose applied events are due.
+
+        A partition whose step fails is rolled back and the others go on; then the failure
+        is raised (all of them, as an ExceptionGroup, when several partitions failed) and
+        the caller retries the same messages, which the partitions that went on skip. So
+        the failures of two partitions in one take count in a row side by side, each
+        partition's own, rather than one after the other while the retries back off."""
         by_partition: dict[int, list[Message]] = {}
         for message in messages:
             by_partition.setdefault(message.partition, []).append(message)
+        failures: list[Exception] = []
         async with self.lock:
             for partition, batch in by_partition.items():
                 try:
@@ -266,9 +273,16 @@ class LedgerStage:
                         await self._apply(partition, step)
                         if self._due(partition, time.monotonic()):
                             await self._commit(partition)
-                except BaseException:
+                except Exception as exc:
                     self._rollback(partition)  # retried: nothing half-applied
+                    failures.append(exc)
+                except BaseException:
+                    self._rollback(partition)
                     raise
+        if len(failures) == 1:
+            raise failures[0]
+        if failures:
+            raise ExceptionGroup(f"ledger step failed in {len(failures)} partitions", failures)
 
     async def commit_due(self) -> None:
         """Commit every partition whose oldest applied event has waited long enough (a

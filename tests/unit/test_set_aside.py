@@ -180,8 +180,8 @@ def test_a_bugs_exceptions_are_not_outages(exc: Exception) -> None:
 
 
 class _Routed:
-    def __init__(self, offset: int, rows: Any) -> None:
-        self.topic, self.partition, self.offset = ROUTED_TOPIC, 0, offset
+    def __init__(self, offset: int, rows: Any, partition: int = 0) -> None:
+        self.topic, self.partition, self.offset = ROUTED_TOPIC, partition, offset
         self.value = rows if isinstance(rows, bytes) else codec.dumps(rows)
 
 
@@ -388,3 +388,42 @@ def test_failures_count_in_a_row_when_each_would_need_a_seek_back() -> None:
     assert _set_aside(metrics) == 1 and len(sender.sent) == 1
     good = [_row(f"G{i}", i, day=1 + i) for i in range(4)]
     assert _views(PartitionLedger(store, _pseudonym, lambda: _REGISTRY)) == _only(good)
+
+
+def test_poisoned_rows_of_two_partitions_in_one_take_are_set_aside_together() -> None:
+    """Each partition of a take fails or goes on by its own: the healthy one is applied at
+    the first try, and two poisoned ones count their failures side by side."""
+    take = [
+        _Routed(0, [_row("A0", 0, day=1), _poisoned("PA", 1)], partition=0),
+        _Routed(0, [_row("B0", 0, day=2)], partition=1),
+        _Routed(0, [_poisoned("PC", 2), _row("C0", 3, day=3)], partition=2),
+    ]
+    stores = {p: MemoryStore() for p in range(3)}
+    sender = _Sender()
+    metrics = WorkerMetrics(CollectorRegistry())
+    stage = LedgerStage(
+        open_store=lambda p: stores[p],
+        pseudonym=_pseudonym,
+        registry=lambda: _REGISTRY,
+        views=_Views(),  # type: ignore[arg-type]
+        sender=sender,
+        metrics=metrics,
+        set_aside_after=_AFTER,
+    )
+
+    async def scenario() -> tuple[int, int]:
+        await stage.open({0, 1, 2})
+        with pytest.raises(ExceptionGroup):  # both poisoned partitions, in one record
+            await stage.process(take)
+        healthy = PartitionLedger(stores[1], _pseudonym, lambda: _REGISTRY).progress
+        tries = 1 + await _tries(stage, take, 2 * _AFTER)
+        await stage.close()
+        return healthy.next_offset, tries
+
+    assert asyncio.run(scenario()) == (1, _AFTER + 1)
+    assert _set_aside(metrics) == 2 and len(sender.sent) == 2
+    kept = {0: _row("A0", 0, day=1), 1: _row("B0", 0, day=2), 2: _row("C0", 3, day=3)}
+    for partition, row in kept.items():
+        committed = PartitionLedger(stores[partition], _pseudonym, lambda: _REGISTRY)
+        assert committed.progress.next_offset == 1, partition
+        assert _views(committed) == _only([row]), partition
