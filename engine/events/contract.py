@@ -378,7 +378,7 @@ def validate(
     if isinstance(cp_bank, Invalid):
         return Invalid(cp_bank.reason, cp_bank.detail.replace("'bank'", "'counterparty.bank'"))
     cp_kind = counterparty.get("kind")
-    if cp_kind is not None and cp_kind not in KINDS:
+    if cp_kind is not None and (not isinstance(cp_kind, str) or cp_kind not in KINDS):
         return Invalid(
             RejectReason.BAD_VALUE, '\'counterparty.kind\' must be "organization" or "individual"'
         )

@@ -151,7 +151,7 @@ def test_spelling_out_the_default_kind_is_a_redelivery_and_another_kind_a_confli
     assert _kind_of({"id": "ACCT-77", "kind": "individual"}).content_hash != plain.content_hash
 
 
-@pytest.mark.parametrize("kind", ["Individual", "person", "", 1, True])
+@pytest.mark.parametrize("kind", ["Individual", "person", "", 1, True, ["individual"], {}])
 def test_an_unknown_counterparty_kind_is_a_bad_value(kind: Any) -> None:
     result = validate(event(counterparty={"id": "ACCT-77", "kind": kind}), BANK)
     assert isinstance(result, Invalid) and result.reason == RejectReason.BAD_VALUE

@@ -214,6 +214,8 @@ _NEAR_MISSES: dict[str, tuple[Any, ...]] = {
         {"id": "CP-1", "kind": ""},
         {"id": "CP-1", "kind": None},
         {"id": "CP-1", "kind": 1},
+        {"id": "CP-1", "kind": ["individual"]},
+        {"id": "CP-1", "kind": {"k": "v"}},
         {"id": "CP-1", "x": 1.5},
         "x",
         [],
