@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -116,3 +117,29 @@ def test_an_unknown_log_format_is_refused(
     assert main(["bank", "list"]) == 2
     err = capsys.readouterr().err
     assert "invalid configuration" in err and "log_format" in err and "'json'" in err
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_ids_in_an_exception_message_are_masked(
+    log_format: Literal["json", "text"], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A traceback carries the exception's message, which no log call controls: a KeyError
+    on a ledger key names the enterprise, a ValueError may name a person."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging(log_format, "info")
+    try:
+        try:
+            raise KeyError("L|91350100M000100Y43|BANK0001|T1 paid 11010519491231002X")
+        except KeyError:
+            logging.getLogger("agents.retry").exception("ledger step failed")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    written = stream.getvalue()
+    assert "KeyError" in written and "ledger step failed" in written
+    assert "91350100M000100Y43" not in written and "11010519491231002X" not in written
+    assert "L|<id>|BANK0001|T1 paid <id>" in written
+    assert "BANK0001|T1" in written  # what is not an id stays readable
