@@ -37,7 +37,9 @@ from engine.products.subject import Subject
 
 __all__ = ["Fill", "NotFound", "ProductCache", "ProductKey", "Rendered", "shared_read"]
 
-ProductKey = tuple[str, str, str]  # (product, enterprise, period label)
+# (product, enterprise, period label): "2026Q1", or "2026Q1@45" while the period is not over
+# (its items depend on the pull's day: assemble.clock_day)
+ProductKey = tuple[str, str, str]
 T = TypeVar("T")
 K = TypeVar("K")
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from engine.errors import NotFoundError
 from engine.events.partitioner import partition_for
 from engine.metrics import ApiMetrics
 from engine.periods import Period, parse_month
-from engine.products.assemble import render_items, subject_segments
+from engine.products.assemble import clock_day, render_items, subject_segments
 from engine.products.history import History, MonthView
 from engine.products.specs import ProductSpec
 from engine.products.subject import (
@@ -97,12 +97,14 @@ def providers_of(history: History) -> set[str]:
     return {bank for month in history.months.values() for bank, _ in month.accounts.values()}
 
 
-def _rendered(spec: ProductSpec, period: Period, fields: dict[bytes, bytes]) -> Rendered | NotFound:
+def _rendered(
+    spec: ProductSpec, period: Period, fields: dict[bytes, bytes], now: int
+) -> Rendered | NotFound:
     if not fields:
         return NotFound("no data for this enterprise")
     subject = subject_from_fields(fields)
     try:
-        items = render_items(spec, period, history_from_fields(fields), subject.disputes)
+        items = render_items(spec, period, history_from_fields(fields), now, subject.disputes)
     except NotFoundError as exc:
         return NotFound(str(exc))
     return encode_rendered(items, subject)
@@ -176,7 +178,7 @@ class ProductService:
         """A product's body; NotFoundError when the enterprise has no data for it, ApiError
         503 while its partition has no views in Redis."""
         spec = self.products[product]
-        progress, rendered = await self._read(spec, enterprise_id, period)
+        progress, rendered = await self._read(spec, enterprise_id, period, now)
         if progress is None:
             # Workers write a partition's progress after all its views, and publish it for
             # every partition they are given, even one without data: without it, Redis has
@@ -210,7 +212,7 @@ class ProductService:
         return Subject(now, queries, held.disputes, held.statements)
 
     async def _read(
-        self, spec: ProductSpec, enterprise_id: str, period: Period
+        self, spec: ProductSpec, enterprise_id: str, period: Period, now: int
     ) -> tuple[bytes | None, Rendered | NotFound]:
         """(the partition's progress, the rendering), from the cache when it holds them.
         Progress first, then views: see engine/api/product_cache.py for why this is exact."""
@@ -218,8 +220,11 @@ class ProductService:
         if not self._cache.live:  # announcements are not flowing: read Redis every time
             self._misses.inc()
             progress, fields = await self._views.read(enterprise_id, partition)
-            return progress, _rendered(spec, period, fields)
-        key: ProductKey = (spec.id, enterprise_id, period.label)
+            return progress, _rendered(spec, period, fields, now)
+        # A partial period's items change with the pull's day, not only with its views.
+        day = clock_day(period, now)
+        label = period.label if day is None else f"{period.label}@{day}"
+        key: ProductKey = (spec.id, enterprise_id, label)
         known, progress, stale = self._cache.progress(partition)
         if stale:  # served as it is, a true "at least"; the new one comes in the background
             self._cache.refresh_progress(partition, lambda: self._read_progress(partition))
@@ -233,7 +238,7 @@ class ProductService:
             return progress, rendered
         self._misses.inc()
         rendered = await self._cache.fill_product(
-            key, lambda: self._read_and_render(spec, enterprise_id, period)
+            key, lambda: self._read_and_render(spec, enterprise_id, period, now)
         )
         return progress, rendered
 
@@ -246,6 +251,6 @@ class ProductService:
         return progress
 
     async def _read_and_render(
-        self, spec: ProductSpec, enterprise_id: str, period: Period
+        self, spec: ProductSpec, enterprise_id: str, period: Period, now: int
     ) -> Rendered | NotFound:
-        return _rendered(spec, period, await self._views.fields(enterprise_id))
+        return _rendered(spec, period, await self._views.fields(enterprise_id), now)

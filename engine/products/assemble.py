@@ -15,7 +15,7 @@ from typing import Any
 from engine.errors import NotFoundError, SpecError
 from engine.periods import Period
 from engine.products.history import History
-from engine.products.kernels import KERNELS, Context
+from engine.products.kernels import KERNELS, Context, elapsed_days
 from engine.products.specs import ProductSpec
 from engine.products.subject import SUBJECT_SEGMENTS, DisputeFact, Subject, dispute_marks
 
@@ -23,6 +23,7 @@ __all__ = [
     "assemble",
     "check_kernels",
     "check_subject_segments_last",
+    "clock_day",
     "render",
     "render_items",
     "subject_segments",
@@ -47,6 +48,15 @@ def check_subject_segments_last(products: dict[str, ProductSpec]) -> None:
             raise SpecError(f"{spec.id}: the segments {subject} must come last")
 
 
+def clock_day(period: Period, now_us: int) -> int | None:
+    """What of the pull's instant the items of ``period`` depend on: the number of its days
+    that have begun while it is not over (China time), None once it is. Renderings with the
+    same clock day are the same."""
+    if not period.is_partial(now_us):
+        return None
+    return elapsed_days(period, now_us)
+
+
 def render(
     spec: ProductSpec,
     enterprise_id: str,
@@ -58,18 +68,22 @@ def render(
 ) -> dict[str, Any]:
     """The response body of one product; raises NotFoundError when there is no data."""
     subject = subject or Subject(now_us=now_us)
-    items = render_items(spec, period, history, subject.disputes)
+    items = render_items(spec, period, history, now_us, subject.disputes)
     return assemble(spec, enterprise_id, period, items, subject, as_of, now_us)
 
 
 def render_items(
-    spec: ProductSpec, period: Period, history: History, disputes: Iterable[DisputeFact] = ()
+    spec: ProductSpec,
+    period: Period,
+    history: History,
+    now_us: int,
+    disputes: Iterable[DisputeFact] = (),
 ) -> dict[str, Any]:
-    """The part of a product that depends only on the history and the disputes (what the
-    API caches)."""
+    """The part of a product that depends only on the history, the disputes and, while the
+    period is not over, the pull's day (what the API caches: see :func:`clock_day`)."""
     if not history.has_data_until(period.last_month):
         raise NotFoundError(f"no transaction of this enterprise at or before {period.label}")
-    ctx = Context(history, period, spec.parameters)
+    ctx = Context(history, period, spec.parameters, as_of_us=now_us)
     versions = sorted({v for m in period.months for v in history.month(m).registry})
     marks, shown = dispute_marks(disputes, spec.id, period.label)
     segments = []

@@ -2,22 +2,24 @@
 
 ``products(events)`` -> enterprise id -> period label ("YYYY-MM" or "YYYYQn") -> item -> value,
 for every month from an enterprise's first counted transaction to its last and every quarter
-touching those months. It shares no code with the engine: only specs/products.toml (item
-lists, parameters) and specs/registries.toml.
+touching those months, pulled at ``as_of`` (default: now): a period not over at the pull has
+only its days up to the pull's day (China time). It shares no code with the engine: only
+specs/products.toml (item lists, parameters) and specs/registries.toml.
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tests.reference import quarterly
-from tests.reference.events import counted_events, transactions
+from tests.reference.events import CST, counted_events, transactions
 from tests.reference.items import _BY_DAY as DAY_CACHE
 from tests.reference.items import _EOD as EOD_CACHE
-from tests.reference.items import ITEMS
+from tests.reference.items import CLOCK, ITEMS
 
 __all__ = ["counted_events", "product_items", "products"]
 
@@ -53,9 +55,12 @@ def _label(month: int) -> str:
 
 
 def products(
-    events: Iterable[Mapping[str, Any]], pinned_only: bool = False
+    events: Iterable[Mapping[str, Any]],
+    pinned_only: bool = False,
+    as_of: datetime | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     items, params = product_items()
+    CLOCK["day"] = (as_of or datetime.now(UTC)).astimezone(CST).date()
     if pinned_only:
         pinned = [
             "inflow_amount_fen",

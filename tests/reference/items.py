@@ -36,6 +36,26 @@ def month_days(m: int) -> list[date]:
     return [first + timedelta(days=i) for i in range((nxt - first).days)]
 
 
+# The pull's day in China time (set by products() for each call): a day after it has not
+# happened, so it has no end-of-day balance and is not a day without inflow.
+CLOCK: dict[str, date] = {}
+
+
+def as_of_day() -> date:
+    return CLOCK.get("day", date.max)
+
+
+def elapsed(months: list[int]) -> tuple[int, int]:
+    """(days of the months that have begun at the pull, every day of the months)."""
+    every = [d for m in months for d in month_days(m)]
+    return sum(1 for d in every if d <= as_of_day()), len(every)
+
+
+def partial(months: list[int]) -> bool:
+    lived, every = elapsed(months)
+    return lived < every
+
+
 def of(txns: list[Txn], months: list[int]) -> list[Txn]:
     return [t for t in txns if t.month in months]
 
@@ -127,6 +147,8 @@ def eod_series(txns: list[Txn], months: list[int]) -> list[int]:
     values = []
     for m in months:
         for d in month_days(m):
+            if d > as_of_day():
+                break
             b = balance_at(txns, start_of(d + timedelta(days=1)))
             if b is not None:
                 values.append(b)
@@ -183,7 +205,8 @@ def herfindahl(values: list[int]) -> float | None:
 
 
 def days_of(months: list[int]) -> list[date]:
-    return [d for m in months for d in month_days(m)]
+    """The days of the months up to the pull's day."""
+    return [d for m in months for d in month_days(m) if d <= as_of_day()]
 
 
 _BY_DAY: dict[int, dict[date, list[Txn]]] = {}  # cleared per products() call
@@ -320,17 +343,17 @@ def _(t, m, p):
 
 @item("active_days")
 def _(t, m, p):
-    return len({x.day for x in of(t, m)})
+    return len({x.day for x in of(t, m) if x.day <= as_of_day()})
 
 
 @item("inflow_days")
 def _(t, m, p):
-    return len({x.day for x in of(t, m) if x.inflow})
+    return len({x.day for x in of(t, m) if x.inflow and x.day <= as_of_day()})
 
 
 @item("outflow_days")
 def _(t, m, p):
-    return len({x.day for x in of(t, m) if not x.inflow})
+    return len({x.day for x in of(t, m) if not x.inflow and x.day <= as_of_day()})
 
 
 @item("average_inflow_fen")
@@ -398,7 +421,10 @@ def _(t, m, p):
 def _(t, m, p):
     average = adb(t, m)
     out = total(t, m, False)
-    return None if average is None or out == 0 else average / (out / len(m))
+    if average is None or out == 0:
+        return None
+    lived, every = elapsed(m)  # the mean monthly outflow over the days so far
+    return average / (out / (len(m) if lived == every else len(m) * lived / every))
 
 
 @item("cash_net_fen")

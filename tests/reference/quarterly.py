@@ -12,6 +12,7 @@ from tests.reference.items import (
     OP_IN,
     OP_OUT,
     adb,
+    as_of_day,
     back,
     balance_at,
     before,
@@ -19,6 +20,7 @@ from tests.reference.items import (
     customers,
     day_total,
     days_of,
+    elapsed,
     eod_series,
     first_month,
     flow_share,
@@ -28,6 +30,7 @@ from tests.reference.items import (
     longest_run,
     month_days,
     of,
+    partial,
     parties,
     share,
     start_of,
@@ -91,7 +94,19 @@ def _(t, m, p):
 @item("days_since_last_transaction")
 def _(t, m, p):
     d = last_day(t, m)
-    return None if d is None else (month_days(m[-1])[-1] - d).days
+    return (
+        None if d is None else (min(month_days(m[-1])[-1], max(as_of_day(), m_first(m))) - d).days
+    )
+
+
+def m_first(m: list[int]) -> date:
+    return month_days(m[0])[0]
+
+
+def per_month(amount: int, m: list[int]) -> int | None:
+    """The mean per month of P over its days so far (amount / months(P) once P is over)."""
+    lived, every = elapsed(m)
+    return None if lived == 0 else amount * every // (lived * len(m))
 
 
 @item("transactions_36m")
@@ -104,12 +119,12 @@ def _(t, m, p):
 
 @item("avg_monthly_operating_inflow_fen")
 def _(t, m, p):
-    return total(t, m, True, OP_IN) // len(m)
+    return per_month(total(t, m, True, OP_IN), m)
 
 
 @item("avg_monthly_net_flow_fen")
 def _(t, m, p):
-    return (total(t, m, True) - total(t, m, False)) // len(m)
+    return per_month(total(t, m, True) - total(t, m, False), m)
 
 
 @item("ttm_operating_inflow_fen")
@@ -143,36 +158,59 @@ def _(t, m, p):
 # -- trend --------------------------------------------------------------------------------
 
 
-def _trend(name: str, measure: Any, quarters: int) -> None:
-    ITEMS[name] = lambda t, m, p: growth(measure(t, m), measure(t, back(m, quarters)))
+def earlier(t: T, m: list[int], quarters: int, inflow: bool, classes: Any = None) -> int:
+    """A flow of the quarter ``quarters`` back; while P is partial, over its first as many
+    days as P has had."""
+    before_m = back(m, quarters)
+    if not partial(m):
+        return total(t, before_m, inflow, classes)
+    lived, _ = elapsed(m)
+    days = set([d for x in before_m for d in month_days(x)][:lived])
+    return sum(
+        x.amount
+        for x in of(t, before_m)
+        if x.day in days and x.inflow == inflow and (classes is None or x.cls in classes)
+    )
 
 
-_trend("inflow_qoq_growth", lambda t, m: total(t, m, True), 1)
-_trend("inflow_yoy_growth", lambda t, m: total(t, m, True), 4)
-_trend("operating_inflow_qoq_growth", lambda t, m: total(t, m, True, OP_IN), 1)
-_trend("operating_inflow_yoy_growth", lambda t, m: total(t, m, True, OP_IN), 4)
-_trend("outflow_qoq_growth", lambda t, m: total(t, m, False), 1)
-_trend("outflow_yoy_growth", lambda t, m: total(t, m, False), 4)
-_trend("average_daily_balance_qoq_growth", adb, 1)
-_trend("average_daily_balance_yoy_growth", adb, 4)
+def _trend(name: str, inflow: bool, classes: Any, quarters: int) -> None:
+    ITEMS[name] = lambda t, m, p: growth(
+        total(t, m, inflow, classes), earlier(t, m, quarters, inflow, classes)
+    )
+
+
+_trend("inflow_qoq_growth", True, None, 1)
+_trend("inflow_yoy_growth", True, None, 4)
+_trend("operating_inflow_qoq_growth", True, OP_IN, 1)
+_trend("operating_inflow_yoy_growth", True, OP_IN, 4)
+_trend("outflow_qoq_growth", False, None, 1)
+_trend("outflow_yoy_growth", False, None, 4)
+ITEMS["average_daily_balance_qoq_growth"] = lambda t, m, p: growth(adb(t, m), adb(t, back(m, 1)))
+ITEMS["average_daily_balance_yoy_growth"] = lambda t, m, p: growth(adb(t, m), adb(t, back(m, 4)))
 
 
 def net_of(t: T, m: list[int]) -> int:
     return total(t, m, True) - total(t, m, False)
 
 
+def net_earlier(t: T, m: list[int], quarters: int) -> int:
+    return earlier(t, m, quarters, True) - earlier(t, m, quarters, False)
+
+
 @item("net_flow_qoq_change_fen")
 def _(t, m, p):
-    return net_of(t, m) - net_of(t, back(m, 1))
+    return net_of(t, m) - net_earlier(t, m, 1)
 
 
 @item("net_flow_yoy_change_fen")
 def _(t, m, p):
-    return net_of(t, m) - net_of(t, back(m, 4))
+    return net_of(t, m) - net_earlier(t, m, 4)
 
 
 @item("customers_qoq_change")
 def _(t, m, p):
+    if partial(m):  # null while the quarter is not over
+        return None
     return len(customers(t, m)) - len(customers(t, back(m, 1)))
 
 
@@ -254,11 +292,15 @@ def _(t, m, p):
 
 @item("top1_customer_share_change_qoq")
 def _(t, m, p):
+    if partial(m):
+        return None
     return diff(top(trade_inflows(t, m), 1), top(trade_inflows(t, back(m, 1)), 1))
 
 
 @item("customer_hhi_change_qoq")
 def _(t, m, p):
+    if partial(m):
+        return None
     return diff(herfindahl(trade_inflows(t, m)), herfindahl(trade_inflows(t, back(m, 1))))
 
 
@@ -323,6 +365,8 @@ def _(t, m, p):
 
 @item("lost_customers")
 def _(t, m, p):
+    if partial(m):
+        return None
     return len(customers(t, back(m, 1)) - known(t, m))
 
 
@@ -333,11 +377,15 @@ def _(t, m, p):
 
 @item("lost_suppliers")
 def _(t, m, p):
+    if partial(m):
+        return None
     return len(suppliers(t, back(m, 1)) - known(t, m))
 
 
 @item("customer_retention_ratio")
 def _(t, m, p):
+    if partial(m):
+        return None
     previous = customers(t, back(m, 1))
     return share(len(previous & known(t, m)), len(previous))
 
@@ -491,7 +539,7 @@ def flags(t: T, m: list[int], p: dict[str, Any]) -> dict[str, int]:
     prior = [total(t, [x], True) for x in before(m, 6)]
     mean_prior = sum(prior) / 6
     peak = max(total(t, [x], True) for x in m)
-    previous = total(t, back(m, 1), True, OP_IN)
+    previous = earlier(t, m, 1, True, OP_IN)
     return {
         "fast_in_out_flag": int(fast is not None and fast >= p["fast_in_out_threshold"]),
         "high_self_transfer_flag": int(

@@ -54,10 +54,13 @@ ITEMS: dict[str, str] = {
     "min_daily_balance_fen": _daily("min(e.eod)"),
     "low_balance_days": _daily("count(*) FILTER (WHERE e.eod < param('low_balance_fen'))"),
     "negative_balance_days": _daily("count(*) FILTER (WHERE e.eod < 0)"),
-    # the average daily balance over the mean monthly outflow: months(P) is 1 or 3
+    # the average daily balance over the mean monthly outflow: months(P) is 1 or 3, scaled
+    # to the days of P so far while P is partial
     "balance_to_outflow_ratio": f"""
         SELECT a.ent, a.label,
                CASE WHEN o.value = 0 OR a.value IS NULL THEN NULL
+                    WHEN p.e1 < p.d1 THEN a.value::DOUBLE / (o.value::DOUBLE / (
+                        p.n_months * (p.e1 - p.d0 + 1)::DOUBLE / (p.d1 - p.d0 + 1)))
                     ELSE a.value::DOUBLE / (o.value::DOUBLE / p.n_months) END AS value
         FROM ({_daily(_AVERAGE)}) a
         JOIN ({per_period("coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow), 0)")}) o

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine import codec
 from engine.events.contract import Txn, validate
-from engine.periods import Period
+from engine.periods import Period, now_us
 from engine.products.assemble import render_items
 from engine.products.classify import load_registry
 from engine.products.history import History, MonthView
@@ -72,7 +72,7 @@ def _engine(expected: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[st
             product = "quarterly" if "Q" in label else "monthly"
             period = (Period.quarterly if product == "quarterly" else Period.monthly)(label)
             assert period is not None
-            rendered = render_items(specs[product], period, history)
+            rendered = render_items(specs[product], period, history, now_us())
             served[enterprise_id][label] = {
                 item: value
                 for segment in rendered["segments"]

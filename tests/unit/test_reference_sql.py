@@ -15,7 +15,7 @@ kernels over the month views (as tests/unit/test_ledger.py does).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
 import pytest
@@ -53,19 +53,6 @@ class Disagreement:
 
 # -- the known disagreements, by (case, item) ---------------------------------------------
 
-_PARTIAL_DAYS = (
-    "A day's end-of-day balance exists once the day has begun (the pull's day: the balance "
-    "so far); a day after the pull has none yet, so it is not a day 'whose end-of-day "
-    "balance' is low or below zero, and is not in a mean or a variation of end-of-day "
-    "balances (README: partial = the period is not over). The engine carries the last "
-    "balance over the period's remaining days."
-)
-_PARTIAL_DRY_DAYS = (
-    "'The longest run of consecutive days of the quarter without operating inflow': days "
-    "after the pull have not been without inflow yet. The engine counts them as dry, so a "
-    "pull in mid-quarter raises interruption_flag (and flags_raised) for a firm paid on "
-    "time."
-)
 _PRUNED_BALANCE = (
     "Balances sum 'every account with a transaction' at or before the day, the balance "
     "after its last one: an account whose last booking fell out of the kept history "
@@ -113,20 +100,6 @@ def _merge(*tables: dict[tuple[str, str], Disagreement]) -> dict[tuple[str, str]
 
 # (case, item) -> what the definition says, and the side it supports
 DISAGREEMENTS: dict[tuple[str, str], Disagreement] = _merge(
-    _rows(
-        "partial_periods",
-        _PARTIAL_DAYS,
-        "sql",
-        "average_daily_balance_fen low_balance_days negative_balance_days "
-        "balance_to_outflow_ratio ttm_average_daily_balance_fen "
-        "average_daily_balance_qoq_growth daily_balance_cv",
-    ),
-    _rows(
-        "partial_periods",
-        _PARTIAL_DRY_DAYS,
-        "sql",
-        "longest_no_operating_inflow_days interruption_flag flags_raised",
-    ),
     _rows(
         "pruned_history",
         _PRUNED_BALANCE,
@@ -198,6 +171,7 @@ def engine_products(
     this_month = parse_month(as_of.astimezone(CST).strftime("%Y-%m"))
     assert this_month is not None
     ledger.prune(this_month - history_months + 1)
+    pull_us = (as_of - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     result: Products = {}
     for enterprise_id, months in ledger.enterprises():
         history = History(
@@ -212,7 +186,7 @@ def engine_products(
             period = Period.quarterly(label) if quarterly else Period.monthly(label)
             assert period is not None
             spec = _SPECS["quarterly" if quarterly else "monthly"]
-            ctx = Context(history, period, spec.parameters)
+            ctx = Context(history, period, spec.parameters, as_of_us=pull_us)
             result[enterprise_id][label] = {item: KERNELS[item](ctx) for item in items}
     return result
 

@@ -7,8 +7,8 @@ starts and by a test).
 """
 
 from engine.products.kernels import analytics, building_blocks, subject
-from engine.products.kernels._base import KERNELS, Context, Value
+from engine.products.kernels._base import KERNELS, Context, Value, elapsed_days
 
-__all__ = ["KERNELS", "Context", "Value"]
+__all__ = ["KERNELS", "Context", "Value", "elapsed_days"]
 
 del analytics, building_blocks, subject  # imported for their registrations

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from engine.periods import Period, format_month
+from engine.periods import DAY_US, Period, format_month, month_start_us, time_of_day_us
 from engine.products.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
 from engine.products.history import Day, History, Party
 from engine.products.subject import Subject
@@ -25,6 +25,7 @@ __all__ = [
     "Context",
     "Value",
     "cv",
+    "elapsed_days",
     "kernel",
     "ratio",
 ]
@@ -67,8 +68,29 @@ def cv(values: Sequence[float]) -> float | None:
     return math.sqrt(variance) / abs(mean)
 
 
+def elapsed_days(period: Period, as_of_us: int | None) -> int:
+    """The days of ``period`` that have begun at ``as_of_us`` (China time), the pull's own
+    day included: all of them when the period is over or no clock is given."""
+    return _begun(period.first_month, period.last_month, as_of_us)
+
+
+def _begun(first_month: int, last_month: int, as_of_us: int | None) -> int:
+    start = month_start_us(first_month)
+    total = (month_start_us(last_month + 1) - start) // DAY_US
+    if as_of_us is None:
+        return total
+    # month_start_us is a midnight in China time, so whole days from it are China days
+    begun = (as_of_us - time_of_day_us(as_of_us) - start) // DAY_US + 1
+    return max(0, min(total, begun))
+
+
 class Context:
-    """One product request: an enterprise's history, the period, the spec parameters."""
+    """One product request: an enterprise's history, the period, the spec parameters, and
+    the pull's instant (``as_of_us``; None: the period is over).
+
+    Days that have not happened yet are not days: a partial period (one that is not over at
+    the pull) has only its days up to the pull's day, and every item over its days (daily
+    balances, dry runs, averages per month) reads those (spec version 4)."""
 
     def __init__(
         self,
@@ -76,14 +98,36 @@ class Context:
         period: Period,
         parameters: Mapping[str, Any],
         subject: Subject | None = None,
+        as_of_us: int | None = None,
     ) -> None:
         self.history = history
         self.period = period
         self.params = parameters
         # The information subject's records as of the pull (subject segments only).
         self.subject = subject or Subject()
+        self.as_of_us = as_of_us
         self.months = list(period.months)
+        self.period_days = elapsed_days(period, None)
+        self.elapsed_days = elapsed_days(period, as_of_us)
         self._flows: dict[tuple[Any, ...], tuple[int, int]] = {}
+
+    @property
+    def partial(self) -> bool:
+        """The period is not over at the pull."""
+        return self.elapsed_days < self.period_days
+
+    def elapsed_months(self) -> float:
+        """months(P) scaled to the days of P that have begun: months(P) when P is over."""
+        if not self.partial:
+            return len(self.months)
+        return len(self.months) * self.elapsed_days / self.period_days
+
+    def per_elapsed_month(self, amount: int) -> int | None:
+        """floor(amount / months(P)) over the days of P that have begun (exact integers; the
+        same as floor(amount / months(P)) when P is over); None before P's first day."""
+        if self.elapsed_days == 0:
+            return None
+        return amount * self.period_days // (self.elapsed_days * len(self.months))
 
     # -- windows ----------------------------------------------------------------------------
 
@@ -101,7 +145,9 @@ class Context:
         """The same request for the period ``quarters`` quarters earlier (Q-1, Q-4)."""
         months = tuple(m - 3 * quarters for m in self.period.months)
         label = f"{format_month(months[0])}..{format_month(months[-1])}"
-        return Context(self.history, Period(self.period.kind, label, months), self.params)
+        return Context(
+            self.history, Period(self.period.kind, label, months), self.params, None, self.as_of_us
+        )
 
     def since_first(self, months: Iterable[int]) -> list[int]:
         """The months at or after the enterprise's first month on record."""
@@ -158,12 +204,26 @@ class Context:
 
     @cached_property
     def days(self) -> list[Day]:
-        return self.history.days(self.months)
+        """Every day of the period that has begun at the pull, in order."""
+        return self.history.days(self.months)[: self.elapsed_days]
 
     @cached_property
     def eod(self) -> list[int | None]:
-        """End-of-day balance of every day of the period (None before any booking)."""
-        return self.history.daily_balances(self.months)
+        """End-of-day balance of every day of the period that has begun at the pull (None
+        before any booking; the pull's day: its balance so far)."""
+        return self.history.daily_balances(self.months)[: self.elapsed_days]
+
+    def window_eod(self, months: list[int]) -> list[int | None]:
+        """End-of-day balances of the days of ``months`` (consecutive) that have begun at
+        the pull."""
+        values = self.history.daily_balances(months)
+        return values[: _begun(months[0], months[-1], self.as_of_us)]
+
+    def base_days(self, earlier: Context) -> list[Day]:
+        """The days of an earlier whole period that match this period's days so far: its
+        first as many days as this period has had (all of them when this one is over)."""
+        days = earlier.history.days(earlier.months)
+        return days if not self.partial else days[: self.elapsed_days]
 
     @cached_property
     def defined_eod(self) -> list[int]:

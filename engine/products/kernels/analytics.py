@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from itertools import pairwise
 
-from engine.periods import days_in_month
+from engine.products.history import Day
 from engine.products.kernels._base import (
     ALL,
     OP_IN,
@@ -103,7 +103,8 @@ def _days_since_last(ctx: Context) -> Value:
     last = _last_date(ctx)
     if last is None:
         return None
-    end = _date(ctx.period.last_month, days_in_month(ctx.period.last_month))
+    # to the period's end, or to the pull's day while the period is not over
+    end = _date(ctx.period.first_month, 1) + timedelta(days=max(ctx.elapsed_days, 1) - 1)
     return (end - last) // timedelta(days=1)
 
 
@@ -117,12 +118,12 @@ def _transactions_36m(ctx: Context) -> Value:
 
 @kernel("avg_monthly_operating_inflow_fen")
 def _avg_monthly_operating_inflow(ctx: Context) -> Value:
-    return ctx.amount_in(OP_IN) // len(ctx.months)
+    return ctx.per_elapsed_month(ctx.amount_in(OP_IN))
 
 
 @kernel("avg_monthly_net_flow_fen")
 def _avg_monthly_net_flow(ctx: Context) -> Value:
-    return (ctx.amount_in() - ctx.amount_out()) // len(ctx.months)
+    return ctx.per_elapsed_month(ctx.amount_in() - ctx.amount_out())
 
 
 @kernel("ttm_operating_inflow_fen")
@@ -142,7 +143,7 @@ def _ttm_operating_inflow_months(ctx: Context) -> Value:
 
 @kernel("ttm_average_daily_balance_fen")
 def _ttm_average_daily_balance(ctx: Context) -> Value:
-    values = [b for b in ctx.history.daily_balances(ctx.window(12)) if b is not None]
+    values = [b for b in ctx.window_eod(ctx.window(12)) if b is not None]
     return None if not values else sum(values) // len(values)
 
 
@@ -156,39 +157,82 @@ def _cash_cover_months(ctx: Context) -> Value:
 # -- trend --------------------------------------------------------------------------------
 
 
-def _trend(item: str, value: Callable[[Context], int | None], quarters: int) -> None:
-    def compute(ctx: Context) -> Value:
-        return _growth(value(ctx), value(ctx.shifted(quarters)))
+# A flow of a partial quarter is compared with the same number of days of the earlier one
+# (its first days, from the daily totals); a whole quarter with the whole earlier quarter.
+def _inflow(ctx: Context) -> int:
+    return ctx.amount_in()
 
-    kernel(item)(compute)
+
+def _operating_inflow(ctx: Context) -> int:
+    return ctx.amount_in(OP_IN)
 
 
-_trend("inflow_qoq_growth", lambda c: c.amount_in(), 1)
-_trend("inflow_yoy_growth", lambda c: c.amount_in(), 4)
-_trend("operating_inflow_qoq_growth", lambda c: c.amount_in(OP_IN), 1)
-_trend("operating_inflow_yoy_growth", lambda c: c.amount_in(OP_IN), 4)
-_trend("outflow_qoq_growth", lambda c: c.amount_out(), 1)
-_trend("outflow_yoy_growth", lambda c: c.amount_out(), 4)
-_trend("average_daily_balance_qoq_growth", lambda c: c.average_daily_balance(), 1)
-_trend("average_daily_balance_yoy_growth", lambda c: c.average_daily_balance(), 4)
+def _outflow(ctx: Context) -> int:
+    return ctx.amount_out()
 
 
 def _net_flow(ctx: Context) -> int:
     return ctx.amount_in() - ctx.amount_out()
 
 
+_BY_DAY: dict[Callable[[Context], int], Callable[[Day], int]] = {
+    _inflow: lambda d: d.inflow,
+    _operating_inflow: lambda d: d.operating_in,
+    _outflow: lambda d: d.outflow,
+    _net_flow: lambda d: d.inflow - d.outflow,
+}
+
+
+def _base(ctx: Context, value: Callable[[Context], int], quarters: int) -> int:
+    """``value`` of the quarter ``quarters`` back, over as many days as P has had."""
+    earlier = ctx.shifted(quarters)
+    if not ctx.partial:
+        return value(earlier)
+    return sum(_BY_DAY[value](d) for d in ctx.base_days(earlier))
+
+
+def _flow_trend(item: str, value: Callable[[Context], int], quarters: int) -> None:
+    def compute(ctx: Context) -> Value:
+        return _growth(value(ctx), _base(ctx, value, quarters))
+
+    kernel(item)(compute)
+
+
+def _balance_trend(item: str, quarters: int) -> None:
+    # a mean per day: the days of P so far against every day of the earlier quarter
+    def compute(ctx: Context) -> Value:
+        return _growth(ctx.average_daily_balance(), ctx.shifted(quarters).average_daily_balance())
+
+    kernel(item)(compute)
+
+
+_flow_trend("inflow_qoq_growth", _inflow, 1)
+_flow_trend("inflow_yoy_growth", _inflow, 4)
+_flow_trend("operating_inflow_qoq_growth", _operating_inflow, 1)
+_flow_trend("operating_inflow_yoy_growth", _operating_inflow, 4)
+_flow_trend("outflow_qoq_growth", _outflow, 1)
+_flow_trend("outflow_yoy_growth", _outflow, 4)
+_balance_trend("average_daily_balance_qoq_growth", 1)
+_balance_trend("average_daily_balance_yoy_growth", 4)
+
+
 @kernel("net_flow_qoq_change_fen")
 def _net_flow_qoq(ctx: Context) -> Value:
-    return _net_flow(ctx) - _net_flow(ctx.shifted(1))
+    return _net_flow(ctx) - _base(ctx, _net_flow, 1)
 
 
 @kernel("net_flow_yoy_change_fen")
 def _net_flow_yoy(ctx: Context) -> Value:
-    return _net_flow(ctx) - _net_flow(ctx.shifted(4))
+    return _net_flow(ctx) - _base(ctx, _net_flow, 4)
 
 
+# Counterparties are kept by month, not by day: a partial quarter's counterparties cannot be
+# compared with the same days of the previous quarter, and against the whole of it they
+# would read as customers lost or concentration risen because the quarter is not over.
 @kernel("customers_qoq_change")
 def _customers_qoq(ctx: Context) -> Value:
+    if ctx.partial:
+        return None
     return len(ctx.customers()) - len(ctx.shifted(1).customers())
 
 
@@ -269,6 +313,8 @@ def _difference(a: float | None, b: float | None) -> float | None:
 
 @kernel("top1_customer_share_change_qoq")
 def _top1_change(ctx: Context) -> Value:
+    if ctx.partial:
+        return None
     return _difference(
         top_share(_trade_inflows(ctx), 1), top_share(_trade_inflows(ctx.shifted(1)), 1)
     )
@@ -276,6 +322,8 @@ def _top1_change(ctx: Context) -> Value:
 
 @kernel("customer_hhi_change_qoq")
 def _hhi_change(ctx: Context) -> Value:
+    if ctx.partial:
+        return None
     return _difference(hhi(_trade_inflows(ctx)), hhi(_trade_inflows(ctx.shifted(1))))
 
 
@@ -341,6 +389,8 @@ def _new_customers(ctx: Context) -> Value:
 
 @kernel("lost_customers")
 def _lost_customers(ctx: Context) -> Value:
+    if ctx.partial:  # a customer may still pay before the quarter ends
+        return None
     return len(ctx.shifted(1).customers() - ctx.ids())
 
 
@@ -351,11 +401,15 @@ def _new_suppliers(ctx: Context) -> Value:
 
 @kernel("lost_suppliers")
 def _lost_suppliers(ctx: Context) -> Value:
+    if ctx.partial:
+        return None
     return len(ctx.shifted(1).suppliers() - ctx.ids())
 
 
 @kernel("customer_retention_ratio")
 def _retention(ctx: Context) -> Value:
+    if ctx.partial:
+        return None
     previous = ctx.shifted(1).customers()
     return ratio(len(previous & ctx.ids()), len(previous))
 
@@ -520,7 +574,7 @@ def _flags(ctx: Context) -> dict[str, int]:
     p = ctx.params
     before = [ctx.amount_in(ALL, [m]) for m in ctx.before(6)]
     peak = max(ctx.amount_in(ALL, [m]) for m in ctx.months)
-    previous = ctx.shifted(1).amount_in(OP_IN)
+    previous = _base(ctx, _operating_inflow, 1)
     return {
         "fast_in_out_flag": _at_least(_fast_in_out(ctx), p["fast_in_out_threshold"]),
         "high_self_transfer_flag": _at_least(

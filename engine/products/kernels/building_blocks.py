@@ -190,7 +190,8 @@ def _balance_to_outflow(ctx: Context) -> Value:
     outflow = ctx.amount_out()
     if average is None or outflow == 0:
         return None
-    return average / (outflow / len(ctx.months))
+    # the mean monthly outflow over the days of P so far (months(P) when P is over)
+    return average / (outflow / ctx.elapsed_months())
 
 
 # -- cash, self transfers, banks, utilities, public bodies, platforms -------------------------

@@ -3,14 +3,26 @@
 ``W(n)``: the n months ending with the quarter's last month (``q.m1``); ``M(a..b)``: the
 months a to b before the quarter's first (``q.m0``); ``Q-1`` / ``Q-4``: the quarter before
 and the same quarter a year earlier. Monthly sums come from table ``ms``, counterparty sums
-from ``cpm``, both over every counted transaction (pruned or not).
+from ``cpm``, both over every counted transaction (pruned or not). A quarter is partial when
+its days stop before its end (``q.e1 < q.d1``): a flow of it is then compared with the same
+number of first days of the earlier quarter (``earlier_sum``), and a comparison of
+counterparties is null (``whole_only``).
 """
 
 from __future__ import annotations
 
 from tests.reference_sql import balances, flows, trade
 
-__all__ = ["SHARED", "item", "per_quarter", "quarter_sum", "share", "window"]
+__all__ = [
+    "SHARED",
+    "earlier_sum",
+    "item",
+    "per_quarter",
+    "quarter_sum",
+    "share",
+    "whole_only",
+    "window",
+]
 
 # the 95 items both products have, by id: their queries give every period's value
 SHARED: dict[str, str] = {**flows.ITEMS, **balances.ITEMS, **trade.ITEMS}
@@ -40,6 +52,31 @@ def quarter_sum(column: str, quarters_back: int) -> str:
         f"(SELECT coalesce(sum(x.{column}), 0) FROM ms x WHERE x.ent = q.ent "
         f"AND x.month BETWEEN q.m0 - {shift} AND q.m0 - {shift} + 2)"
     )
+
+
+# the transactions each ``ms`` column sums
+_COLUMN_FILTER = {
+    "in_all": "x.inflow",
+    "out_all": "NOT x.inflow",
+    "op_in": "x.inflow AND x.cls IN ('TRADE', 'PSP', 'CASH')",
+}
+
+
+def earlier_sum(column: str, quarters_back: int) -> str:
+    """``quarter_sum``, or while ``q`` is partial the same sum over the earlier quarter's
+    first as many days as ``q`` has had."""
+    start = f"month_first_day(q.m0 - {3 * quarters_back})"
+    same_days = (
+        f"(SELECT coalesce(sum(x.amount) FILTER (WHERE {_COLUMN_FILTER[column]}), 0) "
+        f"FROM txn x WHERE x.ent = q.ent AND x.day >= {start} "
+        f"AND x.day - {start} < q.e1 - q.d0 + 1)"
+    )
+    return f"(CASE WHEN q.e1 < q.d1 THEN {same_days} ELSE {quarter_sum(column, quarters_back)} END)"
+
+
+def whole_only(value: str) -> str:
+    """``value``, null while the quarter is partial."""
+    return f"CASE WHEN q.e1 < q.d1 THEN NULL ELSE {value} END"
 
 
 def item(name: str, alias: str, source: dict[str, str] | None = None) -> str:

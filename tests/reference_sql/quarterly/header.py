@@ -9,6 +9,7 @@ from tests.reference_sql.quarterly._sql import item, per_quarter, share, window
 __all__ = ["ITEMS"]
 
 _IN_QUARTER = "LEFT JOIN ptxn t ON t.ent = q.ent AND t.label = q.label"
+_PER_MONTH = "fdiv(({}) * (q.d1 - q.d0 + 1), 3 * (q.e1 - q.d0 + 1))"
 _LAST_DAY = "(SELECT max(x.day) FROM txn x WHERE x.ent = q.ent AND x.day <= q.d1)"
 
 ITEMS: dict[str, str] = {
@@ -25,15 +26,19 @@ ITEMS: dict[str, str] = {
         "least(36, q.m1 - any_value(f.first_month) + 1)",
         "JOIN first_txn f ON f.ent = q.ent",
     ),
-    "days_since_last_transaction": per_quarter(f"q.d1 - {_LAST_DAY}"),
+    # to the quarter's end, or to the pull's day while it is partial
+    "days_since_last_transaction": per_quarter(f"q.e1 - {_LAST_DAY}"),
     "transactions_36m": window(36, "coalesce(sum(w.n), 0)"),
     # key indicators
+    # the mean per month over the quarter's days so far: amount / (3 * E / D), floored
     "avg_monthly_operating_inflow_fen": per_quarter(
-        f"fdiv(coalesce(sum(t.amount) FILTER (WHERE t.inflow AND t.cls IN {OP_IN}), 0), 3)",
+        _PER_MONTH.format(
+            f"coalesce(sum(t.amount) FILTER (WHERE t.inflow AND t.cls IN {OP_IN}), 0)"
+        ),
         _IN_QUARTER,
     ),
     "avg_monthly_net_flow_fen": per_quarter(
-        "fdiv(coalesce(sum(CASE WHEN t.inflow THEN t.amount ELSE -t.amount END), 0), 3)",
+        _PER_MONTH.format("coalesce(sum(CASE WHEN t.inflow THEN t.amount ELSE -t.amount END), 0)"),
         _IN_QUARTER,
     ),
     "ttm_operating_inflow_fen": window(12, "coalesce(sum(w.op_in), 0)"),

@@ -8,7 +8,14 @@ days count the quarter's days that have begun at the pull.
 from __future__ import annotations
 
 from tests.reference_sql.flows import OP_IN
-from tests.reference_sql.quarterly._sql import item, per_quarter, quarter_sum, share, window
+from tests.reference_sql.quarterly._sql import (
+    earlier_sum,
+    item,
+    per_quarter,
+    quarter_sum,
+    share,
+    window,
+)
 
 __all__ = ["ITEMS"]
 
@@ -103,7 +110,7 @@ _FLAGS = {
     ),
     "inflow_spike_flag": _SPIKE,
     "operating_inflow_drop_flag": _flag(
-        f"{quarter_sum('op_in', 0)} < param('drop_ratio') * {quarter_sum('op_in', 1)}"
+        f"{quarter_sum('op_in', 0)} < param('drop_ratio') * {earlier_sum('op_in', 1)}"
     ),
     "interruption_flag": _flag(
         "any_value(d.value) >= param('interruption_days')",

@@ -7,7 +7,7 @@ transaction, either direction, in it; "a transaction in P" likewise.
 
 from __future__ import annotations
 
-from tests.reference_sql.quarterly._sql import per_quarter, share
+from tests.reference_sql.quarterly._sql import per_quarter, share, whole_only
 
 __all__ = ["ITEMS"]
 
@@ -54,7 +54,7 @@ def _top1(span: tuple[str, str]) -> str:
 
 def _change(now: str, then: str) -> str:
     return per_quarter(
-        f"CASE WHEN {now} IS NULL OR {then} IS NULL THEN NULL ELSE {now} - {then} END"
+        whole_only(f"CASE WHEN {now} IS NULL OR {then} IS NULL THEN NULL ELSE {now} - {then} END")
     )
 
 
@@ -76,7 +76,9 @@ def _new(having: str) -> str:
 def _lost(having: str) -> str:
     seen = _known("x.cp", *_THIS)
     return per_quarter(
-        f"(SELECT count(*) FILTER (WHERE NOT {seen}) FROM {_parties(*_PREVIOUS, having)} x)"
+        whole_only(
+            f"(SELECT count(*) FILTER (WHERE NOT {seen}) FROM {_parties(*_PREVIOUS, having)} x)"
+        )
     )
 
 
@@ -88,9 +90,9 @@ _DOMINANT = per_quarter(
 )
 
 _RETENTION = per_quarter(
-    f"""(SELECT CASE WHEN count(*) = 0 THEN NULL
+    whole_only(f"""(SELECT CASE WHEN count(*) = 0 THEN NULL
              ELSE (count(*) FILTER (WHERE {_known("x.cp", *_THIS)}))::DOUBLE / count(*) END
-        FROM {_parties(*_PREVIOUS, _CUSTOMER)} x)"""
+        FROM {_parties(*_PREVIOUS, _CUSTOMER)} x)""")
 )
 
 _ACTIVE_MONTHS = per_quarter(

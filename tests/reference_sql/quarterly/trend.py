@@ -3,19 +3,28 @@ shape of the monthly series over W(6) and W(12)."""
 
 from __future__ import annotations
 
-from tests.reference_sql.quarterly._sql import item, per_quarter, quarter_sum, share, window
+from tests.reference_sql.quarterly._sql import (
+    earlier_sum,
+    item,
+    per_quarter,
+    quarter_sum,
+    share,
+    whole_only,
+    window,
+)
 
 __all__ = ["ITEMS"]
 
 
 def _growth(column: str, back: int) -> str:
-    """(this quarter - that quarter) / that quarter, null when that quarter's is 0."""
-    now, then = quarter_sum(column, 0), quarter_sum(column, back)
+    """(this quarter - that quarter) / that quarter, null when that quarter's is 0; a
+    partial quarter against the same number of days of that quarter."""
+    now, then = quarter_sum(column, 0), earlier_sum(column, back)
     return per_quarter(share(f"{now} - {then}", then))
 
 
 def _net(back: int) -> str:
-    return f"({quarter_sum('in_all', back)} - {quarter_sum('out_all', back)})"
+    return f"({earlier_sum('in_all', back)} - {earlier_sum('out_all', back)})"
 
 
 def _adb_growth(back: int) -> str:
@@ -80,7 +89,7 @@ ITEMS: dict[str, str] = {
     "net_flow_yoy_change_fen": per_quarter(f"{_net(0)} - {_net(4)}"),
     "average_daily_balance_qoq_growth": _adb_growth(1),
     "average_daily_balance_yoy_growth": _adb_growth(4),
-    "customers_qoq_change": per_quarter(f"{_customers(0)} - {_customers(1)}"),
+    "customers_qoq_change": per_quarter(whole_only(f"{_customers(0)} - {_customers(1)}")),
     "operating_inflow_slope_6m_fen": _SLOPE,
     # stability
     "operating_inflow_cv_6m": _cv(6, "op_in"),
