@@ -156,8 +156,19 @@ def eod_series(txns: list[Txn], months: list[int]) -> list[int]:
     return values
 
 
+def last_whole_month(months: list[int]) -> int:
+    """The period's last month, or while it is partial the month before the pull's."""
+    if not partial(months):
+        return months[-1]
+    day = as_of_day()
+    return day.year * 12 + day.month - 2
+
+
 def window(months: list[int], n: int) -> list[int]:
-    return list(range(months[-1] - n + 1, months[-1] + 1))
+    """The n months ending with the period, or with the last whole month while it is
+    partial."""
+    last = last_whole_month(months)
+    return list(range(last - n + 1, last + 1))
 
 
 def before(months: list[int], k: int) -> list[int]:

@@ -27,6 +27,7 @@ from tests.reference.items import (
     herfindahl,
     item,
     known,
+    last_whole_month,
     longest_run,
     month_days,
     of,
@@ -88,7 +89,8 @@ def _(t, m, p):
 
 @item("history_months")
 def _(t, m, p):
-    return min(36, m[-1] - first_month(t) + 1)
+    last = last_whole_month(m) + 1 if partial(m) else m[-1]  # the pull's month if partial
+    return max(0, min(36, last - first_month(t) + 1))
 
 
 @item("days_since_last_transaction")
@@ -517,7 +519,8 @@ def _(t, m, p):
 
 @item("tax_quarters_4q")
 def _(t, m, p):
-    return sum(1 for q in range(4) if total(t, back(m, q), False, {"TAX"}) > 0)
+    quarters = range(1, 5) if partial(m) else range(4)  # the four last quarters over
+    return sum(1 for q in quarters if total(t, back(m, q), False, {"TAX"}) > 0)
 
 
 # -- quality flags ------------------------------------------------------------------------

@@ -125,11 +125,23 @@ def test_a_quarter_pulled_in_its_first_weeks_raises_nothing_from_days_not_lived(
     assert items["lost_customers"] is None
     assert items["customer_retention_ratio"] is None
     assert items["flags_raised"] == 0
+    # W(n) is the n whole months before the pull's month (2025, paid 900,000 every month):
+    # January's five days and the months to come are not months without inflow
+    assert items["ttm_operating_inflow_fen"] == 12 * 900_000
+    assert items["zero_operating_inflow_months_12m"] == 0
+    assert items["largest_mom_drop_12m"] == 0.0
+    assert items["operating_inflow_cv_6m"] == items["operating_inflow_cv_12m"] == 0.0
+    assert items["min_to_mean_operating_inflow_6m"] == 1.0
+    assert items["operating_inflow_slope_6m_fen"] == 0
+    assert items["history_months"] == 13  # January 2025 to the pull's month
     # the whole quarter, with nothing more booked, does raise them
     whole = _items(history, "2026Q1", None)
     assert whole["interruption_flag"] == 1
     assert whole["operating_inflow_drop_flag"] == 1
     assert whole["lost_customers"] == 1
+    assert whole["zero_operating_inflow_months_12m"] == 2
+    assert whole["largest_mom_drop_12m"] == 1.0
+    assert whole["history_months"] == 15
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

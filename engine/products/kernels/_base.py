@@ -12,7 +12,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from engine.periods import DAY_US, Period, format_month, month_start_us, time_of_day_us
+from engine.periods import (
+    DAY_US,
+    Period,
+    format_month,
+    month_of_us,
+    month_start_us,
+    time_of_day_us,
+)
 from engine.products.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
 from engine.products.history import Day, History, Party
 from engine.products.subject import Subject
@@ -131,9 +138,20 @@ class Context:
 
     # -- windows ----------------------------------------------------------------------------
 
+    @property
+    def last_whole_month(self) -> int:
+        """The period's last month, or while the period is partial the last month that is
+        over at the pull: where W(n) ends."""
+        if not self.partial:
+            return self.period.last_month
+        assert self.as_of_us is not None  # a period is partial only at a pull
+        return month_of_us(self.as_of_us) - 1
+
     def window(self, n: int) -> list[int]:
-        """W(n): the n months ending with the period's last month."""
-        last = self.period.last_month
+        """W(n): the n months ending with the period's last month; while the period is
+        partial, the n whole months before the pull's month (a month to come, or the pull's
+        own, is not a month without flows)."""
+        last = self.last_whole_month
         return list(range(last - n + 1, last + 1))
 
     def before(self, k: int) -> list[int]:

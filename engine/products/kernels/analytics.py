@@ -95,7 +95,9 @@ def _last_transaction_date(ctx: Context) -> Value:
 @kernel("history_months")
 def _history_months(ctx: Context) -> Value:
     first = ctx.history.first_month()
-    return 0 if first is None else min(36, ctx.period.last_month - first + 1)
+    # to the quarter's last month, or to the pull's month while the quarter is partial
+    last = ctx.last_whole_month + 1 if ctx.partial else ctx.period.last_month
+    return 0 if first is None else max(0, min(36, last - first + 1))
 
 
 @kernel("days_since_last_transaction")
@@ -544,7 +546,9 @@ def _utility_cv(ctx: Context) -> Value:
 
 @kernel("tax_quarters_4q")
 def _tax_quarters(ctx: Context) -> Value:
-    quarters = [ctx.shifted(q) for q in range(4)]
+    # the last four quarters that are over: P, or while P is partial the four before it
+    start = 1 if ctx.partial else 0
+    quarters = [ctx.shifted(q) for q in range(start, start + 4)]
     return sum(1 for q in quarters if q.amount_out(frozenset({"TAX"})) > 0)
 
 

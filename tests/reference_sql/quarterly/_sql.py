@@ -1,6 +1,7 @@
 """Building blocks of the quarterly queries: windows of months around a quarter ``q``.
 
-``W(n)``: the n months ending with the quarter's last month (``q.m1``); ``M(a..b)``: the
+``W(n)``: the n months ending with ``q.w1``, the quarter's last month or, while the quarter
+is partial, the month before the pull's; ``M(a..b)``: the
 months a to b before the quarter's first (``q.m0``); ``Q-1`` / ``Q-4``: the quarter before
 and the same quarter a year earlier. Monthly sums come from table ``ms``, counterparty sums
 from ``cpm``, both over every counted transaction (pruned or not). A quarter is partial when
@@ -32,7 +33,7 @@ def per_quarter(value: str, joins: str = "") -> str:
     """``value`` for every quarter ``q``; ``joins`` may bring other rows in."""
     return (
         f"SELECT q.ent, q.label, {value} AS value FROM quarters q {joins} "
-        "GROUP BY q.ent, q.label, q.m0, q.m1, q.d0, q.d1, q.e1"
+        "GROUP BY q.ent, q.label, q.m0, q.m1, q.d0, q.d1, q.e1, q.w1"
     )
 
 
@@ -41,7 +42,7 @@ def window(n: int, value: str, alias: str = "w") -> str:
     return per_quarter(
         value,
         f"LEFT JOIN ms {alias} ON {alias}.ent = q.ent "
-        f"AND {alias}.month BETWEEN q.m1 - {n - 1} AND q.m1",
+        f"AND {alias}.month BETWEEN q.w1 - {n - 1} AND q.w1",
     )
 
 

@@ -23,7 +23,9 @@ ITEMS: dict[str, str] = {
     ),
     "last_transaction_date": per_quarter(f"strftime(any_value({_LAST_DAY}), '%Y-%m-%d')"),
     "history_months": per_quarter(
-        "least(36, q.m1 - any_value(f.first_month) + 1)",
+        # to the quarter's last month, or to the pull's month while it is partial
+        "greatest(0, least(36, CASE WHEN q.e1 < q.d1 THEN q.w1 + 1 ELSE q.m1 END "
+        "- any_value(f.first_month) + 1))",
         "JOIN first_txn f ON f.ent = q.ent",
     ),
     # to the quarter's end, or to the pull's day while it is partial
@@ -47,14 +49,15 @@ ITEMS: dict[str, str] = {
     "ttm_average_daily_balance_fen": per_quarter(
         "CASE WHEN count(e.eod) = 0 THEN NULL ELSE fdiv(sum(e.eod), count(e.eod)) END",
         "LEFT JOIN eod_daily e ON e.ent = q.ent "
-        "AND e.day BETWEEN month_first_day(q.m1 - 11) AND q.e1",
+        "AND e.day >= month_first_day(q.w1 - 11) AND e.day < month_first_day(q.w1 + 1) "
+        "AND e.day <= q.e1",
     ),
     # the closing balance over the mean monthly operating outflow of W(12)
     "cash_cover_months": per_quarter(
         share(
             "any_value(c.value)",
             "(SELECT sum(x.op_out) FROM ms x "
-            "WHERE x.ent = q.ent AND x.month BETWEEN q.m1 - 11 AND q.m1)::DOUBLE / 12",
+            "WHERE x.ent = q.ent AND x.month BETWEEN q.w1 - 11 AND q.w1)::DOUBLE / 12",
         ),
         item("closing_balance_fen", "c"),
     ),

@@ -45,7 +45,7 @@ _UTILITY_GAP = per_quarter(
         SELECT count(*) AS run FROM (
             SELECT w.month, w.month - row_number() OVER (ORDER BY w.month) AS island
             FROM ms w JOIN first_txn f ON f.ent = w.ent
-            WHERE w.ent = q.ent AND w.month BETWEEN q.m1 - 11 AND q.m1
+            WHERE w.ent = q.ent AND w.month BETWEEN q.w1 - 11 AND q.w1
               AND w.month >= f.first_month AND w.util_out = 0)
         GROUP BY island)), 0)"""
 )
@@ -57,10 +57,16 @@ _UTILITY_CV = window(
     "/ avg(w.util_out::DOUBLE) FILTER (WHERE w.util_out > 0) END",
 )
 
-_TAX_QUARTERS = per_quarter(
-    " + ".join(
-        f"CASE WHEN {quarter_sum('tax_out', back)} > 0 THEN 1 ELSE 0 END" for back in range(4)
+
+def _tax_quarters(backs: range) -> str:
+    return " + ".join(
+        f"CASE WHEN {quarter_sum('tax_out', back)} > 0 THEN 1 ELSE 0 END" for back in backs
     )
+
+
+# the last four quarters that are over: this one, or while it is partial the four before it
+_TAX_QUARTERS = per_quarter(
+    f"CASE WHEN q.e1 < q.d1 THEN {_tax_quarters(range(1, 5))} ELSE {_tax_quarters(range(4))} END"
 )
 
 # the longest run of the quarter's days (up to the pull) without operating inflow

@@ -27,7 +27,7 @@ def _known(cp: str, first: str, last: str) -> str:
 
 _THIS = ("q.m0", "q.m1")
 _PREVIOUS = ("q.m0 - 3", "q.m0 - 1")
-_W12 = ("q.m1 - 11", "q.m1")
+_W12 = ("q.w1 - 11", "q.w1")
 _CUSTOMER = "sum(c.cp_in) > sum(c.cp_out)"
 _SUPPLIER = "sum(c.cp_out) > sum(c.cp_in)"
 _ANY = "TRUE"
@@ -97,7 +97,7 @@ _RETENTION = per_quarter(
 
 _ACTIVE_MONTHS = per_quarter(
     f"""(SELECT avg((SELECT count(DISTINCT k.month) FROM cpm k WHERE k.ent = q.ent
-                     AND k.cp = x.cp AND k.month BETWEEN q.m1 - 11 AND q.m1))
+                     AND k.cp = x.cp AND k.month BETWEEN q.w1 - 11 AND q.w1))
         FROM {_parties(*_THIS, _CUSTOMER)} x)"""
 )
 

@@ -67,14 +67,14 @@ def _from_first(n: int, condition: str) -> str:
 
 
 # the least-squares slope over x = 1..6: sum((x - 3.5) * y) / 17.5 = sum((2x - 7) * y) / 35
-_SLOPE = window(6, "fdiv(sum((2 * (w.month - q.m1 + 6) - 7) * w.op_in), 35)")
+_SLOPE = window(6, "fdiv(sum((2 * (w.month - q.w1 + 6) - 7) * w.op_in), 35)")
 
 # the largest fall from a month to the next, both in W(12), relative to the earlier month
 _DROP = per_quarter(
     "CASE WHEN count(*) FILTER (WHERE a.op_in > 0) = 0 THEN NULL "
     "ELSE greatest(max((a.op_in - b.op_in)::DOUBLE / a.op_in) FILTER (WHERE a.op_in > 0), 0) "
     "END",
-    "LEFT JOIN ms a ON a.ent = q.ent AND a.month BETWEEN q.m1 - 11 AND q.m1 - 1 "
+    "LEFT JOIN ms a ON a.ent = q.ent AND a.month BETWEEN q.w1 - 11 AND q.w1 - 1 "
     "LEFT JOIN ms b ON b.ent = q.ent AND b.month = a.month + 1",
 )
 
