@@ -7,14 +7,19 @@ period that is over gives what it gave before the pull's clock reached the kerne
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from engine import codec
+from engine.api.product_cache import ProductCache
+from engine.api.products import ProductService
 from engine.events.contract import Txn, validate
+from engine.metrics import ApiMetrics
 from engine.periods import DAY_US, Period, month_end_us
 from engine.products.assemble import clock_day
 from engine.products.classify import load_registry
@@ -25,6 +30,9 @@ from engine.pseudonym import Pseudonymizer
 from state.ledger import PartitionLedger
 from state.ledger_types import Source
 from state.memory import MemoryStore
+from state.queries import QueryIndex
+from state.tracking import InvalidationListener
+from state.views import ViewStore
 from tests import reference
 from tests.compare import differences
 from tests.sql_scenarios import CST, ENTERPRISES, _Log
@@ -188,3 +196,67 @@ def test_a_partial_periods_rendering_is_kept_for_its_day_only() -> None:
     assert clock_day(february, noon) == clock_day(february, noon + 11 * 3600 * 10**6) == 14
     assert clock_day(february, noon + 12 * 3600 * 10**6) == 15  # midnight in China
     assert clock_day(february, _us(datetime(2026, 3, 1, tzinfo=CST))) is None
+
+
+class _Views:
+    """The part of state.views.ViewStore the product service reads: one enterprise."""
+
+    def __init__(self, fields: dict[bytes, bytes]) -> None:
+        self._fields = fields
+
+    async def progress_raw(self, partition: int) -> bytes:
+        return b'{"partition":%d}' % partition
+
+    async def fields(self, enterprise_id: str) -> dict[bytes, bytes]:
+        return self._fields
+
+    async def read(self, enterprise_id: str, partition: int) -> tuple[bytes, dict[bytes, bytes]]:
+        return await self.progress_raw(partition), self._fields
+
+
+class _Listener:
+    async def barrier(self) -> bool:
+        return True
+
+
+def test_the_api_serves_a_partial_period_as_of_each_pulls_day() -> None:
+    """A rendering the API keeps (no event since) is not served on the next day: the
+    overdrawn days of February grow with the days, without a new event."""
+    firm, log = _steady_firm()
+    ledger = PartitionLedger(MemoryStore(), Pseudonymizer(b"test-key"), lambda: _REGISTRY)
+    for offset, element in enumerate(log):
+        txn = validate(element, element["bank"])
+        assert isinstance(txn, Txn)
+        ledger.apply(txn, Source(f"bank.{element['bank']}.txns", 0, offset, None))
+    ledger.commit(len(log))
+    months = dict(ledger.enterprises())[firm]
+    fields = {
+        f"m:{m // 12:04d}-{m % 12 + 1:02d}".encode(): codec.dumps(a.view())
+        for m, a in months.items()
+    }
+    cache = ProductCache(16, "cf")
+    cache.set_live(True)
+    metrics = ApiMetrics(CollectorRegistry())
+    service = ProductService(
+        4,
+        cast(ViewStore, _Views(fields)),
+        cast(QueryIndex, None),  # the monthly summary has no subject segment
+        _SPECS,
+        cache,
+        cast(InvalidationListener, _Listener()),
+        metrics,
+    )
+
+    def overdrawn(moment: datetime) -> int:
+        body = codec.loads(
+            asyncio.run(service.body("monthly", firm, _period("2026-02"), _us(moment)))
+        )
+        assert body["partial"] == (moment < datetime(2026, 3, 1, tzinfo=CST))
+        balances = next(s for s in body["segments"] if s["id"] == "balances")
+        return int(balances["items"]["negative_balance_days"])
+
+    assert overdrawn(datetime(2026, 2, 14, 12, 0, tzinfo=CST)) == 5
+    assert overdrawn(datetime(2026, 2, 14, 23, 0, tzinfo=CST)) == 5  # kept: the same day
+    assert len(cache) == 1
+    assert overdrawn(datetime(2026, 2, 15, 9, 0, tzinfo=CST)) == 6
+    assert overdrawn(datetime(2026, 3, 2, 9, 0, tzinfo=CST)) == 19  # over: every day
