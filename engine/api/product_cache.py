@@ -3,7 +3,8 @@
 Rendering a product decodes every published month of an enterprise and runs ~100 item
 kernels (one to five milliseconds), and even reading a views token costs a Redis round
 trip, the larger part of a cached pull. So the API keeps, per (product, enterprise,
-period), the rendered product already encoded as JSON, and per partition the progress
+period, and the pull's day while the period is not over: its items count the days lived),
+the rendered product already encoded as JSON, and per partition the progress
 (``as_of``) as Redis holds it, and drops each the moment Redis announces that its key
 changed (state/tracking.py). A pull that hits needs no Redis at all.
 
