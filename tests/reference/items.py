@@ -52,8 +52,8 @@ def elapsed(months: list[int]) -> tuple[int, int]:
 
 
 def partial(months: list[int]) -> bool:
-    lived, every = elapsed(months)
-    return lived < every
+    """The period is not over at the pull (its last day included)."""
+    return as_of_day() <= month_days(months[-1])[-1]
 
 
 def of(txns: list[Txn], months: list[int]) -> list[Txn]:

@@ -15,8 +15,8 @@ that engine/products/classify.py's docstring states:
   transaction (or the start of the kept history, if later) to the pull's month (``as_of``).
   ``d0``..``d1`` are its calendar days; ``e1`` the last day that has begun at ``as_of``
   (a partial period's days stop there: later days have no end-of-day balance yet); ``w1``
-  the last month of its windows W(n): ``m1``, or the month before the pull's while days
-  of the period are to come (a month not over is not a month without flows).
+  the last month of its windows W(n): ``m1``, or the month before the pull's while the
+  period is partial (a month not over is not a month without flows).
 - ``ptxn``: the transactions of each period.
 - ``eod_daily``: per day from the first transaction to the pull's day, the sum over accounts
   with a transaction at or before the end of that day of the balance after their last such
@@ -148,7 +148,7 @@ SELECT s.ent, s.kind, s.m0, s.m1, s.m1 - s.m0 + 1 AS n_months,
        least((month_first_day(s.m1 + 1) - INTERVAL 1 DAY)::DATE, n.as_of_day) AS e1,
        n.as_of_day <= (month_first_day(s.m1 + 1) - INTERVAL 1 DAY)::DATE AS partial,
        -- where W(n) ends: the last month, or before the pull's month while days are to come
-       CASE WHEN n.as_of_day < (month_first_day(s.m1 + 1) - INTERVAL 1 DAY)::DATE
+       CASE WHEN n.as_of_day <= (month_first_day(s.m1 + 1) - INTERVAL 1 DAY)::DATE
             THEN n.as_of_month - 1 ELSE s.m1 END AS w1
 FROM spans s, now n;
 

@@ -152,13 +152,28 @@ def test_a_quarter_pulled_in_its_first_weeks_raises_nothing_from_days_not_lived(
     assert whole["history_months"] == 15
 
 
+def test_on_its_last_day_a_quarter_is_still_partial() -> None:
+    """Every day has begun, but the quarter is not over (the response says partial): its
+    windows end with the month before, and no customer is lost yet; the reference agrees."""
+    firm, log = _steady_firm()
+    history = _histories(log)[firm]
+    last_day = datetime(2026, 3, 31, 12, 0, tzinfo=CST)
+    items = _items(history, "2026Q1", _us(last_day))
+    assert _period("2026Q1").is_partial(_us(last_day))
+    assert items["lost_customers"] is None
+    assert items["history_months"] == 15  # January 2025 to March 2026
+    assert items["ttm_operating_inflow_fen"] == 10 * 900_000 + 500_000 + 100_000  # to February
+    assert items["negative_balance_days"] == 50  # 10 February to 31 March
+    assert reference.products(log, as_of=last_day)[firm]["2026Q1"] == items
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(log=transaction_log(), late=st.integers(0, 3 * DAY_US - 1))
 def test_a_period_that_is_over_gives_what_it_gave_without_a_clock(
     log: list[dict[str, Any]], late: int
 ) -> None:
-    """Pulled on its last day or any time after, a period reads as it did before the pull's
-    clock reached the kernels (every day counts)."""
+    """Pulled any time after it ends, a period reads as it did before the pull's clock
+    reached the kernels (every day counts)."""
     for history in _histories(log).values():
         for month in history.months:
             quarter = month - month % 3
@@ -166,7 +181,7 @@ def test_a_period_that_is_over_gives_what_it_gave_without_a_clock(
                 f"{month // 12:04d}-{month % 12 + 1:02d}",
                 f"{quarter // 12}Q{quarter % 12 // 3 + 1}",
             ):
-                pull = month_end_us(_period(label).last_month) - DAY_US + 1 + late
+                pull = month_end_us(_period(label).last_month) + 1 + late
                 assert _items(history, label, pull) == _items(history, label, None), label
 
 

@@ -120,12 +120,13 @@ class Context:
 
     @property
     def partial(self) -> bool:
-        """The period is not over at the pull."""
-        return self.elapsed_days < self.period_days
+        """The period is not over at the pull (the response's ``partial``; on its last day
+        every day of it has begun, and it is still partial)."""
+        return self.as_of_us is not None and self.period.is_partial(self.as_of_us)
 
     def elapsed_months(self) -> float:
-        """months(P) scaled to the days of P that have begun: months(P) when P is over."""
-        if not self.partial:
+        """months(P) scaled to the days of P that have begun: months(P) when all have."""
+        if self.elapsed_days == self.period_days:
             return len(self.months)
         return len(self.months) * self.elapsed_days / self.period_days
 

@@ -1,13 +1,13 @@
 """Building blocks of the quarterly queries: windows of months around a quarter ``q``.
 
 ``W(n)``: the n months ending with ``q.w1``, the quarter's last month or, while the quarter
-is partial, the month before the pull's; ``M(a..b)``: the
-months a to b before the quarter's first (``q.m0``); ``Q-1`` / ``Q-4``: the quarter before
-and the same quarter a year earlier. Monthly sums come from table ``ms``, counterparty sums
-from ``cpm``, both over every counted transaction (pruned or not). A quarter is partial when
-its days stop before its end (``q.e1 < q.d1``): a flow of it is then compared with the same
-number of first days of the earlier quarter (``earlier_sum``), and a comparison of
-counterparties is null (``whole_only``).
+is partial, the month before the pull's; ``M(a..b)``: the months a to b before the
+quarter's first (``q.m0``); ``Q-1`` / ``Q-4``: the quarter before and the same quarter a
+year earlier. Monthly sums come from table ``ms``, counterparty sums from ``cpm``, both
+over every counted transaction (pruned or not). While a quarter is partial (``q.partial``:
+the pull on or before its last day), a flow of it is compared with the same number of first
+days of the earlier quarter (``earlier_sum``), and a comparison of counterparties is null
+(``whole_only``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def per_quarter(value: str, joins: str = "") -> str:
     """``value`` for every quarter ``q``; ``joins`` may bring other rows in."""
     return (
         f"SELECT q.ent, q.label, {value} AS value FROM quarters q {joins} "
-        "GROUP BY q.ent, q.label, q.m0, q.m1, q.d0, q.d1, q.e1, q.w1"
+        "GROUP BY q.ent, q.label, q.m0, q.m1, q.d0, q.d1, q.e1, q.w1, q.partial"
     )
 
 
@@ -72,12 +72,12 @@ def earlier_sum(column: str, quarters_back: int) -> str:
         f"FROM txn x WHERE x.ent = q.ent AND x.day >= {start} "
         f"AND x.day - {start} < q.e1 - q.d0 + 1)"
     )
-    return f"(CASE WHEN q.e1 < q.d1 THEN {same_days} ELSE {quarter_sum(column, quarters_back)} END)"
+    return f"(CASE WHEN q.partial THEN {same_days} ELSE {quarter_sum(column, quarters_back)} END)"
 
 
 def whole_only(value: str) -> str:
     """``value``, null while the quarter is partial."""
-    return f"CASE WHEN q.e1 < q.d1 THEN NULL ELSE {value} END"
+    return f"CASE WHEN q.partial THEN NULL ELSE {value} END"
 
 
 def item(name: str, alias: str, source: dict[str, str] | None = None) -> str:

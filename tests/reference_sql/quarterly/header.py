@@ -24,7 +24,7 @@ ITEMS: dict[str, str] = {
     "last_transaction_date": per_quarter(f"strftime(any_value({_LAST_DAY}), '%Y-%m-%d')"),
     "history_months": per_quarter(
         # to the quarter's last month, or to the pull's month while it is partial
-        "greatest(0, least(36, CASE WHEN q.e1 < q.d1 THEN q.w1 + 1 ELSE q.m1 END "
+        "greatest(0, least(36, CASE WHEN q.partial THEN q.w1 + 1 ELSE q.m1 END "
         "- any_value(f.first_month) + 1))",
         "JOIN first_txn f ON f.ent = q.ent",
     ),

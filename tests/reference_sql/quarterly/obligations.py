@@ -66,7 +66,7 @@ def _tax_quarters(backs: range) -> str:
 
 # the last four quarters that are over: this one, or while it is partial the four before it
 _TAX_QUARTERS = per_quarter(
-    f"CASE WHEN q.e1 < q.d1 THEN {_tax_quarters(range(1, 5))} ELSE {_tax_quarters(range(4))} END"
+    f"CASE WHEN q.partial THEN {_tax_quarters(range(1, 5))} ELSE {_tax_quarters(range(4))} END"
 )
 
 # the longest run of the quarter's days (up to the pull) without operating inflow
