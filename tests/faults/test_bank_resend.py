@@ -23,6 +23,7 @@ from engine.runtime.embedded import Child
 from engine.runtime.observe import worker_samples
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from tests import reference
+from tests.faults.conftest import FAULT_MARKS
 from tests.integration.conftest import (
     BANKS,
     PARTITIONS,
@@ -33,12 +34,7 @@ from tests.integration.conftest import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.faults,
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.timeout(240),
-]
+pytestmark = [*FAULT_MARKS, pytest.mark.timeout(240)]
 
 BANK, OTHER = BANKS
 _BAD_ENTERPRISE = "91350100M000100Y44"  # a check character off

@@ -21,6 +21,7 @@ from engine.runtime.embedded import Child, free_port, wait_http
 from engine.runtime.observe import total
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from tests import reference
+from tests.faults.conftest import FAULT_MARKS
 from tests.integration.conftest import (
     BANKS,
     PARTITIONS,
@@ -33,12 +34,7 @@ from tests.integration.conftest import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.faults,
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.timeout(240),
-]
+pytestmark = [*FAULT_MARKS, pytest.mark.timeout(240)]
 
 PAUSE_SECONDS = 30.0
 # A request the API cannot answer from Redis in this time counts as a hang.

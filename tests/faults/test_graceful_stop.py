@@ -25,6 +25,7 @@ from engine.runtime.worker import state_dir
 from state.ledger_types import META_KEY, Progress
 from state.rocksdb import read_key
 from tests import reference
+from tests.faults.conftest import FAULT_MARKS
 from tests.integration.conftest import (
     BANKS,
     PARTITIONS,
@@ -35,12 +36,7 @@ from tests.integration.conftest import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.faults,
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.timeout(240),
-]
+pytestmark = [*FAULT_MARKS, pytest.mark.timeout(240)]
 
 EXIT_WITHIN_SECONDS = 10.0
 

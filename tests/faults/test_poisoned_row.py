@@ -24,6 +24,7 @@ from engine.runtime.embedded import Child
 from engine.runtime.observe import worker_samples
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from tests import reference
+from tests.faults.conftest import FAULT_MARKS
 from tests.integration.conftest import (
     BANKS,
     PARTITIONS,
@@ -34,12 +35,7 @@ from tests.integration.conftest import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.faults,
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.timeout(240),
-]
+pytestmark = [*FAULT_MARKS, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parents[2]
 

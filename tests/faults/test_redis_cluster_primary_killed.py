@@ -21,6 +21,7 @@ from engine.runtime.embedded import free_port
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from tests import reference
 from tests.cluster_checks import by_primary, cache_live, invalidated_on_every_primary
+from tests.faults.conftest import FAULT_MARKS
 from tests.integration.conftest import (
     BANKS,
     assert_products,
@@ -31,7 +32,7 @@ from tests.integration.conftest import (
 from tests.pulls import Puller
 from tests.redis_cluster import LocalCluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(240)]
+pytestmark = [*FAULT_MARKS, pytest.mark.timeout(240)]
 
 # A pull in flight when the primary dies is retried by redis-py for about a second, then
 # answered 503; one that waits on the API's listener gives up after its barrier (3 s).

@@ -20,6 +20,7 @@ import pytest
 from engine.runtime.embedded import Child, free_port, start_redis
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from tests import reference
+from tests.faults.conftest import FAULT_MARKS
 from tests.integration.conftest import (
     BANKS,
     assert_products,
@@ -29,7 +30,7 @@ from tests.integration.conftest import (
 )
 from tests.pulls import Puller
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(180)]
+pytestmark = [*FAULT_MARKS, pytest.mark.timeout(180)]
 
 # A pull that takes longer than this is a hang, as a lender sees it. A pull in flight when
 # Redis dies may wait for the invalidation listener to give up on its connection: 3 s

@@ -46,6 +46,7 @@ from engine.runtime.runner import EmbeddedStack, embedded_stack, settings_env
 from state.views import ViewStore
 from tests import reference
 from tests.faults import netns
+from tests.faults.conftest import FAULT_MARKS
 from tests.integration.conftest import (
     BANKS,
     PARTITIONS,
@@ -57,12 +58,7 @@ from tests.integration.conftest import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.faults,
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.timeout(420),
-]
+pytestmark = [*FAULT_MARKS, pytest.mark.timeout(420)]
 
 CUT_SECONDS = 60.0
 ALL_PARTITIONS = list(range(PARTITIONS))

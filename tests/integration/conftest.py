@@ -7,6 +7,7 @@ directory and Redis key prefix, and removes what it created.
 from __future__ import annotations
 
 import secrets
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +22,7 @@ from engine import codec
 from engine.access.model import Role
 from engine.events.publisher import BankPublisher
 from engine.periods import current_month
+from engine.products.specs import SPECS_DIR
 from engine.runtime.embedded import Child, start_redis
 from engine.runtime.provision import Lender, authorize, provision_lender
 from engine.runtime.runner import EmbeddedStack, embedded_stack, redis_reachable
@@ -99,6 +101,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         child.stop()
+
+
+@pytest.fixture(scope="module")
+def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of specs/registries.toml the module's stack reads and its tests may change."""
+    path = tmp_path_factory.mktemp("registry") / "registries.toml"
+    shutil.copy(SPECS_DIR / "registries.toml", path)
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 
 from engine.events.publisher import BankPublisher
-from engine.products.specs import SPECS_DIR
 from engine.runtime.observe import total
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.settings import Settings
@@ -24,13 +22,6 @@ pytestmark = pytest.mark.integration
 
 WHO = enterprise_ids(1, seed=777)[0]
 PLATFORM = "NEW-PLATFORM-0001"
-
-
-@pytest.fixture(scope="module")
-def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("registry") / "registries.toml"
-    shutil.copy(SPECS_DIR / "registries.toml", path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ from redis import Redis
 from engine import codec
 from engine.access.model import Purpose
 from engine.periods import CST
-from engine.products.specs import SPECS_DIR
 from engine.runtime.observe import total
 from engine.runtime.provision import Lender, authorize, provision_lender, revoke
 from engine.runtime.runner import EmbeddedStack, embedded_stack
@@ -101,13 +100,6 @@ def _expected(events: list[dict[str, Any]], today: date) -> set[tuple[str, str, 
                 if hit is not None:
                     found.add((enterprise, rule.id, hit[0].isoformat()))
     return found
-
-
-@pytest.fixture(scope="module")
-def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("registry") / "registries.toml"
-    shutil.copy(SPECS_DIR / "registries.toml", path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -81,34 +81,26 @@ def test_each_later_booking_makes_the_last_the_second_whatever_the_second_was() 
 
 def test_a_month_written_before_marks_decodes_with_none() -> None:
     agg = MonthAgg()
-    agg.change(
-        1,
-        inflow=True,
-        amount=5,
-        cls="BANK_OWN",
-        subtype="",
-        channel="loan",
-        currency="CNY",
-        cross_border=False,
-        day=3,
-        party="p",
-        registry=1,
-    )
+
+    def loan(sign: int) -> None:  # CNY 0.05 from the account-holding bank, on the 3rd
+        agg.change(
+            sign,
+            inflow=True,
+            amount=5,
+            cls="BANK_OWN",
+            subtype="",
+            channel="loan",
+            currency="CNY",
+            cross_border=False,
+            day=3,
+            party="p",
+            registry=1,
+        )
+
+    loan(1)
     assert agg.marks == {"3": {"loan_in|BANK_OWN|p": [5, 1]}}  # kept by lender
     before = codec.dumps(codec.loads(agg.encode())[:8])  # format 2 as first written
     assert MonthAgg.decode(before).marks == {}
     assert MonthAgg.decode(agg.encode()).marks == agg.marks
-    agg.change(
-        -1,
-        inflow=True,
-        amount=5,
-        cls="BANK_OWN",
-        subtype="",
-        channel="loan",
-        currency="CNY",
-        cross_border=False,
-        day=3,
-        party="p",
-        registry=1,
-    )
+    loan(-1)
     assert agg.marks == {}  # a reversal leaves no empty day behind
