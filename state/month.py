@@ -31,15 +31,11 @@ from typing import Any, NamedTuple
 
 from engine import codec
 from engine.periods import time_of_day_us
-from engine.products.classify import OPERATING_IN, OPERATING_OUT, CounterpartyClass
+from engine.products.classify import LENDING, OPERATING_IN, OPERATING_OUT, CounterpartyClass
 
-__all__ = ["MARKS", "UNKNOWN", "Contribution", "MonthAgg", "contribution", "flow_key", "mark_of"]
+__all__ = ["UNKNOWN", "Contribution", "MonthAgg", "contribution", "flow_key", "mark_of"]
 
 _BANK_CHANNELS = ("loan", "interest", "fee")
-#: Financing partners that lend (a guarantor's or an investor's money is not a loan).
-_LENDING = frozenset({"bank", "lender", "lessor", "factor"})
-#: The marks of :func:`mark_of`.
-MARKS = ("loan_in", "to_person", "to_self", "to_lender", "judicial")
 UNKNOWN: Any = object()  # a day's second booking that is not known
 # Day keys are JSON object keys (strings); built once rather than per event.
 _DAY_KEYS = tuple(str(day) for day in range(32))
@@ -116,7 +112,7 @@ def mark_of(inflow: bool, cls: str, subtype: str, channel: str, individual: bool
     - ``judicial``: deducted by a court (JUDICIAL).
     """
     lending = (cls == CounterpartyClass.BANK_OWN and channel == "loan") or (
-        cls == CounterpartyClass.FIN_PARTNER and subtype in _LENDING
+        cls == CounterpartyClass.FIN_PARTNER and subtype in LENDING
     )
     if inflow:
         return "loan_in" if lending else None

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from engine.errors import SpecError
 
 __all__ = [
+    "LENDING",
     "OPERATING_IN",
     "OPERATING_OUT",
     "SUBTYPES",
@@ -72,6 +73,8 @@ SUBTYPES: Mapping[CounterpartyClass, frozenset[str]] = {
     CounterpartyClass.PSP: frozenset({""}),
     CounterpartyClass.JUDICIAL: frozenset({""}),
 }
+#: Financing partners whose money is a loan (a guarantor's or an investor's is not).
+LENDING = frozenset({"bank", "lender", "lessor", "factor"})
 _BANK_CHANNELS = frozenset({"loan", "interest", "fee"})
 
 #: Money from customers: what "operating inflow" means in every item.
