@@ -39,7 +39,7 @@ from engine.products.classify import Registry
 from state.kv import KVStore
 from state.ledger import PartitionLedger
 from state.ledger_types import Outcome, Progress, SetAside, Source
-from state.views import NewerViewsError, ViewStore, month_field
+from state.views import CARRY_FIELD, NewerViewsError, ViewStore, month_field
 
 __all__ = ["LedgerStage", "as_of", "is_outage"]
 
@@ -613,11 +613,21 @@ class LedgerStage:
                 if ledger is None:
                     continue
                 await self._commit(partition)  # prune works on committed state only
-                removed = ledger.prune(before_month)
-            if removed:
-                labels = {e: [format_month(m) for m in months] for e, months in removed.items()}
-                await self._views.drop_months(labels)
-                dropped += sum(len(m) for m in removed.values())
+                pruned = ledger.prune(before_month)
+                offset = ledger.progress.next_offset
+            if pruned:
+                # the months go and the carry comes in one write per enterprise, so a
+                # product never reads the months without what they left in the carry
+                fields = {
+                    e: {CARRY_FIELD: carry.encode()}
+                    | {month_field(format_month(m)): b"" for m in months}
+                    for e, (months, carry) in pruned.items()
+                }
+                await self._publish_with_retry(partition, fields, offset, None)
+                await self._views.drop_months(
+                    {e: [format_month(m) for m in months] for e, (months, _) in pruned.items()}
+                )
+                dropped += sum(len(months) for months, _ in pruned.values())
         if dropped:
             log.info(
                 "dropped %d enterprise-months booked before %s", dropped, format_month(before_month)
@@ -795,6 +805,12 @@ class LedgerStage:
                 month_field(format_month(m)): codec.dumps(agg.view()) for m, agg in months.items()
             }
             if len(batch) >= _REPUBLISH_CHUNK:  # progress only with the last chunk
+                await self._publish_with_retry(partition, batch, ledger.progress.next_offset, None)
+                self._metrics.republished_enterprises.inc(len(batch))
+                batch = {}
+        for enterprise_id, carry in ledger.carries():  # enterprises with pruned months
+            batch.setdefault(enterprise_id, {})[CARRY_FIELD] = carry.encode()
+            if len(batch) >= _REPUBLISH_CHUNK:
                 await self._publish_with_retry(partition, batch, ledger.progress.next_offset, None)
                 self._metrics.republished_enterprises.inc(len(batch))
                 batch = {}

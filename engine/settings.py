@@ -142,7 +142,10 @@ class Settings(BaseSettings):
     )
     history_months: int = Field(
         default=36,
-        ge=13,
+        # 15 at least: the current quarter's 12-month windows, the 12 months before it and
+        # the same quarter a year earlier are then always kept (spec version 5: windows
+        # read the months on record only)
+        ge=15,
         le=120,
         description="Months of history kept and shown; older bookings are rejected as too_old.",
     )

@@ -13,6 +13,7 @@ Keys and values (renaming a key or changing a value's format is a migration):
     L|<enterprise>|<bank>|<txn_id>     ledger record, binary (state/records.py, format 2)
     P|<enterprise>|<bank>|<txn_id>     a reversal waiting for this original: its txn_id
     M|<enterprise>|<YYYY-MM>           month aggregate (MonthAgg.encode, JSON)
+    C|<enterprise>                     what it keeps of pruned months (state/horizon.py)
     E|<enterprise>                     its state changed since its signals were evaluated
     S|<enterprise>|<rule>              an open signal episode (state/signals.py)
     _meta                              progress: next routed offset, sources, watermark
@@ -42,6 +43,7 @@ from engine.periods import (
 )
 from engine.products.classify import Classification, Registry, classify
 from state import records
+from state.horizon import Carry
 from state.kv import KVStore
 from state.ledger_types import (
     META_KEY,
@@ -50,6 +52,7 @@ from state.ledger_types import (
     Rejection,
     SetAside,
     Source,
+    carry_key,
     evaluate_key,
     ledger_key,
     month_key,
@@ -57,7 +60,10 @@ from state.ledger_types import (
 )
 from state.month import Contribution, MonthAgg, contribution
 
-__all__ = ["PartitionLedger"]
+__all__ = ["PartitionLedger", "Pruned"]
+
+# enterprise -> (the months pruned, its carry with them folded in)
+Pruned = dict[str, tuple[list[int], Carry]]
 
 # Ledger record statuses and field positions (the record format is state/records.py).
 _COUNTED, _REVERSED, _REVERSAL, _PENDING = (
@@ -652,22 +658,30 @@ class PartitionLedger:
                 del self._months[slot]
         return changed
 
-    def prune(self, before_month: int) -> dict[str, list[int]]:
-        """Forget everything booked before ``before_month`` (beyond the kept history).
+    def prune(self, before_month: int) -> Pruned:
+        """Forget everything booked before ``before_month`` (beyond the kept history), and
+        fold the months removed into each enterprise's carry (state/horizon.py says what it
+        keeps and why).
 
-        Runs between processing steps; returns the months removed per enterprise so their
-        views can go too. Idempotent, one write batch.
+        Runs between processing steps; returns, per enterprise, the months removed and its
+        new carry, so its views can follow. Idempotent, one write batch.
         """
         assert not self._writes and not self._dirty, "prune only between steps"
         changes: dict[bytes, bytes | None] = {}
-        removed: dict[str, list[int]] = {}
-        for key, _ in self._store.scan_prefix(b"M|"):
+        removed: dict[str, list[tuple[int, MonthAgg]]] = {}
+        for key, raw in self._store.scan_prefix(b"M|"):
             _, enterprise_id, label = key.decode().split("|")
             month = parse_month(label)
             if month is not None and month < before_month:
                 changes[key] = None
-                removed.setdefault(enterprise_id, []).append(month)
+                removed.setdefault(enterprise_id, []).append((month, MonthAgg.decode(raw)))
                 self._months.pop((enterprise_id, month), None)
+        pruned: Pruned = {}
+        for enterprise_id, months in removed.items():
+            carry = self.carry(enterprise_id) or Carry.empty()
+            carry.fold(sorted(months, key=lambda pair: pair[0]), before_month)
+            changes[carry_key(enterprise_id)] = carry.encode()
+            pruned[enterprise_id] = ([month for month, _ in months], carry)
         horizon_us = month_start_us(before_month)
         for key, raw in self._store.scan_prefix(b"L|"):
             record = records.decode(raw)
@@ -681,7 +695,17 @@ class PartitionLedger:
         if changes:
             self._store.write(changes)
         self._fetched = {}  # committed values may have changed
-        return removed
+        return pruned
+
+    def carry(self, enterprise_id: str) -> Carry | None:
+        """What the enterprise keeps of its pruned months, if any were pruned."""
+        raw = self._store.get(carry_key(enterprise_id))
+        return None if raw is None else Carry.decode(raw)
+
+    def carries(self) -> Iterator[tuple[str, Carry]]:
+        """Every enterprise of the partition that has a carry (for a full republish)."""
+        for key, raw in self._store.scan_prefix(b"C|"):
+            yield key.decode().split("|", 1)[1], Carry.decode(raw)
 
     def month(self, enterprise_id: str, month: int) -> MonthAgg | None:
         """A committed month aggregate, or None when the month has no counted transaction."""

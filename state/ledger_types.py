@@ -24,6 +24,7 @@ __all__ = [
     "Rejection",
     "SetAside",
     "Source",
+    "carry_key",
     "evaluate_key",
     "ledger_key",
     "month_key",
@@ -107,6 +108,10 @@ def pending_key(enterprise_id: str, bank: str, txn_id: str) -> bytes:
 
 def month_key(enterprise_id: str, month: int) -> bytes:
     return f"M|{enterprise_id}|{format_month(month)}".encode()
+
+
+def carry_key(enterprise_id: str) -> bytes:
+    return f"C|{enterprise_id}".encode()
 
 
 def evaluate_key(enterprise_id: str) -> bytes:

@@ -3,12 +3,14 @@
 Layout (renaming a key is a migration):
     <prefix>:v1:ent:{<enterprise>}   HASH  field "m:YYYY-MM" -> month view JSON
                                            (an empty value: the month has no data any more);
+                                           "c" -> what it keeps of its pruned months
+                                           (state/horizon.py), once any were pruned;
                                            "o" -> the routed offset of the state they were
                                            last written from
     <prefix>:v1:part:<n>             STRING progress of partition n (as_of of its views)
 
 (Views written before this version also hold a field "v", a token the API once compared;
-readers ignore every field but "m:*".)
+readers ignore every field but "m:*" and "c".)
 
 Every update of one enterprise is one HSET of one key, so a reader never sees half of an
 update, in Redis Cluster as well (the hash tag keeps an enterprise in one slot). Progress is
@@ -39,7 +41,9 @@ from engine import codec
 from engine.errors import StateError
 from state.redis_client import RedisClient, is_cluster, replicas_had, wait_for_replicas
 
-__all__ = ["NewerViewsError", "ViewStore", "month_field"]
+__all__ = ["CARRY_FIELD", "NewerViewsError", "ViewStore", "month_field"]
+
+CARRY_FIELD = "c"
 
 # The scripts are sent whole (EVAL), as in state/signal_feeds.py. They return -1 when they
 # wrote, else the later routed offset they found and left in place.

@@ -22,7 +22,7 @@ from engine.events.partitioner import partition_for
 from engine.metrics import ApiMetrics
 from engine.periods import Period, parse_month
 from engine.products.assemble import clock_day, render_items, subject_segments
-from engine.products.history import History, MonthView
+from engine.products.history import Carried, History, MonthView
 from engine.products.specs import ProductSpec
 from engine.products.subject import (
     SUBJECT_SEGMENTS,
@@ -34,7 +34,7 @@ from engine.products.subject import (
 from state.access import decode_entity
 from state.queries import QueryIndex
 from state.tracking import InvalidationListener
-from state.views import ViewStore
+from state.views import CARRY_FIELD, ViewStore
 
 __all__ = [
     "ProductService",
@@ -47,19 +47,23 @@ __all__ = [
 ]
 
 _DAY_US = 86_400_000_000
+_CARRY = CARRY_FIELD.encode()
 _QUERY_WINDOW_US = 90 * _DAY_US
 
 
 def history_from_fields(fields: dict[bytes, bytes]) -> History:
     """An enterprise's months from its Redis hash (empty values are months without data)."""
     months: dict[int, MonthView] = {}
+    carried = None
     for name, value in fields.items():
+        if name == _CARRY and value:
+            carried = Carried.from_json(codec.loads(value))
         if not value or not name.startswith(b"m:"):
             continue
         month = parse_month(name[2:].decode())
         if month is not None:
             months[month] = MonthView.from_json(codec.loads(value))
-    return History(months)
+    return History(months, carried)
 
 
 def dispute_fact(dispute: Dispute) -> DisputeFact:
@@ -93,8 +97,11 @@ def subject_from_fields(fields: dict[bytes, bytes]) -> Subject:
 
 
 def providers_of(history: History) -> set[str]:
-    """The banks whose accounts appear in an enterprise's kept history."""
-    return {bank for month in history.months.values() for bank, _ in month.accounts.values()}
+    """The banks whose accounts appear in an enterprise's history, pruned months included."""
+    banks = {bank for month in history.months.values() for bank, _ in month.accounts.values()}
+    if history.carried is not None:
+        banks.update(bank for bank, _ in history.carried.accounts.values())
+    return banks
 
 
 def _rendered(
@@ -113,9 +120,14 @@ def _rendered(
 def encode_rendered(items: dict[str, Any], subject: Subject) -> Rendered:
     """What the cache keeps of :func:`engine.products.assemble.render_items`' result."""
     encoded = codec.dumps(
-        {"registry_versions": items["registry_versions"], "segments": items["segments"]}
+        {
+            "registry_versions": items["registry_versions"],
+            "coverage": items["coverage"],
+            "segments": items["segments"],
+        }
     )
-    # {"registry_versions":[...],"segments":[...]}  ->  head: up to the last segment
+    # {"registry_versions":[...],"coverage":{...},"segments":[...]}  ->  head: up to the
+    # last segment
     head = encoded[: -len(b"]}")]
     tail = b'],"disputes":' + codec.dumps(items["disputes"]) + b"}"
     return Rendered(head, tail, bool(items["segments"]), subject)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from engine.errors import NotFoundError, SpecError
-from engine.periods import Period
+from engine.periods import Period, format_month
 from engine.products.history import History
 from engine.products.kernels import KERNELS, Context, elapsed_days
 from engine.products.specs import ProductSpec
@@ -83,6 +83,12 @@ def render_items(
     period is not over, the pull's day (what the API caches: see :func:`clock_day`)."""
     if not history.has_data_until(period.last_month):
         raise NotFoundError(f"no transaction of this enterprise at or before {period.label}")
+    kept_from = history.kept_from
+    if kept_from is not None and period.first_month < kept_from:
+        # a quarter is its three months: none is served from the part of it still kept
+        raise NotFoundError(
+            f"{period.label} begins before the kept history (from {format_month(kept_from)})"
+        )
     ctx = Context(history, period, spec.parameters, as_of_us=now_us)
     versions = sorted({v for m in period.months for v in history.month(m).registry})
     marks, shown = dispute_marks(disputes, spec.id, period.label)
@@ -100,7 +106,12 @@ def render_items(
         if disputed:
             rendered["disputed"] = disputed
         segments.append(rendered)
-    return {"registry_versions": versions, "segments": segments, "disputes": shown}
+    return {
+        "registry_versions": versions,
+        "coverage": ctx.coverage(spec.windows),
+        "segments": segments,
+        "disputes": shown,
+    }
 
 
 def subject_segments(spec: ProductSpec, period: Period, subject: Subject) -> list[dict[str, Any]]:
@@ -136,6 +147,7 @@ def assemble(
         "partial": period.is_partial(now_us),
         "as_of": as_of,
         "registry_versions": items["registry_versions"],
+        "coverage": items["coverage"],
         "segments": [*items["segments"], *subject_segments(spec, period, subject)],
         "disputes": items["disputes"],
     }

@@ -1,19 +1,21 @@
 """An enterprise's published months, read back, with the queries the item kernels share.
 
 A :class:`MonthView` is one month as a worker publishes it (state/month.py ``view()``);
-:class:`History` holds every month of one enterprise and answers: flows by direction and
-class, daily balances, counterparties over a set of months.
+:class:`Carried`, what the enterprise keeps of the months pruned from its history
+(state/horizon.py); :class:`History` holds both and answers: flows by direction and class,
+daily balances, counterparties over a set of months, where the record starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, NamedTuple
 
-from engine.periods import days_in_month
+from engine.periods import days_in_month, parse_month
 
-__all__ = ["Flow", "History", "MonthView", "Party"]
+__all__ = ["Carried", "Flow", "History", "MonthView", "Party"]
 
 
 class Flow(NamedTuple):
@@ -80,10 +82,37 @@ EMPTY = MonthView((), {}, {}, {}, {}, {}, {})
 
 
 @dataclass(frozen=True, slots=True)
+class Carried:
+    """What pruning kept of the months before ``kept_from`` (state/horizon.py's view)."""
+
+    kept_from: int  # month ordinal: the first month of the kept history
+    first_day: date | None  # the first transaction ever booked
+    last_day: date | None  # the last pruned one
+    accounts: Mapping[str, tuple[str, int]]  # account -> (bank, balance after its last)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Carried:
+        kept_from = parse_month(doc["kept_from"])
+        assert kept_from is not None
+        return cls(
+            kept_from=kept_from,
+            first_day=date.fromisoformat(doc["first_day"]) if doc["first_day"] else None,
+            last_day=date.fromisoformat(doc["last_day"]) if doc["last_day"] else None,
+            accounts={a: (e["bank"], e["balance"]) for a, e in doc["accounts"].items()},
+        )
+
+
+def _month_of(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+@dataclass(frozen=True, slots=True)
 class History:
-    """Every month of one enterprise that has data, by month ordinal."""
+    """Every kept month of one enterprise that has data, by month ordinal, and what its
+    pruned months left (None while nothing was pruned)."""
 
     months: Mapping[int, MonthView]
+    carried: Carried | None = None
     _sorted: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,11 +121,49 @@ class History:
     def month(self, month: int) -> MonthView:
         return self.months.get(month, EMPTY)
 
+    @property
+    def kept_from(self) -> int | None:
+        """The first month of the kept history, or None while nothing was pruned."""
+        return None if self.carried is None else self.carried.kept_from
+
+    def first_day(self) -> date | None:
+        """The day of the enterprise's first transaction, pruned or kept."""
+        if self.carried is not None and self.carried.first_day is not None:
+            return self.carried.first_day
+        if not self._sorted:
+            return None
+        first = self._sorted[0]
+        year, m0 = divmod(first, 12)
+        return date(year, m0 + 1, min(self.months[first].days))
+
+    def last_day(self, until_month: int) -> date | None:
+        """The day of the last transaction at or before the end of ``until_month``."""
+        kept = [m for m in self._sorted if m <= until_month]
+        if kept:
+            year, m0 = divmod(kept[-1], 12)
+            return date(year, m0 + 1, max(self.months[kept[-1]].days))
+        if self.carried is not None and self.carried.last_day is not None:
+            return (
+                self.carried.last_day if _month_of(self.carried.last_day) <= until_month else None
+            )
+        return None
+
     def first_month(self) -> int | None:
-        return self._sorted[0] if self._sorted else None
+        """The month of the enterprise's first transaction, pruned or kept."""
+        first = self.first_day()
+        return None if first is None else _month_of(first)
+
+    def record_start(self) -> int | None:
+        """The first month on record: the firm's first month, or the first kept month when
+        older ones were pruned. Windows and earlier quarters read no month before it."""
+        first = self.first_month()
+        if first is None or self.kept_from is None:
+            return first
+        return max(first, self.kept_from)
 
     def has_data_until(self, month: int) -> bool:
-        return bool(self._sorted) and self._sorted[0] <= month
+        first = self.first_month()
+        return first is not None and first <= month
 
     def flows(
         self,
@@ -158,20 +225,34 @@ class History:
             for account, (_, days) in self.month(m).accounts.items():
                 if account not in seen and days:
                     seen[account] = days[max(days)]
+        if self.carried is not None:  # accounts whose last booking was pruned
+            for account, (_, balance) in self.carried.accounts.items():
+                seen.setdefault(account, balance)
         return seen
 
     def daily_balances(self, months: list[int]) -> list[int | None]:
         """End-of-day total balance for every day of ``months`` (consecutive), or None for a
         day before any account has a booking."""
+        return [None if p is None else p[0] for p in self.daily_positions(months)]
+
+    def daily_positions(self, months: list[int]) -> list[tuple[int, bool] | None]:
+        """For every day of ``months`` (consecutive): the end-of-day total balance and
+        whether any one account ends the day below zero (an overdraft is judged per account:
+        another account's credit balance does not net it away); None for a day before any
+        account has a booking."""
         accounts = self.balances_at_end_of(months[0] - 1)
-        result: list[int | None] = []
+        result: list[tuple[int, bool] | None] = []
         for month in months:
             view = self.month(month)
             for day in range(1, days_in_month(month) + 1):
                 for account, (_, days) in view.accounts.items():
                     if day in days:
                         accounts[account] = days[day]
-                result.append(sum(accounts.values()) if accounts else None)
+                if accounts:
+                    values = accounts.values()
+                    result.append((sum(values), min(values) < 0))
+                else:
+                    result.append(None)
         return result
 
 

@@ -87,6 +87,8 @@ class ProductSpec:
     name_en: str
     segments: tuple[SegmentSpec, ...]
     parameters: Mapping[str, int | float]
+    # the months of the windows W(n) its items read, and so what its ``coverage`` tells
+    windows: tuple[int, ...] = ()
 
     @property
     def items(self) -> tuple[ItemSpec, ...]:
@@ -98,6 +100,15 @@ def _require(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
         raise SpecError(f"{where}: {key!r} must be a non-empty {kind.__name__}")
     return value
+
+
+def _windows(header: Mapping[str, Any], product: str) -> tuple[int, ...]:
+    windows = header.get("windows", [])
+    if not isinstance(windows, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in windows
+    ):
+        raise SpecError(f"{product}: 'windows' must be a list of month counts")
+    return tuple(windows)
 
 
 def _items(doc: Mapping[str, Any]) -> dict[str, ItemSpec]:
@@ -168,6 +179,7 @@ def parse_products(doc: Mapping[str, Any]) -> dict[str, ProductSpec]:
             _require(header, "name_en", str, product),
             tuple(segments[s] for s in seg_ids),
             dict(parameters),
+            _windows(header, product),
         )
         ids = [item.id for item in spec.items]
         twice = sorted({i for i in ids if ids.count(i) > 1})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rocksdict
@@ -61,16 +62,32 @@ def test_state_ahead_of_the_routed_topic_is_refused(stack: EmbeddedStack, tmp_pa
         prepare_worker(settings)
 
 
-def _booking(txn_id: str, months_ago: int) -> dict[str, object]:
+def _booking(txn_id: str, months_ago: int, **fields: object) -> dict[str, object]:
     month = current_month() - months_ago
     day = datetime(month // 12, month % 12 + 1, 10, 10, tzinfo=CST)
-    return event(txn_id=txn_id, bank=BANKS[0], enterprise_id=ENTERPRISE, booked_at=day.isoformat())
+    return event(
+        txn_id=txn_id,
+        bank=BANKS[0],
+        enterprise_id=ENTERPRISE,
+        booked_at=day.isoformat(),
+        **fields,
+    )
+
+
+def _pull(stack: EmbeddedStack, months_ago: int) -> tuple[int, dict[str, Any]]:
+    label = format_month(current_month() - months_ago)
+    lender = reader(stack, [ENTERPRISE])
+    return get(stack.api_url + lender.path(ENTERPRISE, "monthly", label), lender.headers)
 
 
 def _status(stack: EmbeddedStack, months_ago: int) -> int:
-    label = format_month(current_month() - months_ago)
-    lender = reader(stack, [ENTERPRISE])
-    return get(stack.api_url + lender.path(ENTERPRISE, "monthly", label), lender.headers)[0]
+    return _pull(stack, months_ago)[0]
+
+
+def _closing_balance(stack: EmbeddedStack, months_ago: int) -> int:
+    body = _pull(stack, months_ago)[1]
+    (balances,) = [s for s in body["segments"] if s["id"] == "balances"]
+    return int(balances["items"]["closing_balance_fen"])
 
 
 def _too_old(stack: EmbeddedStack) -> float:
@@ -85,26 +102,30 @@ def _too_old(stack: EmbeddedStack) -> float:
 def test_a_shorter_history_is_rejected_at_intake_and_pruned_from_state_and_views(
     stack: EmbeddedStack,
 ) -> None:
-    # With the default 36 months, a booking 20 months old is kept and served.
-    publish_by_bank(stack, [_booking("OLD", 20), _booking("NEW", 1)])
+    # With the default 36 months, a booking 20 months old is kept and served: the last of
+    # a savings account, which holds CNY 15,000.00 since.
+    old = _booking("OLD", 20, account="SAVINGS-9", balance_after_fen=1_500_000)
+    publish_by_bank(stack, [old, _booking("NEW", 1)])
     wait_until(lambda: _status(stack, 20) == 200 and _status(stack, 1) == 200)
-    # The worker restarts keeping 13 months: it prunes the older month from its state and
+    closing = _closing_balance(stack, 1)
+    # The worker restarts keeping 15 months: it prunes the older month from its state and
     # its views at once (not only at the next hourly prune) ...
-    stack.env["CREDITFLOW_HISTORY_MONTHS"] = "13"
+    stack.env["CREDITFLOW_HISTORY_MONTHS"] = "15"
     stack.restart_worker()
     wait_until(lambda: _status(stack, 20) == 404)
-    assert _status(stack, 1) == 200
+    # ... and what pruning removed still counts in balances (the carry, state/horizon.py)
+    assert _status(stack, 1) == 200 and _closing_balance(stack, 1) == closing
     assert not any(
         key.startswith(b"M|") and b"|" + format_month(current_month() - 20).encode() in key
         for partition in range(PARTITIONS)
         if state_dir(stack.settings, partition).exists()
         for key in _state_keys(stack, partition)
     )
-    # ... and its intake rejects a booking 14 months old as too old, one 12 months old not.
+    # ... and its intake rejects a booking 16 months old as too old, one 14 months old not.
     rejected = _too_old(stack)
-    publish_by_bank(stack, [_booking("OLDER", 14), _booking("RECENT", 12)])
+    publish_by_bank(stack, [_booking("OLDER", 16), _booking("RECENT", 14)])
     # (At least one: delivery is at least once, and a redelivered step rejects it again.)
-    wait_until(lambda: _too_old(stack) >= rejected + 1 and _status(stack, 12) == 200)
+    wait_until(lambda: _too_old(stack) >= rejected + 1 and _status(stack, 14) == 200)
 
 
 def _state_keys(stack: EmbeddedStack, partition: int) -> list[bytes]:

@@ -19,7 +19,7 @@ from tests.reference import quarterly
 from tests.reference.events import CST, counted_events, transactions
 from tests.reference.items import _BY_DAY as DAY_CACHE
 from tests.reference.items import _EOD as EOD_CACHE
-from tests.reference.items import CLOCK, ITEMS
+from tests.reference.items import CLOCK, ITEMS, RECORD
 
 __all__ = ["counted_events", "product_items", "products"]
 
@@ -77,6 +77,7 @@ def products(
     DAY_CACHE.clear()
     for enterprise, txns in transactions(events).items():
         first, last = min(t.month for t in txns), max(t.month for t in txns)
+        RECORD["start"] = first
         periods: dict[str, dict[str, Any]] = {}
         for month in range(first, last + 1):
             periods[_label(month)] = {i: ITEMS[i](txns, [month], params) for i in items["monthly"]}

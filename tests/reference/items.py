@@ -164,15 +164,31 @@ def last_whole_month(months: list[int]) -> int:
     return day.year * 12 + day.month - 2
 
 
+# The enterprise's first month (set by products() for each enterprise): a month before it is
+# not a month without flows, so windows and earlier quarters leave it out (spec version 5).
+# This reference sees every event, so nothing is pruned: the record starts there.
+RECORD: dict[str, int] = {}
+
+
+def on_record(months: list[int]) -> list[int]:
+    return [m for m in months if m >= RECORD.get("start", m)]
+
+
 def window(months: list[int], n: int) -> list[int]:
     """The n months ending with the period, or with the last whole month while it is
-    partial."""
+    partial; those on record."""
     last = last_whole_month(months)
-    return list(range(last - n + 1, last + 1))
+    return on_record(list(range(last - n + 1, last + 1)))
 
 
 def before(months: list[int], k: int) -> list[int]:
-    return list(range(months[0] - k, months[0]))
+    return on_record(list(range(months[0] - k, months[0])))
+
+
+def base(months: list[int], quarters: int) -> list[int] | None:
+    """Q-1 (Q-4) when the whole of it is on record, else None: no base to compare with."""
+    earlier = back(months, quarters)
+    return earlier if earlier == on_record(earlier) else None
 
 
 def back(months: list[int], quarters: int) -> list[int]:
@@ -418,9 +434,29 @@ def _(t, m, p):
     return sum(1 for b in eod_series(t, m) if b < p["low_balance_fen"])
 
 
+def overdrawn_series(txns: list[Txn], months: list[int]) -> list[bool]:
+    """For each day so far with a balance: does any one account end it below zero?"""
+    result = []
+    for m in months:
+        for d in month_days(m):
+            if d > as_of_day():
+                break
+            moment = start_of(d + timedelta(days=1))
+            last: dict[str, Txn] = {}
+            for t in txns:
+                seen = last.get(t.account)
+                if t.when < moment and (
+                    seen is None or (t.when, t.txn_id) > (seen.when, seen.txn_id)
+                ):
+                    last[t.account] = t
+            if last:
+                result.append(any(t.balance < 0 for t in last.values()))
+    return result
+
+
 @item("negative_balance_days")
 def _(t, m, p):
-    return sum(1 for b in eod_series(t, m) if b < 0)
+    return sum(overdrawn_series(t, m))
 
 
 @item("accounts_with_activity")

@@ -15,6 +15,7 @@ from tests.reference.items import (
     as_of_day,
     back,
     balance_at,
+    base,
     before,
     coefficient_of_variation,
     customers,
@@ -31,6 +32,7 @@ from tests.reference.items import (
     longest_run,
     month_days,
     of,
+    overdrawn_series,
     partial,
     parties,
     share,
@@ -54,8 +56,9 @@ def growth(cur: float | None, prev: float | None) -> float | None:
     return (cur - prev) / abs(prev)
 
 
-def since_first(t: T, months: list[int]) -> list[int]:
-    return [m for m in months if m >= first_month(t)]
+def spread(measure: Any, values: list[int]) -> float | None:
+    """No spread from fewer than two months on record."""
+    return None if len(values) < 2 else measure(values)
 
 
 # -- header -------------------------------------------------------------------------------
@@ -154,16 +157,18 @@ def _(t, m, p):
 def _(t, m, p):
     out = total(t, window(m, 12), False, OP_OUT)
     closing = balance_at(t, start_of(month_days(m[-1])[-1] + timedelta(days=1))) or 0
-    return None if out == 0 else closing / (out / 12)
+    return None if out == 0 else closing / (out / len(window(m, 12)))
 
 
 # -- trend --------------------------------------------------------------------------------
 
 
-def earlier(t: T, m: list[int], quarters: int, inflow: bool, classes: Any = None) -> int:
+def earlier(t: T, m: list[int], quarters: int, inflow: bool, classes: Any = None) -> int | None:
     """A flow of the quarter ``quarters`` back; while P is partial, over its first as many
-    days as P has had."""
-    before_m = back(m, quarters)
+    days as P has had; None when that quarter is not wholly on record."""
+    before_m = base(m, quarters)
+    if before_m is None:
+        return None
     if not partial(m):
         return total(t, before_m, inflow, classes)
     lived, _ = elapsed(m)
@@ -187,42 +192,60 @@ _trend("operating_inflow_qoq_growth", True, OP_IN, 1)
 _trend("operating_inflow_yoy_growth", True, OP_IN, 4)
 _trend("outflow_qoq_growth", False, None, 1)
 _trend("outflow_yoy_growth", False, None, 4)
-ITEMS["average_daily_balance_qoq_growth"] = lambda t, m, p: growth(adb(t, m), adb(t, back(m, 1)))
-ITEMS["average_daily_balance_yoy_growth"] = lambda t, m, p: growth(adb(t, m), adb(t, back(m, 4)))
+
+
+def adb_of(t: T, months: list[int] | None) -> int | None:
+    return None if months is None else adb(t, months)
+
+
+ITEMS["average_daily_balance_qoq_growth"] = lambda t, m, p: growth(adb(t, m), adb_of(t, base(m, 1)))
+ITEMS["average_daily_balance_yoy_growth"] = lambda t, m, p: growth(adb(t, m), adb_of(t, base(m, 4)))
 
 
 def net_of(t: T, m: list[int]) -> int:
     return total(t, m, True) - total(t, m, False)
 
 
-def net_earlier(t: T, m: list[int], quarters: int) -> int:
-    return earlier(t, m, quarters, True) - earlier(t, m, quarters, False)
+def net_earlier(t: T, m: list[int], quarters: int) -> int | None:
+    inflow, outflow = earlier(t, m, quarters, True), earlier(t, m, quarters, False)
+    return None if inflow is None or outflow is None else inflow - outflow
+
+
+def change(current: int, previous: int | None) -> int | None:
+    return None if previous is None else current - previous
 
 
 @item("net_flow_qoq_change_fen")
 def _(t, m, p):
-    return net_of(t, m) - net_earlier(t, m, 1)
+    return change(net_of(t, m), net_earlier(t, m, 1))
 
 
 @item("net_flow_yoy_change_fen")
 def _(t, m, p):
-    return net_of(t, m) - net_earlier(t, m, 4)
+    return change(net_of(t, m), net_earlier(t, m, 4))
+
+
+def previous_quarter(m: list[int]) -> list[int] | None:
+    """Q-1 for counterparty comparisons: none while P is partial or Q-1 not on record."""
+    return None if partial(m) else base(m, 1)
 
 
 @item("customers_qoq_change")
 def _(t, m, p):
-    if partial(m):  # null while the quarter is not over
-        return None
-    return len(customers(t, m)) - len(customers(t, back(m, 1)))
+    q1 = previous_quarter(m)
+    return None if q1 is None else len(customers(t, m)) - len(customers(t, q1))
 
 
 @item("operating_inflow_slope_6m_fen")
 def _(t, m, p):
     ys = [op_in(t, x) for x in window(m, 6)]
-    xs = [1, 2, 3, 4, 5, 6]
-    # exact least squares: slope = sum((x - 3.5)(y - ybar)) / sum((x - 3.5)^2), floored
-    numerator = sum((2 * x - 7) * y for x, y in zip(xs, ys, strict=True))  # = 2 * sum((x-3.5)y)
-    return numerator // 35  # sum((x - 3.5)^2) = 17.5, so slope = numerator / 35
+    k = len(ys)
+    if k < 2:
+        return None
+    # exact least squares over x = 1..k: slope = sum((x - xbar) y) / sum((x - xbar)^2)
+    # = sum((2x - k - 1) y) / 2 / (k (k^2 - 1) / 12), floored
+    numerator = sum((2 * x - k - 1) * y for x, y in enumerate(ys, start=1))
+    return numerator * 6 // (k * (k * k - 1))
 
 
 # -- stability ----------------------------------------------------------------------------
@@ -230,17 +253,17 @@ def _(t, m, p):
 
 @item("operating_inflow_cv_6m")
 def _(t, m, p):
-    return coefficient_of_variation([op_in(t, x) for x in window(m, 6)])
+    return spread(coefficient_of_variation, [op_in(t, x) for x in window(m, 6)])
 
 
 @item("operating_inflow_cv_12m")
 def _(t, m, p):
-    return coefficient_of_variation([op_in(t, x) for x in window(m, 12)])
+    return spread(coefficient_of_variation, [op_in(t, x) for x in window(m, 12)])
 
 
 @item("zero_operating_inflow_months_12m")
 def _(t, m, p):
-    return sum(1 for x in since_first(t, window(m, 12)) if op_in(t, x) == 0)
+    return sum(1 for x in window(m, 12) if op_in(t, x) == 0)
 
 
 @item("largest_mom_drop_12m")
@@ -252,12 +275,12 @@ def _(t, m, p):
 
 @item("outflow_cv_6m")
 def _(t, m, p):
-    return coefficient_of_variation([total(t, [x], False) for x in window(m, 6)])
+    return spread(coefficient_of_variation, [total(t, [x], False) for x in window(m, 6)])
 
 
 @item("negative_net_flow_months_12m")
 def _(t, m, p):
-    return sum(1 for x in since_first(t, window(m, 12)) if net_of(t, [x]) < 0)
+    return sum(1 for x in window(m, 12) if net_of(t, [x]) < 0)
 
 
 @item("daily_balance_cv")
@@ -268,7 +291,7 @@ def _(t, m, p):
 @item("min_to_mean_operating_inflow_6m")
 def _(t, m, p):
     ys = [op_in(t, x) for x in window(m, 6)]
-    return share(min(ys), sum(ys) / 6)
+    return None if len(ys) < 2 else share(min(ys), sum(ys) / len(ys))
 
 
 @item("months_with_data_12m")
@@ -294,16 +317,18 @@ def _(t, m, p):
 
 @item("top1_customer_share_change_qoq")
 def _(t, m, p):
-    if partial(m):
+    q1 = previous_quarter(m)
+    if q1 is None:
         return None
-    return diff(top(trade_inflows(t, m), 1), top(trade_inflows(t, back(m, 1)), 1))
+    return diff(top(trade_inflows(t, m), 1), top(trade_inflows(t, q1), 1))
 
 
 @item("customer_hhi_change_qoq")
 def _(t, m, p):
-    if partial(m):
+    q1 = previous_quarter(m)
+    if q1 is None:
         return None
-    return diff(herfindahl(trade_inflows(t, m)), herfindahl(trade_inflows(t, back(m, 1))))
+    return diff(herfindahl(trade_inflows(t, m)), herfindahl(trade_inflows(t, q1)))
 
 
 @item("dominant_customer_months")
@@ -367,9 +392,8 @@ def _(t, m, p):
 
 @item("lost_customers")
 def _(t, m, p):
-    if partial(m):
-        return None
-    return len(customers(t, back(m, 1)) - known(t, m))
+    q1 = previous_quarter(m)
+    return None if q1 is None else len(customers(t, q1) - known(t, m))
 
 
 @item("new_suppliers")
@@ -379,16 +403,16 @@ def _(t, m, p):
 
 @item("lost_suppliers")
 def _(t, m, p):
-    if partial(m):
-        return None
-    return len(suppliers(t, back(m, 1)) - known(t, m))
+    q1 = previous_quarter(m)
+    return None if q1 is None else len(suppliers(t, q1) - known(t, m))
 
 
 @item("customer_retention_ratio")
 def _(t, m, p):
-    if partial(m):
+    q1 = previous_quarter(m)
+    if q1 is None:
         return None
-    previous = customers(t, back(m, 1))
+    previous = customers(t, q1)
     return share(len(previous & known(t, m)), len(previous))
 
 
@@ -505,9 +529,7 @@ def _(t, m, p):
 
 @item("longest_utility_gap_12m")
 def _(t, m, p):
-    return longest_run(
-        [total(t, [x], False, {"UTILITY"}) == 0 for x in since_first(t, window(m, 12))]
-    )
+    return longest_run([total(t, [x], False, {"UTILITY"}) == 0 for x in window(m, 12)])
 
 
 @item("utility_payment_cv_12m")
@@ -532,7 +554,9 @@ def fast_ratio(t: T, m: list[int]) -> float | None:
 
 
 def longest_dry(t: T, m: list[int]) -> int:
-    return longest_run([day_total(t, d, True, OP_IN) == 0 for d in days_of(m)])
+    # counted from the firm's first transaction: days before it are not days without inflow
+    first = min(x.day for x in t)
+    return longest_run([day_total(t, d, True, OP_IN) == 0 for d in days_of(m) if d >= first])
 
 
 def flags(t: T, m: list[int], p: dict[str, Any]) -> dict[str, int]:
@@ -540,9 +564,9 @@ def flags(t: T, m: list[int], p: dict[str, Any]) -> dict[str, int]:
     self_share = flow_share(t, m, "SELF")
     cash_share = flow_share(t, m, "CASH")
     prior = [total(t, [x], True) for x in before(m, 6)]
-    mean_prior = sum(prior) / 6
+    mean_prior = sum(prior) / len(prior) if prior else 0
     peak = max(total(t, [x], True) for x in m)
-    previous = earlier(t, m, 1, True, OP_IN)
+    previous = earlier(t, m, 1, True, OP_IN) or 0
     return {
         "fast_in_out_flag": int(fast is not None and fast >= p["fast_in_out_threshold"]),
         "high_self_transfer_flag": int(
@@ -554,7 +578,7 @@ def flags(t: T, m: list[int], p: dict[str, Any]) -> dict[str, int]:
             previous > 0 and total(t, m, True, OP_IN) < p["drop_ratio"] * previous
         ),
         "interruption_flag": int(longest_dry(t, m) >= p["interruption_days"]),
-        "negative_balance_flag": int(any(b < 0 for b in eod_series(t, m))),
+        "negative_balance_flag": int(any(overdrawn_series(t, m))),
     }
 
 

@@ -22,12 +22,14 @@ that engine/products/classify.py's docstring states:
   with a transaction at or before the end of that day of the balance after their last such
   transaction, ordered by booked_at then txn_id; ``eod``: the same by period (days that
   have begun only); no row on a day before any account's first transaction.
-- ``ms``: per enterprise and month (from a year before its first period), the monthly sums
-  the quarterly windows read; ``cpm``: each counterparty's monthly inflow and outflow;
-  ``first_txn``: the first month and day on record (pruned or not).
+- ``ms``: per enterprise and month, the monthly sums the quarterly windows read; ``cpm``:
+  each counterparty's monthly inflow and outflow; both over the months on record only
+  (``record.r0`` on); ``record``: each enterprise's first month and day (pruned or not)
+  and ``r0``, where its record starts.
 
-Pruning (CREDITFLOW_HISTORY_MONTHS) decides which periods are shown, never which
-transactions happened: a balance or a first transaction stays what the bank booked.
+Pruning (CREDITFLOW_HISTORY_MONTHS) decides which periods are shown and where the record
+of windows and earlier quarters starts, never which transactions happened: a balance or a
+first transaction stays what the bank booked.
 """
 
 from __future__ import annotations
@@ -128,19 +130,22 @@ SELECT as_of_us,
            AS kept_from
 FROM clock;
 
+-- where each enterprise's record starts: its first month, or the first kept month when
+-- older ones were pruned; a month before it is no month of a window or a base (version 5)
+CREATE TABLE record AS
+SELECT t.ent, min(t.month) AS first_month, min(t.day) AS first_day,
+       greatest(min(t.month), any_value(n.kept_from)) AS r0
+FROM txn t, now n GROUP BY t.ent;
+
 CREATE TABLE periods AS
-WITH firms AS (
-    SELECT t.ent, greatest(min(t.month), any_value(n.kept_from)) AS first_shown,
-           any_value(n.as_of_month) AS last_shown
-    FROM txn t, now n GROUP BY t.ent
-), months AS (
-    SELECT ent, unnest(generate_series(first_shown, last_shown)) AS m FROM firms
+WITH months AS (
+    SELECT r.ent, unnest(generate_series(r.r0, n.as_of_month)) AS m FROM record r, now n
 ), spans AS (
     SELECT DISTINCT ent, 'monthly' AS kind, m AS m0, m AS m1 FROM months
     UNION ALL
     SELECT DISTINCT ent, 'quarterly', m - m % 3, m - m % 3 + 2 FROM months
 )
-SELECT s.ent, s.kind, s.m0, s.m1, s.m1 - s.m0 + 1 AS n_months,
+SELECT s.ent, s.kind, s.m0, s.m1, s.m1 - s.m0 + 1 AS n_months, r.r0,
        CASE WHEN s.kind = 'monthly' THEN month_label(s.m0) ELSE quarter_label(s.m0) END
            AS label,
        month_first_day(s.m0) AS d0,
@@ -150,7 +155,9 @@ SELECT s.ent, s.kind, s.m0, s.m1, s.m1 - s.m0 + 1 AS n_months,
        -- where W(n) ends: the last month, or before the pull's month while days are to come
        CASE WHEN n.as_of_day <= (month_first_day(s.m1 + 1) - INTERVAL 1 DAY)::DATE
             THEN n.as_of_month - 1 ELSE s.m1 END AS w1
-FROM spans s, now n;
+FROM spans s JOIN record r ON r.ent = s.ent, now n
+-- a quarter is its three months: not shown when a month of it the firm lived was pruned
+WHERE NOT (s.m0 < n.kept_from AND r.first_month < n.kept_from);
 
 CREATE TABLE ptxn AS
 SELECT p.label, p.kind, t.*
@@ -171,23 +178,22 @@ WITH days AS (
     SELECT d.ent, d.day, a.bank, a.account
     FROM days d JOIN (SELECT DISTINCT ent, bank, account FROM txn) a ON a.ent = d.ent
 )
-SELECT g.ent, g.day, sum(b.balance) AS eod
+SELECT g.ent, g.day, sum(b.balance) AS eod,
+       -- an overdraft is one account's: another's credit balance does not net it away
+       bool_or(b.balance < 0) AS overdrawn
 FROM grid g ASOF JOIN account_day b
   ON b.ent = g.ent AND b.bank = g.bank AND b.account = g.account AND b.day <= g.day
 GROUP BY g.ent, g.day;
 
 CREATE TABLE eod AS
-SELECT p.ent, p.label, e.day, e.eod
+SELECT p.ent, p.label, e.day, e.eod, e.overdrawn
 FROM periods p JOIN eod_daily e ON e.ent = p.ent AND e.day BETWEEN p.d0 AND p.e1;
 
--- the quarterly items' windows: every month from a year before the first period shown
-CREATE TABLE first_txn AS
-SELECT ent, min(month) AS first_month, min(day) AS first_day FROM txn GROUP BY ent;
-
+-- the quarterly items' windows: every month on record (none before the record starts)
 CREATE TABLE ms AS
 WITH months AS (
-    SELECT ent, unnest(generate_series(min(m0) - 12, max(m1))) AS month
-    FROM periods GROUP BY ent
+    SELECT p.ent, unnest(generate_series(any_value(r.r0), max(p.m1))) AS month
+    FROM periods p JOIN record r ON r.ent = p.ent GROUP BY p.ent
 )
 SELECT m.ent, m.month,
        coalesce(sum(t.amount) FILTER (WHERE t.inflow), 0) AS in_all,
@@ -222,7 +228,9 @@ CREATE TABLE cpm AS
 SELECT ent, month, cp, cls,
        coalesce(sum(amount) FILTER (WHERE inflow), 0) AS cp_in,
        coalesce(sum(amount) FILTER (WHERE NOT inflow), 0) AS cp_out
-FROM txn WHERE cp <> ent GROUP BY ent, month, cp, cls;
+FROM txn t WHERE cp <> ent
+  AND month >= (SELECT r.r0 FROM record r WHERE r.ent = t.ent)  -- on record only
+GROUP BY ent, month, cp, cls;
 
 CREATE VIEW quarters AS SELECT * FROM periods WHERE kind = 'quarterly';
 """

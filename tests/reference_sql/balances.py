@@ -53,7 +53,8 @@ ITEMS: dict[str, str] = {
     "max_daily_balance_fen": _daily("max(e.eod)"),
     "min_daily_balance_fen": _daily("min(e.eod)"),
     "low_balance_days": _daily("count(*) FILTER (WHERE e.eod < param('low_balance_fen'))"),
-    "negative_balance_days": _daily("count(*) FILTER (WHERE e.eod < 0)"),
+    # a day on which one account at least ends below zero, whatever the others hold
+    "negative_balance_days": _daily("count(*) FILTER (WHERE e.overdrawn)"),
     # the average daily balance over the mean monthly outflow: months(P) is 1 or 3, scaled
     # to the days of P so far while P is partial
     "balance_to_outflow_ratio": f"""

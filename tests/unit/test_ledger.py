@@ -241,8 +241,19 @@ def test_pruning_forgets_what_falls_out_of_the_kept_history(new_store: StoreFact
     ledger.commit(_apply(ledger, log))
     before = _engine_products(ledger, reference.products(log))
     horizon = 2025 * 12 + 5  # June 2025
-    removed = ledger.prune(horizon)
-    assert removed == {event()["enterprise_id"]: [2025 * 12 + m for m in range(5)]}
+    pruned = ledger.prune(horizon)
+    months, carry = pruned[event()["enterprise_id"]]
+    assert list(pruned) == [event()["enterprise_id"]]
+    assert sorted(months) == [2025 * 12 + m for m in range(5)]
+    # what the pruned months leave: the account's balance after its last pruned booking
+    # (May's), the first and last days booked, where the kept history starts
+    assert carry == ledger.carry(event()["enterprise_id"])
+    assert (carry.kept_from, carry.first_day, carry.last_day) == (
+        horizon,
+        "2025-01-15",
+        "2025-05-15",
+    )
+    assert [balance for _, balance in carry.accounts.values()] == [5]
     kept = {
         label: items
         for label, items in before[event()["enterprise_id"]].items()

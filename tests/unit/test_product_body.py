@@ -12,13 +12,19 @@ from engine.products.subject import DisputeFact, QueryFact, StatementFact, Subje
 AS_OF = {"partition": 3, "watermark": "2026-11-28T13:56:27+08:00", "routed_offset": 5311}
 ITEMS = {
     "registry_versions": [1],
+    "coverage": {"record_start": "2024-01", "kept_from": None},
     "segments": [
         {"id": "s", "items": {"a": 1, "b": None}, "disputed": {"a": ["d1"]}},
         {"id": "t", "items": {"c": 2}},
     ],
     "disputes": [{"id": "d1", "status": "received", "items": ["a"], "statement": "wrong"}],
 }
-NO_SEGMENTS = {"registry_versions": [], "segments": [], "disputes": []}
+NO_SEGMENTS = {
+    "registry_versions": [],
+    "coverage": {"record_start": None, "kept_from": None},
+    "segments": [],
+    "disputes": [],
+}
 
 
 def _subject(now: int) -> Subject:

@@ -15,6 +15,7 @@ from typing import Any
 from engine.periods import (
     DAY_US,
     Period,
+    day_start_us,
     format_month,
     month_of_us,
     month_start_us,
@@ -148,17 +149,29 @@ class Context:
         assert self.as_of_us is not None  # a period is partial only at a pull
         return month_of_us(self.as_of_us) - 1
 
+    @cached_property
+    def record_start(self) -> int | None:
+        """The first month on record: the firm's first, or the first kept (History)."""
+        return self.history.record_start()
+
+    def on_record(self, months: Iterable[int]) -> list[int]:
+        """The months at or after the first month on record: months before the firm existed,
+        or pruned from the kept history, are not months without flows (spec version 5)."""
+        start = self.record_start
+        return [] if start is None else [m for m in months if m >= start]
+
     def window(self, n: int) -> list[int]:
-        """W(n): the n months ending with the period's last month; while the period is
-        partial, the n whole months before the pull's month (a month to come, or the pull's
-        own, is not a month without flows)."""
+        """W(n) on record: of the n months ending with the period's last month (while the
+        period is partial, the n whole months before the pull's month: a month to come, or
+        the pull's own, is not a month without flows), those on record."""
         last = self.last_whole_month
-        return list(range(last - n + 1, last + 1))
+        return self.on_record(range(last - n + 1, last + 1))
 
     def before(self, k: int) -> list[int]:
-        """M(1..k): the k months before the period's first month."""
+        """M(1..k) on record: of the k months before the period's first month, those on
+        record."""
         first = self.period.first_month
-        return list(range(first - k, first))
+        return self.on_record(range(first - k, first))
 
     def shifted(self, quarters: int) -> Context:
         """The same request for the period ``quarters`` quarters earlier (Q-1, Q-4)."""
@@ -168,10 +181,29 @@ class Context:
             self.history, Period(self.period.kind, label, months), self.params, None, self.as_of_us
         )
 
-    def since_first(self, months: Iterable[int]) -> list[int]:
-        """The months at or after the enterprise's first month on record."""
-        first = self.history.first_month()
-        return [] if first is None else [m for m in months if m >= first]
+    def earlier(self, quarters: int) -> Context | None:
+        """Q-1 (Q-4) as a base of comparison: only a quarter wholly on record is one (a
+        quarter the firm lived in part, or whose months were pruned, is no base)."""
+        earlier = self.shifted(quarters)
+        start = self.record_start
+        if start is None or earlier.period.first_month < start:
+            return None
+        return earlier
+
+    def coverage(self, windows: Sequence[int]) -> dict[str, Any]:
+        """Where the record starts and, for a product that reads windows, how many months
+        of each it really covers and whether Q-1 and Q-4 are bases: the response's
+        ``coverage``, which says where a young firm's or pruned history changes a reading."""
+        start, kept_from = self.record_start, self.history.kept_from
+        coverage: dict[str, Any] = {
+            "record_start": None if start is None else format_month(start),
+            "kept_from": None if kept_from is None else format_month(kept_from),
+        }
+        if windows:
+            coverage["window_months"] = {str(n): len(self.window(n)) for n in windows}
+            coverage["previous_quarter"] = self.earlier(1) is not None
+            coverage["same_quarter_last_year"] = self.earlier(4) is not None
+        return coverage
 
     # -- flows ------------------------------------------------------------------------------
 
@@ -227,14 +259,39 @@ class Context:
         return self.history.days(self.months)[: self.elapsed_days]
 
     @cached_property
+    def positions(self) -> list[tuple[int, bool] | None]:
+        """(end-of-day total balance, an account overdrawn) of every day of the period that
+        has begun at the pull (None before any booking; the pull's day: so far)."""
+        return self.history.daily_positions(self.months)[: self.elapsed_days]
+
+    @cached_property
     def eod(self) -> list[int | None]:
         """End-of-day balance of every day of the period that has begun at the pull (None
         before any booking; the pull's day: its balance so far)."""
-        return self.history.daily_balances(self.months)[: self.elapsed_days]
+        return [None if p is None else p[0] for p in self.positions]
+
+    @cached_property
+    def overdrawn(self) -> list[bool]:
+        """Of every day with a balance: whether one account at least ended it below zero."""
+        return [p[1] for p in self.positions if p is not None]
+
+    @cached_property
+    def lived_days(self) -> list[Day]:
+        """The days of the period so far from the firm's first transaction on: days before
+        the firm existed are not days without inflow."""
+        first = self.history.first_day()
+        start = month_start_us(self.period.first_month)
+        if first is None:
+            return []
+        first_month = first.year * 12 + first.month - 1
+        skip = (day_start_us(first_month, first.day) - start) // DAY_US
+        return self.days[max(0, skip) :]
 
     def window_eod(self, months: list[int]) -> list[int | None]:
         """End-of-day balances of the days of ``months`` (consecutive) that have begun at
         the pull."""
+        if not months:
+            return []
         values = self.history.daily_balances(months)
         return values[: _begun(months[0], months[-1], self.as_of_us)]
 

@@ -44,6 +44,20 @@ def _growth(current: float | None, previous: float | None) -> float | None:
     return (current - previous) / abs(previous)
 
 
+def _spread(measure: Callable[[list[int]], float | None], values: list[int]) -> float | None:
+    """A measure of spread over monthly values: none from fewer than two months on record
+    (a young firm's single month has no volatility to show)."""
+    return None if len(values) < 2 else measure(values)
+
+
+def _previous_whole(ctx: Context) -> Context | None:
+    """Q-1 for the counterparty comparisons: kept by month, not by day, so a partial quarter
+    cannot be compared with the same days of Q-1, and against the whole of it a customer
+    who pays at the quarter's end would read as lost; None then, and when Q-1 is not wholly
+    on record."""
+    return None if ctx.partial else ctx.earlier(1)
+
+
 def _longest_run(flags: list[bool]) -> int:
     best = run = 0
     for flag in flags:
@@ -65,30 +79,15 @@ def _reporting_banks(ctx: Context) -> Value:
     return len({bank for m in ctx.months for bank, _ in ctx.history.month(m).accounts.values()})
 
 
-def _first_date(ctx: Context) -> date | None:
-    first = ctx.history.first_month()
-    if first is None:
-        return None
-    return _date(first, min(ctx.history.month(first).days))
-
-
-def _last_date(ctx: Context) -> date | None:
-    months = [m for m in ctx.history.months if m <= ctx.period.last_month]
-    if not months:
-        return None
-    last = max(months)
-    return _date(last, max(ctx.history.month(last).days))
-
-
 @kernel("first_transaction_date")
 def _first_transaction_date(ctx: Context) -> Value:
-    first = _first_date(ctx)
+    first = ctx.history.first_day()  # pruned or not: it does not drift as history ages
     return None if first is None else first.isoformat()
 
 
 @kernel("last_transaction_date")
 def _last_transaction_date(ctx: Context) -> Value:
-    last = _last_date(ctx)
+    last = ctx.history.last_day(ctx.period.last_month)
     return None if last is None else last.isoformat()
 
 
@@ -102,7 +101,7 @@ def _history_months(ctx: Context) -> Value:
 
 @kernel("days_since_last_transaction")
 def _days_since_last(ctx: Context) -> Value:
-    last = _last_date(ctx)
+    last = ctx.history.last_day(ctx.period.last_month)
     if last is None:
         return None
     # to the period's end, or to the pull's day while the period is not over
@@ -151,9 +150,11 @@ def _ttm_average_daily_balance(ctx: Context) -> Value:
 
 @kernel("cash_cover_months")
 def _cash_cover_months(ctx: Context) -> Value:
-    outflow = ctx.amount_out(OP_OUT, ctx.window(12))
+    months = ctx.window(12)
+    outflow = ctx.amount_out(OP_OUT, months)
     closing = sum(ctx.history.balances_at_end_of(ctx.period.last_month).values())
-    return None if outflow == 0 else closing / (outflow / 12)
+    # the mean monthly outflow over the months on record, not over twelve
+    return None if outflow == 0 else closing / (outflow / len(months))
 
 
 # -- trend --------------------------------------------------------------------------------
@@ -185,9 +186,12 @@ _BY_DAY: dict[Callable[[Context], int], Callable[[Day], int]] = {
 }
 
 
-def _base(ctx: Context, value: Callable[[Context], int], quarters: int) -> int:
-    """``value`` of the quarter ``quarters`` back, over as many days as P has had."""
-    earlier = ctx.shifted(quarters)
+def _base(ctx: Context, value: Callable[[Context], int], quarters: int) -> int | None:
+    """``value`` of the quarter ``quarters`` back, over as many days as P has had; None when
+    that quarter is not wholly on record (no base)."""
+    earlier = ctx.earlier(quarters)
+    if earlier is None:
+        return None
     if not ctx.partial:
         return value(earlier)
     return sum(_BY_DAY[value](d) for d in ctx.base_days(earlier))
@@ -203,7 +207,9 @@ def _flow_trend(item: str, value: Callable[[Context], int], quarters: int) -> No
 def _balance_trend(item: str, quarters: int) -> None:
     # a mean per day: the days of P so far against every day of the earlier quarter
     def compute(ctx: Context) -> Value:
-        return _growth(ctx.average_daily_balance(), ctx.shifted(quarters).average_daily_balance())
+        earlier = ctx.earlier(quarters)
+        base = None if earlier is None else earlier.average_daily_balance()
+        return _growth(ctx.average_daily_balance(), base)
 
     kernel(item)(compute)
 
@@ -218,14 +224,18 @@ _balance_trend("average_daily_balance_qoq_growth", 1)
 _balance_trend("average_daily_balance_yoy_growth", 4)
 
 
+def _change(current: int, base: int | None) -> int | None:
+    return None if base is None else current - base
+
+
 @kernel("net_flow_qoq_change_fen")
 def _net_flow_qoq(ctx: Context) -> Value:
-    return _net_flow(ctx) - _base(ctx, _net_flow, 1)
+    return _change(_net_flow(ctx), _base(ctx, _net_flow, 1))
 
 
 @kernel("net_flow_yoy_change_fen")
 def _net_flow_yoy(ctx: Context) -> Value:
-    return _net_flow(ctx) - _base(ctx, _net_flow, 4)
+    return _change(_net_flow(ctx), _base(ctx, _net_flow, 4))
 
 
 # Counterparties are kept by month, not by day: a partial quarter's counterparties cannot be
@@ -233,16 +243,19 @@ def _net_flow_yoy(ctx: Context) -> Value:
 # would read as customers lost or concentration risen because the quarter is not over.
 @kernel("customers_qoq_change")
 def _customers_qoq(ctx: Context) -> Value:
-    if ctx.partial:
-        return None
-    return len(ctx.customers()) - len(ctx.shifted(1).customers())
+    previous = _previous_whole(ctx)
+    return None if previous is None else len(ctx.customers()) - len(previous.customers())
 
 
 @kernel("operating_inflow_slope_6m_fen")
 def _operating_inflow_slope(ctx: Context) -> Value:
-    # Least squares over x = 1..6: slope = sum((2x - 7) * y) / 35, exactly, then floored.
+    # Least squares over x = 1..k, the k months of W(6) on record: slope =
+    # sum((2x - k - 1) * y) * 6 / (k^3 - k), exactly, then floored (35 when k = 6).
     values = _op_in_by_month(ctx, ctx.window(6))
-    return sum((2 * x - 7) * y for x, y in enumerate(values, start=1)) // 35
+    k = len(values)
+    if k < 2:
+        return None
+    return sum((2 * x - k - 1) * y for x, y in enumerate(values, start=1)) * 6 // (k**3 - k)
 
 
 # -- stability ----------------------------------------------------------------------------
@@ -250,17 +263,17 @@ def _operating_inflow_slope(ctx: Context) -> Value:
 
 @kernel("operating_inflow_cv_6m")
 def _operating_inflow_cv_6m(ctx: Context) -> Value:
-    return cv(_op_in_by_month(ctx, ctx.window(6)))
+    return _spread(cv, _op_in_by_month(ctx, ctx.window(6)))
 
 
 @kernel("operating_inflow_cv_12m")
 def _operating_inflow_cv_12m(ctx: Context) -> Value:
-    return cv(_op_in_by_month(ctx, ctx.window(12)))
+    return _spread(cv, _op_in_by_month(ctx, ctx.window(12)))
 
 
 @kernel("zero_operating_inflow_months_12m")
 def _zero_operating_inflow_months(ctx: Context) -> Value:
-    return sum(1 for a in _op_in_by_month(ctx, ctx.since_first(ctx.window(12))) if a == 0)
+    return sum(1 for a in _op_in_by_month(ctx, ctx.window(12)) if a == 0)
 
 
 @kernel("largest_mom_drop_12m")
@@ -272,12 +285,12 @@ def _largest_mom_drop(ctx: Context) -> Value:
 
 @kernel("outflow_cv_6m")
 def _outflow_cv_6m(ctx: Context) -> Value:
-    return cv([ctx.amount_out(ALL, [m]) for m in ctx.window(6)])
+    return _spread(cv, [ctx.amount_out(ALL, [m]) for m in ctx.window(6)])
 
 
 @kernel("negative_net_flow_months_12m")
 def _negative_net_flow_months(ctx: Context) -> Value:
-    months = ctx.since_first(ctx.window(12))
+    months = ctx.window(12)
     return sum(1 for m in months if ctx.amount_in(ALL, [m]) < ctx.amount_out(ALL, [m]))
 
 
@@ -288,8 +301,10 @@ def _daily_balance_cv(ctx: Context) -> Value:
 
 @kernel("min_to_mean_operating_inflow_6m")
 def _min_to_mean(ctx: Context) -> Value:
-    values = _op_in_by_month(ctx, ctx.window(6))
-    return ratio(min(values), sum(values) / len(values))
+    return _spread(
+        lambda values: ratio(min(values), sum(values) / len(values)),
+        _op_in_by_month(ctx, ctx.window(6)),
+    )
 
 
 @kernel("months_with_data_12m")
@@ -315,18 +330,18 @@ def _difference(a: float | None, b: float | None) -> float | None:
 
 @kernel("top1_customer_share_change_qoq")
 def _top1_change(ctx: Context) -> Value:
-    if ctx.partial:
+    previous = _previous_whole(ctx)
+    if previous is None:
         return None
-    return _difference(
-        top_share(_trade_inflows(ctx), 1), top_share(_trade_inflows(ctx.shifted(1)), 1)
-    )
+    return _difference(top_share(_trade_inflows(ctx), 1), top_share(_trade_inflows(previous), 1))
 
 
 @kernel("customer_hhi_change_qoq")
 def _hhi_change(ctx: Context) -> Value:
-    if ctx.partial:
+    previous = _previous_whole(ctx)
+    if previous is None:
         return None
-    return _difference(hhi(_trade_inflows(ctx)), hhi(_trade_inflows(ctx.shifted(1))))
+    return _difference(hhi(_trade_inflows(ctx)), hhi(_trade_inflows(previous)))
 
 
 @kernel("dominant_customer_months")
@@ -391,9 +406,8 @@ def _new_customers(ctx: Context) -> Value:
 
 @kernel("lost_customers")
 def _lost_customers(ctx: Context) -> Value:
-    if ctx.partial:  # a customer may still pay before the quarter ends
-        return None
-    return len(ctx.shifted(1).customers() - ctx.ids())
+    previous = _previous_whole(ctx)
+    return None if previous is None else len(previous.customers() - ctx.ids())
 
 
 @kernel("new_suppliers")
@@ -403,17 +417,17 @@ def _new_suppliers(ctx: Context) -> Value:
 
 @kernel("lost_suppliers")
 def _lost_suppliers(ctx: Context) -> Value:
-    if ctx.partial:
-        return None
-    return len(ctx.shifted(1).suppliers() - ctx.ids())
+    previous = _previous_whole(ctx)
+    return None if previous is None else len(previous.suppliers() - ctx.ids())
 
 
 @kernel("customer_retention_ratio")
 def _retention(ctx: Context) -> Value:
-    if ctx.partial:
+    previous = _previous_whole(ctx)
+    if previous is None:
         return None
-    previous = ctx.shifted(1).customers()
-    return ratio(len(previous & ctx.ids()), len(previous))
+    customers = previous.customers()
+    return ratio(len(customers & ctx.ids()), len(customers))
 
 
 @kernel("customer_active_months_12m")
@@ -534,7 +548,7 @@ def _power_months(ctx: Context) -> Value:
 
 @kernel("longest_utility_gap_12m")
 def _longest_utility_gap(ctx: Context) -> Value:
-    months = ctx.since_first(ctx.window(12))
+    months = ctx.window(12)
     return _longest_run([ctx.amount_out(_UTILITY, [m]) == 0 for m in months])
 
 
@@ -571,14 +585,14 @@ def _at_least(value: float | None, threshold: float) -> int:
 
 
 def _longest_without_operating_inflow(ctx: Context) -> int:
-    return _longest_run([d.operating_in == 0 for d in ctx.days])
+    return _longest_run([d.operating_in == 0 for d in ctx.lived_days])
 
 
 def _flags(ctx: Context) -> dict[str, int]:
     p = ctx.params
     before = [ctx.amount_in(ALL, [m]) for m in ctx.before(6)]
     peak = max(ctx.amount_in(ALL, [m]) for m in ctx.months)
-    previous = _base(ctx, _operating_inflow, 1)
+    previous = _base(ctx, _operating_inflow, 1) or 0
     return {
         "fast_in_out_flag": _at_least(_fast_in_out(ctx), p["fast_in_out_threshold"]),
         "high_self_transfer_flag": _at_least(
@@ -593,7 +607,7 @@ def _flags(ctx: Context) -> dict[str, int]:
             previous > 0 and ctx.amount_in(OP_IN) < p["drop_ratio"] * previous
         ),
         "interruption_flag": int(_longest_without_operating_inflow(ctx) >= p["interruption_days"]),
-        "negative_balance_flag": int(any(b < 0 for b in ctx.defined_eod)),
+        "negative_balance_flag": int(any(ctx.overdrawn)),
     }
 
 

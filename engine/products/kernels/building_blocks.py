@@ -176,7 +176,7 @@ def _low_balance_days(ctx: Context) -> Value:
 
 @kernel("negative_balance_days")
 def _negative_balance_days(ctx: Context) -> Value:
-    return sum(1 for balance in ctx.defined_eod if balance < 0)
+    return sum(ctx.overdrawn)  # per account: another's credit balance does not net it away
 
 
 @kernel("accounts_with_activity")

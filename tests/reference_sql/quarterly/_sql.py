@@ -4,10 +4,11 @@
 is partial, the month before the pull's; ``M(a..b)``: the months a to b before the
 quarter's first (``q.m0``); ``Q-1`` / ``Q-4``: the quarter before and the same quarter a
 year earlier. Monthly sums come from table ``ms``, counterparty sums from ``cpm``, both
-over every counted transaction (pruned or not). While a quarter is partial (``q.partial``:
-the pull on or before its last day), a flow of it is compared with the same number of first
-days of the earlier quarter (``earlier_sum``), and a comparison of counterparties is null
-(``whole_only``).
+over the months on record (from ``q.r0``: a month before the firm's first, or pruned, is no
+month of a window). An earlier quarter is a base only when wholly on record: else what is
+compared with it is null. While a quarter is partial (``q.partial``: the pull on or before
+its last day), a flow of it is compared with the same number of first days of the earlier
+quarter (``earlier_sum``), and a comparison of counterparties is null (``whole_only``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "SHARED",
     "earlier_sum",
     "item",
+    "on_record",
     "per_quarter",
     "quarter_sum",
     "share",
@@ -33,7 +35,7 @@ def per_quarter(value: str, joins: str = "") -> str:
     """``value`` for every quarter ``q``; ``joins`` may bring other rows in."""
     return (
         f"SELECT q.ent, q.label, {value} AS value FROM quarters q {joins} "
-        "GROUP BY q.ent, q.label, q.m0, q.m1, q.d0, q.d1, q.e1, q.w1, q.partial"
+        "GROUP BY q.ent, q.label, q.m0, q.m1, q.d0, q.d1, q.e1, q.w1, q.r0, q.partial"
     )
 
 
@@ -46,13 +48,24 @@ def window(n: int, value: str, alias: str = "w") -> str:
     )
 
 
-def quarter_sum(column: str, quarters_back: int) -> str:
-    """The sum of ``ms.column`` over the quarter ``quarters_back`` quarters before ``q``."""
+def on_record(quarters_back: int, value: str) -> str:
+    """``value`` of the quarter ``quarters_back`` before ``q`` (0: ``q`` itself), null when
+    that earlier quarter is not wholly on record."""
+    if quarters_back == 0:
+        return value
+    return f"(CASE WHEN q.m0 - {3 * quarters_back} < q.r0 THEN NULL ELSE {value} END)"
+
+
+def quarter_sum(column: str, quarters_back: int, base: bool = True) -> str:
+    """The sum of ``ms.column`` over the quarter ``quarters_back`` quarters before ``q``'s
+    months on record; as a ``base`` of comparison, null when that quarter is not wholly on
+    record."""
     shift = 3 * quarters_back
-    return (
+    total = (
         f"(SELECT coalesce(sum(x.{column}), 0) FROM ms x WHERE x.ent = q.ent "
         f"AND x.month BETWEEN q.m0 - {shift} AND q.m0 - {shift} + 2)"
     )
+    return on_record(quarters_back, total) if base else total
 
 
 # the transactions each ``ms`` column sums
@@ -72,12 +85,14 @@ def earlier_sum(column: str, quarters_back: int) -> str:
         f"FROM txn x WHERE x.ent = q.ent AND x.day >= {start} "
         f"AND x.day - {start} < q.e1 - q.d0 + 1)"
     )
-    return f"(CASE WHEN q.partial THEN {same_days} ELSE {quarter_sum(column, quarters_back)} END)"
+    whole = quarter_sum(column, quarters_back)
+    return on_record(quarters_back, f"(CASE WHEN q.partial THEN {same_days} ELSE {whole} END)")
 
 
 def whole_only(value: str) -> str:
-    """``value``, null while the quarter is partial."""
-    return f"CASE WHEN q.partial THEN NULL ELSE {value} END"
+    """``value``, a comparison with Q-1's counterparties: null while the quarter is partial,
+    or when Q-1 is not wholly on record."""
+    return f"CASE WHEN q.partial OR q.m0 - 3 < q.r0 THEN NULL ELSE {value} END"
 
 
 def item(name: str, alias: str, source: dict[str, str] | None = None) -> str:

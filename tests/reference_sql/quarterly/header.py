@@ -19,14 +19,14 @@ ITEMS: dict[str, str] = {
     # the first transaction on record: pruning does not make a later one the first
     "first_transaction_date": per_quarter(
         "strftime(any_value(f.first_day), '%Y-%m-%d')",
-        "JOIN first_txn f ON f.ent = q.ent",
+        "JOIN record f ON f.ent = q.ent",
     ),
     "last_transaction_date": per_quarter(f"strftime(any_value({_LAST_DAY}), '%Y-%m-%d')"),
     "history_months": per_quarter(
         # to the quarter's last month, or to the pull's month while it is partial
         "greatest(0, least(36, CASE WHEN q.partial THEN q.w1 + 1 ELSE q.m1 END "
         "- any_value(f.first_month) + 1))",
-        "JOIN first_txn f ON f.ent = q.ent",
+        "JOIN record f ON f.ent = q.ent",
     ),
     # to the quarter's end, or to the pull's day while it is partial
     "days_since_last_transaction": per_quarter(f"q.e1 - {_LAST_DAY}"),
@@ -49,15 +49,16 @@ ITEMS: dict[str, str] = {
     "ttm_average_daily_balance_fen": per_quarter(
         "CASE WHEN count(e.eod) = 0 THEN NULL ELSE fdiv(sum(e.eod), count(e.eod)) END",
         "LEFT JOIN eod_daily e ON e.ent = q.ent "
-        "AND e.day >= month_first_day(q.w1 - 11) AND e.day < month_first_day(q.w1 + 1) "
+        "AND e.day >= month_first_day(greatest(q.w1 - 11, q.r0)) "
+        "AND e.day < month_first_day(q.w1 + 1) "
         "AND e.day <= q.e1",
     ),
-    # the closing balance over the mean monthly operating outflow of W(12)
+    # the closing balance over the mean monthly operating outflow of W(12)'s months on record
     "cash_cover_months": per_quarter(
         share(
             "any_value(c.value)",
-            "(SELECT sum(x.op_out) FROM ms x "
-            "WHERE x.ent = q.ent AND x.month BETWEEN q.w1 - 11 AND q.w1)::DOUBLE / 12",
+            "(SELECT sum(x.op_out)::DOUBLE / count(*) FROM ms x "
+            "WHERE x.ent = q.ent AND x.month BETWEEN q.w1 - 11 AND q.w1)",
         ),
         item("closing_balance_fen", "c"),
     ),

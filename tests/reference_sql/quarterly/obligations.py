@@ -38,15 +38,14 @@ def _months(n: int, column: str) -> str:
     return window(n, f"count(*) FILTER (WHERE w.{column} > 0)")
 
 
-# the longest run of months of W(12), from the first month on record, without a utility
-# payment: gaps-and-islands over the months that qualify
+# the longest run of months of W(12) on record without a utility payment: gaps-and-islands
+# over the months that qualify
 _UTILITY_GAP = per_quarter(
     """coalesce((SELECT max(run) FROM (
         SELECT count(*) AS run FROM (
             SELECT w.month, w.month - row_number() OVER (ORDER BY w.month) AS island
-            FROM ms w JOIN first_txn f ON f.ent = w.ent
-            WHERE w.ent = q.ent AND w.month BETWEEN q.w1 - 11 AND q.w1
-              AND w.month >= f.first_month AND w.util_out = 0)
+            FROM ms w
+            WHERE w.ent = q.ent AND w.month BETWEEN q.w1 - 11 AND q.w1 AND w.util_out = 0)
         GROUP BY island)), 0)"""
 )
 
@@ -60,7 +59,8 @@ _UTILITY_CV = window(
 
 def _tax_quarters(backs: range) -> str:
     return " + ".join(
-        f"CASE WHEN {quarter_sum('tax_out', back)} > 0 THEN 1 ELSE 0 END" for back in backs
+        f"CASE WHEN {quarter_sum('tax_out', back, base=False)} > 0 THEN 1 ELSE 0 END"
+        for back in backs
     )
 
 
@@ -69,12 +69,15 @@ _TAX_QUARTERS = per_quarter(
     f"CASE WHEN q.partial THEN {_tax_quarters(range(1, 5))} ELSE {_tax_quarters(range(4))} END"
 )
 
-# the longest run of the quarter's days (up to the pull) without operating inflow
+# the longest run of the quarter's days (up to the pull, from the firm's first transaction:
+# a day before it existed is no day without inflow) without operating inflow
 _DRY_DAYS = per_quarter(
     f"""coalesce((SELECT max(run) FROM (
         SELECT count(*) AS run FROM (
             SELECT d.day, d.day - CAST(row_number() OVER (ORDER BY d.day) AS INTEGER) AS island
-            FROM (SELECT unnest(generate_series(q.d0, q.e1, INTERVAL 1 DAY))::DATE AS day) d
+            FROM (SELECT unnest(generate_series(
+                      greatest(q.d0, (SELECT r.first_day FROM record r WHERE r.ent = q.ent)),
+                      q.e1, INTERVAL 1 DAY))::DATE AS day) d
             WHERE NOT EXISTS (SELECT 1 FROM ptxn t WHERE t.ent = q.ent AND t.label = q.label
                               AND t.day = d.day AND t.inflow AND t.cls IN {OP_IN}))
         GROUP BY island)), 0)"""
@@ -98,7 +101,8 @@ _SPIKE = per_quarter(
                    AND x.month BETWEEN q.m0 AND q.m1)
               > {multiple} * {before} AND {before} > 0 THEN 1 ELSE 0 END""".format(
         multiple="param('spike_multiple')",
-        before="(SELECT sum(x.in_all) / 6.0 FROM ms x WHERE x.ent = q.ent "
+        # the mean over M(1..6)'s months on record
+        before="(SELECT coalesce(avg(x.in_all), 0) FROM ms x WHERE x.ent = q.ent "
         "AND x.month BETWEEN q.m0 - 6 AND q.m0 - 1)",
     )
 )
@@ -123,7 +127,7 @@ _FLAGS = {
         f"LEFT JOIN ({_DRY_DAYS}) d ON d.ent = q.ent AND d.label = q.label",
     ),
     "negative_balance_flag": _flag(
-        "count(*) FILTER (WHERE e.eod < 0) > 0",
+        "count(*) FILTER (WHERE e.overdrawn) > 0",
         "LEFT JOIN eod e ON e.ent = q.ent AND e.label = q.label",
     ),
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from tests.reference_sql.quarterly._sql import (
     earlier_sum,
     item,
+    on_record,
     per_quarter,
     quarter_sum,
     share,
@@ -30,9 +31,12 @@ def _net(back: int) -> str:
 def _adb_growth(back: int) -> str:
     """The average daily balance (the item, floored) against a quarter before, relative to
     the absolute value of that one: its days are those of that quarter with a balance."""
-    then = f"""(SELECT fdiv(sum(e.eod), count(e.eod)) FROM eod_daily e WHERE e.ent = q.ent
+    then = on_record(
+        back,
+        f"""(SELECT fdiv(sum(e.eod), count(e.eod)) FROM eod_daily e WHERE e.ent = q.ent
         AND e.day BETWEEN month_first_day(q.m0 - {3 * back})
-                      AND month_first_day(q.m0 - {3 * back} + 3) - INTERVAL 1 DAY)"""
+                      AND month_first_day(q.m0 - {3 * back} + 3) - INTERVAL 1 DAY)""",
+    )
     return per_quarter(
         f"CASE WHEN any_value(a.value) IS NULL OR coalesce({then}, 0) = 0 THEN NULL "
         f"ELSE (any_value(a.value) - {then})::DOUBLE / abs({then})::DOUBLE END",
@@ -49,25 +53,33 @@ def _customers(back: int) -> str:
         GROUP BY c.cp HAVING sum(c.cp_in) > sum(c.cp_out)))"""
 
 
+# a spread needs two months on record at least: one month shows no volatility
+_FEW = "count(w.month) < 2"
+
+
 def _cv(n: int, column: str) -> str:
-    """Population standard deviation over mean of a monthly series over W(n)."""
+    """Population standard deviation over mean of a monthly series over W(n) on record."""
     return window(
         n,
-        f"CASE WHEN avg(w.{column}) = 0 THEN NULL "
+        f"CASE WHEN {_FEW} OR avg(w.{column}) = 0 THEN NULL "
         f"ELSE stddev_pop(w.{column}::DOUBLE) / avg(w.{column}::DOUBLE) END",
     )
 
 
-def _from_first(n: int, condition: str) -> str:
-    """Months of W(n), from the first month on record, that meet ``condition``."""
-    return window(
-        n,
-        f"count(*) FILTER (WHERE w.month >= f.first_month AND {condition})",
-    ).replace("LEFT JOIN ms w", "JOIN first_txn f ON f.ent = q.ent LEFT JOIN ms w")
+def _months_where(n: int, condition: str) -> str:
+    """Months of W(n) on record that meet ``condition``."""
+    return window(n, f"count(*) FILTER (WHERE {condition})")
 
 
-# the least-squares slope over x = 1..6: sum((x - 3.5) * y) / 17.5 = sum((2x - 7) * y) / 35
-_SLOPE = window(6, "fdiv(sum((2 * (w.month - q.w1 + 6) - 7) * w.op_in), 35)")
+# the least-squares slope of op_in over the k months of W(6) on record, x = 1..k for the
+# months w1 - k + 1 .. w1: sum((x - (k + 1) / 2) * y) / (k (k^2 - 1) / 12); with
+# x = month - w1 + k, 2x - k - 1 = 2 (month - w1) + k - 1, so the numerator (doubled) is
+# sum((2 (month - w1) - 1) * y) + k * sum(y)
+_SLOPE = window(
+    6,
+    f"CASE WHEN {_FEW} THEN NULL ELSE fdiv(6 * (sum((2 * (w.month - q.w1) - 1) * w.op_in) "
+    "+ count(w.month) * sum(w.op_in)), count(w.month) * (count(w.month) * count(w.month) - 1)) END",
+)
 
 # the largest fall from a month to the next, both in W(12), relative to the earlier month
 _DROP = per_quarter(
@@ -94,17 +106,19 @@ ITEMS: dict[str, str] = {
     # stability
     "operating_inflow_cv_6m": _cv(6, "op_in"),
     "operating_inflow_cv_12m": _cv(12, "op_in"),
-    "zero_operating_inflow_months_12m": _from_first(12, "w.op_in = 0"),
+    "zero_operating_inflow_months_12m": _months_where(12, "w.op_in = 0"),
     "largest_mom_drop_12m": _DROP,
     "outflow_cv_6m": _cv(6, "out_all"),
-    "negative_net_flow_months_12m": _from_first(12, "w.out_all > w.in_all"),
+    "negative_net_flow_months_12m": _months_where(12, "w.out_all > w.in_all"),
     "daily_balance_cv": per_quarter(
         "CASE WHEN count(e.eod) = 0 OR avg(e.eod) = 0 THEN NULL "
         "ELSE stddev_pop(e.eod::DOUBLE) / abs(avg(e.eod::DOUBLE)) END",
         "LEFT JOIN eod e ON e.ent = q.ent AND e.label = q.label",
     ),
     "min_to_mean_operating_inflow_6m": window(
-        6, "CASE WHEN avg(w.op_in) = 0 THEN NULL ELSE min(w.op_in)::DOUBLE / avg(w.op_in) END"
+        6,
+        f"CASE WHEN {_FEW} OR avg(w.op_in) = 0 THEN NULL "
+        "ELSE min(w.op_in)::DOUBLE / avg(w.op_in) END",
     ),
     "months_with_data_12m": window(12, "count(*) FILTER (WHERE w.n > 0)"),
 }
