@@ -4,7 +4,10 @@ Layout (renaming a key is a migration):
     <prefix>:v1:ent:{<enterprise>}   HASH  field "m:YYYY-MM" -> month view JSON
                                            (an empty value: the month has no data any more);
                                            "o" -> the routed offset of the state they were
-                                           last written from
+                                           last written from; "d:<id>", "s:<id>" -> copies
+                                           of the enterprise's disputes and statements,
+                                           "a" -> the access log offset they were last
+                                           written up to (state/access.py)
     <prefix>:v1:part:<n>             STRING progress of partition n (as_of of its views)
 
 (Views written before this version also hold a field "v", a token the API once compared;
