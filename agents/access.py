@@ -9,7 +9,9 @@ below that offset are skipped, so a redelivered step changes nothing; a worker s
 whenever it is given the partition. A worker that stalled in a step (cut off from the
 broker, stopped, paused) while another took the log over and went further finds Redis past
 its step: it writes nothing of it, counts it (``creditflow_access_steps_superseded_total``)
-and goes on from where Redis is.
+and goes on from where Redis is. It sends the step's entities to the topic only if Redis is
+still at the step's offset just before; a stall during that delivery can still put older
+entities there after newer ones (Kafka has no conditional write).
 When Redis has lost the offset (a restart, a flush) the log is replayed from the start:
 ``apply`` is deterministic, so the replay rebuilds exactly the same state.
 
@@ -211,6 +213,12 @@ class AccessLogStage:
             if command is not None:
                 outcomes.append(self._apply(command, overlay, step))
         step.next_offset = todo[-1].offset + 1
+        # A worker that stalled since its snapshot (stopped, paused) may find Redis past its
+        # step now; its entities must not follow the newer ones onto the compacted topic,
+        # which has no conditional write (a stall during the delivery itself still can).
+        now = await self._store.applied() or 0
+        if now != start:
+            return now
         outbox = Outbox(self._sender)
         for (kind, entity_id), entity in step.entities.items():
             value = None if entity is None else encode_entity(entity)

@@ -27,9 +27,11 @@ from urllib.parse import urlparse
 import msgspec
 import pytest
 import redis
+from confluent_kafka import Consumer, TopicPartition
 from pydantic import SecretStr
 
 from engine.events.publisher import BankPublisher
+from engine.events.topics import ACCESS_STATE_TOPIC
 from engine.runtime.embedded import Child, free_port
 from engine.runtime.observe import total, wait_applied, wait_views_published
 from engine.runtime.provision import Lender, authorize, provision_lender, revoke
@@ -109,6 +111,32 @@ def _access_workers(stack: EmbeddedStack) -> Iterator[list[_AccessWorker]]:
             os.killpg(worker.child.process.pid, signal.SIGCONT)
             worker.child.stop()
             worker.stall.close()
+
+
+def _published(stack: EmbeddedStack, authorization: str) -> list[str]:
+    """The statuses of the authorization on the compacted access state topic, in order, read
+    until nothing new comes for a second."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.settings.kafka_bootstrap,
+            "group.id": "faults-access-state-reader",
+            "enable.auto.commit": False,
+        }
+    )
+    statuses = []
+    try:
+        consumer.assign([TopicPartition(ACCESS_STATE_TOPIC, 0, 0)])
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < 1.0:
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            quiet_since = time.monotonic()
+            if message.key() == f"authorization/{authorization}".encode():
+                statuses.append(msgspec.json.decode(message.value() or b"{}")["status"])
+    finally:
+        consumer.close()
+    return statuses
 
 
 def _pull(stack: EmbeddedStack, lender: Lender, authorization: str) -> int:
@@ -235,6 +263,9 @@ def test_a_stopped_access_worker_resumed_leaves_the_revoked_lender_denied(
             30,
             "the resumed worker's stale step superseded",
         )
+        # Other systems read who is authorized from the access state topic: the resumed
+        # worker sent nothing of its step there either.
+        assert _published(stack, authorization) == ["active", "revoked"]
         assert holder.child.log_path is not None
         logged = holder.child.log_path.read_text()
         assert "another worker had applied the log up to offset" in logged

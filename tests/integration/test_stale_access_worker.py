@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.access import AccessLogStage
 from engine.access import commands, tokens
+from engine.access.commands import Entity
 from engine.access.model import Authorization, Dispute
 from engine.events.topics import ACCESS_LOG_TOPIC
 from engine.metrics import WorkerMetrics
@@ -132,13 +133,35 @@ class _Worker:
         return value or 0.0
 
 
-def _with_store(url: str, cluster: bool, body: Callable[[RedisClient, AccessStore], Any]) -> None:
+class _StallingStore(AccessStore):
+    """The real store, whose snapshot, once armed, waits after reading until released: a
+    worker that stalls (stopped, paused) between reading its step's state and sending it."""
+
+    def __init__(self, client: RedisClient, prefix: str) -> None:
+        super().__init__(client, prefix)
+        self.release: asyncio.Event | None = None
+        self.stalled = asyncio.Event()
+
+    async def snapshot(
+        self, wanted: Iterable[tuple[str, str]]
+    ) -> tuple[int, dict[tuple[str, str], Entity]]:
+        read = await super().snapshot(wanted)
+        if self.release is not None:
+            release, self.release = self.release, None
+            self.stalled.set()
+            await release.wait()
+        return read
+
+
+def _with_store(
+    url: str, cluster: bool, body: Callable[[RedisClient, AccessStore, str], Any]
+) -> None:
     async def run() -> None:
         client = connect(url, cluster)
         prefix = f"cfstaleaccess-{secrets.token_hex(3)}"
         store = AccessStore(client, prefix)
         try:
-            await body(client, store)
+            await body(client, store, prefix)
         finally:
             for pattern in (f"{prefix}:access:v1:*", f"{prefix}:v1:*"):
                 async for key in client.scan_iter(match=pattern, count=1000):
@@ -174,7 +197,7 @@ def test_a_worker_stalled_in_a_step_writes_nothing_over_the_newer_owner(
 ) -> None:
     log = _log()
 
-    async def body(client: RedisClient, store: AccessStore) -> None:
+    async def body(client: RedisClient, store: AccessStore, _: str) -> None:
         a, b = _Worker(store), _Worker(store)
         await a.stage.assigned()
         await a.stage.process(log[:2])
@@ -218,7 +241,7 @@ def test_a_worker_that_reads_after_the_new_owner_applied_skips_what_it_applied(
     grant succeeded, a second revocation 409 to the enterprise who revoked)."""
     log = _log()
 
-    async def body(client: RedisClient, store: AccessStore) -> None:
+    async def body(client: RedisClient, store: AccessStore, _: str) -> None:
         a, b = _Worker(store), _Worker(store)
         await a.stage.assigned()
         await a.stage.process(log[:2])
@@ -231,5 +254,32 @@ def test_a_worker_that_reads_after_the_new_owner_applied_skips_what_it_applied(
         assert (await _authorization(store)).status == "revoked"
         assert await _copied_dispute(client, store) == "corrected"
         assert a.superseded() == 1
+
+    _with_store(redis_url, False, body)
+
+
+def test_a_worker_stalled_after_reading_its_step_sends_nothing_of_it(redis_url: str) -> None:
+    """A worker stopped between reading its step's state and sending its entities to the
+    compacted access state topic, which other systems read to know who is authorized: once
+    resumed it finds Redis past its step and sends nothing of it (Kafka has no conditional
+    write: only a stall during the delivery itself can still put an older state there)."""
+    log = _log()
+
+    async def body(client: RedisClient, store: AccessStore, prefix: str) -> None:
+        stalling = _StallingStore(client, prefix)
+        a, b = _Worker(stalling), _Worker(store)
+        await a.stage.assigned()
+        await a.stage.process(log[:2])
+        release = stalling.release = asyncio.Event()
+        stalled = asyncio.ensure_future(a.stage.process(log[2:4]))
+        await asyncio.wait_for(stalling.stalled.wait(), 10)
+        await b.stage.assigned()
+        await b.stage.process(log[2:6])
+        release.set()
+        await asyncio.wait_for(stalled, 10)
+        assert [key for key, _ in b.broker.sent if key and key.startswith(b"authorization/")]
+        assert [key for key, _ in a.broker.sent if key and key.startswith(b"authorization/")] == []
+        assert (await _authorization(store)).status == "revoked"
+        assert a.superseded() == 1 and a.stage.next_offset == 6
 
     _with_store(redis_url, False, body)
