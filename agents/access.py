@@ -4,8 +4,14 @@
 order: each command is decided by ``engine.access.commands.apply`` against the state the
 commands before it left, its entities go to the compacted access state topic (delivery
 confirmed), then a step's entities, the answers the API waits for, and the next offset are
-written to Redis in one transaction. Messages below that offset are skipped, so a
-redelivered step changes nothing; a worker seeks to it whenever it is given the partition.
+written to Redis at once, if Redis is still at the offset the step was read at. Messages
+below that offset are skipped, so a redelivered step changes nothing; a worker seeks to it
+whenever it is given the partition. A worker that stalled in a step (cut off from the
+broker, stopped, paused) while another took the log over and went further finds Redis past
+its step: it writes nothing of it, counts it (``creditflow_access_steps_superseded_total``)
+and goes on from where Redis is. It sends the step's entities to the topic only if Redis is
+still at the step's offset just before; a stall during that delivery can still put older
+entities there after newer ones (Kafka has no conditional write).
 When Redis has lost the offset (a restart, a flush) the log is replayed from the start:
 ``apply`` is deterministic, so the replay rebuilds exactly the same state.
 
@@ -165,29 +171,69 @@ class AccessLogStage:
             return  # not ours (yet): the assignment seeks first
         if await self.check():
             return
-        todo = [m for m in messages if m.offset >= self.next_offset]
-        if not todo:
-            return
+        while (start := self.next_offset) is not None:
+            todo = [m for m in messages if m.offset >= start]
+            if not todo:
+                return
+            found = await self._step(todo, start)
+            if found is None:
+                return
+            # Another worker wrote what this step would have (its writes need Redis at
+            # ``start``), or Redis went back: nothing older than Redis's state was written.
+            self._metrics.access_steps_superseded.inc()
+            if self.next_offset != start:
+                return  # revoked, or sent back by check(), meanwhile
+            if found > start:
+                log.warning(
+                    "access log offsets %d to %d: another worker had applied the log up to "
+                    "offset %d (this one stalled or was cut off); this step was not "
+                    "written, and the log goes on from there",
+                    todo[0].offset,
+                    todo[-1].offset,
+                    found,
+                )
+                self.next_offset = found
+            elif await self.check():  # went back, or lost: check() seeks
+                return
+
+    async def _step(self, todo: list[Message], start: int) -> int | None:
+        """Apply ``todo``, read at offset ``start``. Returns None once written, else the
+        offset Redis was at (not ``start``): nothing of the step was written."""
         decoded = [(message, self._decode(message)) for message in todo]
         wanted = [key for _, c in decoded if c is not None for key in commands.reads(c)]
+        at, known = await self._store.snapshot(wanted)
+        if at != start:
+            return at
         overlay = _Overlay(dict.fromkeys(wanted))
-        overlay.known.update(await self._store.load(wanted))
+        overlay.known.update(known)
         step = StepWrites()
         was_monitoring = {key for key, e in overlay.known.items() if _monitoring(e)}
+        outcomes = ["unreadable" for _, c in decoded if c is None]
         for _, command in decoded:
             if command is not None:
-                self._apply(command, overlay, step)
+                outcomes.append(self._apply(command, overlay, step))
         step.next_offset = todo[-1].offset + 1
+        # A worker that stalled since its snapshot (stopped, paused) may find Redis past its
+        # step now; its entities must not follow the newer ones onto the compacted topic,
+        # which has no conditional write (a stall during the delivery itself still can).
+        now = await self._store.applied() or 0
+        if now != start:
+            return now
         outbox = Outbox(self._sender)
         for (kind, entity_id), entity in step.entities.items():
             value = None if entity is None else encode_entity(entity)
             await outbox.send(ACCESS_STATE_TOPIC, f"{kind}/{entity_id}".encode(), value, 0)
         await outbox.flush()
         restored = self._restore_until is not None and step.next_offset >= self._restore_until
-        await self._store.commit(step, restored)
+        found = await self._store.commit(step, at, restored)
+        if found is not None:
+            return found
+        for outcome in outcomes:
+            self._metrics.access_commands.labels(outcome).inc()
         if restored:
             self._restore_until = None
-        self.next_offset = step.next_offset
+        if self.next_offset == start:  # still ours, and not sent back by check() meanwhile
+            self.next_offset = step.next_offset
         granted = [
             entity
             for key, entity in step.entities.items()
@@ -197,6 +243,7 @@ class AccessLogStage:
         ]
         if granted:
             await self._granted(granted)
+        return None
 
     def _decode(self, message: Message) -> commands.Command | None:
         try:
@@ -204,10 +251,9 @@ class AccessLogStage:
         except msgspec.DecodeError:
             # Only creditflow writes this log; a record it cannot read is skipped, loudly.
             log.error("access log offset %d is not a command; skipped", message.offset)
-            self._metrics.access_commands.labels("unreadable").inc()
             return None
 
-    def _apply(self, command: commands.Command, overlay: _Overlay, step: StepWrites) -> None:
+    def _apply(self, command: commands.Command, overlay: _Overlay, step: StepWrites) -> str:
         applied = commands.apply(overlay, command)
         for entity in applied.writes:
             key = entity_key(entity)
@@ -215,8 +261,7 @@ class AccessLogStage:
         for key in applied.deletes:
             overlay.known[key] = step.entities[key] = None
         step.results[command.id] = answer(applied)
-        outcome = "refused" if applied.refusal is not None else "applied"
-        self._metrics.access_commands.labels(outcome).inc()
+        return "refused" if applied.refusal is not None else "applied"
 
 
 def _monitoring(entity: Entity | None) -> bool:

@@ -116,6 +116,13 @@ class WorkerMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.access_steps_superseded = Counter(
+            "creditflow_access_steps_superseded_total",
+            "Steps of the access log not written because Redis was no longer at the offset "
+            "they were read at: another worker had applied past them (this one stalled or "
+            "was cut off), or Redis went back.",
+            registry=registry,
+        )
         self.query_records_indexed = Counter(
             "creditflow_query_records_indexed_total",
             "Query records indexed in Redis for the enterprise and institution to read.",

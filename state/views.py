@@ -6,7 +6,10 @@ Layout (renaming a key is a migration):
                                            "c" -> what it keeps of its pruned months
                                            (state/horizon.py), once any were pruned;
                                            "o" -> the routed offset of the state they were
-                                           last written from
+                                           last written from; "d:<id>", "s:<id>" -> copies
+                                           of the enterprise's disputes and statements,
+                                           "a" -> the access log offset they were last
+                                           written up to (state/access.py)
     <prefix>:v1:part:<n>             STRING progress of partition n (as_of of its views)
 
 (Views written before this version also hold a field "v", a token the API once compared;

@@ -104,7 +104,7 @@ def test_every_store_reads_and_writes_across_the_primaries(redis_cluster: LocalC
                 history=(),
             )
             step = StepWrites({("authorization", auth.id): auth}, {"c1": b"{}"}, 7)
-            await access.commit(step)  # one MULTI/EXEC under {a}
+            assert await access.commit(step, 0) is None  # one script under {a}
             assert await access.applied() == 7
             assert await access.load([("authorization", auth.id)]) == {
                 ("authorization", auth.id): auth
@@ -261,11 +261,11 @@ def test_access_state_that_a_failover_set_back_is_applied_again(
 
         stage = AccessLogStage(store, cast(Sender, None), seek, WorkerMetrics(CollectorRegistry()))
         try:
-            await store.commit(StepWrites(next_offset=10))
+            await store.commit(StepWrites(next_offset=10), 0)
             await stage.assigned()
             assert (stage.next_offset, seeks) == (10, [10])
             assert not await stage.check()
-            await store.commit(StepWrites(next_offset=7))  # as the promoted replica holds it
+            await store.commit(StepWrites(next_offset=7), 10)  # as the promoted replica holds it
             assert await stage.check()
             assert (stage.next_offset, seeks) == (7, [10, 7])
             assert not await stage.check()
