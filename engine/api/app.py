@@ -39,7 +39,7 @@ from engine.errors import ConfigurationError
 from engine.events import kafka_admin
 from engine.logs import logging_config
 from engine.metrics import ApiMetrics, observe_gc_pauses
-from engine.products.assemble import check_kernels, check_subject_segments_last
+from engine.products.assemble import check_kernels, check_subject_segments_placed
 from engine.products.specs import load_products
 from engine.settings import Settings
 from state.access import AccessKeys
@@ -148,7 +148,7 @@ def build_services(settings: Settings, metrics: ApiMetrics) -> tuple[Services, l
     )
     products = load_products()
     check_kernels(products)
-    check_subject_segments_last(products)
+    check_subject_segments_placed(products)
     redis_url = settings.redis_url.get_secret_value()
     redis = connect(redis_url, settings.redis_cluster)
     views = ViewStore(redis, settings.redis_prefix)

@@ -56,11 +56,13 @@ class NotFound:
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """A rendered product as the cache keeps it: the encoded part that depends on the views
-    (``head``: registry versions and segments, left open; ``tail``: closes the segments and
-    holds the disputes), and the subject's facts the views hash held (disputes, statements),
-    from which the subject segments are computed at each pull."""
+    (``head``: registry versions and segments, left open, the segments from ``opens_at`` on;
+    ``tail``: closes the segments and holds the disputes), and the subject's facts the views
+    hash held (disputes, statements), from which the subject segments are computed at each
+    pull."""
 
     head: bytes
+    opens_at: int
     tail: bytes
     has_segments: bool
     subject: Subject  # its disputes and statements; queries and time come at the pull

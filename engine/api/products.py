@@ -10,6 +10,7 @@ the query records, and are computed at each pull.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from engine import codec
@@ -25,8 +26,10 @@ from engine.products.assemble import clock_day, render_items, subject_segments
 from engine.products.history import Carried, History, MonthView
 from engine.products.specs import ProductSpec
 from engine.products.subject import (
+    OPENING_SEGMENTS,
     SUBJECT_SEGMENTS,
     DisputeFact,
+    Pull,
     QueryFact,
     StatementFact,
     Subject,
@@ -49,6 +52,7 @@ __all__ = [
 _DAY_US = 86_400_000_000
 _CARRY = CARRY_FIELD.encode()
 _QUERY_WINDOW_US = 90 * _DAY_US
+_NO_PULL = Pull()  # a body rendered for no request in particular: the header's ids are null
 
 
 def history_from_fields(fields: dict[bytes, bytes]) -> History:
@@ -127,10 +131,19 @@ def encode_rendered(items: dict[str, Any], subject: Subject) -> Rendered:
         }
     )
     # {"registry_versions":[...],"coverage":{...},"segments":[...]}  ->  head: up to the
-    # last segment
+    # last segment, and where the first begins (the header goes in before it)
     head = encoded[: -len(b"]}")]
+    opens_at = (
+        len(
+            codec.dumps(
+                {"registry_versions": items["registry_versions"], "coverage": items["coverage"]}
+            )
+        )
+        - 1
+    )
+    opens_at += len(b',"segments":[')
     tail = b'],"disputes":' + codec.dumps(items["disputes"]) + b"}"
-    return Rendered(head, tail, bool(items["segments"]), subject)
+    return Rendered(head, opens_at, tail, bool(items["segments"]), subject)
 
 
 def product_body(
@@ -154,10 +167,12 @@ def product_body(
             "partial": period.is_partial(now),
         }
     )
-    parts = [top[:-1], b',"as_of":', as_of or b"{}", b",", rendered.head[1:]]
-    if subject:
-        joined = b",".join(codec.dumps(segment) for segment in subject)
-        parts.append(b"," + joined if rendered.has_segments else joined)
+    head, at = rendered.head, rendered.opens_at
+    parts = [top[:-1], b',"as_of":', as_of or b"{}", b",", head[1:at]]
+    opening = [codec.dumps(s) for s in subject if s["id"] in OPENING_SEGMENTS]
+    closing = [codec.dumps(s) for s in subject if s["id"] not in OPENING_SEGMENTS]
+    segments = [*opening, head[at:]] if rendered.has_segments else opening
+    parts.append(b",".join([*segments, *closing]))
     parts.append(rendered.tail)
     return b"".join(parts)
 
@@ -186,9 +201,12 @@ class ProductService:
             for name, spec in products.items()
         }
 
-    async def body(self, product: str, enterprise_id: str, period: Period, now: int) -> bytes:
-        """A product's body; NotFoundError when the enterprise has no data for it, ApiError
-        503 while its partition has no views in Redis."""
+    async def body(
+        self, product: str, enterprise_id: str, period: Period, now: int, pull: Pull = _NO_PULL
+    ) -> bytes:
+        """A product's body for ``pull`` (what the report's header says of the request);
+        NotFoundError when the enterprise has no data for it, ApiError 503 while its
+        partition has no views in Redis."""
         spec = self.products[product]
         progress, rendered = await self._read(spec, enterprise_id, period, now)
         if progress is None:
@@ -206,22 +224,26 @@ class ProductService:
             raise NotFoundError(rendered.message)
         subject: list[dict[str, Any]] = []
         if self._has_subject[product]:
-            facts = await self._subject(enterprise_id, rendered.subject, now)
+            facts = await self._subject(enterprise_id, rendered.subject, now, pull, progress)
             subject = subject_segments(spec, period, facts)
         return product_body(spec, enterprise_id, period, progress, rendered, subject, now)
 
     async def fields(self, enterprise_id: str) -> dict[bytes, bytes]:
         return await self._views.fields(enterprise_id)
 
-    async def _subject(self, enterprise_id: str, held: Subject, now: int) -> Subject:
+    async def _subject(
+        self, enterprise_id: str, held: Subject, now: int, pull: Pull, progress: bytes
+    ) -> Subject:
         window, last = await self._queries.answered(enterprise_id, now - _QUERY_WINDOW_US, now)
         records: dict[str, QueryRecord] = {r.request_id: r for r in window}
         if last is not None:
             records[last.request_id] = last
         queries = tuple(
-            QueryFact(r.at_us, r.institution) for r in records.values() if r.institution
+            QueryFact(r.at_us, r.institution, r.purpose) for r in records.values() if r.institution
         )
-        return Subject(now, queries, held.disputes, held.statements)
+        watermark = codec.loads(progress).get("watermark")
+        pull = replace(pull, data_as_of=watermark if isinstance(watermark, str) else None)
+        return Subject(now, queries, held.disputes, held.statements, pull)
 
     async def _read(
         self, spec: ProductSpec, enterprise_id: str, period: Period, now: int

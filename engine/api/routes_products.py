@@ -27,6 +27,7 @@ from engine.api.services import Services, bearer, new_request_id, now_us, princi
 from engine.errors import NotFoundError
 from engine.events import credit_code
 from engine.periods import Period
+from engine.products.subject import Pull
 
 __all__ = ["AUTHORIZATION_ID_RE", "fast_routes", "router"]
 
@@ -141,7 +142,8 @@ async def _pull(
     if granted is not None:
         record.authorization_id, record.purpose = granted.id, granted.purpose
     try:
-        body = await services.products.body(product, enterprise_id, period, now)
+        pull = Pull(request_id, record.institution, record.purpose)
+        body = await services.products.body(product, enterprise_id, period, now, pull)
     except NotFoundError as exc:
         await record.answered("no_data", 404)
         raise ApiError(404, "not_found", str(exc)) from exc

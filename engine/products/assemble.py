@@ -2,9 +2,10 @@
 
 A response has two parts. What depends only on the enterprise's history and its disputes
 (``render_items``: every segment but the subject's, the marks of disputed items, the disputes
-themselves) is rendered once and cached by the API. The subject segments (query records,
-disputes, statements) depend on the moment of the pull and are computed at every pull
-(``subject_segments``); they close the report, so the API splices them in before the end.
+themselves) is rendered once and cached by the API. The subject segments (header, query
+records, disputes, statements) depend on the pull and are computed at every pull
+(``subject_segments``); the header opens the report and the others close it, so the API
+splices them in around the cached segments.
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ from engine.periods import Period, format_month
 from engine.products.history import History
 from engine.products.kernels import KERNELS, Context, elapsed_days
 from engine.products.specs import ProductSpec
-from engine.products.subject import SUBJECT_SEGMENTS, DisputeFact, Subject, dispute_marks
+from engine.products.subject import (
+    OPENING_SEGMENTS,
+    SUBJECT_SEGMENTS,
+    DisputeFact,
+    Subject,
+    dispute_marks,
+)
 
 __all__ = [
     "assemble",
     "check_kernels",
-    "check_subject_segments_last",
+    "check_subject_segments_placed",
     "clock_day",
     "render",
     "render_items",
@@ -39,13 +46,17 @@ def check_kernels(products: dict[str, ProductSpec]) -> None:
         raise SpecError(f"kernels without an item: {sorted(KERNELS.keys() - declared)}")
 
 
-def check_subject_segments_last(products: dict[str, ProductSpec]) -> None:
-    """The subject segments close a product (the API appends them to the cached part)."""
+def check_subject_segments_placed(products: dict[str, ProductSpec]) -> None:
+    """The opening subject segments open a product and the others close it (the API splices
+    them in before and after the cached part)."""
     for spec in products.values():
         ids = [segment.id for segment in spec.segments]
-        subject = [i for i in ids if i in SUBJECT_SEGMENTS]
-        if subject and ids[-len(subject) :] != subject:
-            raise SpecError(f"{spec.id}: the segments {subject} must come last")
+        opening = [i for i in ids if i in OPENING_SEGMENTS]
+        closing = [i for i in ids if i in SUBJECT_SEGMENTS and i not in OPENING_SEGMENTS]
+        if ids[: len(opening)] != opening:
+            raise SpecError(f"{spec.id}: the segments {opening} must come first")
+        if closing and ids[-len(closing) :] != closing:
+            raise SpecError(f"{spec.id}: the segments {closing} must come last")
 
 
 def clock_day(period: Period, now_us: int) -> int | None:
@@ -115,7 +126,8 @@ def render_items(
 
 
 def subject_segments(spec: ProductSpec, period: Period, subject: Subject) -> list[dict[str, Any]]:
-    """The subject segments of ``spec`` (none in the monthly summary), as of the pull."""
+    """The subject segments of ``spec`` (none in the monthly summary), as of the pull, in the
+    spec's order: the opening ones (the header) first."""
     ctx = Context(History({}), period, spec.parameters, subject)
     return [
         {
@@ -139,6 +151,9 @@ def assemble(
     now_us: int,
 ) -> dict[str, Any]:
     """A response body from rendered items and what depends on the moment of the pull."""
+    at_pull = subject_segments(spec, period, subject)
+    opening = [s for s in at_pull if s["id"] in OPENING_SEGMENTS]
+    closing = [s for s in at_pull if s["id"] not in OPENING_SEGMENTS]
     return {
         "enterprise_id": enterprise_id,
         "product": spec.id,
@@ -148,6 +163,6 @@ def assemble(
         "as_of": as_of,
         "registry_versions": items["registry_versions"],
         "coverage": items["coverage"],
-        "segments": [*items["segments"], *subject_segments(spec, period, subject)],
+        "segments": [*opening, *items["segments"], *closing],
         "disputes": items["disputes"],
     }

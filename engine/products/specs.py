@@ -52,6 +52,8 @@ class Unit(StrEnum):
     MONTHS = "months"
     FLAG = "flag"
     DATE = "date"
+    DATETIME = "datetime"  # an instant, RFC 3339 with its offset (+08:00)
+    TEXT = "text"  # a code or an id, as it is
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
-"""What the information subject's segments are computed from: the records of who queried
-the enterprise, its disputes and its statements, as of the moment of the pull.
+"""What the information subject's segments are computed from: the pull itself (who asks,
+why, when), the records of who queried the enterprise before, its disputes and its
+statements, as of the moment of the pull.
 
 Plain data, filled by the API from the access layer; the products room knows nothing of
-how they are stored. The three subject segments (``SUBJECT_SEGMENTS``) are computed at every
-pull, because they depend on the moment of the pull; every other segment depends only on
-the enterprise's history and its disputes, and is rendered once and cached.
+how they are stored. The subject segments (``SUBJECT_SEGMENTS``) are computed at every pull,
+because they depend on the moment of the pull; every other segment depends only on the
+enterprise's history and its disputes, and is rendered once and cached. The header opens the
+quarterly report (``OPENING_SEGMENTS``), the others close it.
 """
 
 from __future__ import annotations
@@ -16,21 +18,22 @@ from typing import Any
 from engine.periods import us_to_cst_iso
 
 __all__ = [
-    "ANSWERED",
     "MARKING",
+    "OPENING_SEGMENTS",
     "SUBJECT_SEGMENTS",
     "DisputeFact",
+    "Pull",
     "QueryFact",
     "StatementFact",
     "Subject",
     "dispute_marks",
 ]
 
-#: The segments computed at the pull, in the order they close the quarterly report.
-SUBJECT_SEGMENTS = ("query_records", "disputes", "statements")
-#: Dispute statuses whose items products mark, and statuses that answer a dispute.
+#: The segments computed at the pull: the header opens the quarterly report, the rest close it.
+OPENING_SEGMENTS = ("header",)
+SUBJECT_SEGMENTS = ("header", "query_records", "disputes", "statements")
+#: Dispute statuses whose items products mark.
 MARKING = frozenset({"received", "unresolved"})
-ANSWERED = frozenset({"corrected", "confirmed", "unresolved"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,17 @@ class QueryFact:
 
     at_us: int
     institution: str
+    purpose: str | None = None  # its authorization's
+
+
+@dataclass(frozen=True, slots=True)
+class Pull:
+    """The request a report answers: what its header says."""
+
+    request_id: str | None = None  # the response's X-Request-Id, and its query record's
+    institution: str | None = None  # None: the enterprise reads its own
+    purpose: str | None = None  # of the authorization the pull is made under
+    data_as_of: str | None = None  # the partition's watermark (the response's as_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +75,9 @@ class StatementFact:
     filed_at_us: int
 
 
+_NO_PULL = Pull()
+
+
 @dataclass(frozen=True, slots=True)
 class Subject:
     """Everything the subject segments read, as of ``now_us``."""
@@ -69,6 +86,7 @@ class Subject:
     queries: tuple[QueryFact, ...] = ()
     disputes: tuple[DisputeFact, ...] = ()
     statements: tuple[StatementFact, ...] = field(default=())
+    pull: Pull = field(default=_NO_PULL)
 
 
 def dispute_marks(

@@ -545,12 +545,74 @@ def test_a_statement_and_the_query_records_fill_the_quarterly_subject_segments(
         body = world.pull(LENDER, E2, auth, "quarterly", QUARTER)[1]
         return {s["id"]: s["items"] for s in body["segments"][-3:]}
 
-    _until(lambda: subject()["statements"]["has_statement"] == 1)
+    _until(lambda: subject()["statements"]["statement_date"] is not None)
     assert subject()["statements"]["statement_date"] == statement["filed_at"][:10]
     # Pulls by LENDER (and OTHER, earlier) are answered queries of E2 once indexed.
     _until(lambda: subject()["query_records"]["distinct_queriers_90d"] >= 1)
     items = subject()["query_records"]
     assert items["queries_90d"] >= 1 and items["last_query_date"] is not None
+
+
+def test_the_header_describes_the_pull_and_the_query_items_count_credit_applications(
+    world: World,
+) -> None:
+    credit = world.grant(E2, LENDER, ["quarterly"])["id"]
+    guarantee = world.grant(E2, OTHER, ["quarterly"], purpose="guarantee_review")["id"]
+    path = f"/v1/enterprises/{E2}/quarterly/{QUARTER}?authorization="
+    before = time.time()
+    status, body, headers = world.call("GET", path + credit, world.tokens[LENDER])
+    assert status == 200
+    header = body["segments"][0]
+    assert header["id"] == "header" and header["name"] == "报告头"
+    items = header["items"]
+    assert items["report_id"] == headers["x-request-id"]
+    assert items["querying_institution"] == LENDER
+    assert items["query_purpose"] == "credit_application"
+    assert items["data_as_of"] == body["as_of"]["watermark"] is not None
+    generated = datetime.fromisoformat(items["generated_at"])
+    assert generated.utcoffset() == timedelta(hours=8)
+    assert before - 1 <= generated.timestamp() <= time.time() + 1
+
+    # The enterprise finds the report's id among its query records, with who asked and why.
+    def records() -> list[dict[str, Any]]:
+        found = world.call("GET", f"/v1/enterprises/{E2}/queries?limit=200", world.tokens[E2])
+        queries: list[dict[str, Any]] = found[1]["queries"]
+        return queries
+
+    _until(lambda: any(r["request_id"] == items["report_id"] for r in records()))
+    mine = next(r for r in records() if r["request_id"] == items["report_id"])
+    assert (mine["institution"], mine["purpose"]) == (LENDER, "credit_application")
+    # Read by the enterprise itself, the header names nobody and no purpose.
+    own = world.pull(E2, E2, None, "quarterly", QUARTER)[1]["segments"][0]["items"]
+    assert own["querying_institution"] is None and own["query_purpose"] is None
+    assert own["report_id"] != items["report_id"]
+    # A guarantee review is a query, not a credit application.
+    assert world.call("GET", path + guarantee, world.tokens[OTHER])[0] == 200
+
+    def expected() -> tuple[int, int, int]:
+        answered = [
+            r
+            for r in records()
+            if r["by"] == "institution"
+            and r["outcome"] in ("served", "no_data")
+            and r["product"] in ("monthly", "quarterly")
+        ]
+        credit = [r for r in answered if r["purpose"] == "credit_application"]
+        return len(answered), len(credit), len({r["institution"] for r in credit})
+
+    def shown() -> tuple[int, int, int]:
+        body = world.pull(E2, E2, None, "quarterly", QUARTER)[1]
+        seen = {s["id"]: s["items"] for s in body["segments"]}["query_records"]
+        return (
+            seen["queries_90d"],
+            seen["credit_application_queries_90d"],
+            seen["credit_application_queriers_30d"],
+        )
+
+    _until(lambda: any(r["purpose"] == "guarantee_review" for r in records()))
+    _until(lambda: shown() == expected())
+    total, for_credit, lenders = shown()
+    assert total > for_credit >= 1 and lenders >= 1
 
 
 def test_a_rotated_token_stops_at_once_and_the_new_one_works(world: World) -> None:

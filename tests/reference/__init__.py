@@ -29,7 +29,7 @@ del quarterly  # imported for its item registrations
 
 # Segments computed from query records, disputes and statements, not from transactions:
 # their reference is tests/reference/subject.py.
-SUBJECT_SEGMENTS = ("query_records", "disputes", "statements")
+SUBJECT_SEGMENTS = ("header", "query_records", "disputes", "statements")
 
 
 def product_items() -> tuple[dict[str, list[str]], dict[str, Any]]:

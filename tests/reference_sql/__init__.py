@@ -27,7 +27,7 @@ from tests.reference_sql._pipeline import SPECS, connect
 
 __all__ = ["ITEMS", "NOT_COVERED", "product_items", "products"]
 
-SUBJECT_SEGMENTS = ("query_records", "disputes", "statements")
+SUBJECT_SEGMENTS = ("header", "query_records", "disputes", "statements")
 
 # item id -> its query: rows (ent, label, value) for every period it applies to
 ITEMS: dict[str, str] = {**flows.ITEMS, **balances.ITEMS, **trade.ITEMS, **quarterly.ITEMS}

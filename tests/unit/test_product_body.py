@@ -7,7 +7,7 @@ from engine.api.products import encode_rendered, product_body
 from engine.periods import Period, now_us
 from engine.products.assemble import assemble, subject_segments
 from engine.products.specs import load_products
-from engine.products.subject import DisputeFact, QueryFact, StatementFact, Subject
+from engine.products.subject import DisputeFact, Pull, QueryFact, StatementFact, Subject
 
 AS_OF = {"partition": 3, "watermark": "2026-11-28T13:56:27+08:00", "routed_offset": 5311}
 ITEMS = {
@@ -33,6 +33,7 @@ def _subject(now: int) -> Subject:
         (QueryFact(now - 10, "BANK0001"),),
         (DisputeFact("d1", "quarterly", "2026Q1", ("a",), "wrong", "received", 1, 2, None),),
         (StatementFact("s1", "we object", now - 5),),
+        Pull("5b0c" * 8, "BANK0001", "credit_application", AS_OF["watermark"]),
     )
 
 
@@ -57,11 +58,11 @@ def test_the_spliced_body_is_the_assembled_one_key_for_key() -> None:
         assert decoded == expected
         assert list(decoded) == list(expected)  # the same order of keys
         if spec.id == "quarterly":
-            assert [s["id"] for s in decoded["segments"]][-3:] == [
-                "query_records",
-                "disputes",
-                "statements",
-            ]
+            ids = [s["id"] for s in decoded["segments"]]
+            assert ids[0] == "header" and ids[-3:] == ["query_records", "disputes", "statements"]
+            assert ids[1:-3] == [s["id"] for s in items["segments"]]
+            header = decoded["segments"][0]["items"]
+            assert header["report_id"] == "5b0c" * 8 and header["query_purpose"] is not None
 
 
 def test_no_progress_yet_is_an_empty_as_of() -> None:

@@ -1,4 +1,5 @@
-"""Kernels of the 89 quarterly-only items: header, key indicators and the analytic segments."""
+"""Kernels of the quarterly-only items the history determines: key indicators and the analytic
+segments (the items at the pull are in subject.py)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def _longest_run(flags: list[bool]) -> int:
     return best
 
 
-# -- header -------------------------------------------------------------------------------
+# -- history and coverage (key indicators; the header's until spec version 5) -----------
 
 
 @kernel("months_with_transactions")
@@ -319,11 +320,6 @@ def _trade_inflows(ctx: Context, months: list[int] | None = None) -> list[int]:
     return [p.inflow for p in ctx.of_class(TRADE, months).values()]
 
 
-@kernel("top3_customer_share")
-def _top3_customer(ctx: Context) -> Value:
-    return top_share(_trade_inflows(ctx), 3)
-
-
 def _difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
@@ -481,30 +477,10 @@ def _financing_inflow_item(ctx: Context) -> Value:
     return _financing_inflow(ctx)
 
 
-@kernel("interest_to_operating_inflow")
-def _interest_to_operating(ctx: Context) -> Value:
-    return ratio(ctx.amount_out(_BANK, bank_channel="interest"), ctx.amount_in(OP_IN))
-
-
 @kernel("new_financing_partners")
 def _new_financing_partners(ctx: Context) -> Value:
     known = ctx.known(ctx.before(12))
     return len(set(ctx.of_class("FIN_PARTNER")) - known)
-
-
-@kernel("repayment_months")
-def _repayment_months(ctx: Context) -> Value:
-    return sum(1 for m in ctx.months if ctx.amount_out(_BANK, [m], bank_channel="loan") > 0)
-
-
-@kernel("net_financing_flow_fen")
-def _net_financing(ctx: Context) -> Value:
-    return _financing_inflow(ctx) - _debt_service(ctx)
-
-
-@kernel("debt_service_to_outflow")
-def _debt_service_share(ctx: Context) -> Value:
-    return ratio(_debt_service(ctx), ctx.amount_out())
 
 
 # -- continuity ---------------------------------------------------------------------------
