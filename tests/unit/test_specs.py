@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from engine.errors import SpecError
-from engine.products.assemble import check_kernels
+from engine.products.assemble import check_kernels, check_subject_segments_placed
 from engine.products.docs import PRODUCTS_DOC, render_products_doc
 from engine.products.kernels import KERNELS
 from engine.products.specs import PINNED_ITEMS, SPECS_DIR, load_products, parse_products
@@ -60,6 +60,29 @@ def _broken(change: Any) -> dict[str, Any]:
 def test_invalid_specs_are_refused_with_the_offending_id(change: Any, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         parse_products(_broken(change))
+
+
+@pytest.mark.parametrize(
+    ("order", "message"),
+    [
+        (lambda s: [s[1], s[0], *s[2:]], "must come first"),  # the header second
+        (lambda s: [*s[:-2], s[-1], s[-2]], None),  # the closing ones in another order: fine
+        (lambda s: [*s[:-3], s[-2], s[-1], s[-3]], None),
+        (lambda s: [*s[:2], s[-1], *s[2:-1]], "must come last"),  # statements mid-report
+    ],
+)
+def test_the_segments_at_the_pull_open_and_close_the_report(order: Any, message: str) -> None:
+    """The API splices the header in before the cached segments and the other subject
+    segments after them: a spec that puts them elsewhere must not load into the API."""
+    doc = copy.deepcopy(DOC)
+    doc["products"]["quarterly"]["segments"] = order(doc["products"]["quarterly"]["segments"])
+    products = parse_products(doc)
+    if message is None:
+        check_subject_segments_placed(products)
+    else:
+        with pytest.raises(SpecError, match=message):
+            check_subject_segments_placed(products)
+    check_subject_segments_placed(load_products())
 
 
 def test_docs_are_current() -> None:
