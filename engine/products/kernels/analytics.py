@@ -67,7 +67,7 @@ def _longest_run(flags: list[bool]) -> int:
     return best
 
 
-# -- history and coverage (key indicators; the header's until spec version 5) -----------
+# -- history and coverage (key indicators; the header's until spec version 6) -----------
 
 
 @kernel("months_with_transactions")
