@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import msgspec
 import pytest
 import redis
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from pydantic import SecretStr
 
 from engine.events.publisher import BankPublisher
@@ -38,7 +38,7 @@ from engine.runtime.provision import Lender, authorize, provision_lender, revoke
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from state.access import AccessKeys
 from tests.factories import enterprise_ids, event
-from tests.faults.conftest import FAULT_MARKS
+from tests.faults.conftest import FAULT_MARKS, read_until_quiet
 from tests.faults.stall import RedisStall
 from tests.integration.conftest import BANKS, PARTITIONS, get, module_settings, wait_until
 
@@ -116,26 +116,13 @@ def _access_workers(stack: EmbeddedStack) -> Iterator[list[_AccessWorker]]:
 def _published(stack: EmbeddedStack, authorization: str) -> list[str]:
     """The statuses of the authorization on the compacted access state topic, in order, read
     until nothing new comes for a second."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.settings.kafka_bootstrap,
-            "group.id": "faults-access-state-reader",
-            "enable.auto.commit": False,
-        }
-    )
+    assert stack.settings.kafka_bootstrap is not None
     statuses = []
-    try:
-        consumer.assign([TopicPartition(ACCESS_STATE_TOPIC, 0, 0)])
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < 1.0:
-            message = consumer.poll(0.2)
-            if message is None or message.error():
-                continue
-            quiet_since = time.monotonic()
-            if message.key() == f"authorization/{authorization}".encode():
-                statuses.append(msgspec.json.decode(message.value() or b"{}")["status"])
-    finally:
-        consumer.close()
+    partitions = [TopicPartition(ACCESS_STATE_TOPIC, 0, 0)]
+    group = "faults-access-state-reader"
+    for message in read_until_quiet(stack.settings.kafka_bootstrap, group, partitions):
+        if message.key() == f"authorization/{authorization}".encode():
+            statuses.append(msgspec.json.decode(message.value() or b"{}")["status"])
     return statuses
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from engine import codec
 from engine.events.topics import ROUTED_TOPIC
@@ -25,7 +25,7 @@ from engine.runtime.worker import state_dir
 from state.ledger_types import META_KEY, Progress
 from state.rocksdb import read_key
 from tests import reference
-from tests.faults.conftest import FAULT_MARKS
+from tests.faults.conftest import FAULT_MARKS, read_until_quiet
 from tests.integration.conftest import (
     BANKS,
     PARTITIONS,
@@ -78,26 +78,11 @@ def _routed_events(stack: EmbeddedStack) -> list[dict[int, int]]:
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
     found: list[dict[int, int]] = [{} for _ in range(PARTITIONS)]
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "faults-routed-reader",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        consumer.assign([TopicPartition(ROUTED_TOPIC, p, 0) for p in range(PARTITIONS)])
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < 1.0:
-            message = consumer.poll(0.2)
-            if message is None or message.error():
-                continue
-            quiet_since = time.monotonic()
-            partition, offset, value = message.partition(), message.offset(), message.value()
-            assert partition is not None and offset is not None and value is not None
-            found[partition][offset] = len(codec.loads(value))
-    finally:
-        consumer.close()
+    partitions = [TopicPartition(ROUTED_TOPIC, p, 0) for p in range(PARTITIONS)]
+    for message in read_until_quiet(bootstrap, "faults-routed-reader", partitions):
+        partition, offset, value = message.partition(), message.offset(), message.value()
+        assert partition is not None and offset is not None and value is not None
+        found[partition][offset] = len(codec.loads(value))
     return found
 
 
