@@ -13,7 +13,7 @@ Layout (renaming a key is a migration):
     <prefix>:v1:part:<n>             STRING progress of partition n (as_of of its views)
 
 (Views written before this version also hold a field "v", a token the API once compared;
-readers ignore every field but "m:*" and "c".)
+readers ignore it, and "o" and "a".)
 
 Every update of one enterprise is one HSET of one key, so a reader never sees half of an
 update, in Redis Cluster as well (the hash tag keeps an enterprise in one slot). Progress is
