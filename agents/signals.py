@@ -204,6 +204,7 @@ class SignalStage:
                         today,
                         before,
                         self._rules,
+                        state.carried(enterprise_id),
                     )
                 except Exception:
                     # A rule that fails on some data must not stop the others: this one stays

@@ -24,8 +24,9 @@ from engine import codec
 from engine.periods import parse_month
 from engine.signals.episodes import Episode
 from engine.signals.timeline import STREAM_CLASSES, MonthDays, transpose_marks
+from state.horizon import Carry
 from state.kv import KVStore
-from state.ledger_types import evaluate_key, month_key
+from state.ledger_types import carry_key, evaluate_key, month_key
 from state.month import MonthAgg
 
 __all__ = ["SIGNALS_DAY_KEY", "SWEEP_KEY", "SignalState", "month_days"]
@@ -106,6 +107,13 @@ class SignalState:
             assert month is not None  # the ledger writes these keys
             found[month] = month_days(MonthAgg.decode(raw))
         return found
+
+    def carried(self, enterprise_id: str) -> dict[str, int]:
+        """Balances of the accounts whose last booking was pruned (state/horizon.py)."""
+        raw = self._store.get(carry_key(enterprise_id))
+        if raw is None:
+            return {}
+        return {account: balance for account, (_, balance) in Carry.decode(raw).accounts.items()}
 
     def month(self, enterprise_id: str, month: int) -> MonthDays | None:
         """One committed month's digest, or None when the month has no data."""

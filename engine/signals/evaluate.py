@@ -48,9 +48,11 @@ def evaluate(
     as_of: date,
     open_episodes: Mapping[str, Episode],
     rules: RuleSet,
+    carried: Mapping[str, int] | None = None,
 ) -> Judged:
-    """Every rule judged on ``as_of`` against the open episodes: what changed, what is open."""
-    t = timeline_of(months, as_of)
+    """Every rule judged on ``as_of`` against the open episodes: what changed, what is open.
+    ``carried``: the balances of accounts whose last booking was pruned (state/horizon.py)."""
+    t = timeline_of(months, as_of, carried)
     changes: list[Transition] = []
     still_open = dict(open_episodes)
     for spec, parameters in rules.rules:

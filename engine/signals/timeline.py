@@ -229,7 +229,9 @@ class Timeline:
         return found
 
 
-def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None:
+def timeline_of(
+    months: Mapping[int, MonthDays], as_of: date, carried: Mapping[str, int] | None = None
+) -> Timeline | None:
     """The enterprise's days up to ``as_of``, from its months; None before its first
     transaction. Bookings on days before the first counted one, or after ``as_of``, are not
     read."""
@@ -270,6 +272,10 @@ def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None
     for month, digest in months.items():
         for stream in digest.paid if month <= last_month else ():
             paid.setdefault(stream, set()).add(month)
+    # accounts whose last booking was pruned (state/horizon.py) still hold their balance:
+    # from before the first day on record, until a kept booking of theirs says otherwise
+    for account, balance in (carried or {}).items():
+        balances.setdefault(account, []).append((-1, balance))
     series = []
     for points in balances.values():
         points.sort()
@@ -290,8 +296,13 @@ def timeline_of(months: Mapping[int, MonthDays], as_of: date) -> Timeline | None
 
 
 def timeline(history: History, as_of: date) -> Timeline | None:
-    """The enterprise's days up to ``as_of``, from its published months."""
-    return timeline_of({m: MonthDays.of_view(v) for m, v in history.months.items()}, as_of)
+    """The enterprise's days up to ``as_of``, from its published months and carry."""
+    carried = (
+        None
+        if history.carried is None
+        else {a: b for a, (_, b) in history.carried.accounts.items()}
+    )
+    return timeline_of({m: MonthDays.of_view(v) for m, v in history.months.items()}, as_of, carried)
 
 
 def _first_day(months: Mapping[int, MonthDays]) -> date | None:

@@ -24,7 +24,7 @@ from engine.signals.docs import SIGNALS_DOC, render_signals_doc
 from engine.signals.episodes import Episode, State, episode_id, transitions
 from engine.signals.rules import RULES, finding
 from engine.signals.spec import load_signals
-from engine.signals.timeline import Timeline, timeline
+from engine.signals.timeline import MonthDays, Timeline, timeline, timeline_of
 from state.ledger import PartitionLedger
 from state.ledger_types import Source
 from state.memory import MemoryStore
@@ -360,6 +360,32 @@ def test_an_overdraft_is_judged_per_account() -> None:
     found = finding("account_overdrawn", _timeline(events, START + timedelta(days=3)), parameters)
     assert found is not None and found.start == START + timedelta(days=3)
     assert found.evidence == {"overdrawn_accounts": 1, "lowest_balance_fen": -20_000}
+
+
+def test_an_account_whose_last_booking_was_pruned_still_counts() -> None:
+    # ACC-2's last booking was pruned: overdrawn by CNY 200, it is still overdrawn (the carry,
+    # state/horizon.py), until a kept booking of its own says otherwise
+    kept = [_event(0, START, "in", 1_000, 5_000_000, "ACC-1")]
+    later = [*kept, _event(1, START + timedelta(days=1), "in", 30_000, 10_000, "ACC-2")]
+    before, after = (
+        {m: MonthDays.of_view(v) for m, v in _history(events).months.items()}
+        for events in (kept, later)
+    )
+    (acc_2,) = {a for d in after.values() for a in d.balances} - {
+        a for d in before.values() for a in d.balances
+    }  # its pseudonym, as the carry keeps it
+    parameters = SPEC.rules["account_overdrawn"].values()  # three days overdrawn
+    day = START + timedelta(days=3)
+    assert finding("account_overdrawn", _of(before, day, None), parameters) is None
+    found = finding("account_overdrawn", _of(before, day, {acc_2: -20_000}), parameters)
+    assert found is not None and found.evidence["lowest_balance_fen"] == -20_000
+    assert finding("account_overdrawn", _of(after, day, {acc_2: -20_000}), parameters) is None
+
+
+def _of(months: dict[int, MonthDays], day: date, carried: dict[str, int] | None) -> Timeline:
+    t = timeline_of(months, day, carried)
+    assert t is not None
+    return t
 
 
 def test_a_young_firm_is_not_judged_on_days_before_it_existed() -> None:

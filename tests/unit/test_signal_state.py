@@ -131,3 +131,19 @@ def test_the_digest_of_state_is_the_digest_of_the_published_view() -> None:
     assert all(state == view for state, view in digests)
     assert any(state.partners for state, _ in digests) and any(s.customers for s, _ in digests)
     assert any(0 in state.partners.values() for state, _ in digests)  # repaid, not lent
+
+
+def test_the_state_gives_the_balances_pruning_carried() -> None:
+    # a savings account's only booking, 20 months before DAY, pruned at a 15-month history
+    store = MemoryStore()
+    ledger = _ledger(store)
+    old = datetime(DAY.year - 2, DAY.month, 5, 10, tzinfo=CST)
+    savings = event(
+        txn_id="S1", account="SAVINGS-1", balance_after_fen=7_000_000, booked_at=old.isoformat()
+    )
+    _apply(ledger, [savings, *_overdraft()], 0)
+    state = SignalState(store)
+    assert state.carried(ENTERPRISE) == {}
+    ledger.prune(month_of(DAY) - 14)
+    (balance,) = state.carried(ENTERPRISE).values()
+    assert balance == 7_000_000
