@@ -19,17 +19,25 @@ again: the marker and the entry are written by one script. Entries and markers a
 The open episodes are what an institution granted monitoring later is given first: a
 lender that starts watching a firm whose inflows stopped a week ago hears of it at once,
 not at the next transition.
+
+A stream waiting for its institution's next signal holds no Redis connection: Redis
+announces every write to a feed (the API's invalidation listener, state/tracking.py, tracks
+the feeds' prefix), and :class:`FeedWakeups` wakes the streams waiting on that feed, which
+then read it. Only while the listener is not live does a stream block in XREAD on a
+connection of its own, as every stream once did (one connection per open stream).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from state.redis_client import RedisClient
 
-__all__ = ["FeedEntry", "SignalFeeds"]
+__all__ = ["FeedEntry", "FeedWakeups", "SignalFeeds"]
 
 # The scripts are sent whole (EVAL; Redis keeps them compiled) rather than by their SHA:
 # redis-py does not pipeline EVALSHA to a Redis Cluster, and a replica promoted by a
@@ -62,12 +70,60 @@ class FeedEntry:
     authorizations: tuple[str, ...]  # under which the institution was given it
 
 
+class FeedWakeups:
+    """The streams waiting on each feed, woken when Redis announces a write to it.
+
+    Fed by an invalidation listener (``changed``, ``set_live``). A stream registers before
+    it reads the feed, so a write after that read is always announced to it; a write before
+    it is in what it read (at worst it wakes once for nothing).
+    """
+
+    def __init__(self, feed_prefix: str) -> None:
+        self.feed_prefix = feed_prefix
+        self._prefix = feed_prefix.encode()
+        self._waiting: dict[bytes, set[asyncio.Event]] = {}
+        self.live = False
+
+    def changed(self, keys: list[bytes] | None) -> None:
+        if keys is None:
+            self._wake_all()
+            return
+        for key in keys:
+            if key.startswith(self._prefix):
+                for event in self._waiting.get(key, ()):
+                    event.set()
+
+    def set_live(self, live: bool) -> None:
+        self.live = live
+        self._wake_all()  # announcements may have been missed: every stream reads again
+
+    @contextlib.contextmanager
+    def waiting(self, key: str) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        waiters = self._waiting.setdefault(key.encode(), set())
+        waiters.add(event)
+        try:
+            yield event
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiting[key.encode()]
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiting.values():
+            for event in waiters:
+                event.set()
+
+
 class SignalFeeds:
     def __init__(self, redis: RedisClient, prefix: str, retention_days: int) -> None:
         self._redis = redis
         self._prefix = f"{prefix}:signals:v1:"
         self._retention_s = retention_days * 86_400
         self.offsets_key = f"{self._prefix}offsets"
+        self.feed_prefix = f"{self._prefix}feed:"
+        # set by the API, whose invalidation listener announces the feeds' writes
+        self.wakeups: FeedWakeups | None = None
 
     def open_key(self, enterprise_id: str) -> str:
         return f"{self._prefix}open:{{{enterprise_id}}}"
@@ -90,7 +146,7 @@ class SignalFeeds:
         return sorted(cast(list[bytes], raw))
 
     def feed_key(self, institution: str) -> str:
-        return f"{self._prefix}feed:{{{institution}}}"
+        return f"{self.feed_prefix}{{{institution}}}"
 
     def _seen_key(self, institution: str, signal_id: str, state: str) -> str:
         return f"{self._prefix}seen:{{{institution}}}:{signal_id}:{state}"
@@ -136,7 +192,18 @@ class SignalFeeds:
     async def wait(
         self, institution: str, after: str, count: int, block_ms: int
     ) -> list[FeedEntry]:
-        """Entries after ``after`` ("$" for new ones only), waiting up to ``block_ms`` for one."""
+        """Entries after the cursor ``after`` ("$": new ones only), waiting up to
+        ``block_ms`` for one: on an announcement of the feed's writes while they are live
+        (no connection held meanwhile), else blocked in XREAD."""
+        wakeups = self.wakeups
+        if wakeups is not None and wakeups.live and after != "$":
+            with wakeups.waiting(self.feed_key(institution)) as written:
+                entries = await self.read(institution, after, count)
+                if entries:
+                    return entries
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(written.wait(), block_ms / 1000)
+            return await self.read(institution, after, count)
         raw = await self._redis.xread(
             {self.feed_key(institution): after}, count=count, block=block_ms
         )

@@ -45,7 +45,7 @@ from engine.settings import Settings
 from state.access import AccessKeys
 from state.queries import QueryIndex
 from state.redis_client import connect
-from state.signal_feeds import SignalFeeds
+from state.signal_feeds import FeedWakeups, SignalFeeds
 from state.tracking import InvalidationListener
 from state.views import ViewStore
 
@@ -156,16 +156,25 @@ def build_services(settings: Settings, metrics: ApiMetrics) -> tuple[Services, l
     cache = ProductCache(settings.api_cache_products, settings.redis_prefix)
     access = AccessView(redis, keys)
 
+    signals = SignalFeeds(redis, settings.redis_prefix, settings.signal_retention_days)
+    signals.wakeups = wakeups = FeedWakeups(signals.feed_prefix)
+
     def on_keys(changed: list[bytes] | None) -> None:
         cache.changed(changed)
         access.changed(changed)
+        wakeups.changed(changed)
 
     def on_live(live: bool) -> None:
         cache.set_live(live)
         access.set_live(live)
+        wakeups.set_live(live)
 
     listener = InvalidationListener(
-        redis_url, [views.key_prefix, keys.prefix], on_keys, on_live, settings.redis_cluster
+        redis_url,
+        [views.key_prefix, keys.prefix, signals.feed_prefix],
+        on_keys,
+        on_live,
+        settings.redis_cluster,
     )
     metrics.watch_cache(cache, lambda: cache.live)
     queries = QueryIndex(
@@ -189,7 +198,7 @@ def build_services(settings: Settings, metrics: ApiMetrics) -> tuple[Services, l
             settings.api_record_timeout_seconds,
             settings.api_journal_fsync,
         ),
-        signals=SignalFeeds(redis, settings.redis_prefix, settings.signal_retention_days),
+        signals=signals,
         authenticator=Authenticator(access, settings.token_hash_key.get_secret_value().encode()),
         throttle=Throttle(settings.api_institution_rate_limit, settings.api_auth_failure_limit),
         metrics=metrics,

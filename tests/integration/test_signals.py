@@ -321,6 +321,33 @@ def test_a_stream_resumes_and_carries_the_episode_to_its_end(
     assert cleared[0]["as_of"] == today.isoformat()
 
 
+def test_open_streams_hold_no_redis_connection_while_they_wait(
+    stack: EmbeddedStack, world: dict[str, Any]
+) -> None:
+    # A waiting stream is woken by Redis's announcement of its feed's writes
+    # (state/signal_feeds.py FeedWakeups), not blocked in XREAD on a connection of its own:
+    # thirty idle streams must not take thirty connections.
+    monitor = world["monitor"]
+    Feed(stack, monitor).wait(lambda got: len(got) >= 2)
+    redis = Redis.from_url(stack.settings.redis_url.get_secret_value())
+    url = urllib.parse.urlsplit(stack.api_url)
+    streams = []
+    try:
+        before = len(redis.client_list())
+        for _ in range(30):
+            connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+            connection.request("GET", "/v1/signals/stream", headers=monitor.headers)
+            assert connection.getresponse().status == 200
+            streams.append(connection)
+        time.sleep(1.0)  # every stream is waiting now
+        during = len(redis.client_list())
+        assert during - before < 10, (before, during)
+    finally:
+        for connection in streams:
+            connection.close()
+        redis.close()
+
+
 def test_a_revocation_stops_delivery_at_once(stack: EmbeddedStack, world: dict[str, Any]) -> None:
     monitor = world["monitor"]
     Feed(stack, monitor).wait(lambda got: len(got) >= 2)
