@@ -11,7 +11,10 @@ and published, repeated (3 times by default, new enterprises each time; medians 
 then once:
 4. paced: ingest at half the batch rate while freshness probes publish-and-poll one
    enterprise, first alone, then while pulls run at a target rate with a Zipf skew (a
-   separate process).
+   separate process);
+5. signals at a sustained rate: once the pipeline has drained, paced ingest at a stated rate
+   these two shared cores keep up with (``sustained_rate``), with the signal and freshness
+   probes again (at half the batch rate the ledger falls behind: docs/performance.md).
 Writes loadtest/results/latest.json (latest-one-process.json with both stages in one worker
 process) and prints a table.
 """
@@ -83,6 +86,10 @@ class BenchConfig:
     pull_rate: float = 2000.0
     pull_seconds: float = 60.0
     freshness_seconds: float = 30.0
+    # Signal latency also at a rate the machine sustains (docs/performance.md, "Signal
+    # latency"): at half the batch rate the ledger falls behind and signals take seconds.
+    sustained_rate: float = 2000.0
+    sustained_seconds: float = 30.0
     repeats: int = 3  # ingest phases and baselines; medians are reported
     split_stages: bool = True  # intake and ledger as two worker processes, as in production
     # The API at real-time priority (CREDITFLOW_API_REALTIME_PRIORITY): on these two cores it
@@ -100,6 +107,8 @@ class BenchConfig:
             pull_rate=100.0,
             pull_seconds=3.0,
             freshness_seconds=3.0,
+            sustained_rate=100.0,
+            sustained_seconds=3.0,
             repeats=1,
             smoke=True,
         )
@@ -499,7 +508,7 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         # Every pull is authorized and recorded, as in production: a lender authorized for
         # the probes now, and for the pulled enterprises before the pulls.
         lender = provision_lender(
-            stack.settings, "BENCHLND", [probe_enterprise(1), probe_enterprise(2)]
+            stack.settings, "BENCHLND", [probe_enterprise(seed) for seed in (1, 2, 3)]
         )
         sampler = RssSampler(stack.worker.process.pid)
         sampler.start()
@@ -586,6 +595,7 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
             f"p99 {pulls['p99_ms']:.2f} ms",
             flush=True,
         )
+        sustained = _sustained(stack, lender, config, per_enterprise)
         sampler.stop.set()
         if intake_sampler is not None:
             intake_sampler.stop.set()
@@ -627,6 +637,12 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         "signal_latency_p50_ms": _ms(percentile(signal_latencies, 0.5)),
         "signal_latency_p99_ms": _ms(percentile(signal_latencies, 0.99)),
         "signal_samples": len(signal_latencies),
+        "signal_sustained_events_per_s": config.sustained_rate,
+        "signal_latency_sustained_p50_ms": _ms(percentile(sustained.signals, 0.5)),
+        "signal_latency_sustained_p99_ms": _ms(percentile(sustained.signals, 0.99)),
+        "signal_sustained_samples": len(sustained.signals),
+        "freshness_sustained_p50_ms": _ms(percentile(sustained.fresh, 0.5)),
+        "freshness_sustained_p99_ms": _ms(percentile(sustained.fresh, 0.99)),
         "freshness_during_pulls_p50_ms": _ms(percentile(fresh_pulling, 0.5)),
         "freshness_during_pulls_p99_ms": _ms(percentile(fresh_pulling, 0.99)),
         "worker_rss_mb": round(sampler.max_kb / 1024, 1),
@@ -656,6 +672,51 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
     (RESULTS / f"{name}.json").write_bytes(codec.dumps_pretty(result))
     print_table(result)
     return result
+
+
+@dataclass
+class _Sustained:
+    fresh: list[float]
+    signals: list[float]
+
+
+def _sustained(
+    stack: EmbeddedStack, lender: Lender, config: BenchConfig, per_enterprise: float
+) -> _Sustained:
+    """Freshness and signal latency at ``config.sustained_rate``, after the pipeline has
+    drained what the phases before left behind (or they would measure that backlog)."""
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    time.sleep(2)  # intake routes what is still in its hands
+    wait_views_published(stack.worker_url, bootstrap, stack.settings.partitions, 600)
+    events = config.sustained_rate * config.sustained_seconds * 1.2
+    load = events_for(8, max(10, int(events / per_enterprise) + 1), config.months)
+    probes = SignalProbes(
+        stack,
+        [
+            generate_code(random.Random(f"signal-probe-sustained-{k}"))
+            for k in range(int(config.sustained_seconds / SIGNAL_PROBE_SECONDS) + 1)
+        ],
+        BANKS[0],
+        "BENCHSUS",
+    )
+    signals: list[float] = []
+    _, fresh, _ = paced_phase(
+        stack,
+        lender,
+        load,
+        config.sustained_rate,
+        config.sustained_seconds,
+        3,
+        signals=(probes, signals),
+    )
+    print(
+        f"  at {config.sustained_rate:,.0f} events/s: freshness p50 "
+        f"{_ms(percentile(fresh, 0.5))} ms, p99 {_ms(percentile(fresh, 0.99))} ms; signals "
+        f"p50 {_ms(percentile(signals, 0.5))} ms, p99 {_ms(percentile(signals, 0.99))} ms",
+        flush=True,
+    )
+    return _Sustained(fresh, signals)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -722,6 +783,15 @@ def print_table(result: dict[str, Any]) -> None:
             f"{result['freshness_published_events_per_s']:,.0f}); during pulls "
             f"{result['freshness_during_pulls_p50_ms']} / "
             f"{result['freshness_during_pulls_p99_ms']} ms",
+        ),
+        (
+            "signal latency p50 / p99",
+            f"{result['signal_latency_p50_ms']} / {result['signal_latency_p99_ms']} ms at "
+            f"{result['freshness_ingest_events_per_s']:,.0f} events/s; "
+            f"{result['signal_latency_sustained_p50_ms']} / "
+            f"{result['signal_latency_sustained_p99_ms']} ms at "
+            f"{result['signal_sustained_events_per_s']:,.0f} (freshness "
+            f"{result['freshness_sustained_p50_ms']} / {result['freshness_sustained_p99_ms']} ms)",
         ),
         ("worker RSS (max)", f"{result['worker_rss_mb']} MB"),
         (

@@ -43,6 +43,9 @@ class SignalProbes:
         self.enterprises = enterprises
         self.bank = bank
         self.lender: Lender = provision_lender(stack.settings, lender)
+        # Per probe that arrived: (publish to the signal's emitted_at, emitted_at to the poll
+        # that saw it), in seconds: judging against delivery (loadtest/attribution.py).
+        self.stages: list[tuple[float, float]] = []
         authorize(stack.settings, self.lender, enterprises, Purpose.POST_LOAN_MONITORING)
         bootstrap = stack.settings.kafka_bootstrap
         assert bootstrap is not None
@@ -66,6 +69,7 @@ class SignalProbes:
         publisher = BankPublisher(bootstrap, self.bank, self.stack.settings.partitions)
         api = KeepAlive(self.stack.api_url, self.lender.headers)
         published: dict[str, float] = {}  # enterprise -> when its probe was published
+        published_wall: dict[str, float] = {}  # the same, as the epoch's seconds
         latencies: dict[str, float] = {}  # enterprise -> its probe's latency
         cursor: str | None = None
         next_publish = time.perf_counter()
@@ -78,6 +82,7 @@ class SignalProbes:
                     next_publish = float("inf")  # every probe enterprise is used
                 else:
                     published[enterprise] = now  # the publish itself counts
+                    published_wall[enterprise] = time.time()
                     now_cst = datetime.now(CST).replace(microsecond=0)
                     publisher.publish(_booking(enterprise, self.bank, 3, now_cst, "out", 200, -100))
                     publisher.flush(30)
@@ -93,8 +98,17 @@ class SignalProbes:
                 cursor = body["next"]
                 for signal in body["signals"]:
                     enterprise = signal["enterprise_id"]
-                    if signal["state"] == "raised" and enterprise in published:
-                        latencies.setdefault(enterprise, seen_at - published[enterprise])
+                    if (
+                        signal["state"] == "raised"
+                        and enterprise in published
+                        and enterprise not in latencies
+                    ):
+                        latencies[enterprise] = seen_at - published[enterprise]
+                        emitted = datetime.fromisoformat(signal["emitted_at"]).timestamp()
+                        seen_wall = time.time()
+                        self.stages.append(
+                            (emitted - published_wall[enterprise], seen_wall - emitted)
+                        )
             time.sleep(_POLL_SECONDS)
         api.close()
         if len(latencies) < len(published):

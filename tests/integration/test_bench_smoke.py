@@ -46,6 +46,10 @@ def test_the_smoke_benchmark_writes_every_field() -> None:
     assert result["freshness_p50_ms"] <= result["freshness_p99_ms"]
     assert result["signal_samples"] >= 1  # every probe published its overdraft's signal
     assert 0 < result["signal_latency_p50_ms"] <= result["signal_latency_p99_ms"]
+    assert result["signal_sustained_samples"] >= 1  # and again at the sustained rate
+    assert result["signal_latency_sustained_p50_ms"] > 0
+    assert result["signal_latency_sustained_p50_ms"] <= result["signal_latency_sustained_p99_ms"]
+    assert result["freshness_sustained_p50_ms"] <= result["freshness_sustained_p99_ms"]
     assert result["state_bytes_per_enterprise_month"] > 0
     assert result["machine"]["cores"] >= 1 and result["machine"]["python"].startswith("3.")
     assert len(result["git_commit"]) == 40 or result["git_commit"] == "unknown"
