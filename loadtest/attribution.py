@@ -1,6 +1,10 @@
 """Where an event's seconds go at a paced rate: a time series of the pipeline's queues.
 
-    python -m loadtest.attribution RATE [SECONDS [ENTERPRISES]]    # e.g. 22000 20 4600
+    python -m loadtest.attribution RATE [SECONDS [ENTERPRISES [BACKFILL]]]  # e.g. 22000 20 4600
+
+With BACKFILL, that many enterprises' 12 months of history are ingested in a burst first and
+the phase starts as soon as they are applied: their firms are judged about 10 s later, during
+the phase, as after `make bench`'s ingest phases (a backlog for the signal judge).
 
 Runs the embedded stack (intake and ledger apart, as `make bench`), ingests at RATE events/s
 as `make bench` paces it, with its freshness and signal probes, and every 0.5 s samples:
@@ -122,6 +126,8 @@ def main(argv: list[str]) -> None:
             "ATTRSIG",
         )
         time.sleep(3)  # the probes' histories applied and judged
+        if len(argv) > 3:
+            bench.ingest_batches(stack, bench.events_for(1, int(argv[3]), 12))
         series: list[dict[str, float]] = []
         done = threading.Event()
 

@@ -12,7 +12,8 @@ then once:
 4. paced: ingest at half the batch rate while freshness probes publish-and-poll one
    enterprise, first alone, then while pulls run at a target rate with a Zipf skew (a
    separate process);
-5. signals at a sustained rate: once the pipeline has drained, paced ingest at a stated rate
+5. signals at a sustained rate: once the pipeline (views, then the signal judge) has
+   drained, paced ingest at a stated rate
    these two shared cores keep up with (``sustained_rate``), with the signal and freshness
    probes again (at half the batch rate the ledger falls behind: docs/performance.md).
 Writes loadtest/results/latest.json (latest-one-process.json with both stages in one worker
@@ -643,6 +644,9 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         "signal_sustained_samples": len(sustained.signals),
         "freshness_sustained_p50_ms": _ms(percentile(sustained.fresh, 0.5)),
         "freshness_sustained_p99_ms": _ms(percentile(sustained.fresh, 0.99)),
+        # Before that phase: how long the views, then the signal judge, took to catch up.
+        "drain_views_seconds": round(sustained.drained.views_seconds, 1),
+        "drain_signal_judge_seconds": round(sustained.drained.judge_seconds, 1),
         "freshness_during_pulls_p50_ms": _ms(percentile(fresh_pulling, 0.5)),
         "freshness_during_pulls_p99_ms": _ms(percentile(fresh_pulling, 0.99)),
         "worker_rss_mb": round(sampler.max_kb / 1024, 1),
@@ -675,20 +679,42 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
 
 
 @dataclass
+class _Drained:
+    views_seconds: float  # after the phases before, until every view was published
+    judge_seconds: float  # then until no enterprise waited to be judged
+
+
+@dataclass
 class _Sustained:
     fresh: list[float]
     signals: list[float]
+    drained: _Drained
 
 
 def _sustained(
     stack: EmbeddedStack, lender: Lender, config: BenchConfig, per_enterprise: float
 ) -> _Sustained:
     """Freshness and signal latency at ``config.sustained_rate``, after the pipeline has
-    drained what the phases before left behind (or they would measure that backlog)."""
+    drained what the phases before left behind (or they would measure that backlog): the
+    views, then the enterprises waiting to be judged (thousands after the phases before,
+    judged about a hundred a second: docs/performance.md)."""
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
+    started = time.monotonic()
     time.sleep(2)  # intake routes what is still in its hands
     wait_views_published(stack.worker_url, bootstrap, stack.settings.partitions, 600)
+    views_at = time.monotonic()
+    deadline = views_at + 900
+    while total(stack.worker_url, "creditflow_signals_pending_enterprises") > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the signal judge did not drain within 900 s")
+        time.sleep(0.5)
+    drained = _Drained(views_at - started, time.monotonic() - views_at)
+    print(
+        f"  drained: views {drained.views_seconds:,.1f} s, then the judge "
+        f"{drained.judge_seconds:,.1f} s",
+        flush=True,
+    )
     events = config.sustained_rate * config.sustained_seconds * 1.2
     load = events_for(8, max(10, int(events / per_enterprise) + 1), config.months)
     probes = SignalProbes(
@@ -716,7 +742,7 @@ def _sustained(
         f"p50 {_ms(percentile(signals, 0.5))} ms, p99 {_ms(percentile(signals, 0.99))} ms",
         flush=True,
     )
-    return _Sustained(fresh, signals)
+    return _Sustained(fresh, signals, drained)
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -50,6 +50,7 @@ def test_the_smoke_benchmark_writes_every_field() -> None:
     assert result["signal_latency_sustained_p50_ms"] > 0
     assert result["signal_latency_sustained_p50_ms"] <= result["signal_latency_sustained_p99_ms"]
     assert result["freshness_sustained_p50_ms"] <= result["freshness_sustained_p99_ms"]
+    assert result["drain_views_seconds"] >= 0 and result["drain_signal_judge_seconds"] >= 0
     assert result["state_bytes_per_enterprise_month"] > 0
     assert result["machine"]["cores"] >= 1 and result["machine"]["python"].startswith("3.")
     assert len(result["git_commit"]) == 40 or result["git_commit"] == "unknown"
