@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-def _stack_processes() -> set[str]:
-    found = subprocess.run(
-        ["pgrep", "-f", r"engine\.cli (worker|api)|tansu.*broker|redis-server"],
-        capture_output=True,
-        text=True,
-    )
-    return set(found.stdout.split())
+def _left_running(tag: str) -> list[str]:
+    """Processes still running with the demo's tag in their environment: the demo's own
+    descendants, whoever else runs a stack on the machine (their children inherit it)."""
+    marker = f"DEMO_TEST_TAG={tag}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            variables = environ.read_bytes().split(b"\0")
+        except OSError:  # gone, or not ours to read
+            continue
+        if marker in variables:
+            found.append(environ.parent.name)
+    return found
 
 
 def test_a_short_demo_prints_both_products_and_stops_everything() -> None:
-    before = _stack_processes()
+    tag = secrets.token_hex(8)
     run = subprocess.run(
         [
             sys.executable,
@@ -37,6 +46,7 @@ def test_a_short_demo_prints_both_products_and_stops_everything() -> None:
         capture_output=True,
         text=True,
         timeout=240,
+        env={**os.environ, "DEMO_TEST_TAG": tag},
     )
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
@@ -47,4 +57,4 @@ def test_a_short_demo_prints_both_products_and_stops_everything() -> None:
     assert out.count("curl -s -H 'Authorization: Bearer cf1.") == 2
     assert out.count("?authorization=") == 2
     assert "everything it started has stopped" in out
-    assert _stack_processes() <= before, "the demo left processes running"
+    assert not _left_running(tag), "the demo left processes running"
