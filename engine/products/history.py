@@ -79,6 +79,7 @@ class MonthView:
 
 
 EMPTY = MonthView((), {}, {}, {}, {}, {}, {})
+_NO_MARKS: Mapping[str, int] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +198,16 @@ class History:
             view = self.month(month)
             for day in range(1, days_in_month(month) + 1):
                 result.append(view.days.get(day, _NO_DAY))
+        return result
+
+    def marks(self, months: Iterable[int]) -> list[Mapping[str, int]]:
+        """Every calendar day's marks (mark -> amount) of the months, in order, aligned with
+        :meth:`days` (a day without one is empty)."""
+        result: list[Mapping[str, int]] = []
+        for month in months:
+            view = self.month(month)
+            for day in range(1, days_in_month(month) + 1):
+                result.append(view.marks.get(day, _NO_MARKS))
         return result
 
     def parties(self, months: Iterable[int]) -> dict[tuple[str, str], Party]:

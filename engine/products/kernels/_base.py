@@ -259,6 +259,12 @@ class Context:
         return self.history.days(self.months)[: self.elapsed_days]
 
     @cached_property
+    def marks(self) -> list[Mapping[str, int]]:
+        """The marks (state/month.py ``mark_of``) of every day of the period that has begun
+        at the pull, aligned with :attr:`days`."""
+        return self.history.marks(self.months)[: self.elapsed_days]
+
+    @cached_property
     def positions(self) -> list[tuple[int, bool] | None]:
         """(end-of-day total balance, an account overdrawn) of every day of the period that
         has begun at the pull (None before any booking; the pull's day: so far)."""

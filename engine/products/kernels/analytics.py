@@ -19,7 +19,7 @@ from engine.products.kernels._base import (
     kernel,
     ratio,
 )
-from engine.products.kernels.building_blocks import hhi, top_share
+from engine.products.kernels.building_blocks import fast_in_out, hhi, top_share
 
 _BANK = frozenset({"BANK_OWN"})
 _FIN = frozenset({"FIN_PARTNER"})
@@ -483,6 +483,11 @@ def _new_financing_partners(ctx: Context) -> Value:
     return len(set(ctx.of_class("FIN_PARTNER")) - known)
 
 
+@kernel("judicial_months_12m")
+def _judicial_months(ctx: Context) -> Value:
+    return sum(1 for m in ctx.window(12) if ctx.amount_out(frozenset({"JUDICIAL"}), [m]) > 0)
+
+
 # -- continuity ---------------------------------------------------------------------------
 
 
@@ -545,10 +550,6 @@ def _tax_quarters(ctx: Context) -> Value:
 # -- quality flags ------------------------------------------------------------------------
 
 
-def _fast_in_out(ctx: Context) -> float | None:
-    return ratio(sum(min(d.inflow, d.outflow) for d in ctx.days), ctx.amount_in())
-
-
 def _share_of_flows(ctx: Context, cls: str) -> float | None:
     classes = frozenset({cls})
     return ratio(
@@ -570,7 +571,7 @@ def _flags(ctx: Context) -> dict[str, int]:
     peak = max(ctx.amount_in(ALL, [m]) for m in ctx.months)
     previous = _base(ctx, _operating_inflow, 1) or 0
     return {
-        "fast_in_out_flag": _at_least(_fast_in_out(ctx), p["fast_in_out_threshold"]),
+        "fast_in_out_flag": _at_least(fast_in_out(ctx), p["fast_in_out_threshold"]),
         "high_self_transfer_flag": _at_least(
             _share_of_flows(ctx, "SELF"), p["self_transfer_threshold"]
         ),
@@ -604,11 +605,6 @@ for _name in (
     "negative_balance_flag",
 ):
     kernel(_name)(_flag_kernel(_name))
-
-
-@kernel("fast_in_out_ratio")
-def _fast_in_out_ratio(ctx: Context) -> Value:
-    return _fast_in_out(ctx)
 
 
 @kernel("longest_no_operating_inflow_days")

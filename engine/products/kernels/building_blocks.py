@@ -20,7 +20,6 @@ _FLOW_ITEMS: tuple[tuple[str, bool, frozenset[str] | None, str | None, str | Non
     ("cash_withdrawal_fen", False, frozenset({"CASH"}), None, None, 0),
     ("cash_withdrawal_count", False, frozenset({"CASH"}), None, None, 1),
     ("self_transfer_in_fen", True, frozenset({"SELF"}), None, None, 0),
-    ("self_transfer_in_count", True, frozenset({"SELF"}), None, None, 1),
     ("self_transfer_out_fen", False, frozenset({"SELF"}), None, None, 0),
     ("self_transfer_out_count", False, frozenset({"SELF"}), None, None, 1),
     ("bank_loan_disbursed_fen", True, frozenset({"BANK_OWN"}), None, "loan", 0),
@@ -91,6 +90,9 @@ def _share_of_flows(ctx: Context, classes: frozenset[str]) -> float | None:
     )
 
 
+_JUDICIAL = frozenset({"JUDICIAL"})
+
+
 # -- account funds -----------------------------------------------------------------------
 
 
@@ -104,11 +106,6 @@ def _distinct_counterparties(ctx: Context) -> Value:
     return len(ctx.ids())
 
 
-@kernel("operating_net_flow_fen")
-def _operating_net_flow(ctx: Context) -> Value:
-    return _net(ctx, OP_IN, OP_OUT)
-
-
 @kernel("active_days")
 def _active_days(ctx: Context) -> Value:
     return sum(1 for day in ctx.days if day.txns)
@@ -119,20 +116,31 @@ def _inflow_days(ctx: Context) -> Value:
     return sum(1 for day in ctx.days if day.inflow)
 
 
-@kernel("outflow_days")
-def _outflow_days(ctx: Context) -> Value:
-    return sum(1 for day in ctx.days if day.outflow)
-
-
-@kernel("average_inflow_fen")
-def _average_inflow(ctx: Context) -> Value:
-    amount, count = ctx.flows(True)
-    return None if count == 0 else amount // count
-
-
 @kernel("max_daily_inflow_fen")
 def _max_daily_inflow(ctx: Context) -> Value:
     return max((day.inflow for day in ctx.days), default=0)
+
+
+def fast_in_out(ctx: Context) -> float | None:
+    """Money in and out on the same day, as a share of the period's inflow."""
+    return ratio(sum(min(d.inflow, d.outflow) for d in ctx.days), ctx.amount_in())
+
+
+@kernel("fast_in_out_ratio")
+def _fast_in_out_ratio(ctx: Context) -> Value:
+    return fast_in_out(ctx)
+
+
+@kernel("operating_inflow_days")
+def _operating_inflow_days(ctx: Context) -> Value:
+    return sum(1 for day in ctx.days if day.operating_in)
+
+
+@kernel("month_end_inflow_share")
+def _month_end_inflow_share(ctx: Context) -> Value:
+    if ctx.partial:  # the last five days have not all come: no share of them yet
+        return None
+    return ratio(sum(day.inflow for day in ctx.days[-5:]), ctx.amount_in())
 
 
 # -- balances -----------------------------------------------------------------------------
@@ -146,11 +154,6 @@ def _opening_balance(ctx: Context) -> Value:
 @kernel("closing_balance_fen")
 def _closing_balance(ctx: Context) -> Value:
     return sum(ctx.history.balances_at_end_of(ctx.period.last_month).values())
-
-
-@kernel("balance_change_fen")
-def _balance_change(ctx: Context) -> Value:
-    return int(_closing_balance(ctx) or 0) - int(_opening_balance(ctx) or 0)
 
 
 @kernel("average_daily_balance_fen")
@@ -184,14 +187,14 @@ def _accounts_with_activity(ctx: Context) -> Value:
     return len({a for m in ctx.months for a in ctx.history.month(m).accounts})
 
 
-@kernel("balance_to_outflow_ratio")
-def _balance_to_outflow(ctx: Context) -> Value:
-    average = ctx.average_daily_balance()
-    outflow = ctx.amount_out()
-    if average is None or outflow == 0:
-        return None
-    # the mean monthly outflow over the days of P so far (months(P) when P is over)
-    return average / (outflow / ctx.elapsed_months())
+@kernel("judicial_deduction_fen")
+def _judicial_deduction(ctx: Context) -> Value:
+    return ctx.amount_out(_JUDICIAL)
+
+
+@kernel("judicial_deduction_days")
+def _judicial_deduction_days(ctx: Context) -> Value:
+    return sum(1 for marks in ctx.marks if "judicial" in marks)
 
 
 # -- cash, self transfers, banks, utilities, public bodies, platforms -------------------------
@@ -210,6 +213,13 @@ def _cash_share(ctx: Context) -> Value:
 @kernel("self_transfer_share")
 def _self_share(ctx: Context) -> Value:
     return _share_of_flows(ctx, frozenset({"SELF"}))
+
+
+@kernel("company_to_individual_fen")
+def _company_to_individual(ctx: Context) -> Value:
+    # the to_person mark (state/month.py mark_of): paid to a person, and not as salary, to
+    # the firm's own account, by a court or to a lender, which the mark's order leaves out
+    return sum(marks.get("to_person", 0) for marks in ctx.history.marks(ctx.months))
 
 
 @kernel("bank_net_flow_fen")
@@ -243,11 +253,6 @@ def _distinct_psps(ctx: Context) -> Value:
 
 
 # -- trade --------------------------------------------------------------------------------
-
-
-@kernel("trade_net_flow_fen")
-def _trade_net(ctx: Context) -> Value:
-    return _net(ctx, frozenset({TRADE}))
 
 
 @kernel("distinct_customers")
@@ -300,10 +305,15 @@ def _supplier_hhi(ctx: Context) -> Value:
     return hhi([p.outflow for p in ctx.trade.values()])
 
 
-@kernel("average_inflow_per_customer_fen")
-def _inflow_per_customer(ctx: Context) -> Value:
-    customers = len(ctx.customers())
-    return None if customers == 0 else ctx.amount_in(frozenset({TRADE})) // customers
+@kernel("two_way_counterparties")
+def _two_way(ctx: Context) -> Value:
+    return sum(1 for p in ctx.trade.values() if p.inflow > 0 and p.outflow > 0)
+
+
+@kernel("new_customers_inflow_fen")
+def _new_customers_inflow(ctx: Context) -> Value:
+    known = ctx.known(ctx.before(12))  # on record: a pruned month knows no one
+    return sum(ctx.trade[c].inflow for c in ctx.customers() if c not in known)
 
 
 # -- financing partners, cross-border -------------------------------------------------------
