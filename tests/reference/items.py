@@ -275,7 +275,6 @@ _SIMPLE: dict[str, tuple[str, bool | None, set[str] | None, str | None, str | No
     "cash_withdrawal_fen": ("sum", False, {"CASH"}, None, None),
     "cash_withdrawal_count": ("count", False, {"CASH"}, None, None),
     "self_transfer_in_fen": ("sum", True, {"SELF"}, None, None),
-    "self_transfer_in_count": ("count", True, {"SELF"}, None, None),
     "self_transfer_out_fen": ("sum", False, {"SELF"}, None, None),
     "self_transfer_out_count": ("count", False, {"SELF"}, None, None),
     "bank_loan_disbursed_fen": ("sum", True, {"BANK_OWN"}, None, "loan"),
@@ -314,6 +313,7 @@ _SIMPLE: dict[str, tuple[str, bool | None, set[str] | None, str | None, str | No
     "fin_partner_inflow_count": ("count", True, {"FIN_PARTNER"}, None, None),
     "fin_partner_outflow_fen": ("sum", False, {"FIN_PARTNER"}, None, None),
     "fin_partner_outflow_count": ("count", False, {"FIN_PARTNER"}, None, None),
+    "judicial_deduction_fen": ("sum", False, {"JUDICIAL"}, None, None),
 }
 
 
@@ -363,11 +363,6 @@ def _(t, m, p):
     return len({x.cp for x in of(t, m) if x.cp != x.enterprise})
 
 
-@item("operating_net_flow_fen")
-def _(t, m, p):
-    return net(t, m, OP_IN, OP_OUT)
-
-
 @item("active_days")
 def _(t, m, p):
     return len({x.day for x in of(t, m) if x.day <= as_of_day()})
@@ -376,17 +371,6 @@ def _(t, m, p):
 @item("inflow_days")
 def _(t, m, p):
     return len({x.day for x in of(t, m) if x.inflow and x.day <= as_of_day()})
-
-
-@item("outflow_days")
-def _(t, m, p):
-    return len({x.day for x in of(t, m) if not x.inflow and x.day <= as_of_day()})
-
-
-@item("average_inflow_fen")
-def _(t, m, p):
-    n = count(t, m, True)
-    return None if n == 0 else total(t, m, True) // n
 
 
 @item("max_daily_inflow_fen")
@@ -402,11 +386,6 @@ def _(t, m, p):
 @item("closing_balance_fen")
 def _(t, m, p):
     return balance_at(t, start_of(month_days(m[-1])[-1] + timedelta(days=1))) or 0
-
-
-@item("balance_change_fen")
-def _(t, m, p):
-    return ITEMS["closing_balance_fen"](t, m, p) - ITEMS["opening_balance_fen"](t, m, p)
 
 
 def adb(t: list[Txn], m: list[int]) -> int | None:
@@ -464,16 +443,6 @@ def _(t, m, p):
     return len({x.account for x in of(t, m)})
 
 
-@item("balance_to_outflow_ratio")
-def _(t, m, p):
-    average = adb(t, m)
-    out = total(t, m, False)
-    if average is None or out == 0:
-        return None
-    lived, every = elapsed(m)  # the mean monthly outflow over the days so far
-    return average / (out / (len(m) if lived == every else len(m) * lived / every))
-
-
 @item("cash_net_fen")
 def _(t, m, p):
     return net(t, m, {"CASH"})
@@ -522,11 +491,6 @@ def _(t, m, p):
     return len({x.cp for x in of(t, m) if x.cls == "PSP"})
 
 
-@item("trade_net_flow_fen")
-def _(t, m, p):
-    return net(t, m, {"TRADE"})
-
-
 @item("distinct_customers")
 def _(t, m, p):
     return len(customers(t, m))
@@ -573,12 +537,6 @@ def _(t, m, p):
 @item("supplier_hhi")
 def _(t, m, p):
     return herfindahl(trade_out(t, m))
-
-
-@item("average_inflow_per_customer_fen")
-def _(t, m, p):
-    n = len(customers(t, m))
-    return None if n == 0 else total(t, m, True, {"TRADE"}) // n
 
 
 @item("fin_partner_net_flow_fen")
@@ -630,3 +588,69 @@ def _(t, m, p):
 @item("foreign_currencies")
 def _(t, m, p):
     return len({x.currency for x in of(t, m) if x.currency != "CNY"})
+
+
+# -- spec version 7: account, balances, individuals, trade ----------------------------------
+
+
+def days_with(t: list[Txn], m: list[int], inflow: bool, classes: set[str]) -> int:
+    """Days of the period so far with a flow of ``classes`` in that direction."""
+    return len(
+        {
+            x.day
+            for x in of(t, m)
+            if x.inflow == inflow and x.cls in classes and x.day <= as_of_day()
+        }
+    )
+
+
+@item("operating_inflow_days")
+def _(t, m, p):
+    return days_with(t, m, True, OP_IN)
+
+
+@item("month_end_inflow_share")
+def _(t, m, p):
+    if partial(m):  # the period's last five days have not all come
+        return None
+    last_five = set(month_days(m[-1])[-5:])
+    return share(
+        sum(x.amount for x in of(t, m) if x.inflow and x.day in last_five), total(t, m, True)
+    )
+
+
+@item("judicial_deduction_days")
+def _(t, m, p):
+    return days_with(t, m, False, {"JUDICIAL"})
+
+
+LENDING = {"bank", "lender", "lessor", "factor"}
+
+
+def to_a_lender(x: Txn) -> bool:
+    return (x.cls == "BANK_OWN" and x.channel == "loan") or (
+        x.cls == "FIN_PARTNER" and x.subtype in LENDING
+    )
+
+
+@item("company_to_individual_fen")
+def _(t, m, p):
+    return sum(
+        x.amount
+        for x in of(t, m)
+        if not x.inflow
+        and x.individual
+        and x.cls not in ("PAYROLL", "SELF", "JUDICIAL")
+        and not to_a_lender(x)
+    )
+
+
+@item("two_way_counterparties")
+def _(t, m, p):
+    return sum(1 for i, o in parties(t, m, "TRADE").values() if i > 0 and o > 0)
+
+
+@item("new_customers_inflow_fen")
+def _(t, m, p):
+    seen = known(t, before(m, 12))
+    return sum(i for cp, (i, o) in parties(t, m, "TRADE").items() if i > o and cp not in seen)

@@ -310,11 +310,6 @@ def diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-@item("top3_customer_share")
-def _(t, m, p):
-    return top(trade_inflows(t, m), 3)
-
-
 @item("top1_customer_share_change_qoq")
 def _(t, m, p):
     q1 = previous_quarter(m)
@@ -464,30 +459,15 @@ def _(t, m, p):
     return financing_inflow(t, m)
 
 
-@item("interest_to_operating_inflow")
-def _(t, m, p):
-    return share(total(t, m, False, {"BANK_OWN"}, channel="interest"), total(t, m, True, OP_IN))
-
-
 @item("new_financing_partners")
 def _(t, m, p):
     partners = {x.cp for x in of(t, m) if x.cls == "FIN_PARTNER"}
     return len(partners - known(t, before(m, 12)))
 
 
-@item("repayment_months")
+@item("judicial_months_12m")
 def _(t, m, p):
-    return sum(1 for x in m if total(t, [x], False, {"BANK_OWN"}, channel="loan") > 0)
-
-
-@item("net_financing_flow_fen")
-def _(t, m, p):
-    return financing_inflow(t, m) - debt_service(t, m)
-
-
-@item("debt_service_to_outflow")
-def _(t, m, p):
-    return share(debt_service(t, m), total(t, m, False))
+    return sum(1 for x in window(m, 12) if total(t, [x], False, {"JUDICIAL"}) > 0)
 
 
 # -- continuity ---------------------------------------------------------------------------

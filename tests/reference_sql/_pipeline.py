@@ -10,7 +10,8 @@ that engine/products/classify.py's docstring states:
 - ``reversals``: an accepted reversal whose target is not itself a reversal; of several
   reversals of one original the first to arrive removes it, the others are rejected.
 - ``txn``: the accepted non-reversals that no reversal removes, classified, with their
-  China-time (UTC+08:00) day and month (``month`` = year * 12 + month - 1).
+  China-time (UTC+08:00) day and month (``month`` = year * 12 + month - 1), and whether
+  the counterparty is a person (``individual``: its kind, else its id's shape).
 - ``periods``: every month and quarter a pull can name, from the enterprise's first
   transaction (or the start of the kept history, if later) to the pull's month (``as_of``).
   ``d0``..``d1`` are its calendar days; ``e1`` the last day that has begun at ``as_of``
@@ -51,7 +52,8 @@ _SCHEMA = """
 CREATE TABLE raw (
     seq BIGINT, bank VARCHAR, txn_id VARCHAR, ent VARCHAR, account VARCHAR,
     booked_at VARCHAR, direction VARCHAR, amount HUGEINT, currency VARCHAR,
-    balance HUGEINT, channel VARCHAR, cp VARCHAR, cp_bank VARCHAR, reversal_of VARCHAR
+    balance HUGEINT, channel VARCHAR, cp VARCHAR, cp_bank VARCHAR, reversal_of VARCHAR,
+    cp_kind VARCHAR
 );
 CREATE TABLE registry (id VARCHAR, class VARCHAR, subtype VARCHAR, bank_code VARCHAR);
 CREATE TABLE params (name VARCHAR, value DOUBLE);
@@ -69,6 +71,24 @@ CREATE MACRO quarter_label(m) AS
     printf('%04dQ%d', (m // 12)::INTEGER, ((m % 12) // 3 + 1)::INTEGER);
 CREATE MACRO month_first_day(m) AS make_date((m // 12)::BIGINT, (m % 12 + 1)::BIGINT, 1);
 CREATE MACRO cst_local(us) AS make_timestamp(us + 28800000000::BIGINT);
+
+-- a counterparty is a person when its bank says so (counterparty.kind), else when its id is a
+-- resident identity number (GB 11643-1999): 17 digits with a birth date (1900 to 2099) at
+-- positions 7 to 14, then the ISO 7064 MOD 11-2 check character over the 17 digits with the
+-- weights the standard lists
+CREATE MACRO digit(s, i) AS ascii(substr(s, i, 1)) - 48;
+CREATE MACRO resident_id(s) AS CASE
+    WHEN NOT regexp_full_match(s, '[0-9]{17}[0-9X]') THEN FALSE
+    ELSE try_strptime(substr(s, 7, 8), '%Y%m%d') IS NOT NULL
+         AND substr(s, 7, 4)::INTEGER BETWEEN 1900 AND 2099
+         AND substr('10X98765432', ((
+               digit(s, 1) * 7 + digit(s, 2) * 9 + digit(s, 3) * 10 + digit(s, 4) * 5
+             + digit(s, 5) * 8 + digit(s, 6) * 4 + digit(s, 7) * 2 + digit(s, 8) * 1
+             + digit(s, 9) * 6 + digit(s, 10) * 3 + digit(s, 11) * 7 + digit(s, 12) * 9
+             + digit(s, 13) * 10 + digit(s, 14) * 5 + digit(s, 15) * 8 + digit(s, 16) * 4
+             + digit(s, 17) * 2
+             ) % 11 + 1)::INTEGER, 1) = substr(s, 18, 1)
+END;
 
 CREATE VIEW accepted AS
 SELECT * FROM raw
@@ -96,6 +116,7 @@ SELECT c.ent, c.bank, c.account, c.txn_id, c.us, c.amount, c.balance, c.channel,
        c.direction = 'in' AS inflow,
        coalesce(c.currency, 'CNY') AS currency,
        coalesce(c.currency, 'CNY') <> 'CNY' OR c.channel = 'fx' AS xb,
+       coalesce(c.cp_kind = 'individual', resident_id(c.cp)) AS individual,
        cst_local(c.us)::DATE AS day,
        year(cst_local(c.us)) * 12 + month(cst_local(c.us)) - 1 AS month,
        CASE
@@ -210,6 +231,8 @@ SELECT m.ent, m.month,
        coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'SOCIAL'), 0) AS social_out,
        coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'PAYROLL'), 0)
            AS payroll_out,
+       coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'JUDICIAL'), 0)
+           AS judicial_out,
        coalesce(sum(t.amount) FILTER (
            WHERE t.inflow AND t.cls = 'BANK_OWN' AND t.channel = 'loan'), 0) AS loan_in,
        coalesce(sum(t.amount) FILTER (
@@ -258,10 +281,11 @@ def connect(
             e["counterparty"]["id"],
             e["counterparty"].get("bank"),
             e.get("reversal_of"),
+            e["counterparty"].get("kind"),
         )
         for seq, e in enumerate(events)
     ]
-    row = "(" + ", ".join("?" * 14) + ")"
+    row = "(" + ", ".join("?" * 15) + ")"
     for start in range(0, len(rows), 200):  # one statement per 200 rows: executemany is slow
         chunk = rows[start : start + 200]
         db.execute(

@@ -9,8 +9,6 @@ transaction.
 
 from __future__ import annotations
 
-from tests.reference_sql.flows import per_period
-
 __all__ = ["ITEMS"]
 
 
@@ -45,27 +43,10 @@ _AVERAGE = "CASE WHEN count(e.eod) = 0 THEN NULL ELSE fdiv(sum(e.eod), count(e.e
 ITEMS: dict[str, str] = {
     "opening_balance_fen": _OPENING,
     "closing_balance_fen": _CLOSING,
-    "balance_change_fen": f"""
-        SELECT c.ent, c.label, c.value - o.value AS value
-        FROM ({_CLOSING}) c JOIN ({_OPENING}) o ON o.ent = c.ent AND o.label = c.label
-    """,
     "average_daily_balance_fen": _daily(_AVERAGE),
     "max_daily_balance_fen": _daily("max(e.eod)"),
     "min_daily_balance_fen": _daily("min(e.eod)"),
     "low_balance_days": _daily("count(*) FILTER (WHERE e.eod < param('low_balance_fen'))"),
     # a day on which one account at least ends below zero, whatever the others hold
     "negative_balance_days": _daily("count(*) FILTER (WHERE e.overdrawn)"),
-    # the average daily balance over the mean monthly outflow: months(P) is 1 or 3, scaled
-    # to the days of P so far while P is partial
-    "balance_to_outflow_ratio": f"""
-        SELECT a.ent, a.label,
-               CASE WHEN o.value = 0 OR a.value IS NULL THEN NULL
-                    WHEN p.e1 < p.d1 THEN a.value::DOUBLE / (o.value::DOUBLE / (
-                        p.n_months * (p.e1 - p.d0 + 1)::DOUBLE / (p.d1 - p.d0 + 1)))
-                    ELSE a.value::DOUBLE / (o.value::DOUBLE / p.n_months) END AS value
-        FROM ({_daily(_AVERAGE)}) a
-        JOIN ({per_period("coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow), 0)")}) o
-          ON o.ent = a.ent AND o.label = a.label
-        JOIN periods p ON p.ent = a.ent AND p.label = a.label
-    """,
 }

@@ -59,6 +59,11 @@ def _sub(cls: str, subtype: str) -> str:
 
 
 _ALL_FLOW = f"({_in()} + {_out()})"
+# a lender: the account-holding bank on channel loan, or a financing partner that lends
+_LENDER = (
+    "(t.cls = 'BANK_OWN' AND t.channel = 'loan') "
+    "OR (t.cls = 'FIN_PARTNER' AND t.sub IN ('bank', 'lender', 'lessor', 'factor'))"
+)
 _UTILITY_KINDS = "('power', 'water', 'gas', 'heating', 'telecom')"
 
 _EXPRESSIONS: dict[str, str] = {
@@ -71,14 +76,24 @@ _EXPRESSIONS: dict[str, str] = {
     "distinct_counterparties": "count(DISTINCT t.cp) FILTER (WHERE t.cp <> t.ent)",
     "operating_inflow_fen": _in(f"t.cls IN {OP_IN}"),
     "operating_outflow_fen": _out(f"t.cls IN {OP_OUT}"),
-    "operating_net_flow_fen": f"{_in(f't.cls IN {OP_IN}')} - {_out(f't.cls IN {OP_OUT}')}",
     "active_days": "count(DISTINCT t.day)",
     "inflow_days": "count(DISTINCT t.day) FILTER (WHERE t.inflow)",
-    "outflow_days": "count(DISTINCT t.day) FILTER (WHERE NOT t.inflow)",
-    "average_inflow_fen": f"CASE WHEN {_n_in()} = 0 THEN NULL ELSE fdiv({_in()}, {_n_in()}) END",
+    # days of the period so far (up to the pull's day: e1)
+    "operating_inflow_days": (
+        f"count(DISTINCT t.day) FILTER (WHERE t.inflow AND t.cls IN {OP_IN} AND t.day <= p.e1)"
+    ),
+    # the last five calendar days of the period; none yet while it is partial
+    "month_end_inflow_share": (
+        f"CASE WHEN any_value(p.partial) THEN NULL "
+        f"ELSE {_share(_in('t.day > p.d1 - 5'), _in())} END"
+    ),
     # balances: the one that is not about balances
     "accounts_with_activity": (
         "count(DISTINCT (t.bank, t.account)) FILTER (WHERE t.txn_id IS NOT NULL)"
+    ),
+    "judicial_deduction_fen": _out(_cls("JUDICIAL")),
+    "judicial_deduction_days": (
+        "count(DISTINCT t.day) FILTER (WHERE NOT t.inflow AND t.cls = 'JUDICIAL' AND t.day <= p.e1)"
     ),
     # cash
     "cash_deposit_fen": _in(_cls("CASH")),
@@ -89,10 +104,13 @@ _EXPRESSIONS: dict[str, str] = {
     "cash_share_of_flow": _share(f"{_in(_cls('CASH'))} + {_out(_cls('CASH'))}", _ALL_FLOW),
     # self_transfers
     "self_transfer_in_fen": _in(_cls("SELF")),
-    "self_transfer_in_count": _n_in(_cls("SELF")),
     "self_transfer_out_fen": _out(_cls("SELF")),
     "self_transfer_out_count": _n_out(_cls("SELF")),
     "self_transfer_share": _share(f"{_in(_cls('SELF'))} + {_out(_cls('SELF'))}", _ALL_FLOW),
+    # paid to a person: not as salary (PAYROLL), to the firm itself, by a court, nor to a lender
+    "company_to_individual_fen": _out(
+        f"t.individual AND t.cls NOT IN ('PAYROLL', 'SELF', 'JUDICIAL') AND NOT ({_LENDER})"
+    ),
     # bank_dealings
     "bank_loan_disbursed_fen": _in(_bank("loan")),
     "bank_loan_disbursed_count": _n_in(_bank("loan")),
@@ -138,7 +156,6 @@ _EXPRESSIONS: dict[str, str] = {
     "trade_inflow_count": _n_in(_cls("TRADE")),
     "trade_outflow_fen": _out(_cls("TRADE")),
     "trade_outflow_count": _n_out(_cls("TRADE")),
-    "trade_net_flow_fen": f"{_in(_cls('TRADE'))} - {_out(_cls('TRADE'))}",
     # financing_partners
     "fin_partner_inflow_fen": _in(_cls("FIN_PARTNER")),
     "fin_partner_inflow_count": _n_in(_cls("FIN_PARTNER")),
@@ -167,3 +184,15 @@ GROUP BY p.ent, p.label
 
 ITEMS: dict[str, str] = {item: per_period(value) for item, value in _EXPRESSIONS.items()}
 ITEMS["max_daily_inflow_fen"] = _MAX_DAILY_INFLOW
+
+# the sum over the period's days of the smaller of the day's inflow and outflow, over inflow
+ITEMS["fast_in_out_ratio"] = """
+SELECT p.ent, p.label,
+       (SELECT CASE WHEN sum(d.day_in) = 0 THEN NULL
+                    ELSE sum(least(d.day_in, d.day_out))::DOUBLE / sum(d.day_in) END
+        FROM (SELECT coalesce(sum(t.amount) FILTER (WHERE t.inflow), 0) AS day_in,
+                     coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow), 0) AS day_out
+              FROM ptxn t WHERE t.ent = p.ent AND t.label = p.label AND t.day <= p.e1
+              GROUP BY t.day) d) AS value
+FROM periods p
+"""

@@ -44,6 +44,20 @@ def _share(part: str, whole: str) -> str:
 
 _CUSTOMERS = "count(*) FILTER (WHERE r.cp_in > r.cp_out)"
 
+# the trade inflow of the period's customers that had no transaction with the firm, of any
+# class, in the 12 months before the period on record (``cpm`` holds only months on record)
+_NEW_CUSTOMERS_INFLOW = f"""{_PARTIES}, fresh AS (
+    SELECT r.ent, r.label, r.cp_in
+    FROM ranked r JOIN periods p ON p.ent = r.ent AND p.label = r.label
+    WHERE r.cp_in > r.cp_out
+      AND NOT EXISTS (SELECT 1 FROM cpm k WHERE k.ent = r.ent AND k.cp = r.cp
+                      AND k.month BETWEEN p.m0 - 12 AND p.m0 - 1)
+)
+SELECT p.ent, p.label, coalesce(sum(f.cp_in), 0) AS value
+FROM periods p LEFT JOIN fresh f ON f.ent = p.ent AND f.label = p.label
+GROUP BY p.ent, p.label
+"""
+
 ITEMS: dict[str, str] = {
     "distinct_customers": _per_party(_CUSTOMERS),
     "distinct_suppliers": _per_party("count(*) FILTER (WHERE r.cp_out > r.cp_in)"),
@@ -61,7 +75,7 @@ ITEMS: dict[str, str] = {
     "supplier_hhi": _per_party(
         _share("sum(r.cp_out::DOUBLE * r.cp_out::DOUBLE) / any_value(r.trade_out)", "trade_out")
     ),
-    "average_inflow_per_customer_fen": _per_party(
-        f"CASE WHEN {_CUSTOMERS} = 0 THEN NULL ELSE fdiv(any_value(r.trade_in), {_CUSTOMERS}) END"
-    ),
+    # both paid the firm and were paid by it in the period
+    "two_way_counterparties": _per_party("count(*) FILTER (WHERE r.cp_in > 0 AND r.cp_out > 0)"),
+    "new_customers_inflow_fen": _NEW_CUSTOMERS_INFLOW,
 }

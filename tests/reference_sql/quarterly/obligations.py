@@ -30,8 +30,6 @@ _FINANCING = (
     "coalesce(sum(t.amount) FILTER (WHERE t.inflow AND ("
     f"({_BANK} = 'loan') OR t.cls = 'FIN_PARTNER')), 0)"
 )
-_INTEREST = f"coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND {_BANK} = 'interest'), 0)"
-_OUT = "coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow), 0)"
 
 
 def _months(n: int, column: str) -> str:
@@ -83,14 +81,6 @@ _DRY_DAYS = per_quarter(
         GROUP BY island)), 0)"""
 )
 
-_FAST_RATIO = per_quarter(
-    """(SELECT CASE WHEN sum(d.day_in) = 0 THEN NULL
-                    ELSE sum(least(d.day_in, d.day_out))::DOUBLE / sum(d.day_in) END
-        FROM (SELECT coalesce(sum(t.amount) FILTER (WHERE t.inflow), 0) AS day_in,
-                     coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow), 0) AS day_out
-              FROM ptxn t WHERE t.ent = q.ent AND t.label = q.label GROUP BY t.day) d)"""
-)
-
 
 def _flag(condition: str, joins: str = "") -> str:
     return per_quarter(f"CASE WHEN {condition} THEN 1 ELSE 0 END", joins)
@@ -109,8 +99,7 @@ _SPIKE = per_quarter(
 
 _FLAGS = {
     "fast_in_out_flag": _flag(
-        "any_value(r.value) >= param('fast_in_out_threshold')",
-        f"LEFT JOIN ({_FAST_RATIO}) r ON r.ent = q.ent AND r.label = q.label",
+        "any_value(r.value) >= param('fast_in_out_threshold')", item("fast_in_out_ratio", "r")
     ),
     "high_self_transfer_flag": _flag(
         "any_value(s.value) >= param('self_transfer_threshold')", item("self_transfer_share", "s")
@@ -151,19 +140,13 @@ ITEMS: dict[str, str] = {
         12, "coalesce(sum(w.loan_out) + sum(w.interest_out) + sum(w.fin_out), 0)"
     ),
     "financing_inflow_fen": per_quarter(_FINANCING, _IN_QUARTER),
-    "interest_to_operating_inflow": per_quarter(share(_INTEREST, _OP_IN), _IN_QUARTER),
+    "judicial_months_12m": _months(12, "judicial_out"),
     "new_financing_partners": per_quarter(
         """(SELECT count(DISTINCT c.cp) FROM cpm c WHERE c.ent = q.ent AND c.cls = 'FIN_PARTNER'
             AND c.month BETWEEN q.m0 AND q.m1
             AND NOT EXISTS (SELECT 1 FROM cpm k WHERE k.ent = q.ent AND k.cp = c.cp
                             AND k.month BETWEEN q.m0 - 12 AND q.m0 - 1))"""
     ),
-    "repayment_months": per_quarter(
-        "(SELECT count(*) FROM ms x WHERE x.ent = q.ent AND x.month BETWEEN q.m0 AND q.m1 "
-        "AND x.loan_out > 0)"
-    ),
-    "net_financing_flow_fen": per_quarter(f"{_FINANCING} - {_DEBT}", _IN_QUARTER),
-    "debt_service_to_outflow": per_quarter(share(_DEBT, _OUT), _IN_QUARTER),
     # continuity
     "utility_months_6m": _months(6, "util_out"),
     "utility_months_12m": _months(12, "util_out"),
@@ -175,7 +158,6 @@ ITEMS: dict[str, str] = {
     "utility_payment_cv_12m": _UTILITY_CV,
     "tax_quarters_4q": _TAX_QUARTERS,
     # quality flags
-    "fast_in_out_ratio": _FAST_RATIO,
     **_FLAGS,
     "longest_no_operating_inflow_days": _DRY_DAYS,
     "flags_raised": _FLAGS_RAISED,

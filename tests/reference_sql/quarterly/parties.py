@@ -33,14 +33,6 @@ _SUPPLIER = "sum(c.cp_out) > sum(c.cp_in)"
 _ANY = "TRUE"
 
 
-def _top_share(span: tuple[str, str], top: int) -> str:
-    return per_quarter(
-        f"""(SELECT {share(f"sum(p.cp_in) FILTER (WHERE p.rank <= {top})", "sum(p.cp_in)")}
-        FROM (SELECT x.cp_in, row_number() OVER (ORDER BY x.cp_in DESC) AS rank
-              FROM {_parties(*span, _ANY)} x) p)"""
-    )
-
-
 def _hhi(span: tuple[str, str]) -> str:
     return f"""(SELECT {
         share("sum(x.cp_in::DOUBLE * x.cp_in::DOUBLE) / sum(x.cp_in)", "sum(x.cp_in)")
@@ -102,7 +94,6 @@ _ACTIVE_MONTHS = per_quarter(
 )
 
 ITEMS: dict[str, str] = {
-    "top3_customer_share": _top_share(_THIS, 3),
     "top1_customer_share_change_qoq": _change(_top1(_THIS), _top1(_PREVIOUS)),
     "customer_hhi_change_qoq": _change(_hhi(_THIS), _hhi(_PREVIOUS)),
     "dominant_customer_months": _DOMINANT,
