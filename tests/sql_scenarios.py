@@ -50,6 +50,7 @@ class _Log:
         currency: str | None = None,
         cp_bank: str | None = None,
         utc: bool = False,
+        kind: str | None = None,
     ) -> dict[str, Any]:
         """An original booked at ``when`` (China time, "YYYY-MM-DD HH:MM")."""
         instant = datetime.strptime(when, "%Y-%m-%d %H:%M").replace(tzinfo=CST)
@@ -59,6 +60,8 @@ class _Log:
         counterparty: dict[str, Any] = {"id": cp}
         if cp_bank is not None:
             counterparty["bank"] = cp_bank
+        if kind is not None:
+            counterparty["kind"] = kind
         event: dict[str, Any] = {
             "schema": 1,
             "txn_id": f"{self.enterprise[-4:]}-{len(self.events):04d}",
@@ -408,6 +411,57 @@ def quarters_of_trade() -> Scenario:
     )
 
 
+PERSON = "11010519491231002X"  # a resident identity number: a person unless told otherwise
+
+
+def individuals_and_courts() -> Scenario:
+    """Persons as counterparties (by counterparty.kind, or by an id shaped like a resident
+    identity number, and a kind that overrides the shape), paid as salary, by a court, as a
+    lender or in cash; court deductions by channel and by the registry, one reversed; new
+    and known customers, a customer that is also paid, inflow in a month's last five days;
+    pulled on 10 January 2026, in a partial month."""
+    ent = ENTERPRISES[4]
+    log = _Log(ent, {(BANK, "ACC-1"): 3_000_000})
+    log.add("2025-08-05 10:00", "in", 500_000, "CUST-A")
+    log.add("2025-08-06 10:00", "out", 40_000, "CUST-OLD")  # known, as a supplier
+    log.add("2025-08-07 10:00", "out", 66_000, "COURT-DESK", channel="judicial")
+    for label in _months("2025-09", "2025-12"):
+        log.add(f"{label}-05 10:00", "in", 600_000, "CUST-A")
+        log.add(f"{label}-06 10:00", "out", 200_000, "SUPP-A")
+    log.add("2025-10-08 10:00", "out", 50_000, "OWNER-0001", kind="individual")
+    log.add("2025-10-09 10:00", "out", 20_000, PERSON)  # by the id's shape
+    log.add("2025-10-10 10:00", "out", 30_000, PERSON, kind="organization")  # told otherwise
+    log.add("2025-10-11 10:00", "out", 90_000, PERSON, channel="payroll")  # salary: apart
+    log.add("2025-10-12 10:00", "out", 45_000, PERSON, channel="judicial")  # a court's
+    log.add("2025-10-13 10:00", "out", 15_000, "FIN-LOAN-0001", kind="individual")  # a lender
+    log.add("2025-10-14 10:00", "out", 25_000, BANK, channel="loan", kind="individual")
+    log.add("2025-10-15 10:00", "out", 12_000, PERSON, channel="cash")  # cash to a person
+    log.add("2025-10-16 10:00", "in", 70_000, "OWNER-0001", kind="individual")  # from one
+    log.add("2025-10-20 10:00", "out", 33_000, "JUD-ENFORCE-0001")  # registry: JUDICIAL
+    reversed_deduction = log.add(
+        "2025-11-18 10:00", "out", 80_000, "COURT-DESK", channel="judicial"
+    )
+    log.add("2025-11-20 10:00", "out", 5_000, "CUST-A")  # a customer also paid: two-way
+    log.add("2025-11-21 10:00", "in", 10_000, ent, bank=OTHER_BANK)  # own money: not operating
+    log.add("2025-11-22 10:00", "in", 20_000, "CUST-B")  # pays and is not paid: one way
+    log.add("2025-11-26 10:00", "in", 40_000, "CUST-A")  # the last five days of November
+    log.add("2025-12-03 10:00", "in", 300_000, "CUST-NEW")
+    log.add("2025-12-04 10:00", "in", 200_000, "CUST-OLD")
+    log.add("2025-12-27 10:00", "in", 900_000, "CUST-NEW")  # parked before the month's end
+    log.add("2025-12-30 10:00", "out", 11_000, "COURT-DESK", channel="judicial")
+    log.add("2025-12-31 10:00", "out", 12_000, "COURT-DESK", channel="judicial")
+    log.add("2025-12-31 11:00", "out", 3_000, PERSON, kind="individual")
+    log.add("2026-01-05 10:00", "in", 100_000, "CUST-A")
+    log.add("2026-01-06 10:00", "out", 7_000, "COURT-DESK", channel="judicial")
+    events = log.balanced()
+    return Scenario(
+        "individuals_and_courts",
+        [*events, reversal(reversed_deduction)],
+        datetime(2026, 1, 10, 12, 0, tzinfo=CST),
+        (*_months("2025-08", "2026-01"), "2025Q3", "2025Q4", "2026Q1"),
+    )
+
+
 def generated_flows() -> Scenario:
     """Three firms of the load-test generator over 13 months: seasonal sales, loans,
     leasing, factoring, exports, heating in winter, reversals, late and repeated events."""
@@ -440,5 +494,6 @@ SCENARIOS = (
     pruned_mid_quarter(),
     instants_and_ties(),
     quarters_of_trade(),
+    individuals_and_courts(),
     generated_flows(),
 )

@@ -50,7 +50,14 @@ def base_event(draw: st.DrawFn, index: int) -> dict[str, Any]:
     when = _START + timedelta(days=day, seconds=draw(st.sampled_from((0, 57_600, 86_399))))
     utc = draw(st.booleans())
     booked_at = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if utc else when.isoformat()
-    counterparty = draw(st.sampled_from((*COUNTERPARTIES, enterprise)))
+    counterparty: dict[str, Any] = {
+        "id": draw(st.sampled_from((*COUNTERPARTIES, enterprise))),
+        "bank": draw(st.sampled_from((None, *BANKS))),
+    }
+    # the bank may say who the counterparty is, against the id's shape or with it
+    kind = draw(st.sampled_from((None, None, "individual", "organization")))
+    if kind is not None:
+        counterparty["kind"] = kind
     return {
         "schema": 1,
         "txn_id": f"T{index:04d}",
@@ -63,7 +70,7 @@ def base_event(draw: st.DrawFn, index: int) -> dict[str, Any]:
         "balance_after_fen": draw(st.integers(-(10**9), 10**10)),
         "channel": draw(st.sampled_from(CHANNELS)),
         "currency": draw(st.sampled_from(("CNY", "CNY", "CNY", "USD", "HKD"))),
-        "counterparty": {"id": counterparty, "bank": draw(st.sampled_from((None, *BANKS)))},
+        "counterparty": counterparty,
     }
 
 

@@ -8,66 +8,20 @@ credit officer would check first, and the response's ``coverage``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 import pytest
 
-from engine import codec
-from engine.api.products import history_from_fields
 from engine.errors import NotFoundError
-from engine.events.contract import Txn, validate
-from engine.periods import CST, Period, format_month, parse_month
-from engine.products.assemble import render_items
-from engine.products.classify import load_registry
-from engine.products.history import History
-from engine.products.specs import SPECS_DIR, load_products
-from engine.pseudonym import Pseudonymizer
-from state.ledger import PartitionLedger
-from state.ledger_types import Source
-from state.memory import MemoryStore
-from state.views import CARRY_FIELD, month_field
-from tests.sql_scenarios import SCENARIOS, Scenario
-
-_SPECS = load_products()
-_REGISTRY = load_registry(SPECS_DIR / "registries.toml")
-
-
-def _history(scenario: Scenario) -> History:
-    """The scenario's one firm as the API reads it: months and carry, pruned at the pull."""
-    ledger = PartitionLedger(MemoryStore(), Pseudonymizer(b"test-key"), lambda: _REGISTRY)
-    for offset, element in enumerate(scenario.log):
-        txn = validate(element, element["bank"])
-        assert isinstance(txn, Txn)
-        ledger.apply(txn, Source("bank.x.txns", 0, offset, None))
-    ledger.commit(len(scenario.log))
-    this_month = parse_month(scenario.as_of.astimezone(CST).strftime("%Y-%m"))
-    assert this_month is not None
-    ledger.prune(this_month - scenario.history_months + 1)
-    fields: dict[bytes, bytes] = {}
-    for _, months in ledger.enterprises():
-        for month, agg in months.items():
-            fields[month_field(format_month(month)).encode()] = codec.dumps(agg.view())
-    for _, carry in ledger.carries():
-        fields[CARRY_FIELD.encode()] = carry.encode()
-    return history_from_fields(fields)
-
-
-def _render(name: str, label: str) -> dict[str, Any]:
-    (scenario,) = [s for s in SCENARIOS if s.name == name]
-    period = Period.quarterly(label) if "Q" in label else Period.monthly(label)
-    assert period is not None
-    spec = _SPECS["quarterly" if "Q" in label else "monthly"]
-    now_us = (scenario.as_of - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-    rendered = render_items(spec, period, _history(scenario), now_us)
-    items = {k: v for segment in rendered["segments"] for k, v in segment["items"].items()}
-    return {"coverage": rendered["coverage"], **items}
+from engine.periods import CST
+from tests.scenario_products import render
+from tests.sql_scenarios import SCENARIOS
 
 
 def test_a_young_firm_shows_no_volatility_gap_or_trend_from_before_it_existed() -> None:
     # first transaction 20 November 2025: its first quarter has no base and one month of
     # W(6) (November: October is not on record), so no spread or slope
-    q4 = _render("young_firm", "2025Q4")
+    q4 = render("young_firm", "2025Q4")
     assert q4["coverage"] == {
         "record_start": "2025-11",
         "kept_from": None,
@@ -80,7 +34,7 @@ def test_a_young_firm_shows_no_volatility_gap_or_trend_from_before_it_existed() 
     assert q4["longest_no_operating_inflow_days"] == 19
     assert q4["interruption_flag"] == 0
     assert q4["operating_inflow_qoq_growth"] is None and q4["net_flow_qoq_change_fen"] is None
-    q1 = _render("young_firm", "2026Q1")
+    q1 = render("young_firm", "2026Q1")
     assert q1["coverage"]["window_months"] == {"6": 5, "12": 5, "36": 5}
     assert q1["coverage"]["previous_quarter"] is False  # 2025Q4 was lived from November
     assert q1["min_to_mean_operating_inflow_6m"] == 0.0  # November had no operating inflow
@@ -89,11 +43,11 @@ def test_a_young_firm_shows_no_volatility_gap_or_trend_from_before_it_existed() 
 
 def test_what_pruning_removed_still_counts_in_balances_and_the_first_transaction() -> None:
     # six months kept at a pull on 10 March 2026; a savings account last moved in June 2025
-    q4 = _render("pruned_history", "2025Q4")
+    q4 = render("pruned_history", "2025Q4")
     assert q4["coverage"]["kept_from"] == "2025-10"
     assert q4["coverage"]["previous_quarter"] is False
     assert q4["first_transaction_date"] == "2025-03-03"
-    october = _render("pruned_history", "2025-10")
+    october = render("pruned_history", "2025-10")
     # every account's balance after its last booking before October, the dormant savings
     # account's (pruned: its last booking is in June) included
     (scenario,) = [s for s in SCENARIOS if s.name == "pruned_history"]
@@ -115,5 +69,5 @@ def test_what_pruning_removed_still_counts_in_balances_and_the_first_transaction
 
 def test_a_quarter_begun_before_the_kept_history_is_not_served() -> None:
     with pytest.raises(NotFoundError, match="before the kept history"):
-        _render("pruned_mid_quarter", "2025Q3")
-    assert _render("pruned_mid_quarter", "2025-09")["coverage"]["kept_from"] == "2025-09"
+        render("pruned_mid_quarter", "2025Q3")
+    assert render("pruned_mid_quarter", "2025-09")["coverage"]["kept_from"] == "2025-09"
