@@ -5,8 +5,10 @@ trend (stable, growing, shrinking, or stopping), seasonal sales from a power-law
 supplier payments, monthly payroll, utilities (heating in the northern winter) and social
 insurance, monthly or quarterly tax, export rebates and purchases abroad, payment-platform
 receipts and refunds, shops paid mostly in cash, receivables sold to a factor, fees to public
-bodies, loans with monthly repayments, bank fees and deposit interest, cash, and transfers
-between its own accounts: every class, channel and subtype the products read. Balances
+bodies, loans with monthly repayments, bank fees and deposit interest, cash, transfers
+between its own accounts, payments to persons (by a resident identity number, or an account
+the bank says is a person's), refunds to customers, and court deductions for firms in a
+lawsuit: every class, channel, subtype and counterparty kind the products read. Balances
 follow each account's bookings. A few events are reversed, a few are published late (weeks
 to months after booking), a few are delivered twice.
 
@@ -20,7 +22,7 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from engine.events import credit_code
@@ -41,6 +43,7 @@ _PSP = "PSP-ALIPAY-0001"
 _HOUSING_FUND = "SOCIAL-HF-0001"
 _LESSOR = "FIN-LEASE-0001"
 _SUBSIDY = "GOV-FIN-0001"
+_COURT = "JUD-ENFORCE-0001"  # a court's enforcement account (the registry: JUDICIAL)
 _SEASON = (0.8, 0.7, 1.0, 1.0, 1.05, 1.1, 1.0, 1.0, 1.05, 1.1, 1.15, 1.4)
 
 
@@ -148,8 +151,14 @@ class _Month:
         account: tuple[str, str] | None = None,
         cp_bank: str | None = None,
         currency: str = "CNY",
+        kind: str | None = None,
     ) -> dict[str, Any]:
         bank, number = account or ent.accounts[0]
+        counterparty = {"id": cp}
+        if cp_bank is not None:
+            counterparty["bank"] = cp_bank
+        if kind is not None:  # a bank that knows who it paid says so
+            counterparty["kind"] = kind
         self.counters[bank] = self.counters.get(bank, 0) + 1
         event = {
             "schema": 1,
@@ -163,7 +172,7 @@ class _Month:
             "currency": currency,
             "balance_after_fen": 0,  # set when the account's month is ordered
             "channel": channel,
-            "counterparty": {"id": cp} if cp_bank is None else {"id": cp, "bank": cp_bank},
+            "counterparty": counterparty,
         }
         self.events.append((when, event))
         return event
@@ -249,11 +258,40 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
     b.book(ent, b.at(28), False, rng.randrange(500, 5_000), "fee", bank, cp_bank=bank)
     if b.month % 3 == 2:  # deposit interest, credited quarterly on the 21st
         b.book(ent, b.at(21), True, rng.randrange(100, 50_000), "interest", bank, cp_bank=bank)
+    _persons_and_courts(ent, b, level)
     if len(ent.accounts) > 1 and rng.random() < 0.5:  # same-name transfer between own accounts
         amount = rng.randrange(10_000, 1_000_000)
         when = b.at()
         b.book(ent, when, False, amount, "transfer", ent.id, ent.accounts[0])
         b.book(ent, when + timedelta(seconds=1), True, amount, "transfer", ent.id, ent.accounts[1])
+
+
+def resident_id(seed: str) -> str:
+    """A synthetic resident identity number (GB 11643: a division code, a birth date, a
+    sequence number and the ISO 7064 MOD 11-2 check character), the same for one seed."""
+    rng = random.Random(seed)
+    born = date(1960, 1, 1) + timedelta(days=rng.randrange(40 * 365))
+    body = f"110105{born:%Y%m%d}{rng.randrange(1000):03d}"
+    remainder = sum(int(digit) * pow(2, 17 - i, 11) for i, digit in enumerate(body)) % 11
+    return body + "10X98765432"[remainder]
+
+
+def _persons_and_courts(ent: Enterprise, b: _Month, level: float) -> None:
+    """Money to persons (公转私), refunds to customers, and court deductions."""
+    rng = b.rng
+    if rng.random() < 0.15:  # to the owner's own card (by its id's shape) or a contractor's
+        amount = int(rng.uniform(10_000, 800_000) * level) + 100
+        if rng.random() < 0.5:
+            b.book(ent, b.at(), False, amount, "transfer", resident_id(ent.id))
+        else:  # an account number: the bank says it is a person's
+            person = f"P-{ent.id[-6:]}"
+            b.book(ent, b.at(), False, amount, "transfer", person, kind="individual")
+    if rng.random() < 0.1:  # a refund to a customer, who is then paid and paying
+        refund = int(rng.uniform(1_000, 100_000) * level) + 100
+        b.book(ent, b.at(), False, refund, "transfer", rng.choice(ent.customers))
+    if ent.id[-3] in "0123" and rng.random() < 0.3:  # about one firm in eight is in a lawsuit
+        cp, channel = (_COURT, "transfer") if rng.random() < 0.5 else ("COURT-DESK", "judicial")
+        b.book(ent, b.at(), False, rng.randrange(10, 500) * 10_000, channel, cp)
 
 
 def _order_and_balance(ent: Enterprise, events: list[tuple[datetime, dict[str, Any]]]) -> None:
