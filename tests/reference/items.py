@@ -604,6 +604,16 @@ def days_with(t: list[Txn], m: list[int], inflow: bool, classes: set[str]) -> in
     )
 
 
+def fast_ratio(t: list[Txn], m: list[int]) -> float | None:
+    same_day = sum(min(day_total(t, d, True), day_total(t, d, False)) for d in days_of(m))
+    return share(same_day, total(t, m, True))
+
+
+@item("fast_in_out_ratio")
+def _(t, m, p):
+    return fast_ratio(t, m)
+
+
 @item("operating_inflow_days")
 def _(t, m, p):
     return days_with(t, m, True, OP_IN)

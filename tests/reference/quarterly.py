@@ -23,6 +23,7 @@ from tests.reference.items import (
     days_of,
     elapsed,
     eod_series,
+    fast_ratio,
     first_month,
     flow_share,
     herfindahl,
@@ -528,11 +529,6 @@ def _(t, m, p):
 # -- quality flags ------------------------------------------------------------------------
 
 
-def fast_ratio(t: T, m: list[int]) -> float | None:
-    same_day = sum(min(day_total(t, d, True), day_total(t, d, False)) for d in days_of(m))
-    return share(same_day, total(t, m, True))
-
-
 def longest_dry(t: T, m: list[int]) -> int:
     # counted from the firm's first transaction: days before it are not days without inflow
     first = min(x.day for x in t)
@@ -572,11 +568,6 @@ for _name in (
     "negative_balance_flag",
 ):
     ITEMS[_name] = (lambda n: lambda t, m, p: flags(t, m, p)[n])(_name)
-
-
-@item("fast_in_out_ratio")
-def _(t, m, p):
-    return fast_ratio(t, m)
 
 
 @item("longest_no_operating_inflow_days")
