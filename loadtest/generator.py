@@ -4,8 +4,8 @@ Each enterprise has accounts at one or two banks, a size drawn from a heavy-tail
 trend (stable, growing, shrinking, or stopping), seasonal sales from a power-law of customers,
 supplier payments, monthly payroll, utilities (heating in the northern winter) and social
 insurance, monthly or quarterly tax, export rebates and purchases abroad, payment-platform
-receipts and refunds, shops paid mostly in cash, receivables sold to a factor, fees to public
-bodies, loans with monthly repayments, bank fees and deposit interest, cash, transfers
+receipts and refunds, shops paid mostly in cash, receivables sold to a factor, equity rounds, fees
+to public bodies, loans with monthly repayments, bank fees and deposit interest, cash, transfers
 between its own accounts, payments to persons (by a resident identity number, or an account
 the bank says is a person's), refunds to customers, and court deductions for firms in a
 lawsuit: every class, channel, subtype and counterparty kind the products read. Balances
@@ -36,6 +36,7 @@ _UTILITIES = ("UTIL-POWER-0001", "UTIL-WATER-0001", "UTIL-TELECOM-0001", "UTIL-G
 _HEATING = "UTIL-HEAT-0001"  # billed November to March, to firms in the north
 _HEATING_MONTHS = (10, 11, 0, 1, 2)  # month % 12
 _FACTOR = "FIN-FACTOR-0001"
+_INVESTOR = "FIN-EQUITY-0001"
 _GOV_FEES = "GOV-COURT-0001"
 _TAX = "TAX-STA-0001"
 _SOCIAL = "SOCIAL-SI-0001"
@@ -236,6 +237,8 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
         b.book(ent, b.at(), False, amount, "fx", supplier, currency="USD")
     if ent.exporter and b.month % 3 == 1 and rng.random() < 0.5:  # export tax rebate
         b.book(ent, b.at(), True, int(rng.uniform(20_000, 500_000) * level), "tax", _TAX)
+    if ent.trend == "growing" and rng.random() < 0.03:  # an equity round: money, not debt
+        b.book(ent, b.at(), True, rng.randrange(100, 2_000) * 100_000, "transfer", _INVESTOR)
     if rng.random() < 0.05:  # receivables sold to a factor
         b.book(ent, b.at(), True, int(rng.uniform(100_000, 3_000_000) * level), "transfer", _FACTOR)
     if rng.random() < 0.08:  # fees and fines to a public body

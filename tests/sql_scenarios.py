@@ -154,6 +154,8 @@ def every_class_and_channel() -> Scenario:
         log.add(f"{d}-22 11:00", "in", 500_000, "FIN-LOAN-0001", channel="loan")
         log.add(f"{d}-22 12:00", "in", 150_000, "FIN-FACTOR-0001")
         log.add(f"{d}-22 13:00", "out", 4_000, "FIN-GUAR-0001", channel="fee")
+        log.add(f"{d}-22 15:00", "in", 2_000_000, "FIN-EQUITY-0001")  # equity, not debt
+        log.add(f"{d}-22 16:00", "out", 60_000, "FIN-EQUITY-0001")  # a dividend
         log.add(f"{d}-22 14:00", "in", 300_000, "CCB00002", channel="loan")  # another bank
         log.add(f"{d}-23 10:00", "in", 1_000_000, BANK, channel="loan")
         log.add(f"{d}-23 11:00", "out", 200_000, BANK, channel="loan")

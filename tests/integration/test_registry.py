@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,23 +69,25 @@ def test_a_registry_change_applies_from_the_moment_it_is_loaded(
     _publish(stack, txn_id="BEFORE", amount_fen=100)
     _expect(stack, trade=100, psp=0)  # unknown id: a trade counterparty
 
-    text = registry_file.read_text().replace("version = 2", "version = 3", 1)
+    text = registry_file.read_text()
+    was = tomllib.loads(text)["version"]  # the shipped registry's version, then the next
+    text = text.replace(f"version = {was}", f"version = {was + 1}", 1)
     text += f'\n[[entries]]\nid = "{PLATFORM}"\nclass = "PSP"\nname = "新支付平台"\n'
     registry_file.write_text(text)
     os.utime(registry_file)
     wait_until(
-        lambda: total(stack.worker_url, "creditflow_registry_version") == 3,
+        lambda: total(stack.worker_url, "creditflow_registry_version") == was + 1,
         30,
-        "the worker to load registry version 3",
+        f"the worker to load registry version {was + 1}",
     )
 
     _publish(stack, txn_id="AFTER", amount_fen=10_000)
     _expect(stack, trade=100, psp=10_000)  # the earlier event keeps its class
     status, body = pull(stack, WHO, "2026-02")
-    assert status == 200 and body["registry_versions"] == [2, 3]
+    assert status == 200 and body["registry_versions"] == [was, was + 1]
 
     # A reversal removes what its original added, under the class it was counted in.
     _publish(stack, txn_id="BEFORE-R", amount_fen=100, direction="out", reversal_of="BEFORE")
     _expect(stack, trade=0, psp=10_000)
     status, body = pull(stack, WHO, "2026-02")
-    assert body["registry_versions"] == [3]
+    assert body["registry_versions"] == [was + 1]
