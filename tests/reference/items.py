@@ -312,7 +312,7 @@ _SIMPLE: dict[str, tuple[str, bool | None, set[str] | None, str | None, str | No
     "fin_partner_inflow_fen": ("sum", True, {"FIN_PARTNER"}, None, None),
     "fin_partner_inflow_count": ("count", True, {"FIN_PARTNER"}, None, None),
     "fin_partner_outflow_fen": ("sum", False, {"FIN_PARTNER"}, None, None),
-    "fin_partner_outflow_count": ("count", False, {"FIN_PARTNER"}, None, None),
+    "equity_inflow_fen": ("sum", True, {"FIN_PARTNER"}, "investor", None),
     "judicial_deduction_fen": ("sum", False, {"JUDICIAL"}, None, None),
 }
 
@@ -458,11 +458,6 @@ def _(t, m, p):
     return flow_share(t, m, "SELF")
 
 
-@item("bank_net_flow_fen")
-def _(t, m, p):
-    return net(t, m, {"BANK_OWN"})
-
-
 @item("utility_types_paid")
 def _(t, m, p):
     return len(
@@ -537,11 +532,6 @@ def _(t, m, p):
 @item("supplier_hhi")
 def _(t, m, p):
     return herfindahl(trade_out(t, m))
-
-
-@item("fin_partner_net_flow_fen")
-def _(t, m, p):
-    return net(t, m, {"FIN_PARTNER"})
 
 
 @item("distinct_fin_partners")
@@ -664,3 +654,26 @@ def _(t, m, p):
 def _(t, m, p):
     seen = known(t, before(m, 12))
     return sum(i for cp, (i, o) in parties(t, m, "TRADE").items() if i > o and cp not in seen)
+
+
+# -- spec version 8: financing by kind ------------------------------------------------------
+
+
+def lends(x: Txn) -> bool:
+    """A loan paid in: by the account-holding bank on channel loan, or a partner that lends."""
+    return x.inflow and (
+        (x.cls == "BANK_OWN" and x.channel == "loan")
+        or (x.cls == "FIN_PARTNER" and x.subtype in LENDING)
+    )
+
+
+@item("lender_inflow_fen")
+def _(t, m, p):
+    return sum(
+        x.amount for x in of(t, m) if x.cls == "FIN_PARTNER" and x.subtype in LENDING and x.inflow
+    )
+
+
+@item("lenders_disbursing")
+def _(t, m, p):
+    return len({x.cp for x in of(t, m) if lends(x)})

@@ -60,10 +60,9 @@ def _sub(cls: str, subtype: str) -> str:
 
 _ALL_FLOW = f"({_in()} + {_out()})"
 # a lender: the account-holding bank on channel loan, or a financing partner that lends
-_LENDER = (
-    "(t.cls = 'BANK_OWN' AND t.channel = 'loan') "
-    "OR (t.cls = 'FIN_PARTNER' AND t.sub IN ('bank', 'lender', 'lessor', 'factor'))"
-)
+_LENDING = "('bank', 'lender', 'lessor', 'factor')"  # the FIN_PARTNER subtypes that lend
+_BANK_LOAN = "t.cls = 'BANK_OWN' AND t.channel = 'loan'"
+_LENDER = f"({_BANK_LOAN}) OR (t.cls = 'FIN_PARTNER' AND t.sub IN {_LENDING})"
 _UTILITY_KINDS = "('power', 'water', 'gas', 'heating', 'telecom')"
 
 _EXPRESSIONS: dict[str, str] = {
@@ -119,7 +118,6 @@ _EXPRESSIONS: dict[str, str] = {
     "bank_interest_paid_fen": _out(_bank("interest")),
     "bank_interest_received_fen": _in(_bank("interest")),
     "bank_fees_paid_fen": _out(_bank("fee")),
-    "bank_net_flow_fen": f"{_in(_cls('BANK_OWN'))} - {_out(_cls('BANK_OWN'))}",
     # utilities
     "utility_paid_fen": _out(_cls("UTILITY")),
     "utility_payment_count": _n_out(_cls("UTILITY")),
@@ -160,10 +158,12 @@ _EXPRESSIONS: dict[str, str] = {
     "fin_partner_inflow_fen": _in(_cls("FIN_PARTNER")),
     "fin_partner_inflow_count": _n_in(_cls("FIN_PARTNER")),
     "fin_partner_outflow_fen": _out(_cls("FIN_PARTNER")),
-    "fin_partner_outflow_count": _n_out(_cls("FIN_PARTNER")),
-    "fin_partner_net_flow_fen": f"{_in(_cls('FIN_PARTNER'))} - {_out(_cls('FIN_PARTNER'))}",
     "distinct_fin_partners": "count(DISTINCT t.cp) FILTER (WHERE t.cls = 'FIN_PARTNER')",
     "external_financing_share": _share(f"{_in(_bank('loan'))} + {_in(_cls('FIN_PARTNER'))}", _in()),
+    # debt and equity apart: the partners that lend, and the investors
+    "lender_inflow_fen": _in(f"t.cls = 'FIN_PARTNER' AND t.sub IN {_LENDING}"),
+    "equity_inflow_fen": _in(_sub("FIN_PARTNER", "investor")),
+    "lenders_disbursing": f"count(DISTINCT t.cp) FILTER (WHERE t.inflow AND ({_LENDER}))",
     # cross_border
     "cross_border_inflow_fen": _in("t.xb"),
     "cross_border_inflow_count": _n_in("t.xb"),

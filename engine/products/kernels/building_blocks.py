@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from engine.products.classify import LENDING
 from engine.products.kernels._base import ALL, OP_IN, OP_OUT, TRADE, Context, Value, kernel, ratio
 
 # Items that are one sum or one count of flows: (item, inflow?, classes, subtype, bank
@@ -57,7 +58,7 @@ _FLOW_ITEMS: tuple[tuple[str, bool, frozenset[str] | None, str | None, str | Non
     ("fin_partner_inflow_fen", True, frozenset({"FIN_PARTNER"}), None, None, 0),
     ("fin_partner_inflow_count", True, frozenset({"FIN_PARTNER"}), None, None, 1),
     ("fin_partner_outflow_fen", False, frozenset({"FIN_PARTNER"}), None, None, 0),
-    ("fin_partner_outflow_count", False, frozenset({"FIN_PARTNER"}), None, None, 1),
+    ("equity_inflow_fen", True, frozenset({"FIN_PARTNER"}), "investor", None, 0),
 )
 
 
@@ -91,6 +92,7 @@ def _share_of_flows(ctx: Context, classes: frozenset[str]) -> float | None:
 
 
 _JUDICIAL = frozenset({"JUDICIAL"})
+_FIN = frozenset({"FIN_PARTNER"})
 
 
 # -- account funds -----------------------------------------------------------------------
@@ -222,11 +224,6 @@ def _company_to_individual(ctx: Context) -> Value:
     return sum(marks.get("to_person", 0) for marks in ctx.history.marks(ctx.months))
 
 
-@kernel("bank_net_flow_fen")
-def _bank_net(ctx: Context) -> Value:
-    return _net(ctx, frozenset({"BANK_OWN"}))
-
-
 _UTILITY_KINDS = ("power", "water", "gas", "heating", "telecom")
 
 
@@ -319,14 +316,28 @@ def _new_customers_inflow(ctx: Context) -> Value:
 # -- financing partners, cross-border -------------------------------------------------------
 
 
-@kernel("fin_partner_net_flow_fen")
-def _fin_net(ctx: Context) -> Value:
-    return _net(ctx, frozenset({"FIN_PARTNER"}))
-
-
 @kernel("distinct_fin_partners")
 def _distinct_fin(ctx: Context) -> Value:
     return len(ctx.of_class("FIN_PARTNER"))
+
+
+@kernel("lender_inflow_fen")
+def _lender_inflow(ctx: Context) -> Value:
+    return sum(ctx.amount_in(_FIN, subtype=subtype) for subtype in sorted(LENDING))
+
+
+@kernel("lenders_disbursing")
+def _lenders_disbursing(ctx: Context) -> Value:
+    # the loan_in marks are kept by lender ("loan_in|<class>|<counterparty>", state/month.py):
+    # a lender is a counterparty, whichever class it came in as
+    return len(
+        {
+            mark.split("|", 2)[2]
+            for marks in ctx.history.marks(ctx.months)
+            for mark in marks
+            if mark.startswith("loan_in|")
+        }
+    )
 
 
 @kernel("external_financing_share")
