@@ -285,17 +285,14 @@ _SIMPLE: dict[str, tuple[str, bool | None, set[str] | None, str | None, str | No
     "bank_interest_received_fen": ("sum", True, {"BANK_OWN"}, None, "interest"),
     "bank_fees_paid_fen": ("sum", False, {"BANK_OWN"}, None, "fee"),
     "utility_paid_fen": ("sum", False, {"UTILITY"}, None, None),
-    "utility_payment_count": ("count", False, {"UTILITY"}, None, None),
     "power_paid_fen": ("sum", False, {"UTILITY"}, "power", None),
     "water_paid_fen": ("sum", False, {"UTILITY"}, "water", None),
     "gas_paid_fen": ("sum", False, {"UTILITY"}, "gas", None),
     "heating_paid_fen": ("sum", False, {"UTILITY"}, "heating", None),
     "telecom_paid_fen": ("sum", False, {"UTILITY"}, "telecom", None),
     "tax_paid_fen": ("sum", False, {"TAX"}, None, None),
-    "tax_payment_count": ("count", False, {"TAX"}, None, None),
     "tax_refund_fen": ("sum", True, {"TAX"}, None, None),
     "social_insurance_paid_fen": ("sum", False, {"SOCIAL"}, "social_insurance", None),
-    "social_insurance_payment_count": ("count", False, {"SOCIAL"}, "social_insurance", None),
     "housing_fund_paid_fen": ("sum", False, {"SOCIAL"}, "housing_fund", None),
     "government_received_fen": ("sum", True, {"GOV_OTHER"}, None, None),
     "government_paid_fen": ("sum", False, {"GOV_OTHER"}, None, None),
@@ -456,24 +453,6 @@ def _(t, m, p):
 @item("self_transfer_share")
 def _(t, m, p):
     return flow_share(t, m, "SELF")
-
-
-@item("utility_types_paid")
-def _(t, m, p):
-    return len(
-        {
-            x.subtype
-            for x in of(t, m)
-            if x.cls == "UTILITY"
-            and not x.inflow
-            and x.subtype in ("power", "water", "gas", "heating", "telecom")
-        }
-    )
-
-
-@item("utility_share_of_outflow")
-def _(t, m, p):
-    return share(total(t, m, False, {"UTILITY"}), total(t, m, False))
 
 
 @item("psp_share_of_inflow")
@@ -677,3 +656,36 @@ def _(t, m, p):
 @item("lenders_disbursing")
 def _(t, m, p):
     return len({x.cp for x in of(t, m) if lends(x)})
+
+
+# -- spec version 8: public payments over the 12 months ending with the period ------------
+
+
+def months_paying(
+    t: list[Txn], months: list[int], cls: str, subtype: str | None = None
+) -> list[int]:
+    """The months among ``months`` with an outflow to ``cls`` (of ``subtype``)."""
+    return [x for x in months if total(t, [x], False, {cls}, subtype) > 0]
+
+
+@item("water_months_12m")
+def _(t, m, p):
+    return len(months_paying(t, window(m, 12), "UTILITY", "water"))
+
+
+@item("gas_months_12m")
+def _(t, m, p):
+    return len(months_paying(t, window(m, 12), "UTILITY", "gas"))
+
+
+@item("tax_burden_12m")
+def _(t, m, p):
+    months = window(m, 12)
+    return share(total(t, months, False, {"TAX"}), total(t, months, True, OP_IN))
+
+
+@item("payroll_without_social_months_12m")
+def _(t, m, p):
+    months = window(m, 12)
+    insured = set(months_paying(t, months, "SOCIAL", "social_insurance"))
+    return len([x for x in months_paying(t, months, "PAYROLL") if x not in insured])

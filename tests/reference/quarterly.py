@@ -466,6 +466,11 @@ def _(t, m, p):
     return len(partners - known(t, before(m, 12)))
 
 
+@item("months_covered_12m")
+def _(t, m, p):
+    return len(window(m, 12))
+
+
 @item("judicial_months_12m")
 def _(t, m, p):
     return sum(1 for x in window(m, 12) if total(t, [x], False, {"JUDICIAL"}) > 0)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from tests.reference_sql import balances, flows, quarterly, trade
+from tests.reference_sql import balances, flows, quarterly, trade, windows
 from tests.reference_sql._pipeline import SPECS, connect
 
 __all__ = ["ITEMS", "NOT_COVERED", "product_items", "products"]
@@ -30,7 +30,13 @@ __all__ = ["ITEMS", "NOT_COVERED", "product_items", "products"]
 SUBJECT_SEGMENTS = ("header", "query_records", "disputes", "statements")
 
 # item id -> its query: rows (ent, label, value) for every period it applies to
-ITEMS: dict[str, str] = {**flows.ITEMS, **balances.ITEMS, **trade.ITEMS, **quarterly.ITEMS}
+ITEMS: dict[str, str] = {
+    **flows.ITEMS,
+    **balances.ITEMS,
+    **trade.ITEMS,
+    **windows.ITEMS,
+    **quarterly.ITEMS,
+}
 
 
 def product_items() -> dict[str, list[str]]:

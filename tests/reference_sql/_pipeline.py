@@ -23,7 +23,7 @@ that engine/products/classify.py's docstring states:
   with a transaction at or before the end of that day of the balance after their last such
   transaction, ordered by booked_at then txn_id; ``eod``: the same by period (days that
   have begun only); no row on a day before any account's first transaction.
-- ``ms``: per enterprise and month, the monthly sums the quarterly windows read; ``cpm``:
+- ``ms``: per enterprise and month, the monthly sums the windows read; ``cpm``:
   each counterparty's monthly inflow and outflow; both over the months on record only
   (``record.r0`` on); ``record``: each enterprise's first month and day (pruned or not)
   and ``r0``, where its record starts.
@@ -227,8 +227,14 @@ SELECT m.ent, m.month,
        coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'UTILITY'), 0) AS util_out,
        coalesce(sum(t.amount) FILTER (
            WHERE NOT t.inflow AND t.cls = 'UTILITY' AND t.sub = 'power'), 0) AS power_out,
+       coalesce(sum(t.amount) FILTER (
+           WHERE NOT t.inflow AND t.cls = 'UTILITY' AND t.sub = 'water'), 0) AS water_out,
+       coalesce(sum(t.amount) FILTER (
+           WHERE NOT t.inflow AND t.cls = 'UTILITY' AND t.sub = 'gas'), 0) AS gas_out,
        coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'TAX'), 0) AS tax_out,
        coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'SOCIAL'), 0) AS social_out,
+       coalesce(sum(t.amount) FILTER (
+           WHERE NOT t.inflow AND t.cls = 'SOCIAL' AND t.sub = 'social_insurance'), 0) AS si_out,
        coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'PAYROLL'), 0)
            AS payroll_out,
        coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'JUDICIAL'), 0)

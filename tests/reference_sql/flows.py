@@ -63,7 +63,6 @@ _ALL_FLOW = f"({_in()} + {_out()})"
 _LENDING = "('bank', 'lender', 'lessor', 'factor')"  # the FIN_PARTNER subtypes that lend
 _BANK_LOAN = "t.cls = 'BANK_OWN' AND t.channel = 'loan'"
 _LENDER = f"({_BANK_LOAN}) OR (t.cls = 'FIN_PARTNER' AND t.sub IN {_LENDING})"
-_UTILITY_KINDS = "('power', 'water', 'gas', 'heating', 'telecom')"
 
 _EXPRESSIONS: dict[str, str] = {
     # account_funds
@@ -120,23 +119,15 @@ _EXPRESSIONS: dict[str, str] = {
     "bank_fees_paid_fen": _out(_bank("fee")),
     # utilities
     "utility_paid_fen": _out(_cls("UTILITY")),
-    "utility_payment_count": _n_out(_cls("UTILITY")),
     "power_paid_fen": _out(_sub("UTILITY", "power")),
     "water_paid_fen": _out(_sub("UTILITY", "water")),
     "gas_paid_fen": _out(_sub("UTILITY", "gas")),
     "heating_paid_fen": _out(_sub("UTILITY", "heating")),
     "telecom_paid_fen": _out(_sub("UTILITY", "telecom")),
-    "utility_types_paid": (
-        "count(DISTINCT t.sub) FILTER "
-        f"(WHERE NOT t.inflow AND t.cls = 'UTILITY' AND t.sub IN {_UTILITY_KINDS})"
-    ),
-    "utility_share_of_outflow": _share(_out(_cls("UTILITY")), _out()),
     # tax_social_payroll
     "tax_paid_fen": _out(_cls("TAX")),
-    "tax_payment_count": _n_out(_cls("TAX")),
     "tax_refund_fen": _in(_cls("TAX")),
     "social_insurance_paid_fen": _out(_sub("SOCIAL", "social_insurance")),
-    "social_insurance_payment_count": _n_out(_sub("SOCIAL", "social_insurance")),
     "housing_fund_paid_fen": _out(_sub("SOCIAL", "housing_fund")),
     "government_received_fen": _in(_cls("GOV_OTHER")),
     "government_paid_fen": _out(_cls("GOV_OTHER")),

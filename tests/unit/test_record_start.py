@@ -39,6 +39,16 @@ def test_a_young_firm_shows_no_volatility_gap_or_trend_from_before_it_existed() 
     assert q1["coverage"]["previous_quarter"] is False  # 2025Q4 was lived from November
     assert q1["min_to_mean_operating_inflow_6m"] == 0.0  # November had no operating inflow
     assert q1["operating_inflow_cv_12m"] == q1["operating_inflow_cv_6m"]  # the same 5 months
+    assert q1["months_covered_12m"] == 5
+    # a month reads W(12) too (spec version 8: the public payments): its coverage says how
+    # many months it has, and names no quarter to compare with
+    january = render("young_firm", "2026-01")
+    assert january["coverage"] == {
+        "record_start": "2025-11",
+        "kept_from": None,
+        "window_months": {"12": 3},
+    }
+    assert january["power_months_12m"] == 2  # December and January: November paid none
 
 
 def test_what_pruning_removed_still_counts_in_balances_and_the_first_transaction() -> None:

@@ -201,6 +201,7 @@ class Context:
         }
         if windows:
             coverage["window_months"] = {str(n): len(self.window(n)) for n in windows}
+        if windows and self.period.kind == "quarterly":  # only a quarter compares with
             coverage["previous_quarter"] = self.earlier(1) is not None
             coverage["same_quarter_last_year"] = self.earlier(4) is not None
         return coverage

@@ -19,7 +19,7 @@ from engine.products.kernels._base import (
     kernel,
     ratio,
 )
-from engine.products.kernels.building_blocks import fast_in_out, hhi, top_share
+from engine.products.kernels.building_blocks import fast_in_out, hhi, paid_months, top_share
 
 _BANK = frozenset({"BANK_OWN"})
 _FIN = frozenset({"FIN_PARTNER"})
@@ -483,6 +483,11 @@ def _new_financing_partners(ctx: Context) -> Value:
     return len(set(ctx.of_class("FIN_PARTNER")) - known)
 
 
+@kernel("months_covered_12m")
+def _months_covered(ctx: Context) -> Value:
+    return len(ctx.window(12))
+
+
 @kernel("judicial_months_12m")
 def _judicial_months(ctx: Context) -> Value:
     return sum(1 for m in ctx.window(12) if ctx.amount_out(frozenset({"JUDICIAL"}), [m]) > 0)
@@ -491,40 +496,29 @@ def _judicial_months(ctx: Context) -> Value:
 # -- continuity ---------------------------------------------------------------------------
 
 
-def _paid_months(
-    ctx: Context, months: list[int], classes: frozenset[str], subtype: str | None = None
-) -> int:
-    return sum(1 for m in months if ctx.amount_out(classes, [m], subtype=subtype) > 0)
-
-
 @kernel("utility_months_6m")
 def _utility_months_6m(ctx: Context) -> Value:
-    return _paid_months(ctx, ctx.window(6), _UTILITY)
+    return paid_months(ctx, ctx.window(6), _UTILITY)
 
 
 @kernel("utility_months_12m")
 def _utility_months_12m(ctx: Context) -> Value:
-    return _paid_months(ctx, ctx.window(12), _UTILITY)
+    return paid_months(ctx, ctx.window(12), _UTILITY)
 
 
 @kernel("tax_months_12m")
 def _tax_months(ctx: Context) -> Value:
-    return _paid_months(ctx, ctx.window(12), frozenset({"TAX"}))
+    return paid_months(ctx, ctx.window(12), frozenset({"TAX"}))
 
 
 @kernel("social_insurance_months_12m")
 def _social_months(ctx: Context) -> Value:
-    return _paid_months(ctx, ctx.window(12), frozenset({"SOCIAL"}))
+    return paid_months(ctx, ctx.window(12), frozenset({"SOCIAL"}))
 
 
 @kernel("payroll_months_12m")
 def _payroll_months(ctx: Context) -> Value:
-    return _paid_months(ctx, ctx.window(12), frozenset({"PAYROLL"}))
-
-
-@kernel("power_months_12m")
-def _power_months(ctx: Context) -> Value:
-    return _paid_months(ctx, ctx.window(12), _UTILITY, "power")
+    return paid_months(ctx, ctx.window(12), frozenset({"PAYROLL"}))
 
 
 @kernel("longest_utility_gap_12m")

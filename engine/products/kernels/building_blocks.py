@@ -31,17 +31,14 @@ _FLOW_ITEMS: tuple[tuple[str, bool, frozenset[str] | None, str | None, str | Non
     ("bank_interest_received_fen", True, frozenset({"BANK_OWN"}), None, "interest", 0),
     ("bank_fees_paid_fen", False, frozenset({"BANK_OWN"}), None, "fee", 0),
     ("utility_paid_fen", False, frozenset({"UTILITY"}), None, None, 0),
-    ("utility_payment_count", False, frozenset({"UTILITY"}), None, None, 1),
     ("power_paid_fen", False, frozenset({"UTILITY"}), "power", None, 0),
     ("water_paid_fen", False, frozenset({"UTILITY"}), "water", None, 0),
     ("gas_paid_fen", False, frozenset({"UTILITY"}), "gas", None, 0),
     ("heating_paid_fen", False, frozenset({"UTILITY"}), "heating", None, 0),
     ("telecom_paid_fen", False, frozenset({"UTILITY"}), "telecom", None, 0),
     ("tax_paid_fen", False, frozenset({"TAX"}), None, None, 0),
-    ("tax_payment_count", False, frozenset({"TAX"}), None, None, 1),
     ("tax_refund_fen", True, frozenset({"TAX"}), None, None, 0),
     ("social_insurance_paid_fen", False, frozenset({"SOCIAL"}), "social_insurance", None, 0),
-    ("social_insurance_payment_count", False, frozenset({"SOCIAL"}), "social_insurance", None, 1),
     ("housing_fund_paid_fen", False, frozenset({"SOCIAL"}), "housing_fund", None, 0),
     ("government_received_fen", True, frozenset({"GOV_OTHER"}), None, None, 0),
     ("government_paid_fen", False, frozenset({"GOV_OTHER"}), None, None, 0),
@@ -224,19 +221,47 @@ def _company_to_individual(ctx: Context) -> Value:
     return sum(marks.get("to_person", 0) for marks in ctx.history.marks(ctx.months))
 
 
-_UTILITY_KINDS = ("power", "water", "gas", "heating", "telecom")
+def paid_months(
+    ctx: Context, months: list[int], classes: frozenset[str], subtype: str | None = None
+) -> int:
+    """How many of ``months`` have an outflow of ``classes`` (``subtype``)."""
+    return sum(1 for m in months if ctx.amount_out(classes, [m], subtype=subtype) > 0)
 
 
-@kernel("utility_types_paid")
-def _utility_types(ctx: Context) -> Value:
+_UTILITY = frozenset({"UTILITY"})
+_SOCIAL = frozenset({"SOCIAL"})
+_PAYROLL = frozenset({"PAYROLL"})
+
+
+@kernel("power_months_12m")
+def _power_months(ctx: Context) -> Value:
+    return paid_months(ctx, ctx.window(12), _UTILITY, "power")
+
+
+@kernel("water_months_12m")
+def _water_months(ctx: Context) -> Value:
+    return paid_months(ctx, ctx.window(12), _UTILITY, "water")
+
+
+@kernel("gas_months_12m")
+def _gas_months(ctx: Context) -> Value:
+    return paid_months(ctx, ctx.window(12), _UTILITY, "gas")
+
+
+@kernel("tax_burden_12m")
+def _tax_burden(ctx: Context) -> Value:
+    months = ctx.window(12)
+    return ratio(ctx.amount_out(frozenset({"TAX"}), months), ctx.amount_in(OP_IN, months))
+
+
+@kernel("payroll_without_social_months_12m")
+def _payroll_without_social(ctx: Context) -> Value:
     return sum(
-        1 for kind in _UTILITY_KINDS if ctx.flows(False, frozenset({"UTILITY"}), kind)[1] > 0
+        1
+        for m in ctx.window(12)
+        if ctx.amount_out(_PAYROLL, [m]) > 0
+        and ctx.amount_out(_SOCIAL, [m], subtype="social_insurance") == 0
     )
-
-
-@kernel("utility_share_of_outflow")
-def _utility_share(ctx: Context) -> Value:
-    return ratio(ctx.amount_out(frozenset({"UTILITY"})), ctx.amount_out())
 
 
 @kernel("psp_share_of_inflow")

@@ -153,7 +153,6 @@ ITEMS: dict[str, str] = {
     "tax_months_12m": _months(12, "tax_out"),
     "social_insurance_months_12m": _months(12, "social_out"),
     "payroll_months_12m": _months(12, "payroll_out"),
-    "power_months_12m": _months(12, "power_out"),
     "longest_utility_gap_12m": _UTILITY_GAP,
     "utility_payment_cv_12m": _UTILITY_CV,
     "tax_quarters_4q": _TAX_QUARTERS,
