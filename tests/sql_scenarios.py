@@ -464,6 +464,35 @@ def individuals_and_courts() -> Scenario:
     )
 
 
+def loan_proceeds() -> Scenario:
+    """Loans and where their proceeds go within three days: on a month's second-to-last
+    day (into the next month), on a quarter's last day (into the next quarter), two lenders
+    on one day (paying either renews, paying a third repays it), a lender repaid with its own
+    new loan, and a loan the day before the pull (10 January 2026, its days to come)."""
+    log = _Log(ENTERPRISES[5], {(BANK, "ACC-1"): 1_000_000})
+    log.add("2025-10-05 10:00", "in", 800_000, "CUST-A")
+    log.add("2025-10-30 10:00", "in", 1_000_000, BANK, channel="loan")
+    log.add("2025-10-30 15:00", "out", 300_000, "SUPP-A")
+    log.add("2025-11-01 10:00", "out", 400_000, "FIN-LOAN-0001")  # another lender: repaid
+    log.add("2025-11-02 10:00", "out", 200_000, "SUPP-B")  # the third day after: not within
+    log.add("2025-11-10 09:00", "in", 500_000, "FIN-LOAN-0001")
+    log.add("2025-11-10 09:30", "in", 200_000, "FIN-FACTOR-0001")
+    log.add("2025-11-10 15:00", "out", 450_000, "FIN-LOAN-0001")  # renewed with the lender
+    log.add("2025-11-11 10:00", "out", 100_000, BANK, channel="loan")  # repays the bank
+    log.add("2025-11-12 10:00", "out", 50_000, "FIN-FACTOR-0001")  # lent that day: renewal
+    log.add("2025-12-31 09:00", "in", 600_000, BANK, channel="loan")
+    log.add("2026-01-01 10:00", "out", 600_000, "SUPP-A")
+    log.add("2026-01-02 10:00", "out", 100_000, "FIN-LEASE-0001")  # a lessor lends too
+    log.add("2026-01-09 10:00", "in", 300_000, BANK, channel="loan")
+    log.add("2026-01-10 09:00", "out", 50_000, "SUPP-A")
+    return Scenario(
+        "loan_proceeds",
+        log.balanced(),
+        datetime(2026, 1, 10, 12, 0, tzinfo=CST),
+        (*_months("2025-10", "2026-01"), "2025Q4", "2026Q1"),
+    )
+
+
 def generated_flows() -> Scenario:
     """Three firms of the load-test generator over 13 months: seasonal sales, loans,
     leasing, factoring, exports, heating in winter, reversals, late and repeated events."""
@@ -497,5 +526,6 @@ SCENARIOS = (
     instants_and_ties(),
     quarters_of_trade(),
     individuals_and_courts(),
+    loan_proceeds(),
     generated_flows(),
 )

@@ -282,7 +282,6 @@ _SIMPLE: dict[str, tuple[str, bool | None, set[str] | None, str | None, str | No
     "bank_loan_repaid_fen": ("sum", False, {"BANK_OWN"}, None, "loan"),
     "bank_loan_repayment_count": ("count", False, {"BANK_OWN"}, None, "loan"),
     "bank_interest_paid_fen": ("sum", False, {"BANK_OWN"}, None, "interest"),
-    "bank_interest_received_fen": ("sum", True, {"BANK_OWN"}, None, "interest"),
     "bank_fees_paid_fen": ("sum", False, {"BANK_OWN"}, None, "fee"),
     "utility_paid_fen": ("sum", False, {"UTILITY"}, None, None),
     "power_paid_fen": ("sum", False, {"UTILITY"}, "power", None),
@@ -453,11 +452,6 @@ def _(t, m, p):
 @item("self_transfer_share")
 def _(t, m, p):
     return flow_share(t, m, "SELF")
-
-
-@item("psp_share_of_inflow")
-def _(t, m, p):
-    return share(total(t, m, True, {"PSP"}), total(t, m, True))
 
 
 @item("distinct_psps")
@@ -689,3 +683,39 @@ def _(t, m, p):
     months = window(m, 12)
     insured = set(months_paying(t, months, "SOCIAL", "social_insurance"))
     return len([x for x in months_paying(t, months, "PAYROLL") if x not in insured])
+
+
+# -- spec version 8: loan proceeds within three days ----------------------------------------
+
+
+def to_a_lender_out(x: Txn) -> bool:
+    return not x.inflow and to_a_lender(x)
+
+
+def loan_days(t: list[Txn], m: list[int]) -> list[tuple[int, int, int]]:
+    """(loans received, outflow of the day and the two after, paid in those days to lenders
+    that lent nothing that day) for each day of the period so far with a loan."""
+    found = []
+    for d in days_of(m):
+        loans = [x for x in t if x.day == d and lends(x)]
+        if not loans:
+            continue
+        lenders = {x.cp for x in loans}
+        ahead = [d + timedelta(days=k) for k in range(3)]
+        out = sum(x.amount for x in t if x.day in ahead and not x.inflow)
+        others = sum(
+            x.amount for x in t if x.day in ahead and to_a_lender_out(x) and x.cp not in lenders
+        )
+        found.append((sum(x.amount for x in loans), out, others))
+    return found
+
+
+@item("loan_proceeds_out_3d_share")
+def _(t, m, p):
+    days = loan_days(t, m)
+    return share(sum(min(a, o) for a, o, _ in days), sum(a for a, _, _ in days))
+
+
+@item("loan_proceeds_to_lenders_3d_fen")
+def _(t, m, p):
+    return sum(min(a, o) for a, _, o in loan_days(t, m))

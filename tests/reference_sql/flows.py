@@ -115,7 +115,6 @@ _EXPRESSIONS: dict[str, str] = {
     "bank_loan_repaid_fen": _out(_bank("loan")),
     "bank_loan_repayment_count": _n_out(_bank("loan")),
     "bank_interest_paid_fen": _out(_bank("interest")),
-    "bank_interest_received_fen": _in(_bank("interest")),
     "bank_fees_paid_fen": _out(_bank("fee")),
     # utilities
     "utility_paid_fen": _out(_cls("UTILITY")),
@@ -138,7 +137,6 @@ _EXPRESSIONS: dict[str, str] = {
     "psp_inflow_count": _n_in(_cls("PSP")),
     "psp_outflow_fen": _out(_cls("PSP")),
     "psp_outflow_count": _n_out(_cls("PSP")),
-    "psp_share_of_inflow": _share(_in(_cls("PSP")), _in()),
     "distinct_psps": "count(DISTINCT t.cp) FILTER (WHERE t.cls = 'PSP')",
     # trade: the sums (the counterparty-level items are in trade.py)
     "trade_inflow_fen": _in(_cls("TRADE")),
@@ -175,6 +173,46 @@ GROUP BY p.ent, p.label
 
 ITEMS: dict[str, str] = {item: per_period(value) for item, value in _EXPRESSIONS.items()}
 ITEMS["max_daily_inflow_fen"] = _MAX_DAILY_INFLOW
+
+# The days of each period so far with a loan received (``lent``), with the outflow of that day
+# and the two after (any period: into the next month), and what of it was paid to a lender
+# that lent nothing that day (paying the one that lent renews its loan).
+_LOAN_DAYS = f"""
+WITH loan_days AS (
+    SELECT p.ent, p.label, t.day, sum(t.amount) AS lent
+    FROM periods p JOIN txn t ON t.ent = p.ent AND t.day BETWEEN p.d0 AND p.e1
+    WHERE t.inflow AND ({_LENDER})
+    GROUP BY p.ent, p.label, t.day
+), proceeds AS (
+    SELECT l.*,
+           (SELECT coalesce(sum(x.amount), 0) FROM txn x
+            WHERE x.ent = l.ent AND NOT x.inflow AND x.day BETWEEN l.day AND l.day + 2) AS out3,
+           (SELECT coalesce(sum(x.amount), 0) FROM txn x
+            WHERE x.ent = l.ent AND NOT x.inflow AND x.day BETWEEN l.day AND l.day + 2
+              AND ({_LENDER.replace("t.", "x.")})
+              AND x.cp NOT IN (SELECT y.cp FROM txn y WHERE y.ent = l.ent AND y.day = l.day
+                               AND y.inflow AND ({_LENDER.replace("t.", "y.")}))) AS to_others
+    FROM loan_days l
+)
+"""
+
+
+def _per_loan_day(value: str) -> str:
+    """``value``, an aggregate over the rows ``l`` of the period's loan days."""
+    return f"""{_LOAN_DAYS}
+    SELECT p.ent, p.label, {value} AS value
+    FROM periods p LEFT JOIN proceeds l ON l.ent = p.ent AND l.label = p.label
+    GROUP BY p.ent, p.label
+    """
+
+
+ITEMS["loan_proceeds_out_3d_share"] = _per_loan_day(
+    "CASE WHEN coalesce(sum(l.lent), 0) = 0 THEN NULL "
+    "ELSE sum(least(l.lent, l.out3))::DOUBLE / sum(l.lent)::DOUBLE END"
+)
+ITEMS["loan_proceeds_to_lenders_3d_fen"] = _per_loan_day(
+    "coalesce(sum(least(l.lent, l.to_others)), 0)"
+)
 
 # the sum over the period's days of the smaller of the day's inflow and outflow, over inflow
 ITEMS["fast_in_out_ratio"] = """

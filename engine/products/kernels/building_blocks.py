@@ -28,7 +28,6 @@ _FLOW_ITEMS: tuple[tuple[str, bool, frozenset[str] | None, str | None, str | Non
     ("bank_loan_repaid_fen", False, frozenset({"BANK_OWN"}), None, "loan", 0),
     ("bank_loan_repayment_count", False, frozenset({"BANK_OWN"}), None, "loan", 1),
     ("bank_interest_paid_fen", False, frozenset({"BANK_OWN"}), None, "interest", 0),
-    ("bank_interest_received_fen", True, frozenset({"BANK_OWN"}), None, "interest", 0),
     ("bank_fees_paid_fen", False, frozenset({"BANK_OWN"}), None, "fee", 0),
     ("utility_paid_fen", False, frozenset({"UTILITY"}), None, None, 0),
     ("power_paid_fen", False, frozenset({"UTILITY"}), "power", None, 0),
@@ -264,11 +263,6 @@ def _payroll_without_social(ctx: Context) -> Value:
     )
 
 
-@kernel("psp_share_of_inflow")
-def _psp_share(ctx: Context) -> Value:
-    return ratio(ctx.amount_in(frozenset({"PSP"})), ctx.amount_in())
-
-
 @kernel("distinct_psps")
 def _distinct_psps(ctx: Context) -> Value:
     return len(ctx.of_class("PSP"))
@@ -346,6 +340,46 @@ def _distinct_fin(ctx: Context) -> Value:
     return len(ctx.of_class("FIN_PARTNER"))
 
 
+def _party(mark: str) -> str:
+    return mark.split("|", 2)[2]  # "loan_in|<class>|<counterparty>" (state/month.py)
+
+
+def _loan_days(ctx: Context) -> list[tuple[int, int, int]]:
+    """For each day of the period so far with a loan received: the loans, the outflow of
+    that day and the two after (into the next month: days to come have none yet), and what
+    of it went to a lender that lent nothing that day (a payment to one that did renews)."""
+    months = [*ctx.months, ctx.period.last_month + 1]
+    days, marks = ctx.history.days(months), ctx.history.marks(months)
+    found = []
+    for d in range(ctx.elapsed_days):
+        lent = {_party(k): v for k, v in marks[d].items() if k.startswith("loan_in|")}
+        if not lent:
+            continue
+        ahead = range(d, min(d + 3, len(days)))
+        out = sum(days[i].outflow for i in ahead)
+        to_others = sum(
+            v
+            for i in ahead
+            for k, v in marks[i].items()
+            if k.startswith("to_lender|") and _party(k) not in lent
+        )
+        found.append(
+            (sum(marks[d][k] for k in marks[d] if k.startswith("loan_in|")), out, to_others)
+        )
+    return found
+
+
+@kernel("loan_proceeds_out_3d_share")
+def _loan_proceeds_out(ctx: Context) -> Value:
+    days = _loan_days(ctx)
+    return ratio(sum(min(lent, out) for lent, out, _ in days), sum(lent for lent, _, _ in days))
+
+
+@kernel("loan_proceeds_to_lenders_3d_fen")
+def _loan_proceeds_to_lenders(ctx: Context) -> Value:
+    return sum(min(lent, to_others) for lent, _, to_others in _loan_days(ctx))
+
+
 @kernel("lender_inflow_fen")
 def _lender_inflow(ctx: Context) -> Value:
     return sum(ctx.amount_in(_FIN, subtype=subtype) for subtype in sorted(LENDING))
@@ -357,7 +391,7 @@ def _lenders_disbursing(ctx: Context) -> Value:
     # a lender is a counterparty, whichever class it came in as
     return len(
         {
-            mark.split("|", 2)[2]
+            _party(mark)
             for marks in ctx.history.marks(ctx.months)
             for mark in marks
             if mark.startswith("loan_in|")
