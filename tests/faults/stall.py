@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["RedisStall"]
@@ -83,36 +84,39 @@ class RedisStall:
             threading.Thread(target=self._answers, args=(link,), daemon=True).start()
 
     def _requests(self, link: _Link) -> None:
-        while True:
-            try:
-                data = link.client.recv(_CHUNK)
-            except OSError:
-                data = b""
-            if not data:
-                with contextlib.suppress(OSError):
-                    link.server.shutdown(socket.SHUT_WR)
-                return
-            with self._lock:
-                # Marked before the request leaves: its answer cannot come back first.
-                if self._armed is not None and self._armed in data.upper():
-                    link.holding, self._armed = True, None
-            with contextlib.suppress(OSError):
-                link.server.sendall(data)
+        _relay(link.client, link.server, lambda data: self._arm(link, data))
 
     def _answers(self, link: _Link) -> None:
-        while True:
-            try:
-                data = link.server.recv(_CHUNK)
-            except OSError:
-                data = b""
-            if not data:
-                with contextlib.suppress(OSError):
-                    link.client.shutdown(socket.SHUT_WR)
-                return
-            with self._lock:
-                if link.holding:
-                    link.held.append(data)
-                    self.holding.set()
-                    continue
+        _relay(link.server, link.client, lambda data: self._hold(link, data))
+
+    def _arm(self, link: _Link, request: bytes) -> bool:
+        with self._lock:
+            # Marked before the request leaves: its answer cannot come back first.
+            if self._armed is not None and self._armed in request.upper():
+                link.holding, self._armed = True, None
+        return True
+
+    def _hold(self, link: _Link, answer: bytes) -> bool:
+        """Whether the answer goes on now (else it is held until released)."""
+        with self._lock:
+            if link.holding:
+                link.held.append(answer)
+                self.holding.set()
+                return False
+        return True
+
+
+def _relay(source: socket.socket, sink: socket.socket, passes: Callable[[bytes], bool]) -> None:
+    """Copy ``source`` to ``sink`` until it closes, what ``passes`` lets through."""
+    while True:
+        try:
+            data = source.recv(_CHUNK)
+        except OSError:
+            data = b""
+        if not data:
             with contextlib.suppress(OSError):
-                link.client.sendall(data)
+                sink.shutdown(socket.SHUT_WR)
+            return
+        if passes(data):
+            with contextlib.suppress(OSError):
+                sink.sendall(data)
