@@ -18,11 +18,12 @@ pseudonyms. The parts:
 - parties:  "class|counterparty" -> [inflow, outflow, count] (every class but SELF; one
             counterparty can appear in several classes, e.g. by channel)
 - registry: registry version -> transactions it classified
-- marks:    day of month -> {mark: [amount, count]}, the flows the signal rules follow by day
-            (:func:`mark_of`: loans received, money to persons, to the firm's own accounts
-            and to lenders, judicial deductions); only days that have one. Loans received
-            and paid are kept by lender, "loan_in|<class>|<counterparty>": a loan renewed
-            with the lender that lent it is told from one repaying another lender
+- marks:    day of month -> {mark: [amount, count]}, the flows followed by day that the
+            other parts cannot tell apart (:func:`mark_of`: loans received, money to persons,
+            to the firm's own accounts and to lenders, judicial deductions, cash deposits,
+            platform settlements, money from persons); only days that have one. Loans
+            received and paid are kept by lender, "loan_in|<class>|<counterparty>": a loan
+            renewed with the lender that lent it is told from one repaying another lender
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Contribution(NamedTuple):
     currency: str | None  # key in ``currency`` when not CNY
     party: str | None  # key in ``parties`` (None for SELF)
     registry: str  # key in ``registry``
-    mark: str | None = None  # key in a day of ``marks``
+    marks: tuple[str, ...] = ()  # keys in a day of ``marks`` (a cash deposit by a person: two)
 
 
 def contribution(
@@ -91,21 +92,34 @@ def contribution(
         currency=None if currency == "CNY" else currency,
         party=None if party is None else f"{cls}|{party}",
         registry=str(registry),
-        mark=_mark_key(mark_of(inflow, cls, subtype, channel, individual), party, cls),
+        marks=tuple(
+            _mark_key(mark, party, cls)
+            for mark in mark_of(inflow, cls, subtype, channel, individual)
+        ),
     )
 
 
-def _mark_key(mark: str | None, party: str | None, cls: str) -> str | None:
+def _mark_key(mark: str, party: str | None, cls: str) -> str:
     if mark in ("loan_in", "to_lender"):
         return f"{mark}|{cls}|{party}"
     return mark
 
 
-def mark_of(inflow: bool, cls: str, subtype: str, channel: str, individual: bool) -> str | None:
-    """What the signal rules follow of a transaction by day, if anything:
+# The inflows marked by their class (a loan is marked by lender; the rest by kind alone).
+_IN_MARKS: dict[str, str] = {CounterpartyClass.CASH: "cash_in", CounterpartyClass.PSP: "psp_in"}
+
+
+def mark_of(
+    inflow: bool, cls: str, subtype: str, channel: str, individual: bool
+) -> tuple[str, ...]:
+    """What is followed of a transaction by day (none, one, or for an inflow two marks):
 
     - ``loan_in``: a loan received: from the account-holding bank on channel loan, or from a
       financing partner that lends (bank, lender, lessor, factor);
+    - ``cash_in``: a cash deposit (CASH); ``psp_in``: a platform's settlement (PSP): the
+      days keep inflow by day and the flows by class, neither both: these say which days;
+    - ``from_person``: received from an individual, the firm's own accounts (SELF) apart,
+      whatever its class (a person may deposit cash, or lend): the flows do not know kinds;
     - ``to_person``: paid to an individual, salaries (PAYROLL) apart;
     - ``to_self``: moved to the firm's own account elsewhere (SELF);
     - ``to_lender``: paid to a lending partner, or principal to the account-holding bank;
@@ -115,16 +129,24 @@ def mark_of(inflow: bool, cls: str, subtype: str, channel: str, individual: bool
         cls == CounterpartyClass.FIN_PARTNER and subtype in LENDING
     )
     if inflow:
-        return "loan_in" if lending else None
+        by_class = _IN_MARKS.get(cls, "loan_in" if lending else None)
+        person = individual and cls != CounterpartyClass.SELF
+        if by_class is None:
+            return ("from_person",) if person else ()
+        return (by_class, "from_person") if person else (by_class,)
+    return _out_mark(cls, lending, individual)
+
+
+def _out_mark(cls: str, lending: bool, individual: bool) -> tuple[str, ...]:
     if cls == CounterpartyClass.JUDICIAL:
-        return "judicial"
+        return ("judicial",)
     if lending:
-        return "to_lender"
+        return ("to_lender",)
     if cls == CounterpartyClass.SELF:
-        return "to_self"
+        return ("to_self",)
     if individual and cls != CounterpartyClass.PAYROLL:
-        return "to_person"
-    return None
+        return ("to_person",)
+    return ()
 
 
 def _at_time_of_day(booking: list[Any]) -> list[Any]:
@@ -196,7 +218,7 @@ class MonthAgg:
 
     def add(self, sign: int, amount: int, day: int, keys: Contribution) -> None:
         """:meth:`change` with its keys computed beforehand (the ledger's per-event path)."""
-        flow, slot, operating, cross, currency, party, registry, mark = keys
+        flow, slot, operating, cross, currency, party, registry, marked = keys
         signed = sign * amount
         _bump(self.flows, flow, signed, sign)
         if cross is not None:
@@ -230,11 +252,12 @@ class MonthAgg:
             self.registry[registry] = left
         else:
             del self.registry[registry]
-        if mark is not None:
+        if marked:
             marks = self.marks.get(day_key)
             if marks is None:
                 marks = self.marks[day_key] = {}
-            _bump(marks, mark, signed, sign)
+            for mark in marked:
+                _bump(marks, mark, signed, sign)
             if not marks:
                 del self.marks[day_key]
 

@@ -288,14 +288,20 @@ MONTH_VIEW_PARTS = (
 )
 
 
-def _plain_mark(t: Any) -> str | None:
-    """What the signal rules follow of a transaction by day (state/month.py's marks), from
-    its class, channel and counterparty kind."""
+def _plain_marks(t: Any) -> list[str]:
+    """What is followed of a transaction by day (state/month.py's marks), from its class,
+    channel and counterparty kind."""
     lends = (t.cls, t.channel) == ("BANK_OWN", "loan") or (
         t.cls == "FIN_PARTNER" and t.subtype in ("bank", "lender", "lessor", "factor")
     )
     if t.inflow:
-        return "loan_in" if lends else None
+        holding = [
+            ("loan_in", lends),
+            ("cash_in", t.cls == "CASH"),
+            ("psp_in", t.cls == "PSP"),
+            ("from_person", t.individual and t.cls != "SELF"),
+        ]
+        return [mark for mark, holds in holding if holds]
     for mark, holds in (
         ("judicial", t.cls == "JUDICIAL"),
         ("to_lender", lends),
@@ -303,8 +309,8 @@ def _plain_mark(t: Any) -> str | None:
         ("to_person", t.individual and t.cls != "PAYROLL"),
     ):
         if holds:
-            return mark
-    return None
+            return [mark]
+    return []
 
 
 # Restated from the README's taxonomy, not imported: operating inflow and outflow classes.
@@ -349,10 +355,9 @@ def _plain_views(log: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any
                 party[column] += t.amount
                 party[2] += 1
             view["registry"][version] = view["registry"].get(version, 0) + 1
-            mark = _plain_mark(t)
-            if mark in ("loan_in", "to_lender"):  # kept by lender
-                mark = f"{mark}|{t.cls}|{PSEUDONYM(t.cp)}"
-            if mark is not None:
+            for mark in _plain_marks(t):
+                if mark in ("loan_in", "to_lender"):  # kept by lender
+                    mark = f"{mark}|{t.cls}|{PSEUDONYM(t.cp)}"
                 marked = view["marks"].setdefault(str(t.day.day), {}).setdefault(mark, [0, 0])
                 marked[0] += t.amount
                 marked[1] += 1

@@ -104,3 +104,31 @@ def test_a_month_written_before_marks_decodes_with_none() -> None:
     assert MonthAgg.decode(agg.encode()).marks == agg.marks
     loan(-1)
     assert agg.marks == {}  # a reversal leaves no empty day behind
+
+
+def test_a_persons_cash_deposit_carries_two_marks_and_its_reversal_removes_both() -> None:
+    agg = MonthAgg()
+
+    def deposit(sign: int, cls: str, individual: bool) -> None:  # on the 9th
+        agg.change(
+            sign,
+            inflow=True,
+            amount=700,
+            cls=cls,
+            subtype="",
+            channel="cash" if cls == "CASH" else "transfer",
+            currency="CNY",
+            cross_border=False,
+            day=9,
+            party="p",
+            registry=1,
+            individual=individual,
+        )
+
+    deposit(1, "CASH", True)
+    deposit(1, "PSP", False)
+    deposit(1, "SELF", True)  # the firm's own money, whatever its kind: no mark
+    assert agg.marks == {"9": {"cash_in": [700, 1], "from_person": [700, 1], "psp_in": [700, 1]}}
+    deposit(-1, "CASH", True)
+    deposit(-1, "PSP", False)
+    assert agg.marks == {}
