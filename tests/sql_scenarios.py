@@ -493,6 +493,44 @@ def loan_proceeds() -> Scenario:
     )
 
 
+def persons_cash_platforms() -> Scenario:
+    """Money from persons (by kind, by an id's shape, a kind that overrides the shape, cash
+    a person deposits, a lender that is a person, the firm's own money apart), cash deposits
+    and platform settlements by day (two on one day, withdrawals and fees on days of their
+    own, a reversed one, a month's last day); pulled on 15 January 2026 at noon, in a
+    partial month whose settlement that morning counts."""
+    ent = ENTERPRISES[0]
+    log = _Log(ent, {(BANK, "ACC-1"): 1_000_000, (BANK, "ACC-2"): 0})
+    log.add("2025-10-03 10:00", "in", 50_000, PERSON, channel="cash")  # a person's cash
+    log.add("2025-10-03 15:00", "in", 30_000, "CASH-DESK", channel="cash", account="ACC-2")
+    log.add("2025-10-05 10:00", "in", 80_000, "PSP-ALIPAY-0001")
+    log.add("2025-10-05 11:00", "in", 20_000, "PSP-TENPAY-0001")  # the same day: one
+    log.add("2025-10-06 10:00", "out", 3_000, "PSP-ALIPAY-0001")  # a fee: no settlement
+    log.add("2025-10-07 10:00", "in", 20_000, "CASH-DESK", channel="cash")
+    log.add("2025-10-07 11:00", "out", 10_000, "CASH-DESK", channel="cash")
+    log.add("2025-10-09 10:00", "out", 5_000, "CASH-DESK", channel="cash")  # withdrawn only
+    log.add("2025-10-10 10:00", "in", 70_000, "OWNER-0001", kind="individual")
+    log.add("2025-10-11 10:00", "in", 40_000, PERSON, kind="organization")  # told otherwise
+    log.add("2025-10-12 10:00", "in", 60_000, ent, bank=OTHER_BANK, kind="individual")  # own
+    log.add("2025-10-13 10:00", "in", 100_000, "FIN-LOAN-0001", kind="individual")  # lends
+    settled = log.add("2025-10-20 10:00", "in", 15_000, "PSP-TENPAY-0001")
+    for day in ("02", "15", "30"):
+        log.add(f"2025-11-{day} 10:00", "in", 25_000, "PSP-ALIPAY-0001")
+    deposit = log.add("2025-11-10 10:00", "in", 7_000, PERSON, channel="cash")
+    log.add("2025-11-30 16:00", "in", 9_000, PERSON, channel="cash")  # the month's last day
+    log.add("2025-12-31 10:00", "in", 11_000, "PSP-TENPAY-0001")
+    log.add("2026-01-02 10:00", "in", 8_000, "CASH-DESK", channel="cash")
+    log.add("2026-01-15 09:00", "in", 6_000, "PSP-ALIPAY-0001")  # the pull's day, begun
+    log.add("2026-01-15 10:00", "in", 4_000, PERSON, kind="individual")
+    events = log.balanced()
+    return Scenario(
+        "persons_cash_platforms",
+        [*events, reversal(settled), reversal(deposit)],
+        datetime(2026, 1, 15, 12, 0, tzinfo=CST),
+        (*_months("2025-10", "2026-01"), "2025Q4", "2026Q1"),
+    )
+
+
 def generated_flows() -> Scenario:
     """Three firms of the load-test generator over 13 months: seasonal sales, loans,
     leasing, factoring, exports, heating in winter, reversals, late and repeated events."""
@@ -527,5 +565,6 @@ SCENARIOS = (
     quarters_of_trade(),
     individuals_and_courts(),
     loan_proceeds(),
+    persons_cash_platforms(),
     generated_flows(),
 )

@@ -276,7 +276,6 @@ _SIMPLE: dict[str, tuple[str, bool | None, set[str] | None, str | None, str | No
     "cash_withdrawal_count": ("count", False, {"CASH"}, None, None),
     "self_transfer_in_fen": ("sum", True, {"SELF"}, None, None),
     "self_transfer_out_fen": ("sum", False, {"SELF"}, None, None),
-    "self_transfer_out_count": ("count", False, {"SELF"}, None, None),
     "bank_loan_disbursed_fen": ("sum", True, {"BANK_OWN"}, None, "loan"),
     "bank_loan_disbursed_count": ("count", True, {"BANK_OWN"}, None, "loan"),
     "bank_loan_repaid_fen": ("sum", False, {"BANK_OWN"}, None, "loan"),
@@ -300,7 +299,6 @@ _SIMPLE: dict[str, tuple[str, bool | None, set[str] | None, str | None, str | No
     "psp_inflow_fen": ("sum", True, {"PSP"}, None, None),
     "psp_inflow_count": ("count", True, {"PSP"}, None, None),
     "psp_outflow_fen": ("sum", False, {"PSP"}, None, None),
-    "psp_outflow_count": ("count", False, {"PSP"}, None, None),
     "trade_inflow_fen": ("sum", True, {"TRADE"}, None, None),
     "trade_inflow_count": ("count", True, {"TRADE"}, None, None),
     "trade_outflow_fen": ("sum", False, {"TRADE"}, None, None),
@@ -437,11 +435,6 @@ def _(t, m, p):
 @item("accounts_with_activity")
 def _(t, m, p):
     return len({x.account for x in of(t, m)})
-
-
-@item("cash_net_fen")
-def _(t, m, p):
-    return net(t, m, {"CASH"})
 
 
 @item("cash_share_of_flow")
@@ -616,6 +609,24 @@ def _(t, m, p):
         and x.cls not in ("PAYROLL", "SELF", "JUDICIAL")
         and not to_a_lender(x)
     )
+
+
+# -- spec version 9: money from persons, cash and platform settlements by day ---------------
+
+
+@item("individual_inflow_fen")
+def _(t, m, p):
+    return sum(x.amount for x in of(t, m) if x.inflow and x.individual and x.cls != "SELF")
+
+
+@item("cash_deposit_days")
+def _(t, m, p):
+    return days_with(t, m, True, {"CASH"})
+
+
+@item("psp_inflow_days")
+def _(t, m, p):
+    return days_with(t, m, True, {"PSP"})
 
 
 @item("two_way_counterparties")

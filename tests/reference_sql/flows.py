@@ -58,6 +58,12 @@ def _sub(cls: str, subtype: str) -> str:
     return f"t.cls = '{cls}' AND t.sub = '{subtype}'"
 
 
+def _days_with_inflow(cls: str) -> str:
+    """count(days d in P where in(cls, d) > 0), days so far (up to the pull's day, e1): an
+    amount is above zero (the contract), so a day with one such inflow has a positive sum."""
+    return f"count(DISTINCT t.day) FILTER (WHERE t.inflow AND t.cls = '{cls}' AND t.day <= p.e1)"
+
+
 _ALL_FLOW = f"({_in()} + {_out()})"
 # a lender: the account-holding bank on channel loan, or a financing partner that lends
 _LENDING = "('bank', 'lender', 'lessor', 'factor')"  # the FIN_PARTNER subtypes that lend
@@ -98,17 +104,19 @@ _EXPRESSIONS: dict[str, str] = {
     "cash_deposit_count": _n_in(_cls("CASH")),
     "cash_withdrawal_fen": _out(_cls("CASH")),
     "cash_withdrawal_count": _n_out(_cls("CASH")),
-    "cash_net_fen": f"{_in(_cls('CASH'))} - {_out(_cls('CASH'))}",
+    # days of the period so far with a deposit: the sum of the day's cash inflow above zero
+    "cash_deposit_days": _days_with_inflow("CASH"),
     "cash_share_of_flow": _share(f"{_in(_cls('CASH'))} + {_out(_cls('CASH'))}", _ALL_FLOW),
     # self_transfers
     "self_transfer_in_fen": _in(_cls("SELF")),
     "self_transfer_out_fen": _out(_cls("SELF")),
-    "self_transfer_out_count": _n_out(_cls("SELF")),
     "self_transfer_share": _share(f"{_in(_cls('SELF'))} + {_out(_cls('SELF'))}", _ALL_FLOW),
     # paid to a person: not as salary (PAYROLL), to the firm itself, by a court, nor to a lender
     "company_to_individual_fen": _out(
         f"t.individual AND t.cls NOT IN ('PAYROLL', 'SELF', 'JUDICIAL') AND NOT ({_LENDER})"
     ),
+    # received from a person, whatever the class, the firm's own accounts apart
+    "individual_inflow_fen": _in("t.individual AND t.cls <> 'SELF'"),
     # bank_dealings
     "bank_loan_disbursed_fen": _in(_bank("loan")),
     "bank_loan_disbursed_count": _n_in(_bank("loan")),
@@ -136,7 +144,7 @@ _EXPRESSIONS: dict[str, str] = {
     "psp_inflow_fen": _in(_cls("PSP")),
     "psp_inflow_count": _n_in(_cls("PSP")),
     "psp_outflow_fen": _out(_cls("PSP")),
-    "psp_outflow_count": _n_out(_cls("PSP")),
+    "psp_inflow_days": _days_with_inflow("PSP"),
     "distinct_psps": "count(DISTINCT t.cp) FILTER (WHERE t.cls = 'PSP')",
     # trade: the sums (the counterparty-level items are in trade.py)
     "trade_inflow_fen": _in(_cls("TRADE")),

@@ -22,7 +22,6 @@ _FLOW_ITEMS: tuple[tuple[str, bool, frozenset[str] | None, str | None, str | Non
     ("cash_withdrawal_count", False, frozenset({"CASH"}), None, None, 1),
     ("self_transfer_in_fen", True, frozenset({"SELF"}), None, None, 0),
     ("self_transfer_out_fen", False, frozenset({"SELF"}), None, None, 0),
-    ("self_transfer_out_count", False, frozenset({"SELF"}), None, None, 1),
     ("bank_loan_disbursed_fen", True, frozenset({"BANK_OWN"}), None, "loan", 0),
     ("bank_loan_disbursed_count", True, frozenset({"BANK_OWN"}), None, "loan", 1),
     ("bank_loan_repaid_fen", False, frozenset({"BANK_OWN"}), None, "loan", 0),
@@ -46,7 +45,6 @@ _FLOW_ITEMS: tuple[tuple[str, bool, frozenset[str] | None, str | None, str | Non
     ("psp_inflow_fen", True, frozenset({"PSP"}), None, None, 0),
     ("psp_inflow_count", True, frozenset({"PSP"}), None, None, 1),
     ("psp_outflow_fen", False, frozenset({"PSP"}), None, None, 0),
-    ("psp_outflow_count", False, frozenset({"PSP"}), None, None, 1),
     ("trade_inflow_fen", True, frozenset({TRADE}), None, None, 0),
     ("trade_inflow_count", True, frozenset({TRADE}), None, None, 1),
     ("trade_outflow_fen", False, frozenset({TRADE}), None, None, 0),
@@ -198,9 +196,10 @@ def _judicial_deduction_days(ctx: Context) -> Value:
 # -- cash, self transfers, banks, utilities, public bodies, platforms -------------------------
 
 
-@kernel("cash_net_fen")
-def _cash_net(ctx: Context) -> Value:
-    return _net(ctx, frozenset({"CASH"}))
+@kernel("cash_deposit_days")
+def _cash_deposit_days(ctx: Context) -> Value:
+    # the cash_in mark (state/month.py mark_of): the days keep inflow, not inflow by class
+    return sum(1 for marks in ctx.marks if marks.get("cash_in", 0) > 0)
 
 
 @kernel("cash_share_of_flow")
@@ -218,6 +217,18 @@ def _company_to_individual(ctx: Context) -> Value:
     # the to_person mark (state/month.py mark_of): paid to a person, and not as salary, to
     # the firm's own account, by a court or to a lender, which the mark's order leaves out
     return sum(marks.get("to_person", 0) for marks in ctx.history.marks(ctx.months))
+
+
+@kernel("individual_inflow_fen")
+def _individual_inflow(ctx: Context) -> Value:
+    # the from_person mark: received from a person in any class but SELF (the flows keep
+    # classes, not kinds); a cash deposit by a person carries it beside cash_in
+    return sum(marks.get("from_person", 0) for marks in ctx.history.marks(ctx.months))
+
+
+@kernel("psp_inflow_days")
+def _psp_inflow_days(ctx: Context) -> Value:
+    return sum(1 for marks in ctx.marks if marks.get("psp_in", 0) > 0)
 
 
 def paid_months(
