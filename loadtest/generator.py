@@ -6,11 +6,11 @@ supplier payments, monthly payroll, utilities (heating in the northern winter) a
 insurance, monthly or quarterly tax, export rebates and purchases abroad, payment-platform
 receipts and refunds, shops paid mostly in cash, receivables sold to a factor, equity rounds, fees
 to public bodies, loans with monthly repayments, bank fees and deposit interest, cash, transfers
-between its own accounts, payments to persons (by a resident identity number, or an account
-the bank says is a person's), refunds to customers, and court deductions for firms in a
-lawsuit: every class, channel, subtype and counterparty kind the products read. Balances
-follow each account's bookings. A few events are reversed, a few are published late (weeks
-to months after booking), a few are delivered twice.
+between its own accounts, payments to and from persons (by a resident identity number, or an
+account the bank says is a person's; a person's cash deposit), refunds to customers, and court
+deductions for firms in a lawsuit: every class, channel, subtype and counterparty kind the
+products read. Balances follow each account's bookings. A few events are reversed, a few are
+published late (weeks to months after booking), a few are delivered twice.
 
 Events come month by month in roughly booking order, late ones when they are due, so memory
 stays bounded by one month of events.
@@ -280,7 +280,7 @@ def resident_id(seed: str) -> str:
 
 
 def _persons_and_courts(ent: Enterprise, b: _Month, level: float) -> None:
-    """Money to persons (公转私), refunds to customers, and court deductions."""
+    """Money to and from persons (公转私, 私转公), refunds to customers, court deductions."""
     rng = b.rng
     if rng.random() < 0.15:  # to the owner's own card (by its id's shape) or a contractor's
         amount = int(rng.uniform(10_000, 800_000) * level) + 100
@@ -289,6 +289,12 @@ def _persons_and_courts(ent: Enterprise, b: _Month, level: float) -> None:
         else:  # an account number: the bank says it is a person's
             person = f"P-{ent.id[-6:]}"
             b.book(ent, b.at(), False, amount, "transfer", person, kind="individual")
+    if rng.random() < 0.1:  # from persons (私转公): the owner tops up, or deposits cash
+        amount = int(rng.uniform(10_000, 500_000) * level) + 100
+        if rng.random() < 0.5:
+            b.book(ent, b.at(), True, amount, "transfer", resident_id(ent.id))
+        else:
+            b.book(ent, b.at(), True, amount, "cash", f"P-{ent.id[-6:]}", kind="individual")
     if rng.random() < 0.1:  # a refund to a customer, who is then paid and paying
         refund = int(rng.uniform(1_000, 100_000) * level) + 100
         b.book(ent, b.at(), False, refund, "transfer", rng.choice(ent.customers))
