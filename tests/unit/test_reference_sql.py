@@ -15,34 +15,19 @@ kernels over the month views (as tests/unit/test_ledger.py does).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from engine import codec
-from engine.api.products import history_from_fields
-from engine.errors import NotFoundError
-from engine.events.contract import Txn, validate
-from engine.periods import Period, format_month, parse_month
-from engine.products.assemble import render_items
-from engine.products.classify import load_registry
-from engine.products.specs import SPECS_DIR, load_products
-from engine.pseudonym import Pseudonymizer
-from state.ledger import PartitionLedger
-from state.ledger_types import Source
-from state.memory import MemoryStore
-from state.views import CARRY_FIELD, month_field
 from tests import reference_sql
 from tests.compare import same
+from tests.scenario_products import Products, served
 from tests.sql_scenarios import SCENARIOS, Scenario
 from tests.strategies import transaction_log
 
-Products = dict[str, dict[str, dict[str, Any]]]
 CST = timezone(timedelta(hours=8))
-_REGISTRY = load_registry(SPECS_DIR / "registries.toml")
-_SPECS = load_products()
 
 
 @dataclass(frozen=True)
@@ -84,51 +69,6 @@ DISAGREEMENTS: dict[tuple[str, str], Disagreement] = _merge()
 # -- the two sides ----------------------------------------------------------------------
 
 
-def engine_products(
-    log: list[dict[str, Any]], as_of: datetime, history_months: int, wanted: Products
-) -> Products:
-    """The engine's value of every item of ``wanted``'s periods that it serves: the ledger
-    over the log in arrival order, pruned as a worker at ``as_of`` prunes, then the
-    products rendered from the views (months and carry) as the API renders them."""
-    ledger = PartitionLedger(MemoryStore(), Pseudonymizer(b"test-key"), lambda: _REGISTRY)
-    for offset, element in enumerate(log):
-        txn = validate(element, element["bank"])
-        assert isinstance(txn, Txn), txn
-        ledger.apply(txn, Source(f"bank.{element['bank']}.txns", 0, offset, None))
-    ledger.commit(len(log))
-    this_month = parse_month(as_of.astimezone(CST).strftime("%Y-%m"))
-    assert this_month is not None
-    ledger.prune(this_month - history_months + 1)
-    pull_us = (as_of - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-    views: dict[str, dict[bytes, bytes]] = {}
-    for enterprise_id, months in ledger.enterprises():  # as published (state/views.py)
-        views[enterprise_id] = {
-            month_field(format_month(m)).encode(): codec.dumps(agg.view())
-            for m, agg in months.items()
-        }
-    for enterprise_id, carry in ledger.carries():
-        views.setdefault(enterprise_id, {})[CARRY_FIELD.encode()] = carry.encode()
-    result: Products = {}
-    for enterprise_id, fields in views.items():
-        history = history_from_fields(fields)
-        result[enterprise_id] = {}
-        for label in wanted.get(enterprise_id, {}):
-            quarterly = "Q" in label
-            period = Period.quarterly(label) if quarterly else Period.monthly(label)
-            assert period is not None
-            spec = _SPECS["quarterly" if quarterly else "monthly"]
-            try:
-                rendered = render_items(spec, period, history, pull_us)
-            except NotFoundError:
-                continue  # not served
-            result[enterprise_id][label] = {
-                item: value
-                for segment in rendered["segments"]
-                for item, value in segment["items"].items()
-            }
-    return result
-
-
 def _disagreements(sql: Products, engine: Products) -> dict[str, list[str]]:
     """Item -> readable differences, over every period of ``sql``."""
     found: dict[str, list[str]] = {}
@@ -148,8 +88,8 @@ def _compare(scenario: Scenario) -> dict[str, list[str]]:
         enterprise_id: {label: v for label, v in periods.items() if label in scenario.labels}
         for enterprise_id, periods in sql.items()
     }
-    asked = {enterprise_id: dict.fromkeys(scenario.labels) for enterprise_id in sql}
-    engine = engine_products(scenario.log, scenario.as_of, scenario.history_months, asked)
+    asked = {enterprise_id: scenario.labels for enterprise_id in sql}
+    engine = served(scenario.log, scenario.as_of, scenario.history_months, asked)
     # a period is shown by both or by neither (a quarter begun before the kept history)
     assert {e: sorted(p) for e, p in sql.items()} == {e: sorted(p) for e, p in engine.items()}
     return _disagreements(sql, engine)
@@ -199,5 +139,5 @@ def test_every_covered_item_agrees_over_generated_logs(log: list[dict[str, Any]]
         e: {label: v for label, v in periods.items() if label not in ("2026-03", "2026Q1")}
         for e, periods in sql.items()
     }
-    engine = engine_products(log, as_of, 36, sql)
+    engine = served(log, as_of, 36, sql)
     assert not _disagreements(sql, engine)
