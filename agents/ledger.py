@@ -38,7 +38,7 @@ from engine.periods import format_month, us_to_cst_iso
 from engine.products.classify import Registry
 from state.kv import KVStore
 from state.ledger import PartitionLedger
-from state.ledger_types import Outcome, Progress, SetAside, Source
+from state.ledger_types import Outcome, Progress, Rejection, SetAside, Source
 from state.views import CARRY_FIELD, NewerViewsError, ViewStore, month_field
 
 __all__ = ["LedgerStage", "as_of", "is_outage"]
@@ -246,6 +246,7 @@ class LedgerStage:
                     self._metrics.lag,
                     self._metrics.next_offset,
                     self._metrics.watermark,
+                    self._metrics.reversals_waiting,
                 ):
                     gauge.remove(str(partition))
 
@@ -473,7 +474,7 @@ class LedgerStage:
             return
         started = time.perf_counter()
         try:
-            await self._send_rejections(ledger)
+            await self._send_rejections(ledger.rejections)
             changed = ledger.commit(pending.next_offset)
         except BaseException:
             self._rollback(partition)
@@ -583,11 +584,11 @@ class LedgerStage:
         await self._seek(partition, expected)
         return True
 
-    async def _send_rejections(self, ledger: PartitionLedger) -> None:
-        if not ledger.rejections:
+    async def _send_rejections(self, rejections: list[Rejection]) -> None:
+        if not rejections:
             return
         outbox = Outbox(self._sender)
-        for rejection in ledger.rejections:
+        for rejection in rejections:
             source = rejection.source
             record = rejected_record(
                 rejection.reason,
@@ -613,6 +614,9 @@ class LedgerStage:
                 if ledger is None:
                     continue
                 await self._commit(partition)  # prune works on committed state only
+                # confirmed on the rejects topic before prune forgets them: a crash between
+                # the two sends them again (same key), never loses them
+                await self._send_rejections(ledger.expiring_reversals(before_month))
                 pruned = ledger.prune(before_month)
                 offset = ledger.progress.next_offset
             if pruned:

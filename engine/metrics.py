@@ -110,6 +110,14 @@ class WorkerMetrics:
             ["partition"],
             registry=registry,
         )
+        self.reversals_waiting = Gauge(
+            "creditflow_reversals_waiting",
+            "Reversals of a partition waiting for their original. One whose original never "
+            "comes goes to the rejects topic (bad_reversal) when its own booking leaves the "
+            "kept history.",
+            ["partition"],
+            registry=registry,
+        )
         self.access_commands = Counter(
             "creditflow_access_commands_total",
             "Commands of the access log applied, by outcome (applied, refused, unreadable).",

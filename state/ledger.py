@@ -697,6 +697,40 @@ class PartitionLedger:
         self._fetched = {}  # committed values may have changed
         return pruned
 
+    @property
+    def reversals_waiting(self) -> int:
+        """Reversals waiting for their original (uncommitted ones included)."""
+        return len(self._pending)
+
+    def expiring_reversals(self, before_month: int) -> list[Rejection]:
+        """The reversals still waiting for their original that ``prune(before_month)`` will
+        drop, as rejections for the rejects topic: send them before pruning.
+
+        A reversal is booked after its original, so once its own booking leaves the kept
+        history its original could only arrive too old for the intake: it never will. (Also
+        the fate of a reversal whose original was pruned before it came: the ledger cannot
+        tell that original from one not yet arrived, so it waits with the others.) Dropping
+        it silently would lose a bank's correction that was never applied; an operator sees
+        it with its reason instead.
+        """
+        horizon_us = month_start_us(before_month)
+        expiring = []
+        for original_key, reversal_id in self._pending.items():
+            _, enterprise_id, bank, _ = original_key.decode().split("|", 3)
+            record = self._record(ledger_key(enterprise_id, bank, reversal_id.decode()))
+            if record is None or record[_BOOKED] >= horizon_us:
+                continue
+            event, (topic, partition, offset, index) = record[_EVENT]
+            expiring.append(
+                Rejection(
+                    RejectReason.BAD_REVERSAL,
+                    "its original never arrived within the kept history",
+                    event,
+                    Source(topic, partition, offset, index),
+                )
+            )
+        return expiring
+
     def carry(self, enterprise_id: str) -> Carry | None:
         """What the enterprise keeps of its pruned months, if any were pruned."""
         raw = self._store.get(carry_key(enterprise_id))

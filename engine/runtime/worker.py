@@ -491,5 +491,8 @@ def build_worker(settings: Settings) -> Worker:
             metrics.state_bytes.labels(str(partition)).set(
                 sum(f.stat().st_size for f in state_dir(settings, partition).iterdir())
             )
+            metrics.reversals_waiting.labels(str(partition)).set(
+                ledger.ledger(partition).reversals_waiting
+            )
 
     return worker

@@ -17,6 +17,7 @@ from redis import Redis
 
 from engine.errors import ConfigurationError, StateError
 from engine.events.partitioner import partition_for
+from engine.events.rejects import read_rejects
 from engine.periods import CST, current_month, format_month
 from engine.runtime.observe import worker_samples
 from engine.runtime.runner import EmbeddedStack, embedded_stack, prepare_worker
@@ -105,7 +106,9 @@ def test_a_shorter_history_is_rejected_at_intake_and_pruned_from_state_and_views
     # With the default 36 months, a booking 20 months old is kept and served: the last of
     # a savings account, which holds CNY 15,000.00 since.
     old = _booking("OLD", 20, account="SAVINGS-9", balance_after_fen=1_500_000)
-    publish_by_bank(stack, [old, _booking("NEW", 1)])
+    # and a bank's correction, 20 months old too, of a booking that never came
+    orphan = _booking("ORPHAN-REVERSAL", 20, reversal_of="NEVER-BOOKED")
+    publish_by_bank(stack, [old, orphan, _booking("NEW", 1)])
     wait_until(lambda: _status(stack, 20) == 200 and _status(stack, 1) == 200)
     closing = _closing_balance(stack, 1)
     # The worker restarts keeping 15 months: it prunes the older month from its state and
@@ -120,6 +123,16 @@ def test_a_shorter_history_is_rejected_at_intake_and_pruned_from_state_and_views
         for partition in range(PARTITIONS)
         if state_dir(stack.settings, partition).exists()
         for key in _state_keys(stack, partition)
+    )
+    # The correction waited for its original; leaving the kept history, it goes to the
+    # rejects topic with its reason rather than vanishing with the pruned state.
+    bootstrap = stack.settings.kafka_bootstrap
+    assert bootstrap is not None
+    wait_until(
+        lambda: any(
+            r["reason"] == "bad_reversal" and "ORPHAN-REVERSAL" in r["original"]
+            for r in read_rejects(bootstrap)
+        )
     )
     # ... and its intake rejects a booking 16 months old as too old, one 14 months old not.
     rejected = _too_old(stack)

@@ -236,11 +236,22 @@ def test_pruning_forgets_what_falls_out_of_the_kept_history(new_store: StoreFact
             balance_after_fen=month,
         )
         for month in range(1, 13)
-    ] + [event(txn_id="R-old", booked_at="2025-02-20T10:00:00+08:00", reversal_of="never-seen")]
+    ] + [
+        event(txn_id="R-old", booked_at="2025-02-20T10:00:00+08:00", reversal_of="never-seen"),
+        event(txn_id="R-new", booked_at="2025-08-20T10:00:00+08:00", reversal_of="not-yet"),
+    ]
     ledger = PartitionLedger(new_store(), PSEUDONYM, current_registry)
     ledger.commit(_apply(ledger, log))
     before = _engine_products(ledger, reference.products(log))
     horizon = 2025 * 12 + 5  # June 2025
+    # A reversal whose own booking leaves the kept history can no longer meet its original:
+    # it goes to the rejects topic with its reason (the worker sends it before pruning) ...
+    assert ledger.reversals_waiting == 2
+    (expiring,) = ledger.expiring_reversals(horizon)
+    assert expiring.reason == RejectReason.BAD_REVERSAL
+    assert "never arrived" in expiring.detail
+    assert (expiring.event["txn_id"], expiring.source.offset) == ("R-old", 12)
+    # ... and one booked within it goes on waiting.
     pruned = ledger.prune(horizon)
     months, carry = pruned[event()["enterprise_id"]]
     assert list(pruned) == [event()["enterprise_id"]]
@@ -268,6 +279,7 @@ def test_pruning_forgets_what_falls_out_of_the_kept_history(new_store: StoreFact
         )
     assert all(month >= horizon for _, months in ledger.enterprises() for month in months)
     assert ledger.prune(horizon) == {}  # idempotent
+    assert ledger.reversals_waiting == 1 and ledger.expiring_reversals(horizon) == []
     # The old transaction is forgotten entirely: it could now be booked again.
     again = validate(event(txn_id="T1", booked_at="2025-01-15T10:00:00+08:00"), "BANK0001")
     assert isinstance(again, Txn)
