@@ -24,6 +24,7 @@ from engine.runtime.runner import EmbeddedStack, embedded_stack, prepare_worker
 from engine.runtime.worker import state_dir
 from state.ledger_types import META_KEY, Progress
 from state.rocksdb import RocksDBStore, shared_block_cache
+from state.views import CARRY_FIELD
 from tests.factories import enterprise_ids, event
 from tests.integration.conftest import (
     BANKS,
@@ -155,11 +156,16 @@ def _state_keys(stack: EmbeddedStack, partition: int) -> list[bytes]:
 
 
 def test_the_api_is_not_ready_while_a_partition_has_no_views(stack: EmbeddedStack) -> None:
+    # Runs after the test above, whose pruning left ENTERPRISE a carry (the savings account).
     partition = partition_for(ENTERPRISE, PARTITIONS)
     wait_until(lambda: get(f"{stack.api_url}/readyz")[0] == 200)
+    closing = _closing_balance(stack, 1)
     redis = Redis.from_url(stack.settings.redis_url.get_secret_value())
+    views = f"{stack.settings.redis_prefix}:v1:ent:{{{ENTERPRISE}}}"
     try:
-        redis.delete(f"{stack.settings.redis_prefix}:v1:part:{partition}")  # its views are gone
+        assert redis.hexists(views, CARRY_FIELD)
+        # its views are gone: the partition's marker and the enterprise's hash
+        redis.delete(f"{stack.settings.redis_prefix}:v1:part:{partition}", views)
     finally:
         redis.close()
     status, body = get(f"{stack.api_url}/readyz")
@@ -169,4 +175,5 @@ def test_the_api_is_not_ready_while_a_partition_has_no_views(stack: EmbeddedStac
     # them all, and the API is ready again.
     publish_by_bank(stack, [_booking("AGAIN", 2)])
     wait_until(lambda: get(f"{stack.api_url}/readyz")[0] == 200)
-    assert _status(stack, 1) == 200
+    # The carry is republished with the months: the pruned savings account still counts.
+    assert _status(stack, 1) == 200 and _closing_balance(stack, 1) == closing
