@@ -4,7 +4,7 @@ months and carry, at the pull's instant."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -15,7 +15,7 @@ from engine.errors import NotFoundError
 from engine.events.contract import Txn, validate
 from engine.periods import CST, Period, format_month, parse_month
 from engine.products.assemble import render_items
-from engine.products.classify import load_registry
+from engine.products.classify import load_registry, parse_registry
 from engine.products.history import History
 from engine.products.specs import SPECS_DIR, load_products
 from engine.pseudonym import Pseudonymizer
@@ -35,13 +35,20 @@ Products = dict[str, dict[str, dict[str, Any]]]
 
 
 def published(
-    log: Iterable[Mapping[str, Any]], as_of: datetime, history_months: int
+    log: Iterable[Mapping[str, Any]],
+    as_of: datetime,
+    history_months: int,
+    registries: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> dict[str, History]:
     """Each firm of ``log`` as the API reads it: the ledger over the log in arrival order,
-    pruned as a worker at ``as_of`` prunes, then its published months and carry."""
-    ledger = PartitionLedger(MemoryStore(), Pseudonymizer(b"test-key"), lambda: _REGISTRY)
+    pruned as a worker at ``as_of`` prunes, then its published months and carry.
+    ``registries``: reloads, each (the offset from which it is current, its document)."""
+    reloads = {offset: parse_registry(doc) for offset, doc in registries}
+    current = [_REGISTRY]
+    ledger = PartitionLedger(MemoryStore(), Pseudonymizer(b"test-key"), lambda: current[0])
     count = 0
     for offset, element in enumerate(log):
+        current[0] = reloads.get(offset, current[0])  # as a worker's RegistryWatcher
         txn = validate(element, element["bank"])
         assert isinstance(txn, Txn), txn
         ledger.apply(txn, Source(f"bank.{element['bank']}.txns", 0, offset, None))
@@ -66,12 +73,13 @@ def served(
     as_of: datetime,
     history_months: int,
     wanted: Mapping[str, Iterable[str]],
+    registries: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> Products:
     """The periods of ``wanted`` that the engine serves at ``as_of``: every item by id, and
     the response's ``coverage``; a period it does not serve (NotFound) is left out."""
     now_us = (as_of - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     result: Products = {}
-    for enterprise_id, history in published(log, as_of, history_months).items():
+    for enterprise_id, history in published(log, as_of, history_months, registries).items():
         result[enterprise_id] = {}
         for label in wanted.get(enterprise_id, ()):
             period = Period.quarterly(label) if "Q" in label else Period.monthly(label)
@@ -90,7 +98,7 @@ def served(
 def _scenario_history(name: str) -> tuple[str, History]:
     (scenario,) = [s for s in SCENARIOS if s.name == name]
     ((enterprise_id, history),) = published(
-        scenario.log, scenario.as_of, scenario.history_months
+        scenario.log, scenario.as_of, scenario.history_months, scenario.registries
     ).items()
     return enterprise_id, history
 

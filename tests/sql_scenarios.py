@@ -7,8 +7,10 @@ each account's running balance in booking order, as a bank would report them.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from loadtest.generator import GeneratorConfig, generate
@@ -29,6 +31,9 @@ class Scenario:
     as_of: datetime
     labels: tuple[str, ...]  # the periods compared
     history_months: int = 36
+    # registry reloads: (the arrival index from which it classifies, the registries document
+    # as specs/registries.toml holds it); before the first, specs/registries.toml's
+    registries: tuple[tuple[int, dict[str, Any]], ...] = ()
 
 
 @dataclass
@@ -531,6 +536,48 @@ def persons_cash_platforms() -> Scenario:
     )
 
 
+def registry_reload() -> Scenario:
+    """The registries reloaded mid-log: a new version classifies events from then on, by
+    arrival, not by booking; what was counted keeps its class. Version 4 lists a waterworks
+    that was a supplier, and no longer lists the power company."""
+    with (Path(__file__).resolve().parents[1] / "specs" / "registries.toml").open("rb") as f:
+        current = tomllib.load(f)
+    reloaded = {
+        "version": current["version"] + 1,
+        "entries": [e for e in current["entries"] if e["id"] != "UTIL-POWER-0001"]
+        + [{"id": "CP-WATERWORKS-9", "class": "UTILITY", "subtype": "water", "name": "某水厂"}],
+    }
+    log = _Log(ENTERPRISES[7], {(BANK, "ACC-1"): 2_000_000})
+    before = []
+    for label in _months("2025-07", "2025-09"):
+        before.append(log.add(f"{label}-05 10:00", "in", 600_000, "CUST-A"))
+        before.append(log.add(f"{label}-10 10:00", "out", 45_000, "CP-WATERWORKS-9"))
+        before.append(log.add(f"{label}-18 10:00", "out", 30_000, "UTIL-POWER-0001"))
+    late = log.add("2025-09-25 10:00", "out", 20_000, "CP-WATERWORKS-9")  # arrives after
+    after = []
+    for label in _months("2025-10", "2025-12"):
+        after.append(log.add(f"{label}-05 10:00", "in", 650_000, "CUST-A"))
+        after.append(log.add(f"{label}-10 10:00", "out", 47_000, "CP-WATERWORKS-9"))
+        after.append(log.add(f"{label}-18 10:00", "out", 31_000, "UTIL-POWER-0001"))
+        after.append(log.add(f"{label}-20 10:00", "out", 9_000, "UTIL-POWER-0001", "utility"))
+    log.balanced()
+    arrival = [
+        *before,
+        # from here version 4 classifies
+        late,  # booked in September, before the reload: the version at its arrival counts
+        dict(before[1]),  # a redelivery of a supplier payment: changes nothing
+        reversal(before[4]),  # removes a payment counted as trade, as trade
+        *after,
+    ]
+    return Scenario(
+        "registry_reload",
+        arrival,
+        datetime(2026, 1, 10, tzinfo=CST),
+        (*_months("2025-07", "2025-12"), "2025Q3", "2025Q4"),
+        registries=((len(before), reloaded),),
+    )
+
+
 def generated_flows() -> Scenario:
     """Three firms of the load-test generator over 13 months: seasonal sales, loans,
     leasing, factoring, exports, heating in winter, reversals, late and repeated events."""
@@ -566,5 +613,6 @@ SCENARIOS = (
     individuals_and_courts(),
     loan_proceeds(),
     persons_cash_platforms(),
+    registry_reload(),
     generated_flows(),
 )

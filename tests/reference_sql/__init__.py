@@ -18,7 +18,7 @@ The segments the subject's facts make (query records, disputes, statements) are 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -63,10 +63,14 @@ NOT_COVERED: dict[str, list[str]] = {
 
 
 def products(
-    events: Iterable[Mapping[str, Any]], as_of: datetime, history_months: int = 36
+    events: Iterable[Mapping[str, Any]],
+    as_of: datetime,
+    history_months: int = 36,
+    registries: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every covered item of every period a pull at ``as_of`` can name."""
-    db = connect(events, as_of, history_months)
+    """Every covered item of every period a pull at ``as_of`` can name (``registries``:
+    reloads, as ``_pipeline.connect`` takes them)."""
+    db = connect(events, as_of, history_months, registries)
     try:
         kinds = {
             (ent, label): kind

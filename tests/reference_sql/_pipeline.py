@@ -1,7 +1,9 @@
 """From a table of raw events to the relations every item query reads, in SQL (DuckDB).
 
 Python only loads rows: the events as delivered (arrival order kept in ``seq``), the
-registry entries of specs/registries.toml and the parameters of specs/products.toml. Every
+registry entries of specs/registries.toml and of each reload (with the ``seq`` from which it
+classifies: a version classifies the events that arrive while it is current) and the
+parameters of specs/products.toml. Every
 rule is a view below, written from the README's event contract and the classification rules
 that engine/products/classify.py's docstring states:
 
@@ -36,7 +38,7 @@ first transaction stays what the bank booked.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,9 @@ CREATE TABLE raw (
     balance HUGEINT, channel VARCHAR, cp VARCHAR, cp_bank VARCHAR, reversal_of VARCHAR,
     cp_kind VARCHAR
 );
-CREATE TABLE registry (id VARCHAR, class VARCHAR, subtype VARCHAR, bank_code VARCHAR);
+CREATE TABLE registry (
+    from_seq BIGINT, id VARCHAR, class VARCHAR, subtype VARCHAR, bank_code VARCHAR
+);
 CREATE TABLE params (name VARCHAR, value DOUBLE);
 CREATE TABLE clock (as_of_us BIGINT, history_months INTEGER);
 """
@@ -141,7 +145,10 @@ SELECT c.ent, c.bank, c.account, c.txn_id, c.us, c.amount, c.balance, c.channel,
            WHEN c.channel = 'utility' THEN 'other'
            ELSE ''
        END AS sub
-FROM counted c LEFT JOIN registry g ON g.id = c.cp;
+FROM counted c
+LEFT JOIN registry g
+  ON g.id = c.cp
+ AND g.from_seq = (SELECT max(v.from_seq) FROM registry v WHERE v.from_seq <= c.seq);
 
 CREATE TABLE now AS
 SELECT as_of_us,
@@ -266,9 +273,15 @@ CREATE VIEW quarters AS SELECT * FROM periods WHERE kind = 'quarterly';
 
 
 def connect(
-    events: Iterable[Mapping[str, Any]], as_of: datetime, history_months: int
+    events: Iterable[Mapping[str, Any]],
+    as_of: datetime,
+    history_months: int,
+    registries: Sequence[tuple[int, Mapping[str, Any]]] = (),
 ) -> duckdb.DuckDBPyConnection:
-    """A database holding the events as delivered and every view the items read."""
+    """A database holding the events as delivered and every view the items read.
+
+    ``registries``: reloads, each (the arrival index from which it classifies, the
+    registries document); before the first, specs/registries.toml classifies."""
     db = duckdb.connect(":memory:")
     db.execute(_SCHEMA)
     rows = [
@@ -299,10 +312,14 @@ def connect(
             [value for r in chunk for value in r],
         )
     with (SPECS / "registries.toml").open("rb") as handle:
-        entries = tomllib.load(handle)["entries"]
+        versions = [(0, tomllib.load(handle)), *registries]
     db.executemany(
-        "INSERT INTO registry VALUES (?, ?, ?, ?)",
-        [(e["id"], e["class"], e.get("subtype"), e.get("bank_code")) for e in entries],
+        "INSERT INTO registry VALUES (?, ?, ?, ?, ?)",
+        [
+            (from_seq, e["id"], e["class"], e.get("subtype"), e.get("bank_code"))
+            for from_seq, doc in versions
+            for e in doc["entries"]
+        ],
     )
     with (SPECS / "products.toml").open("rb") as handle:
         parameters = tomllib.load(handle)["parameters"]

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tests import reference_sql
 from tests.compare import same
-from tests.scenario_products import Products, served
+from tests.scenario_products import Products, render, served
 from tests.sql_scenarios import SCENARIOS, Scenario
 from tests.strategies import transaction_log
 
@@ -83,13 +83,17 @@ def _disagreements(sql: Products, engine: Products) -> dict[str, list[str]]:
 
 
 def _compare(scenario: Scenario) -> dict[str, list[str]]:
-    sql = reference_sql.products(scenario.log, scenario.as_of, scenario.history_months)
+    sql = reference_sql.products(
+        scenario.log, scenario.as_of, scenario.history_months, scenario.registries
+    )
     sql = {
         enterprise_id: {label: v for label, v in periods.items() if label in scenario.labels}
         for enterprise_id, periods in sql.items()
     }
     asked = {enterprise_id: scenario.labels for enterprise_id in sql}
-    engine = served(scenario.log, scenario.as_of, scenario.history_months, asked)
+    engine = served(
+        scenario.log, scenario.as_of, scenario.history_months, asked, scenario.registries
+    )
     # a period is shown by both or by neither (a quarter begun before the kept history)
     assert {e: sorted(p) for e, p in sql.items()} == {e: sorted(p) for e, p in engine.items()}
     return _disagreements(sql, engine)
@@ -141,3 +145,19 @@ def test_every_covered_item_agrees_over_generated_logs(log: list[dict[str, Any]]
     }
     engine = served(log, as_of, 36, sql)
     assert not _disagreements(sql, engine)
+
+
+def test_a_registry_reload_classifies_what_arrives_from_then_on() -> None:
+    """The registry_reload scenario read by hand: version 4 lists the waterworks (a supplier
+    under version 3) and drops the power company; both sides agree with this reading in
+    test_the_engine_and_the_sql_reference_differ_only_where_recorded."""
+    # August: the waterworks payment, counted as trade, is reversed after the reload: gone
+    assert render("registry_reload", "2025-08")["trade_outflow_fen"] == 0
+    # September: one payment as trade (arrived before), the late one as water (after)
+    september = render("registry_reload", "2025-09")
+    assert (september["trade_outflow_fen"], september["water_paid_fen"]) == (45_000, 20_000)
+    # October: the waterworks is water; the power company is a supplier on a transfer, and
+    # an unlisted utility (not power) on the utility channel
+    october = render("registry_reload", "2025-10")
+    assert (october["water_paid_fen"], october["power_paid_fen"]) == (47_000, 0)
+    assert (october["trade_outflow_fen"], october["utility_paid_fen"]) == (31_000, 56_000)
