@@ -578,6 +578,50 @@ def registry_reload() -> Scenario:
     )
 
 
+def _after_the_pull(name: str, ent: str, pulled: str, later: str) -> Scenario:
+    """A pull at ``pulled`` (China time) while the bank has booked up to ``later``: a bank's
+    clock ahead of ours, which the contract accepts up to a day. Bookings of every kind on
+    the pull's day after its instant, and at ``later``."""
+    log = _Log(ent, {(BANK, "ACC-1"): 500_000})
+    _steady(log, "2025-12", "2026-02")
+    day = pulled[:10]
+    log.add(f"{day} 08:00", "in", 120_000, "CUST-A")
+    log.add(f"{day} 09:00", "in", 80_000, BANK, channel="loan")  # a loan, then out
+    for when in (f"{day} 23:00", later):
+        log.add(when, "in", 90_000, "CUST-B")
+        log.add(when, "in", 30_000, "PSP-ALIPAY-0001")
+        log.add(when, "in", 20_000, "CASH-DESK", channel="cash")
+        log.add(when, "in", 15_000, PERSON, kind="individual")
+        log.add(when, "out", 60_000, "SUPP-A")
+        log.add(when, "out", 25_000, "COURT-DESK", channel="judicial")
+        log.add(when, "out", 10_000, PERSON, kind="individual")
+        log.add(when, "out", 5_000, "UTIL-POWER-0001")
+    log.add(later, "in", 3_000_000, "CUST-C")  # the largest day's inflow, after the pull
+    log.add(later, "out", 5_500_000, "SUPP-B")  # overdrawn, after the pull
+    pull = datetime.strptime(pulled, "%Y-%m-%d %H:%M").replace(tzinfo=CST)
+    return Scenario(
+        name,
+        log.balanced(),
+        pull,
+        (*_months("2025-12", pulled[:7]), "2025Q4", "2026Q1"),
+    )
+
+
+def bookings_after_the_pull() -> Scenario:
+    """The next day's bookings arrive before a pull in the evening of 30 March 2026."""
+    return _after_the_pull(
+        "bookings_after_the_pull", ENTERPRISES[0], "2026-03-30 20:00", "2026-03-31 06:00"
+    )
+
+
+def bookings_in_the_next_period() -> Scenario:
+    """A pull on the evening of 31 March 2026, the last day of a month and a quarter,
+    while the bank has booked on 1 April."""
+    return _after_the_pull(
+        "bookings_in_the_next_period", ENTERPRISES[1], "2026-03-31 20:00", "2026-04-01 06:00"
+    )
+
+
 def generated_flows() -> Scenario:
     """Three firms of the load-test generator over 13 months: seasonal sales, loans,
     leasing, factoring, exports, heating in winter, reversals, late and repeated events."""
@@ -614,5 +658,7 @@ SCENARIOS = (
     loan_proceeds(),
     persons_cash_platforms(),
     registry_reload(),
+    bookings_after_the_pull(),
+    bookings_in_the_next_period(),
     generated_flows(),
 )

@@ -80,9 +80,10 @@ _EXPRESSIONS: dict[str, str] = {
     "distinct_counterparties": "count(DISTINCT t.cp) FILTER (WHERE t.cp <> t.ent)",
     "operating_inflow_fen": _in(f"t.cls IN {OP_IN}"),
     "operating_outflow_fen": _out(f"t.cls IN {OP_OUT}"),
-    "active_days": "count(DISTINCT t.day)",
-    "inflow_days": "count(DISTINCT t.day) FILTER (WHERE t.inflow)",
-    # days of the period so far (up to the pull's day: e1)
+    # days of the period so far (up to the pull's day: e1; a bank may book up to a day
+    # ahead of the pull, and that day has not come)
+    "active_days": "count(DISTINCT t.day) FILTER (WHERE t.day <= p.e1)",
+    "inflow_days": "count(DISTINCT t.day) FILTER (WHERE t.inflow AND t.day <= p.e1)",
     "operating_inflow_days": (
         f"count(DISTINCT t.day) FILTER (WHERE t.inflow AND t.cls IN {OP_IN} AND t.day <= p.e1)"
     ),
@@ -170,12 +171,12 @@ _EXPRESSIONS: dict[str, str] = {
     "foreign_currencies": "count(DISTINCT t.currency) FILTER (WHERE t.currency <> 'CNY')",
 }
 
-# The largest total inflow of one day of the period: a per-day sum first.
+# The largest total inflow of one day of the period so far: a per-day sum first.
 _MAX_DAILY_INFLOW = """
 SELECT p.ent, p.label, coalesce(max(d.total), 0) AS value
 FROM periods p LEFT JOIN (
     SELECT ent, label, day, sum(amount) AS total FROM ptxn WHERE inflow GROUP BY ent, label, day
-) d ON d.ent = p.ent AND d.label = p.label
+) d ON d.ent = p.ent AND d.label = p.label AND d.day <= p.e1
 GROUP BY p.ent, p.label
 """
 
@@ -222,14 +223,20 @@ ITEMS["loan_proceeds_to_lenders_3d_fen"] = _per_loan_day(
     "coalesce(sum(least(l.lent, l.to_others)), 0)"
 )
 
-# the sum over the period's days of the smaller of the day's inflow and outflow, over inflow
+# the sum over the period's days so far of the smaller of the day's inflow and outflow, over
+# the period's inflow (in(ALL): every inflow booked in it)
 ITEMS["fast_in_out_ratio"] = """
 SELECT p.ent, p.label,
-       (SELECT CASE WHEN sum(d.day_in) = 0 THEN NULL
-                    ELSE sum(least(d.day_in, d.day_out))::DOUBLE / sum(d.day_in) END
-        FROM (SELECT coalesce(sum(t.amount) FILTER (WHERE t.inflow), 0) AS day_in,
-                     coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow), 0) AS day_out
-              FROM ptxn t WHERE t.ent = p.ent AND t.label = p.label AND t.day <= p.e1
-              GROUP BY t.day) d) AS value
+       (SELECT CASE WHEN coalesce(sum(t.amount) FILTER (WHERE t.inflow), 0) = 0 THEN NULL
+                    ELSE (SELECT coalesce(sum(least(d.day_in, d.day_out)), 0)
+                          FROM (SELECT coalesce(sum(x.amount) FILTER (WHERE x.inflow), 0)
+                                           AS day_in,
+                                       coalesce(sum(x.amount) FILTER (WHERE NOT x.inflow), 0)
+                                           AS day_out
+                                FROM ptxn x
+                                WHERE x.ent = p.ent AND x.label = p.label AND x.day <= p.e1
+                                GROUP BY x.day) d)::DOUBLE
+                         / sum(t.amount) FILTER (WHERE t.inflow) END
+        FROM ptxn t WHERE t.ent = p.ent AND t.label = p.label) AS value
 FROM periods p
 """
