@@ -15,24 +15,15 @@ clock, so the data set reads the same in any year.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from engine import codec
-from engine.events.contract import Txn, validate
-from engine.periods import CST, Period
-from engine.products.assemble import render_items
-from engine.products.classify import load_registry
-from engine.products.history import History, MonthView
-from engine.products.specs import SPECS_DIR, load_products
-from engine.pseudonym import Pseudonymizer
+from engine.periods import CST
 from loadtest.generator import GeneratorConfig, generate
-from state.ledger import PartitionLedger
-from state.ledger_types import Source
-from state.memory import MemoryStore
 from tests import reference_sql
 from tests.compare import differences
+from tests.scenario_products import served
 
 CONFIG = GeneratorConfig(
     seed=41,
@@ -47,7 +38,6 @@ CONFIG = GeneratorConfig(
 )
 # The pull: October 2026 and its quarter are partial, the months after the data's last empty.
 AS_OF = datetime(2026, 10, 15, 12, 0, tzinfo=CST)
-AS_OF_US = (AS_OF - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 # Items that are zero or null for every enterprise by the design of the generator, each with
 # the reason; any other item must be non-zero somewhere.
 SILENT_BY_DESIGN: dict[str, str] = {}
@@ -64,31 +54,8 @@ def _expected() -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _engine(expected: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    registry = load_registry(SPECS_DIR / "registries.toml")
-    ledger = PartitionLedger(MemoryStore(), Pseudonymizer(b"realistic"), lambda: registry)
-    for offset, event in enumerate(_log()):
-        txn = validate(event, event["bank"])
-        if isinstance(txn, Txn):
-            ledger.apply(txn, Source(f"bank.{event['bank']}.txns", 0, offset, None))
-    ledger.commit(len(_log()))
-    specs = load_products()
-    served: dict[str, dict[str, Any]] = {}
-    for enterprise_id, months in ledger.enterprises():
-        history = History(
-            {m: MonthView.from_json(codec.loads(codec.dumps(a.view()))) for m, a in months.items()}
-        )
-        served[enterprise_id] = {}
-        for label in expected.get(enterprise_id, {}):
-            product = "quarterly" if "Q" in label else "monthly"
-            period = (Period.quarterly if product == "quarterly" else Period.monthly)(label)
-            assert period is not None
-            rendered = render_items(specs[product], period, history, AS_OF_US)
-            served[enterprise_id][label] = {
-                item: value
-                for segment in rendered["segments"]
-                for item, value in segment["items"].items()
-            }
-    return served
+    """The engine's items of the periods of ``expected``, as the API renders them."""
+    return served(_log(), AS_OF, 36, {e: list(periods) for e, periods in expected.items()})
 
 
 def test_every_item_of_the_realistic_data_set_equals_the_reference() -> None:
