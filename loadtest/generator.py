@@ -5,7 +5,9 @@ trend (stable, growing, shrinking, or stopping), seasonal sales from a power-law
 supplier payments, monthly payroll, utilities (heating in the northern winter) and social
 insurance, monthly or quarterly tax, export rebates and purchases abroad, payment-platform
 receipts and refunds, shops paid mostly in cash, receivables sold to a factor, equity rounds, fees
-to public bodies, loans with monthly repayments, bank fees and deposit interest, cash, transfers
+to public bodies, loans with monthly repayments (some buying back receivables from the
+factor within days), bank fees and deposit interest, acceptance
+bills (a margin deposited, the bill paid at maturity, the margin returned), cash, transfers
 between its own accounts, payments to and from persons (by a resident identity number, or an
 account the bank says is a person's; a person's cash deposit), refunds to customers, and court
 deductions for firms in a lawsuit: every class, channel, subtype and counterparty kind the
@@ -255,18 +257,36 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
     if ent.loan_month is not None:
         if b.month == ent.loan_month:
             b.book(ent, b.at(5), True, ent.loan_fen, "loan", bank, cp_bank=bank)
+            if ent.id[-5] in "01234":  # half of them buy back receivables from the factor
+                b.book(ent, b.at(6), False, ent.loan_fen // 4, "transfer", _FACTOR)
         elif b.month > ent.loan_month:
             b.book(ent, b.at(20), False, ent.loan_fen // 12, "loan", bank, cp_bank=bank)
             b.book(ent, b.at(20), False, ent.loan_fen // 200, "interest", bank, cp_bank=bank)
     b.book(ent, b.at(28), False, rng.randrange(500, 5_000), "fee", bank, cp_bank=bank)
     if b.month % 3 == 2:  # deposit interest, credited quarterly on the 21st
         b.book(ent, b.at(21), True, rng.randrange(100, 50_000), "interest", bank, cp_bank=bank)
+    if ent.id[-4] in "0123" and rng.random() < 0.3:  # about one firm in eight pays by bill
+        _acceptance_bill(ent, b, level, bank)
     _persons_and_courts(ent, b, level)
     if len(ent.accounts) > 1 and rng.random() < 0.5:  # same-name transfer between own accounts
         amount = rng.randrange(10_000, 1_000_000)
         when = b.at()
         b.book(ent, when, False, amount, "transfer", ent.id, ent.accounts[0])
         b.book(ent, when + timedelta(seconds=1), True, amount, "transfer", ent.id, ent.accounts[1])
+
+
+def _acceptance_bill(ent: Enterprise, b: _Month, level: float, bank: str) -> None:
+    """A bank acceptance bill to pay a supplier: a margin deposited when it is issued, the
+    bill paid at maturity (the bank debits the firm and pays the holder), the margin
+    sometimes returned then (an inflow on channel margin)."""
+    rng = b.rng
+    face = int(rng.uniform(200_000, 5_000_000) * level) + 100
+    margin = face * rng.choice((3, 5, 10)) // 10
+    b.book(ent, b.at(), False, margin, "margin", bank, cp_bank=bank)
+    if rng.random() < 0.7:  # a bill issued months ago falls due
+        b.book(ent, b.at(), False, face, "bill", bank, cp_bank=bank)
+        if rng.random() < 0.5:
+            b.book(ent, b.at(), True, margin, "margin", bank, cp_bank=bank)
 
 
 def resident_id(seed: str) -> str:

@@ -36,7 +36,7 @@ from engine.products.classify import LENDING, OPERATING_IN, OPERATING_OUT, Count
 
 __all__ = ["UNKNOWN", "Contribution", "MonthAgg", "contribution", "flow_key", "mark_of"]
 
-_BANK_CHANNELS = ("loan", "interest", "fee")
+_BANK_CHANNELS = ("loan", "interest", "fee", "margin", "bill")
 UNKNOWN: Any = object()  # a day's second booking that is not known
 # Day keys are JSON object keys (strings); built once rather than per event.
 _DAY_KEYS = tuple(str(day) for day in range(32))

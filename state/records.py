@@ -161,6 +161,8 @@ CHANNELS: tuple[str, ...] = (
     "fx",
     "other",
     "judicial",
+    "margin",
+    "bill",
 )
 # Decoded classes are the enum members, as classify returns them.
 _CLASS_VALUES: tuple[CounterpartyClass, ...] = tuple(CounterpartyClass(c) for c in CLASSES)

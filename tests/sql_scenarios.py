@@ -172,6 +172,8 @@ def every_class_and_channel() -> Scenario:
         log.add(f"{d}-24 11:00", "out", 12_000, "CP-AT-BANK", cp_bank=BANK)  # TRADE
         log.add(f"{d}-24 12:00", "in", 3_000, OTHER_BANK, bank=OTHER_BANK, account="ACC-9")
         log.add(f"{d}-24 13:00", "out", 800, "LOAN-SHOP", channel="interest", cp_bank="X")
+        log.add(f"{d}-24 14:00", "out", 90_000, BANK, channel="margin")
+        log.add(f"{d}-24 15:00", "out", 250_000, "BILL-DESK", channel="bill", cp_bank=BANK)
         log.add(f"{d}-26 10:00", "in", 400_000, "FOREIGN-BUYER", currency="USD")
         log.add(f"{d}-26 11:00", "out", 90_000, "HK-SUPPLIER", currency="HKD")
         log.add(f"{d}-26 12:00", "out", 60_000, "FX-DESK", channel="fx", currency="CNY")
@@ -622,6 +624,51 @@ def bookings_in_the_next_period() -> Scenario:
     )
 
 
+def margins_and_bills() -> Scenario:
+    """Margin deposits and acceptance bills paid (channels margin and bill, spec version 10):
+    to the bank by its code and to an account at it, at a second reporting bank, a margin
+    returned (an inflow), a reversed deposit, a bill booked to a holder at another bank
+    (TRADE), a margin with a guarantor (the registry: FIN_PARTNER) and one into an account
+    the bank books under the firm's own id (SELF); pulled in a partial January."""
+    ent = ENTERPRISES[6]
+    log = _Log(ent, {(BANK, "ACC-1"): 9_000_000, (OTHER_BANK, "ACC-9"): 2_000_000})
+    log.add("2025-10-08 10:00", "out", 500_000, BANK, channel="margin")
+    log.add("2025-10-08 11:00", "out", 200_000, "MARGIN-ACCT-01", channel="margin", cp_bank=BANK)
+    log.add("2025-10-09 10:00", "out", 80_000, "FIN-GUAR-0001", channel="margin")  # guarantor
+    log.add("2025-10-10 10:00", "out", 60_000, ent, channel="margin")  # own id: SELF
+    log.add("2025-10-31 23:30", "out", 1_000_000, BANK, channel="bill")  # the 31st, China time
+    log.add("2025-11-05 10:00", "out", 400_000, "BILL-HOLDER-A", channel="bill", cp_bank="X")
+    log.add("2025-11-06 10:00", "in", 300_000, BANK, channel="margin")  # returned: apart
+    deposit = log.add("2025-11-07 10:00", "out", 70_000, BANK, channel="margin")
+    log.add(
+        "2025-12-15 10:00",
+        "out",
+        40_000,
+        OTHER_BANK,
+        channel="margin",
+        bank=OTHER_BANK,
+        account="ACC-9",
+    )
+    log.add(
+        "2025-12-16 10:00",
+        "out",
+        600_000,
+        "BILL-DESK",
+        channel="bill",
+        bank=OTHER_BANK,
+        account="ACC-9",
+        cp_bank=OTHER_BANK,
+    )
+    log.add("2026-01-05 10:00", "out", 150_000, BANK, channel="bill")
+    events = log.balanced()
+    return Scenario(
+        "margins_and_bills",
+        [*events, reversal(deposit)],
+        datetime(2026, 1, 15, 12, 0, tzinfo=CST),
+        (*_months("2025-10", "2026-01"), "2025Q4", "2026Q1"),
+    )
+
+
 def generated_flows() -> Scenario:
     """Three firms of the load-test generator over 13 months: seasonal sales, loans,
     leasing, factoring, exports, heating in winter, reversals, late and repeated events."""
@@ -660,5 +707,6 @@ SCENARIOS = (
     registry_reload(),
     bookings_after_the_pull(),
     bookings_in_the_next_period(),
+    margins_and_bills(),
     generated_flows(),
 )

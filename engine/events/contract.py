@@ -54,6 +54,8 @@ CHANNELS = frozenset(
         "fx",
         "other",
         "judicial",
+        "margin",
+        "bill",
     }
 )
 MIN_BOOKED_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z: older is a clock or field error

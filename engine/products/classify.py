@@ -9,7 +9,8 @@ Every transaction falls into exactly one class, decided in this order:
 4. registry    the counterparty id is listed in specs/registries.toml: its class, except that a
                financial institution whose ``bank_code`` is the reporting bank is BANK_OWN
 5. BANK_OWN    the counterparty id is the reporting bank's code, or the counterparty's bank
-               is the reporting bank and the channel is ``loan``, ``interest`` or ``fee``
+               is the reporting bank and the channel is ``loan``, ``interest``, ``fee``,
+               ``margin`` (into a margin account) or ``bill`` (an acceptance bill paid)
 6. TAX         channel ``tax``
 7. UTILITY     channel ``utility`` (subtype ``other``)
 8. TRADE       everything else: customers and suppliers
@@ -75,7 +76,7 @@ SUBTYPES: Mapping[CounterpartyClass, frozenset[str]] = {
 }
 #: Financing partners whose money is a loan (a guarantor's or an investor's is not).
 LENDING = frozenset({"bank", "lender", "lessor", "factor"})
-_BANK_CHANNELS = frozenset({"loan", "interest", "fee"})
+_BANK_CHANNELS = frozenset({"loan", "interest", "fee", "margin", "bill"})
 
 #: Money from customers: what "operating inflow" means in every item.
 OPERATING_IN = frozenset({CounterpartyClass.TRADE, CounterpartyClass.PSP, CounterpartyClass.CASH})

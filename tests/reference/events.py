@@ -88,7 +88,8 @@ def classify(
             return "BANK_OWN", ""
         return entry["class"], entry.get("subtype", "")
     if cp == bank or (
-        event["counterparty"].get("bank") == bank and channel in ("loan", "interest", "fee")
+        event["counterparty"].get("bank") == bank
+        and channel in ("loan", "interest", "fee", "margin", "bill")
     ):
         return "BANK_OWN", ""
     if channel == "tax":

@@ -61,7 +61,7 @@ def of(txns: list[Txn], months: list[int]) -> list[Txn]:
 
 
 def bank_channel(t: Txn) -> str:
-    return t.channel if t.channel in ("loan", "interest", "fee") else "other"
+    return t.channel if t.channel in ("loan", "interest", "fee", "margin", "bill") else "other"
 
 
 def matching(
@@ -282,6 +282,9 @@ _SIMPLE: dict[str, tuple[str, bool | None, set[str] | None, str | None, str | No
     "bank_loan_repayment_count": ("count", False, {"BANK_OWN"}, None, "loan"),
     "bank_interest_paid_fen": ("sum", False, {"BANK_OWN"}, None, "interest"),
     "bank_fees_paid_fen": ("sum", False, {"BANK_OWN"}, None, "fee"),
+    # money into margin accounts, bills paid at maturity: what the bank books on the channel
+    "margin_deposit_fen": ("sum", False, {"BANK_OWN"}, None, "margin"),
+    "acceptance_bill_paid_fen": ("sum", False, {"BANK_OWN"}, None, "bill"),
     "utility_paid_fen": ("sum", False, {"UTILITY"}, None, None),
     "power_paid_fen": ("sum", False, {"UTILITY"}, "power", None),
     "water_paid_fen": ("sum", False, {"UTILITY"}, "water", None),
@@ -521,19 +524,9 @@ def _(t, m, p):
     return xb(t, m, True)[0]
 
 
-@item("cross_border_inflow_count")
-def _(t, m, p):
-    return xb(t, m, True)[1]
-
-
 @item("cross_border_outflow_fen")
 def _(t, m, p):
     return xb(t, m, False)[0]
-
-
-@item("cross_border_outflow_count")
-def _(t, m, p):
-    return xb(t, m, False)[1]
 
 
 @item("cross_border_share_of_flow")

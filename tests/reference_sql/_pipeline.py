@@ -114,7 +114,8 @@ WHERE a.reversal_of IS NULL
 
 -- classes in the order of classify.py's docstring: SELF, CASH, PAYROLL / JUDICIAL,
 -- registry (a financial institution of the reporting bank is BANK_OWN), BANK_OWN by id or
--- by the counterparty's bank on loan / interest / fee, TAX and UTILITY by channel, TRADE
+-- by the counterparty's bank on loan / interest / fee / margin / bill, TAX and UTILITY by
+-- channel, TRADE
 CREATE TABLE txn AS
 SELECT c.ent, c.bank, c.account, c.txn_id, c.us, c.amount, c.balance, c.channel, c.cp,
        c.direction = 'in' AS inflow,
@@ -131,7 +132,8 @@ SELECT c.ent, c.bank, c.account, c.txn_id, c.us, c.amount, c.balance, c.channel,
            WHEN g.id IS NOT NULL AND g.bank_code = c.bank THEN 'BANK_OWN'
            WHEN g.id IS NOT NULL THEN g.class
            WHEN c.cp = c.bank THEN 'BANK_OWN'
-           WHEN c.cp_bank = c.bank AND c.channel IN ('loan', 'interest', 'fee') THEN 'BANK_OWN'
+           WHEN c.cp_bank = c.bank
+                AND c.channel IN ('loan', 'interest', 'fee', 'margin', 'bill') THEN 'BANK_OWN'
            WHEN c.channel = 'tax' THEN 'TAX'
            WHEN c.channel = 'utility' THEN 'UTILITY'
            ELSE 'TRADE'
@@ -141,7 +143,8 @@ SELECT c.ent, c.bank, c.account, c.txn_id, c.us, c.amount, c.balance, c.channel,
            WHEN g.id IS NOT NULL AND g.bank_code = c.bank THEN ''
            WHEN g.id IS NOT NULL THEN coalesce(g.subtype, '')
            WHEN c.cp = c.bank THEN ''
-           WHEN c.cp_bank = c.bank AND c.channel IN ('loan', 'interest', 'fee') THEN ''
+           WHEN c.cp_bank = c.bank
+                AND c.channel IN ('loan', 'interest', 'fee', 'margin', 'bill') THEN ''
            WHEN c.channel = 'utility' THEN 'other'
            ELSE ''
        END AS sub

@@ -125,6 +125,8 @@ _EXPRESSIONS: dict[str, str] = {
     "bank_loan_repayment_count": _n_out(_bank("loan")),
     "bank_interest_paid_fen": _out(_bank("interest")),
     "bank_fees_paid_fen": _out(_bank("fee")),
+    "margin_deposit_fen": _out(_bank("margin")),
+    "acceptance_bill_paid_fen": _out(_bank("bill")),
     # utilities
     "utility_paid_fen": _out(_cls("UTILITY")),
     "power_paid_fen": _out(_sub("UTILITY", "power")),
@@ -164,9 +166,7 @@ _EXPRESSIONS: dict[str, str] = {
     "lenders_disbursing": f"count(DISTINCT t.cp) FILTER (WHERE t.inflow AND ({_LENDER}))",
     # cross_border
     "cross_border_inflow_fen": _in("t.xb"),
-    "cross_border_inflow_count": _n_in("t.xb"),
     "cross_border_outflow_fen": _out("t.xb"),
-    "cross_border_outflow_count": _n_out("t.xb"),
     "cross_border_share_of_flow": _share(f"{_in('t.xb')} + {_out('t.xb')}", _ALL_FLOW),
     "foreign_currencies": "count(DISTINCT t.currency) FILTER (WHERE t.currency <> 'CNY')",
 }

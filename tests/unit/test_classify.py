@@ -51,6 +51,11 @@ def _class(
         ("FIN-LEASE-0001", "transfer", None, (C.FIN_PARTNER, "lessor")),
         ("LOAN-ACCT-77", "interest", "ICBC0001", (C.BANK_OWN, "")),  # an account at the bank
         ("LOAN-ACCT-77", "transfer", "ICBC0001", (C.TRADE, "")),
+        ("MARGIN-ACCT-1", "margin", "ICBC0001", (C.BANK_OWN, "")),  # into a margin account
+        ("ICBC0001", "bill", None, (C.BANK_OWN, "")),  # an acceptance bill paid
+        ("BILL-DESK", "bill", "ICBC0001", (C.BANK_OWN, "")),
+        ("BILL-HOLDER", "bill", "BOC00004", (C.TRADE, "")),  # a holder elsewhere
+        ("FIN-GUAR-0001", "margin", None, (C.FIN_PARTNER, "guarantor")),  # the registry first
         ("UNLISTED-TAX", "tax", None, (C.TAX, "")),
         ("UNLISTED-UTIL", "utility", None, (C.UTILITY, "other")),
         ("91110000600037341L", "transfer", None, (C.TRADE, "")),

@@ -155,3 +155,12 @@ def test_spelling_out_the_default_kind_is_a_redelivery_and_another_kind_a_confli
 def test_an_unknown_counterparty_kind_is_a_bad_value(kind: Any) -> None:
     result = validate(event(counterparty={"id": "ACCT-77", "kind": kind}), BANK)
     assert isinstance(result, Invalid) and result.reason == RejectReason.BAD_VALUE
+
+
+@pytest.mark.parametrize("channel", ["margin", "bill"])
+def test_margin_deposits_and_acceptance_bills_have_channels_of_their_own(channel: str) -> None:
+    # spec version 10: what the bank books into a margin account, or pays on a bill it
+    # accepted, is an event of the contract (before, a bank had to call it transfer)
+    txn = validate(event(channel=channel), BANK)
+    assert isinstance(txn, Txn) and txn.to_event()["channel"] == channel
+    assert _reason(event(channel=channel.upper())) == RejectReason.BAD_VALUE

@@ -347,7 +347,11 @@ def _plain_views(log: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, Any
             column = 0 if t.inflow else 1
             bank_channel = ""
             if t.cls == "BANK_OWN":
-                bank_channel = t.channel if t.channel in ("loan", "interest", "fee") else "other"
+                bank_channel = (
+                    t.channel
+                    if t.channel in ("loan", "interest", "fee", "margin", "bill")
+                    else "other"
+                )
             for part, key in (
                 ("flows", f"{direction}|{t.cls}|{t.subtype}|{bank_channel}"),
                 *((("cross", direction),) if t.cross_border else ()),

@@ -28,6 +28,8 @@ _FLOW_ITEMS: tuple[tuple[str, bool, frozenset[str] | None, str | None, str | Non
     ("bank_loan_repayment_count", False, frozenset({"BANK_OWN"}), None, "loan", 1),
     ("bank_interest_paid_fen", False, frozenset({"BANK_OWN"}), None, "interest", 0),
     ("bank_fees_paid_fen", False, frozenset({"BANK_OWN"}), None, "fee", 0),
+    ("margin_deposit_fen", False, frozenset({"BANK_OWN"}), None, "margin", 0),
+    ("acceptance_bill_paid_fen", False, frozenset({"BANK_OWN"}), None, "bill", 0),
     ("utility_paid_fen", False, frozenset({"UTILITY"}), None, None, 0),
     ("power_paid_fen", False, frozenset({"UTILITY"}), "power", None, 0),
     ("water_paid_fen", False, frozenset({"UTILITY"}), "water", None, 0),
@@ -423,19 +425,9 @@ def _xb_in(ctx: Context) -> Value:
     return ctx.cross("i")[0]
 
 
-@kernel("cross_border_inflow_count")
-def _xb_in_count(ctx: Context) -> Value:
-    return ctx.cross("i")[1]
-
-
 @kernel("cross_border_outflow_fen")
 def _xb_out(ctx: Context) -> Value:
     return ctx.cross("o")[0]
-
-
-@kernel("cross_border_outflow_count")
-def _xb_out_count(ctx: Context) -> Value:
-    return ctx.cross("o")[1]
 
 
 @kernel("cross_border_share_of_flow")
