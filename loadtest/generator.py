@@ -1,18 +1,19 @@
 """Synthetic SME transaction flows for the demo, tests and benchmarks (reproducible by seed).
 
 Each enterprise has accounts at one or two banks, a size drawn from a heavy-tailed law, a
-trend (stable, growing, shrinking, or stopping), seasonal sales from a power-law of customers,
-supplier payments, monthly payroll, utilities (heating in the northern winter) and social
-insurance, monthly or quarterly tax, export rebates and purchases abroad, payment-platform
-receipts and refunds, shops paid mostly in cash, receivables sold to a factor, equity rounds, fees
-to public bodies, loans with monthly repayments (some buying back receivables from the
-factor within days), bank fees and deposit interest, acceptance
-bills (a margin deposited, the bill paid at maturity, the margin returned), cash, transfers
-between its own accounts, payments to and from persons (by a resident identity number, or an
-account the bank says is a person's; a person's cash deposit), refunds to customers, and court
-deductions for firms in a lawsuit: every class, channel, subtype and counterparty kind the
-products read. Balances follow each account's bookings. A few events are reversed, a few are
-published late (weeks to months after booking), a few are delivered twice.
+trend (stable, growing, shrinking, or stopping), seasonal sales from a power-law of
+customers, supplier payments, monthly payroll, utilities (heating in the northern winter)
+and social insurance, monthly or quarterly tax, export rebates and purchases abroad,
+payment-platform receipts and refunds, shops paid mostly in cash, receivables sold to a
+factor, equity rounds, fees to public bodies, loans with monthly repayments (some buying
+back receivables from the factor within days, others paying a guarantor and the owner),
+microlenders, bank fees and deposit interest, acceptance bills (a margin deposited, the bill
+paid at maturity, the margin returned), cash, transfers between its own accounts, payments
+to and from persons (by a resident identity number, or an account the bank says is a
+person's; a person's cash deposit), refunds to customers, and court deductions for firms in
+a lawsuit: every class, channel, subtype and counterparty kind the products read. Balances
+follow each account's bookings. A few events are reversed, a few are published late (weeks
+to months after booking), a few are delivered twice.
 
 Events come month by month in roughly booking order, late ones when they are due, so memory
 stays bounded by one month of events.
@@ -39,6 +40,8 @@ _HEATING = "UTIL-HEAT-0001"  # billed November to March, to firms in the north
 _HEATING_MONTHS = (10, 11, 0, 1, 2)  # month % 12
 _FACTOR = "FIN-FACTOR-0001"
 _INVESTOR = "FIN-EQUITY-0001"
+_MICROLENDER = "FIN-LOAN-0001"
+_GUARANTOR = "FIN-GUAR-0001"
 _GOV_FEES = "GOV-COURT-0001"
 _TAX = "TAX-STA-0001"
 _SOCIAL = "SOCIAL-SI-0001"
@@ -241,6 +244,9 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
         b.book(ent, b.at(), True, int(rng.uniform(20_000, 500_000) * level), "tax", _TAX)
     if ent.trend == "growing" and rng.random() < 0.03:  # an equity round: money, not debt
         b.book(ent, b.at(), True, rng.randrange(100, 2_000) * 100_000, "transfer", _INVESTOR)
+    if ent.id[-6] in "012" and rng.random() < 0.1:  # a microlender's short loan, or repaid
+        inflow = rng.random() < 0.5
+        b.book(ent, b.at(), inflow, rng.randrange(5, 50) * 10_000, "transfer", _MICROLENDER)
     if rng.random() < 0.05:  # receivables sold to a factor
         b.book(ent, b.at(), True, int(rng.uniform(100_000, 3_000_000) * level), "transfer", _FACTOR)
     if rng.random() < 0.08:  # fees and fines to a public body
@@ -256,9 +262,7 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
     bank = ent.accounts[0][0]
     if ent.loan_month is not None:
         if b.month == ent.loan_month:
-            b.book(ent, b.at(5), True, ent.loan_fen, "loan", bank, cp_bank=bank)
-            if ent.id[-5] in "01234":  # half of them buy back receivables from the factor
-                b.book(ent, b.at(6), False, ent.loan_fen // 4, "transfer", _FACTOR)
+            _spend_loan(ent, b, bank)
         elif b.month > ent.loan_month:
             b.book(ent, b.at(20), False, ent.loan_fen // 12, "loan", bank, cp_bank=bank)
             b.book(ent, b.at(20), False, ent.loan_fen // 200, "interest", bank, cp_bank=bank)
@@ -271,6 +275,22 @@ def _enterprise_month(ent: Enterprise, b: _Month, index: int, total: int) -> Non
     if len(ent.accounts) > 1 and rng.random() < 0.5:  # same-name transfer between own accounts
         amount = rng.randrange(10_000, 1_000_000)
         when = b.at()
+        b.book(ent, when, False, amount, "transfer", ent.id, ent.accounts[0])
+        b.book(ent, when + timedelta(seconds=1), True, amount, "transfer", ent.id, ent.accounts[1])
+
+
+def _spend_loan(ent: Enterprise, b: _Month, bank: str) -> None:
+    """The bank's loan on the 5th, and where some of it goes within days: half of the firms
+    buy back receivables from the factor (a new loan repaying an old one), the others pay
+    the loan's guarantor and the owner; a firm with a second account moves some there."""
+    b.book(ent, b.at(5), True, ent.loan_fen, "loan", bank, cp_bank=bank)
+    if ent.id[-5] in "01234":
+        b.book(ent, b.at(6), False, ent.loan_fen // 4, "transfer", _FACTOR)
+    else:
+        b.book(ent, b.at(5), False, ent.loan_fen // 100, "transfer", _GUARANTOR)
+        b.book(ent, b.at(7), False, ent.loan_fen // 10, "transfer", resident_id(ent.id))
+    if len(ent.accounts) > 1:
+        amount, when = ent.loan_fen // 5, b.at(6)
         b.book(ent, when, False, amount, "transfer", ent.id, ent.accounts[0])
         b.book(ent, when + timedelta(seconds=1), True, amount, "transfer", ent.id, ent.accounts[1])
 

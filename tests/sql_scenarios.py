@@ -669,6 +669,45 @@ def margins_and_bills() -> Scenario:
     )
 
 
+def debt_by_kind() -> Scenario:
+    """Financing partners by kind and where loan proceeds went (spec version 11): a bank
+    loan followed within three days by money to a person, to the firm's own account, to a
+    supplier and as wages (to a person, by payroll), a person paid on the third day after;
+    a microlender's loan, a guarantor's fee, a lease rent, a factor's advance spent on a
+    supplier, the bank's principal and interest, an investor's dividend, a lender repaid;
+    a loan on the quarter's last day spent in the next quarter; pulled on 10 January 2026
+    at noon, after a microlender's loan the day before."""
+    ent = ENTERPRISES[7]
+    log = _Log(ent, {(BANK, "ACC-1"): 500_000})
+    log.add("2025-10-05 10:00", "in", 2_000_000, "CUST-A")
+    log.add("2025-10-10 09:00", "in", 1_000_000, BANK, channel="loan")
+    log.add("2025-10-10 14:00", "out", 200_000, PERSON)  # a person: 公转私
+    log.add("2025-10-11 10:00", "out", 150_000, ent)  # to its own account elsewhere
+    log.add("2025-10-12 10:00", "out", 300_000, "SUPP-A")
+    log.add("2025-10-12 11:00", "out", 100_000, PERSON, channel="payroll")  # wages: operating
+    log.add("2025-10-13 10:00", "out", 90_000, PERSON)  # the third day after: not within
+    log.add("2025-10-20 10:00", "in", 500_000, "FIN-LOAN-0001")  # a microlender
+    log.add("2025-10-21 10:00", "out", 20_000, "FIN-GUAR-0001")  # a guarantee fee: not debt
+    log.add("2025-10-22 10:00", "out", 45_000, "FIN-LEASE-0001")  # a lease rent: debt
+    log.add("2025-11-05 09:00", "in", 400_000, "FIN-FACTOR-0001")
+    log.add("2025-11-05 15:00", "out", 500_000, "SUPP-B")
+    log.add("2025-11-20 10:00", "out", 100_000, BANK, channel="loan")
+    log.add("2025-11-20 10:05", "out", 8_000, BANK, channel="interest")
+    log.add("2025-11-25 10:00", "out", 60_000, "FIN-EQUITY-0001")  # a dividend: not debt
+    log.add("2025-11-26 10:00", "out", 30_000, "FIN-LOAN-0001")  # the microlender repaid
+    log.add("2025-12-31 10:00", "in", 800_000, BANK, channel="loan")
+    log.add("2026-01-01 10:00", "out", 250_000, "OWNER-0001", kind="individual")
+    log.add("2026-01-02 10:00", "out", 100_000, ent)
+    log.add("2026-01-09 10:00", "in", 300_000, "FIN-LOAN-0001")
+    log.add("2026-01-10 10:00", "out", 120_000, "SUPP-A")  # the pull's morning
+    return Scenario(
+        "debt_by_kind",
+        log.balanced(),
+        datetime(2026, 1, 10, 12, 0, tzinfo=CST),
+        (*_months("2025-10", "2026-01"), "2025Q4", "2026Q1"),
+    )
+
+
 def generated_flows() -> Scenario:
     """Three firms of the load-test generator over 13 months: seasonal sales, loans,
     leasing, factoring, exports, heating in winter, reversals, late and repeated events."""
@@ -708,5 +747,6 @@ SCENARIOS = (
     bookings_after_the_pull(),
     bookings_in_the_next_period(),
     margins_and_bills(),
+    debt_by_kind(),
     generated_flows(),
 )

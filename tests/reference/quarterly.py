@@ -9,10 +9,10 @@ from typing import Any
 from tests.reference.events import Txn
 from tests.reference.items import (
     ITEMS,
+    LENDING,
     OP_IN,
     OP_OUT,
     adb,
-    as_of_day,
     back,
     balance_at,
     base,
@@ -30,6 +30,7 @@ from tests.reference.items import (
     item,
     known,
     last_whole_month,
+    lends,
     longest_run,
     month_days,
     of,
@@ -39,6 +40,7 @@ from tests.reference.items import (
     share,
     start_of,
     suppliers,
+    to_a_lender,
     top,
     total,
     window,
@@ -63,11 +65,6 @@ def spread(measure: Any, values: list[int]) -> float | None:
 
 
 # -- header -------------------------------------------------------------------------------
-
-
-@item("months_with_transactions")
-def _(t: T, m: list[int], p: dict[str, Any]) -> Any:
-    return len({x.month for x in of(t, m)})
 
 
 @item("reporting_banks")
@@ -97,40 +94,7 @@ def _(t, m, p):
     return max(0, min(36, last - first_month(t) + 1))
 
 
-@item("days_since_last_transaction")
-def _(t, m, p):
-    d = last_day(t, m)
-    return (
-        None if d is None else (min(month_days(m[-1])[-1], max(as_of_day(), m_first(m))) - d).days
-    )
-
-
-def m_first(m: list[int]) -> date:
-    return month_days(m[0])[0]
-
-
-def per_month(amount: int, m: list[int]) -> int | None:
-    """The mean per month of P over its days so far (amount / months(P) once P is over)."""
-    lived, every = elapsed(m)
-    return None if lived == 0 else amount * every // (lived * len(m))
-
-
-@item("transactions_36m")
-def _(t, m, p):
-    return len(of(t, window(m, 36)))
-
-
 # -- key indicators -----------------------------------------------------------------------
-
-
-@item("avg_monthly_operating_inflow_fen")
-def _(t, m, p):
-    return per_month(total(t, m, True, OP_IN), m)
-
-
-@item("avg_monthly_net_flow_fen")
-def _(t, m, p):
-    return per_month(total(t, m, True) - total(t, m, False), m)
 
 
 @item("ttm_operating_inflow_fen")
@@ -142,11 +106,6 @@ def _(t, m, p):
 def _(t, m, p):
     w = window(m, 12)
     return total(t, w, True) - total(t, w, False)
-
-
-@item("ttm_operating_inflow_months")
-def _(t, m, p):
-    return sum(1 for x in window(m, 12) if op_in(t, x) > 0)
 
 
 @item("ttm_average_daily_balance_fen")
@@ -424,15 +383,17 @@ def _(t, m, p):
 
 
 def debt_service(t: T, m: list[int]) -> int:
+    """Debt only: the bank's loans and interest, and what partners that lend were paid."""
+    to_lenders = sum(
+        x.amount
+        for x in of(t, m)
+        if not x.inflow and x.cls == "FIN_PARTNER" and x.subtype in LENDING
+    )
     return (
         total(t, m, False, {"BANK_OWN"}, channel="loan")
         + total(t, m, False, {"BANK_OWN"}, channel="interest")
-        + total(t, m, False, {"FIN_PARTNER"})
+        + to_lenders
     )
-
-
-def financing_inflow(t: T, m: list[int]) -> int:
-    return total(t, m, True, {"BANK_OWN"}, channel="loan") + total(t, m, True, {"FIN_PARTNER"})
 
 
 @item("debt_service_fen")
@@ -453,11 +414,6 @@ def _(t, m, p):
 @item("debt_service_ttm_fen")
 def _(t, m, p):
     return debt_service(t, window(m, 12))
-
-
-@item("financing_inflow_fen")
-def _(t, m, p):
-    return financing_inflow(t, m)
 
 
 @item("new_financing_partners")
@@ -583,3 +539,61 @@ def _(t, m, p):
 @item("flags_raised")
 def _(t, m, p):
     return sum(flags(t, m, p).values())
+
+
+# -- spec version 11: financing partners by kind, loan proceeds by destination --------------
+
+
+@item("online_lender_inflow_fen")
+def _(t, m, p):
+    return total(t, m, True, {"FIN_PARTNER"}, "lender")
+
+
+@item("leasing_paid_fen")
+def _(t, m, p):
+    return total(t, m, False, {"FIN_PARTNER"}, "lessor")
+
+
+@item("factoring_inflow_fen")
+def _(t, m, p):
+    return total(t, m, True, {"FIN_PARTNER"}, "factor")
+
+
+@item("guarantee_fees_paid_fen")
+def _(t, m, p):
+    return total(t, m, False, {"FIN_PARTNER"}, "guarantor")
+
+
+def proceeds_to(t: T, m: list[int], goes_there: Any) -> int:
+    """For each day of the quarter so far on which a loan came in, the smaller of the loans
+    and what was paid, that day or the two after, to where ``goes_there`` says; summed."""
+    found = 0
+    for d in days_of(m):
+        lent = sum(x.amount for x in t if x.day == d and lends(x))
+        if lent == 0:
+            continue
+        three_days = {d, d + timedelta(days=1), d + timedelta(days=2)}
+        paid = sum(x.amount for x in t if x.day in three_days and not x.inflow and goes_there(x))
+        found += min(lent, paid)
+    return found
+
+
+def to_a_person(x: Txn) -> bool:
+    """Paid to an individual as anything but wages, the firm's own money, a court's or a
+    lender's (the spec's to_person)."""
+    return x.individual and x.cls not in ("PAYROLL", "SELF", "JUDICIAL") and not to_a_lender(x)
+
+
+@item("loan_proceeds_to_individuals_3d_fen")
+def _(t, m, p):
+    return proceeds_to(t, m, to_a_person)
+
+
+@item("loan_proceeds_to_self_3d_fen")
+def _(t, m, p):
+    return proceeds_to(t, m, lambda x: x.cls == "SELF")
+
+
+@item("loan_proceeds_to_operations_3d_fen")
+def _(t, m, p):
+    return proceeds_to(t, m, lambda x: x.cls in OP_OUT)

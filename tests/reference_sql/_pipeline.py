@@ -256,8 +256,9 @@ SELECT m.ent, m.month,
        coalesce(sum(t.amount) FILTER (
            WHERE NOT t.inflow AND t.cls = 'BANK_OWN' AND t.channel = 'interest'), 0)
            AS interest_out,
-       coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND t.cls = 'FIN_PARTNER'), 0)
-           AS fin_out,
+       coalesce(sum(t.amount) FILTER (
+           WHERE NOT t.inflow AND t.cls = 'FIN_PARTNER'
+             AND t.sub IN ('bank', 'lender', 'lessor', 'factor')), 0) AS lend_out,
        count(t.txn_id) AS n
 FROM months m LEFT JOIN txn t ON t.ent = m.ent AND t.month = m.month
 GROUP BY m.ent, m.month;

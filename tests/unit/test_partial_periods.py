@@ -126,9 +126,12 @@ def test_a_quarter_pulled_in_its_first_weeks_raises_nothing_from_days_not_lived(
     # against the whole fourth quarter
     assert items["operating_inflow_drop_flag"] == 0
     assert items["operating_inflow_qoq_growth"] == 0.0
-    assert items["days_since_last_transaction"] == 2
-    # the inflow of five days is not a monthly mean of a third of it
-    assert items["avg_monthly_operating_inflow_fen"] == 500_000 * 90 // (5 * 3)
+    # the last transaction is the 3rd's: two days before the pull, not 88 before the
+    # quarter's end (spec version 11 left the count of days to the reader of the date)
+    assert items["last_transaction_date"] == "2026-01-03"
+    # the quarter's operating inflow is what its five days brought, not a mean over months
+    # not lived (the monthly mean went in spec version 11)
+    assert items["operating_inflow_fen"] == 500_000
     # no customer is lost while the quarter has weeks to go
     assert items["lost_customers"] is None
     assert items["customer_retention_ratio"] is None

@@ -131,13 +131,6 @@ class Context:
             return len(self.months)
         return len(self.months) * self.elapsed_days / self.period_days
 
-    def per_elapsed_month(self, amount: int) -> int | None:
-        """floor(amount / months(P)) over the days of P that have begun (exact integers; the
-        same as floor(amount / months(P)) when P is over); None before P's first day."""
-        if self.elapsed_days == 0:
-            return None
-        return amount * self.period_days // (self.elapsed_days * len(self.months))
-
     # -- windows ----------------------------------------------------------------------------
 
     @property

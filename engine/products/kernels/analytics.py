@@ -4,9 +4,9 @@ segments (the items at the pull are in subject.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
 from itertools import pairwise
 
+from engine.products.classify import LENDING
 from engine.products.history import Day
 from engine.products.kernels._base import (
     ALL,
@@ -19,16 +19,17 @@ from engine.products.kernels._base import (
     kernel,
     ratio,
 )
-from engine.products.kernels.building_blocks import fast_in_out, hhi, paid_months, top_share
+from engine.products.kernels.building_blocks import (
+    fast_in_out,
+    hhi,
+    loan_days,
+    paid_months,
+    top_share,
+)
 
 _BANK = frozenset({"BANK_OWN"})
 _FIN = frozenset({"FIN_PARTNER"})
 _UTILITY = frozenset({"UTILITY"})
-
-
-def _date(month: int, day: int) -> date:
-    year, m0 = divmod(month, 12)
-    return date(year, m0 + 1, day)
 
 
 def _op_in_by_month(ctx: Context, months: list[int]) -> list[int]:
@@ -70,11 +71,6 @@ def _longest_run(flags: list[bool]) -> int:
 # -- history and coverage (key indicators; the header's until spec version 6) -----------
 
 
-@kernel("months_with_transactions")
-def _months_with_transactions(ctx: Context) -> Value:
-    return sum(1 for m in ctx.months if _has_flows(ctx, m))
-
-
 @kernel("reporting_banks")
 def _reporting_banks(ctx: Context) -> Value:
     return len({bank for m in ctx.months for bank, _ in ctx.history.month(m).accounts.values()})
@@ -100,32 +96,7 @@ def _history_months(ctx: Context) -> Value:
     return 0 if first is None else max(0, min(36, last - first + 1))
 
 
-@kernel("days_since_last_transaction")
-def _days_since_last(ctx: Context) -> Value:
-    last = ctx.history.last_day(ctx.period.last_month)
-    if last is None:
-        return None
-    # to the period's end, or to the pull's day while the period is not over
-    end = _date(ctx.period.first_month, 1) + timedelta(days=max(ctx.elapsed_days, 1) - 1)
-    return (end - last) // timedelta(days=1)
-
-
-@kernel("transactions_36m")
-def _transactions_36m(ctx: Context) -> Value:
-    return ctx.flows(None, ALL, months=ctx.window(36))[1]
-
-
 # -- key indicators -----------------------------------------------------------------------
-
-
-@kernel("avg_monthly_operating_inflow_fen")
-def _avg_monthly_operating_inflow(ctx: Context) -> Value:
-    return ctx.per_elapsed_month(ctx.amount_in(OP_IN))
-
-
-@kernel("avg_monthly_net_flow_fen")
-def _avg_monthly_net_flow(ctx: Context) -> Value:
-    return ctx.per_elapsed_month(ctx.amount_in() - ctx.amount_out())
 
 
 @kernel("ttm_operating_inflow_fen")
@@ -136,11 +107,6 @@ def _ttm_operating_inflow(ctx: Context) -> Value:
 @kernel("ttm_net_flow_fen")
 def _ttm_net_flow(ctx: Context) -> Value:
     return ctx.amount_in(ALL, ctx.window(12)) - ctx.amount_out(ALL, ctx.window(12))
-
-
-@kernel("ttm_operating_inflow_months")
-def _ttm_operating_inflow_months(ctx: Context) -> Value:
-    return sum(1 for amount in _op_in_by_month(ctx, ctx.window(12)) if amount > 0)
 
 
 @kernel("ttm_average_daily_balance_fen")
@@ -441,15 +407,13 @@ def _customer_active_months(ctx: Context) -> Value:
 
 
 def _debt_service(ctx: Context, months: list[int] | None = None) -> int:
+    """Debt only (spec version 11): the bank's principal and interest, and what partners
+    that lend are paid; a guarantor's fee and an investor's dividend are not debt."""
     return (
         ctx.amount_out(_BANK, months, bank_channel="loan")
         + ctx.amount_out(_BANK, months, bank_channel="interest")
-        + ctx.amount_out(_FIN, months)
+        + sum(ctx.amount_out(_FIN, months, subtype=subtype) for subtype in sorted(LENDING))
     )
-
-
-def _financing_inflow(ctx: Context) -> int:
-    return ctx.amount_in(_BANK, bank_channel="loan") + ctx.amount_in(_FIN)
 
 
 @kernel("debt_service_fen")
@@ -472,11 +436,6 @@ def _debt_service_ttm(ctx: Context) -> Value:
     return _debt_service(ctx, ctx.window(12))
 
 
-@kernel("financing_inflow_fen")
-def _financing_inflow_item(ctx: Context) -> Value:
-    return _financing_inflow(ctx)
-
-
 @kernel("new_financing_partners")
 def _new_financing_partners(ctx: Context) -> Value:
     known = ctx.known(ctx.before(12))
@@ -491,6 +450,44 @@ def _months_covered(ctx: Context) -> Value:
 @kernel("judicial_months_12m")
 def _judicial_months(ctx: Context) -> Value:
     return sum(1 for m in ctx.window(12) if ctx.amount_out(frozenset({"JUDICIAL"}), [m]) > 0)
+
+
+# financing partners by kind (spec version 11): debt apart from equity and guarantees
+_FIN_BY_KIND = (
+    ("online_lender_inflow_fen", True, "lender"),
+    ("leasing_paid_fen", False, "lessor"),
+    ("factoring_inflow_fen", True, "factor"),
+    ("guarantee_fees_paid_fen", False, "guarantor"),
+)
+
+
+def _fin_kind_kernel(inflow: bool, subtype: str) -> Callable[[Context], Value]:
+    def compute(ctx: Context) -> Value:
+        return ctx.flows(inflow, _FIN, subtype)[0]
+
+    return compute
+
+
+for _fin_item, _fin_inflow, _fin_subtype in _FIN_BY_KIND:
+    kernel(_fin_item)(_fin_kind_kernel(_fin_inflow, _fin_subtype))
+
+
+# where loan proceeds went within three days (spec version 11): each loan day on its own
+
+
+@kernel("loan_proceeds_to_individuals_3d_fen")
+def _proceeds_to_individuals(ctx: Context) -> Value:
+    return sum(min(d.lent, d.to_persons) for d in loan_days(ctx))
+
+
+@kernel("loan_proceeds_to_self_3d_fen")
+def _proceeds_to_self(ctx: Context) -> Value:
+    return sum(min(d.lent, d.to_self) for d in loan_days(ctx))
+
+
+@kernel("loan_proceeds_to_operations_3d_fen")
+def _proceeds_to_operations(ctx: Context) -> Value:
+    return sum(min(d.lent, d.operating_out) for d in loan_days(ctx))
 
 
 # -- continuity ---------------------------------------------------------------------------

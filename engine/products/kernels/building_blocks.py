@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from engine.products.classify import LENDING
 from engine.products.kernels._base import ALL, OP_IN, OP_OUT, TRADE, Context, Value, kernel, ratio
@@ -357,10 +358,20 @@ def _party(mark: str) -> str:
     return mark.split("|", 2)[2]  # "loan_in|<class>|<counterparty>" (state/month.py)
 
 
-def _loan_days(ctx: Context) -> list[tuple[int, int, int]]:
-    """For each day of the period so far with a loan received: the loans, the outflow of
-    that day and the two after (into the next month: days to come have none yet), and what
-    of it went to a lender that lent nothing that day (a payment to one that did renews)."""
+class LoanDay(NamedTuple):
+    """A day of the period so far with a loan received, and what left the accounts on it
+    and the two days after (into the next month: days to come have none yet)."""
+
+    lent: int
+    out: int
+    to_other_lenders: int  # to a lender that lent nothing that day (paying one that did renews)
+    to_persons: int  # the to_person marks: salaries, own accounts, courts and lenders apart
+    to_self: int  # the to_self marks: the firm's own accounts elsewhere
+    operating_out: int  # OP_OUT: suppliers, wages, tax, utilities, platforms, cash
+
+
+def loan_days(ctx: Context) -> list[LoanDay]:
+    """Each day of the period so far with a loan received (marks loan_in, by lender)."""
     months = [*ctx.months, ctx.period.last_month + 1]
     days, marks = ctx.history.days(months), ctx.history.marks(months)
     found = []
@@ -369,28 +380,33 @@ def _loan_days(ctx: Context) -> list[tuple[int, int, int]]:
         if not lent:
             continue
         ahead = range(d, min(d + 3, len(days)))
-        out = sum(days[i].outflow for i in ahead)
-        to_others = sum(
-            v
-            for i in ahead
-            for k, v in marks[i].items()
-            if k.startswith("to_lender|") and _party(k) not in lent
-        )
         found.append(
-            (sum(marks[d][k] for k in marks[d] if k.startswith("loan_in|")), out, to_others)
+            LoanDay(
+                lent=sum(marks[d][k] for k in marks[d] if k.startswith("loan_in|")),
+                out=sum(days[i].outflow for i in ahead),
+                to_other_lenders=sum(
+                    v
+                    for i in ahead
+                    for k, v in marks[i].items()
+                    if k.startswith("to_lender|") and _party(k) not in lent
+                ),
+                to_persons=sum(marks[i].get("to_person", 0) for i in ahead),
+                to_self=sum(marks[i].get("to_self", 0) for i in ahead),
+                operating_out=sum(days[i].operating_out for i in ahead),
+            )
         )
     return found
 
 
 @kernel("loan_proceeds_out_3d_share")
 def _loan_proceeds_out(ctx: Context) -> Value:
-    days = _loan_days(ctx)
-    return ratio(sum(min(lent, out) for lent, out, _ in days), sum(lent for lent, _, _ in days))
+    days = loan_days(ctx)
+    return ratio(sum(min(d.lent, d.out) for d in days), sum(d.lent for d in days))
 
 
 @kernel("loan_proceeds_to_lenders_3d_fen")
 def _loan_proceeds_to_lenders(ctx: Context) -> Value:
-    return sum(min(lent, to_others) for lent, _, to_others in _loan_days(ctx))
+    return sum(min(d.lent, d.to_other_lenders) for d in loan_days(ctx))
 
 
 @kernel("lender_inflow_fen")

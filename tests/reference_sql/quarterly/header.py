@@ -3,18 +3,15 @@ twelve months ending with it."""
 
 from __future__ import annotations
 
-from tests.reference_sql.flows import OP_IN
 from tests.reference_sql.quarterly._sql import item, per_quarter, share, window
 
 __all__ = ["ITEMS"]
 
 _IN_QUARTER = "LEFT JOIN ptxn t ON t.ent = q.ent AND t.label = q.label"
-_PER_MONTH = "fdiv(({}) * (q.d1 - q.d0 + 1), 3 * (q.e1 - q.d0 + 1))"
 _LAST_DAY = "(SELECT max(x.day) FROM txn x WHERE x.ent = q.ent AND x.day <= q.d1)"
 
 ITEMS: dict[str, str] = {
     # header
-    "months_with_transactions": per_quarter("count(DISTINCT t.month)", _IN_QUARTER),
     "reporting_banks": per_quarter("count(DISTINCT t.bank)", _IN_QUARTER),
     # the first transaction on record: pruning does not make a later one the first
     "first_transaction_date": per_quarter(
@@ -28,24 +25,9 @@ ITEMS: dict[str, str] = {
         "- any_value(f.first_month) + 1))",
         "JOIN record f ON f.ent = q.ent",
     ),
-    # to the quarter's end, or to the pull's day while it is partial
-    "days_since_last_transaction": per_quarter(f"q.e1 - {_LAST_DAY}"),
-    "transactions_36m": window(36, "coalesce(sum(w.n), 0)"),
     # key indicators
-    # the mean per month over the quarter's days so far: amount / (3 * E / D), floored
-    "avg_monthly_operating_inflow_fen": per_quarter(
-        _PER_MONTH.format(
-            f"coalesce(sum(t.amount) FILTER (WHERE t.inflow AND t.cls IN {OP_IN}), 0)"
-        ),
-        _IN_QUARTER,
-    ),
-    "avg_monthly_net_flow_fen": per_quarter(
-        _PER_MONTH.format("coalesce(sum(CASE WHEN t.inflow THEN t.amount ELSE -t.amount END), 0)"),
-        _IN_QUARTER,
-    ),
     "ttm_operating_inflow_fen": window(12, "coalesce(sum(w.op_in), 0)"),
     "ttm_net_flow_fen": window(12, "coalesce(sum(w.in_all) - sum(w.out_all), 0)"),
-    "ttm_operating_inflow_months": window(12, "count(*) FILTER (WHERE w.op_in > 0)"),
     "ttm_average_daily_balance_fen": per_quarter(
         "CASE WHEN count(e.eod) = 0 THEN NULL ELSE fdiv(sum(e.eod), count(e.eod)) END",
         "LEFT JOIN eod_daily e ON e.ent = q.ent "

@@ -1,13 +1,14 @@
 """Obligations, payment continuity and quality flags.
 
-Debt service is loan repayments and interest to the reporting banks plus every outflow to
-financing partners. The flags are 1 or 0 (never null: a null ratio raises no flag). Runs of
-days count the quarter's days that have begun at the pull.
+Debt service is loan repayments and interest to the reporting banks plus what was paid to
+financing partners that lend (spec version 11: guarantors and investors apart). The flags
+are 1 or 0 (never null: a null ratio raises no flag). Runs of days count the quarter's
+days that have begun at the pull.
 """
 
 from __future__ import annotations
 
-from tests.reference_sql.flows import OP_IN
+from tests.reference_sql.flows import OP_IN, OP_OUT
 from tests.reference_sql.quarterly._sql import (
     earlier_sum,
     item,
@@ -22,13 +23,55 @@ __all__ = ["ITEMS"]
 _IN_QUARTER = "LEFT JOIN ptxn t ON t.ent = q.ent AND t.label = q.label"
 _OP_IN = f"coalesce(sum(t.amount) FILTER (WHERE t.inflow AND t.cls IN {OP_IN}), 0)"
 _BANK = "t.cls = 'BANK_OWN' AND t.channel"
+_LENDING = "('bank', 'lender', 'lessor', 'factor')"  # the FIN_PARTNER subtypes that lend
+# debt only: principal and interest to the bank, and what partners that lend are paid
 _DEBT = (
     "coalesce(sum(t.amount) FILTER (WHERE NOT t.inflow AND ("
-    f"({_BANK} IN ('loan', 'interest')) OR t.cls = 'FIN_PARTNER')), 0)"
+    f"({_BANK} IN ('loan', 'interest')) OR (t.cls = 'FIN_PARTNER' AND t.sub IN {_LENDING}))), 0)"
 )
-_FINANCING = (
-    "coalesce(sum(t.amount) FILTER (WHERE t.inflow AND ("
-    f"({_BANK} = 'loan') OR t.cls = 'FIN_PARTNER')), 0)"
+
+
+def _partner(inflow: bool, subtype: str) -> str:
+    """The quarter's flow with financing partners of ``subtype``, in or out."""
+    direction = "t.inflow" if inflow else "NOT t.inflow"
+    return per_quarter(
+        f"coalesce(sum(t.amount) FILTER (WHERE {direction} AND t.cls = 'FIN_PARTNER' "
+        f"AND t.sub = '{subtype}'), 0)",
+        _IN_QUARTER,
+    )
+
+
+# a loan came in on day d of the quarter (up to the pull's day): the account-holding bank on
+# channel loan, or a partner that lends; what was paid to a destination on d, d + 1 or d + 2
+# (into the next quarter) counts up to that day's loans
+_LOANS_IN = (
+    f"((t.cls = 'BANK_OWN' AND t.channel = 'loan') "
+    f"OR (t.cls = 'FIN_PARTNER' AND t.sub IN {_LENDING}))"
+)
+
+
+def _proceeds_to(destination: str) -> str:
+    """``destination``: a condition on the paid transaction ``x``."""
+    return f"""
+SELECT q.ent, q.label, coalesce(sum(least(l.lent, l.paid)), 0) AS value
+FROM quarters q LEFT JOIN (
+    SELECT d.ent, d.label, d.lent,
+           (SELECT coalesce(sum(x.amount), 0) FROM txn x
+            WHERE x.ent = d.ent AND NOT x.inflow AND x.day BETWEEN d.day AND d.day + 2
+              AND ({destination})) AS paid
+    FROM (SELECT k.ent, k.label, t.day, sum(t.amount) AS lent
+          FROM quarters k JOIN txn t ON t.ent = k.ent AND t.day BETWEEN k.d0 AND k.e1
+          WHERE t.inflow AND {_LOANS_IN}
+          GROUP BY k.ent, k.label, t.day) d
+) l ON l.ent = q.ent AND l.label = q.label
+GROUP BY q.ent, q.label
+"""
+
+
+# a person, paid as anything but wages, the firm's own money, a court's or a lender's
+_TO_PERSON = (
+    "x.individual AND x.cls NOT IN ('PAYROLL', 'SELF', 'JUDICIAL') AND NOT "
+    + _LOANS_IN.replace("t.", "x.")
 )
 
 
@@ -137,9 +180,15 @@ ITEMS: dict[str, str] = {
     "debt_service_coverage": per_quarter(share(_OP_IN, _DEBT), _IN_QUARTER),
     "bank_loans_disbursed_ttm_fen": window(12, "coalesce(sum(w.loan_in), 0)"),
     "debt_service_ttm_fen": window(
-        12, "coalesce(sum(w.loan_out) + sum(w.interest_out) + sum(w.fin_out), 0)"
+        12, "coalesce(sum(w.loan_out) + sum(w.interest_out) + sum(w.lend_out), 0)"
     ),
-    "financing_inflow_fen": per_quarter(_FINANCING, _IN_QUARTER),
+    "online_lender_inflow_fen": _partner(True, "lender"),
+    "leasing_paid_fen": _partner(False, "lessor"),
+    "factoring_inflow_fen": _partner(True, "factor"),
+    "guarantee_fees_paid_fen": _partner(False, "guarantor"),
+    "loan_proceeds_to_individuals_3d_fen": _proceeds_to(_TO_PERSON),
+    "loan_proceeds_to_self_3d_fen": _proceeds_to("x.cls = 'SELF'"),
+    "loan_proceeds_to_operations_3d_fen": _proceeds_to(f"x.cls IN {OP_OUT}"),
     "judicial_months_12m": _months(12, "judicial_out"),
     "new_financing_partners": per_quarter(
         """(SELECT count(DISTINCT c.cp) FROM cpm c WHERE c.ent = q.ent AND c.cls = 'FIN_PARTNER'
