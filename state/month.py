@@ -21,7 +21,8 @@ pseudonyms. The parts:
 - marks:    day of month -> {mark: [amount, count]}, the flows followed by day that the
             other parts cannot tell apart (:func:`mark_of`: loans received, money to persons,
             to the firm's own accounts and to lenders, judicial deductions, cash deposits,
-            platform settlements, money from persons); only days that have one. Loans
+            platform settlements, money from persons, the public payments that the quarterly
+            compares year on year); only days that have one. Loans
             received and paid are kept by lender, "loan_in|<class>|<counterparty>": a loan
             renewed with the lender that lent it is told from one repaying another lender
 """
@@ -107,12 +108,20 @@ def _mark_key(mark: str, party: str | None, cls: str) -> str:
 
 # The inflows marked by their class (a loan is marked by lender; the rest by kind alone).
 _IN_MARKS: dict[str, str] = {CounterpartyClass.CASH: "cash_in", CounterpartyClass.PSP: "psp_in"}
+# The public payments marked by day: a partial quarter compares them with as many first days
+# of the same quarter a year earlier, which the flows (kept by month) cannot say. Utilities by
+# subtype, salaries and tax by class whatever their subtype.
+_UTILITY_PAID: dict[str, str] = {"power": "power_paid", "water": "water_paid", "gas": "gas_paid"}
+_CLASS_PAID: dict[str, str] = {
+    CounterpartyClass.PAYROLL: "payroll_paid",
+    CounterpartyClass.TAX: "tax_paid",
+}
 
 
 def mark_of(
     inflow: bool, cls: str, subtype: str, channel: str, individual: bool
 ) -> tuple[str, ...]:
-    """What is followed of a transaction by day (none, one, or for an inflow two marks):
+    """What is followed of a transaction by day (none, one, or two marks):
 
     - ``loan_in``: a loan received: from the account-holding bank on channel loan, or from a
       financing partner that lends (bank, lender, lessor, factor);
@@ -123,7 +132,10 @@ def mark_of(
     - ``to_person``: paid to an individual, salaries (PAYROLL) apart;
     - ``to_self``: moved to the firm's own account elsewhere (SELF);
     - ``to_lender``: paid to a lending partner, or principal to the account-holding bank;
-    - ``judicial``: deducted by a court (JUDICIAL).
+    - ``judicial``: deducted by a court (JUDICIAL);
+    - ``power_paid``, ``water_paid``, ``gas_paid``, ``payroll_paid``, ``tax_paid``: paid to
+      a power, water or gas utility, as salaries (PAYROLL), or as tax (TAX), beside
+      ``to_person`` when a person is paid so.
     """
     lending = (cls == CounterpartyClass.BANK_OWN and channel == "loan") or (
         cls == CounterpartyClass.FIN_PARTNER and subtype in LENDING
@@ -134,7 +146,9 @@ def mark_of(
         if by_class is None:
             return ("from_person",) if person else ()
         return (by_class, "from_person") if person else (by_class,)
-    return _out_mark(cls, lending, individual)
+    paid = _UTILITY_PAID.get(subtype) if cls == CounterpartyClass.UTILITY else _CLASS_PAID.get(cls)
+    marks = _out_mark(cls, lending, individual)
+    return marks if paid is None else (paid, *marks)
 
 
 def _out_mark(cls: str, lending: bool, individual: bool) -> tuple[str, ...]:

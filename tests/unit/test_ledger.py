@@ -314,6 +314,9 @@ def _plain_marks(t: Any) -> list[str]:
             ("from_person", t.individual and t.cls != "SELF"),
         ]
         return [mark for mark, holds in holding if holds]
+    public = {("UTILITY", s): f"{s}_paid" for s in ("power", "water", "gas")}
+    public.update({("PAYROLL", t.subtype): "payroll_paid", ("TAX", t.subtype): "tax_paid"})
+    paid = [public[t.cls, t.subtype]] if (t.cls, t.subtype) in public else []
     for mark, holds in (
         ("judicial", t.cls == "JUDICIAL"),
         ("to_lender", lends),
@@ -321,8 +324,8 @@ def _plain_marks(t: Any) -> list[str]:
         ("to_person", t.individual and t.cls != "PAYROLL"),
     ):
         if holds:
-            return [mark]
-    return []
+            return [*paid, mark]
+    return paid
 
 
 # Restated from the README's taxonomy, not imported: operating inflow and outflow classes.

@@ -132,3 +132,43 @@ def test_a_persons_cash_deposit_carries_two_marks_and_its_reversal_removes_both(
     deposit(-1, "CASH", True)
     deposit(-1, "PSP", False)
     assert agg.marks == {}
+
+
+def test_public_payments_are_marked_by_day_beside_a_person_paid_so() -> None:
+    agg = MonthAgg()
+
+    def pay(sign: int, cls: str, subtype: str, individual: bool = False) -> None:  # the 4th
+        agg.change(
+            sign,
+            inflow=False,
+            amount=300,
+            cls=cls,
+            subtype=subtype,
+            channel="payroll" if cls == "PAYROLL" else "transfer",
+            currency="CNY",
+            cross_border=False,
+            day=4,
+            party="p",
+            registry=1,
+            individual=individual,
+        )
+
+    for subtype in ("power", "water", "gas", "heating", "other"):  # not heating, not other
+        pay(1, "UTILITY", subtype)
+    pay(1, "PAYROLL", "", individual=True)  # salaries: not money to a person
+    pay(1, "TAX", "", individual=True)  # a person collecting tax: both
+    assert agg.marks == {
+        "4": {
+            "power_paid": [300, 1],
+            "water_paid": [300, 1],
+            "gas_paid": [300, 1],
+            "payroll_paid": [300, 1],
+            "tax_paid": [300, 1],
+            "to_person": [300, 1],
+        }
+    }
+    for subtype in ("power", "water", "gas", "heating", "other"):
+        pay(-1, "UTILITY", subtype)
+    pay(-1, "PAYROLL", "", individual=True)
+    pay(-1, "TAX", "", individual=True)
+    assert agg.marks == {}
