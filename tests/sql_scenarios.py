@@ -708,6 +708,84 @@ def debt_by_kind() -> Scenario:
     )
 
 
+def public_payments_yoy() -> Scenario:
+    """Power, water, gas, salaries and tax against the same quarter a year earlier, for a
+    firm from August 2024: 2025Q3 has no base (2024Q3 was lived in part, and paid all five),
+    2025Q4 against 2024Q4 (heating, a utility known by its channel only and a reversed tax
+    payment beside them), 2026Q1 against 2025Q1, which paid none of the five (a zero base),
+    and 2026Q2 pulled on 14 May at noon: its 44 days against 1 April to 14 May 2025, where
+    gas was paid only in June (no base so far) and the other streams paid again after the
+    14th."""
+    ent = ENTERPRISES[1]
+    log = _Log(ent, {(BANK, "ACC-1"): 5_000_000})
+    for label in _months("2024-08", "2026-05"):
+        log.add(f"{label}-02 10:00", "in", 900_000, "CUST-A")
+    paid = [
+        # 2024Q3, from August: not wholly on record, so no base for 2025Q3
+        ("2024-08-18 10:00", 80_000, "UTIL-POWER-0001", "transfer"),
+        ("2024-08-19 10:00", 6_000, "UTIL-WATER-0001", "transfer"),
+        ("2024-09-18 10:00", 9_000, "UTIL-GAS-0001", "transfer"),
+        ("2024-08-25 10:00", 480_000, "PAYROLL", "payroll"),
+        ("2024-09-15 10:00", 15_000, "TAX-STA-0001", "transfer"),
+        # 2024Q4, the base of 2025Q4
+        ("2024-10-18 10:00", 100_000, "UTIL-POWER-0001", "transfer"),
+        ("2024-11-18 10:00", 20_000, "UTIL-WATER-0001", "transfer"),
+        ("2024-12-18 10:00", 30_000, "UTIL-GAS-0001", "transfer"),
+        ("2024-12-19 10:00", 50_000, "UTIL-HEAT-0001", "transfer"),
+        ("2024-10-25 10:00", 500_000, "PAYROLL", "payroll"),
+        ("2024-10-15 10:00", 80_000, "TAX-STA-0001", "transfer"),
+        # 2025Q1 paid none of the five; 2025Q2: on its first 44 days, and after them
+        ("2025-04-10 10:00", 40_000, "UTIL-POWER-0001", "transfer"),
+        ("2025-05-20 10:00", 60_000, "UTIL-POWER-0001", "transfer"),
+        ("2025-06-05 10:00", 10_000, "UTIL-WATER-0001", "transfer"),
+        ("2025-06-10 10:00", 25_000, "UTIL-GAS-0001", "transfer"),
+        ("2025-04-25 10:00", 500_000, "PAYROLL", "payroll"),
+        ("2025-05-25 10:00", 500_000, "PAYROLL", "payroll"),
+        ("2025-04-15 10:00", 30_000, "TREASURY-0001", "transfer"),
+        ("2025-05-15 00:30", 30_000, "TAX-STA-0001", "transfer"),  # the 45th day
+        # 2025Q3
+        ("2025-07-18 10:00", 70_000, "UTIL-POWER-0001", "transfer"),
+        ("2025-08-18 10:00", 5_000, "UTIL-WATER-0001", "transfer"),
+        ("2025-09-18 10:00", 10_000, "UTIL-GAS-0001", "transfer"),
+        ("2025-07-25 10:00", 400_000, "PAYROLL", "payroll"),
+        ("2025-07-15 10:00", 20_000, "TAX-STA-0001", "transfer"),
+        # 2025Q4: power up half, water down half, no gas, payroll up a fifth, tax flat
+        ("2025-10-18 10:00", 150_000, "UTIL-POWER-0001", "transfer"),
+        ("2025-11-18 10:00", 10_000, "UTIL-WATER-0001", "transfer"),
+        ("2025-12-19 10:00", 90_000, "UTIL-HEAT-0001", "transfer"),
+        ("2025-12-20 10:00", 7_000, "CITY-UTILITY-9", "utility"),  # no subtype: not power
+        ("2025-10-25 10:00", 600_000, "PAYROLL", "payroll"),
+        ("2025-10-15 10:00", 50_000, "TAX-STA-0001", "transfer"),
+        ("2025-11-15 10:00", 30_000, "TAX-LOCAL-9", "tax"),  # tax by its channel
+        # 2026Q1, against 2025Q1's nothing
+        ("2026-01-18 10:00", 30_000, "UTIL-POWER-0001", "transfer"),
+        ("2026-02-18 10:00", 5_000, "UTIL-WATER-0001", "transfer"),
+        ("2026-03-18 10:00", 8_000, "UTIL-GAS-0001", "transfer"),
+        ("2026-01-25 10:00", 520_000, "PAYROLL", "payroll"),
+        ("2026-01-15 10:00", 25_000, "TAX-STA-0001", "transfer"),
+        # 2026Q2 to the pull
+        ("2026-04-10 10:00", 50_000, "UTIL-POWER-0001", "transfer"),
+        ("2026-05-14 09:00", 10_000, "UTIL-POWER-0001", "transfer"),  # the pull's morning
+        ("2026-04-20 10:00", 15_000, "UTIL-WATER-0001", "transfer"),
+        ("2026-05-01 10:00", 20_000, "UTIL-GAS-0001", "transfer"),
+        ("2026-04-25 10:00", 550_000, "PAYROLL", "payroll"),
+        ("2026-04-15 10:00", 45_000, "TAX-STA-0001", "transfer"),
+    ]
+    for when, amount, cp, channel in paid:
+        log.add(when, "out", amount, cp, channel)
+    # the 44th day of 2025Q2, late in the evening: booked in UTC the same China day
+    log.add("2025-05-14 23:30", "out", 10_000, "UTIL-WATER-0001", utc=True)
+    refunded = log.add("2025-05-01 10:00", "out", 9_999, "UTIL-POWER-0001")
+    wrong = log.add("2025-12-15 10:00", "out", 5_000, "TAX-STA-0001")
+    quarters = ("2024Q3", "2024Q4", "2025Q1", "2025Q2", "2025Q3", "2025Q4", "2026Q1", "2026Q2")
+    return Scenario(
+        "public_payments_yoy",
+        [*log.balanced(), reversal(refunded), reversal(wrong)],
+        datetime(2026, 5, 14, 12, 0, tzinfo=CST),
+        (*quarters, "2026-05"),
+    )
+
+
 def generated_flows() -> Scenario:
     """Three firms of the load-test generator over 13 months: seasonal sales, loans,
     leasing, factoring, exports, heating in winter, reversals, late and repeated events."""
@@ -748,5 +826,6 @@ SCENARIOS = (
     bookings_in_the_next_period(),
     margins_and_bills(),
     debt_by_kind(),
+    public_payments_yoy(),
     generated_flows(),
 )

@@ -24,6 +24,7 @@ COUNTERPARTIES = (
     "PAYROLL",
     "UTIL-POWER-0001",
     "UTIL-WATER-0001",
+    "UTIL-GAS-0001",
     "PSP-ALIPAY-0001",
     "FIN-LEASE-0001",
     "SOCIAL-SI-0001",
@@ -34,11 +35,14 @@ COUNTERPARTIES = (
     "BANKA001",
 )
 CHANNELS = ("transfer", "transfer", *sorted(contract.CHANNELS))  # transfers weigh three
-_START = datetime(2024, 11, 1, tzinfo=timezone(timedelta(hours=8)))
-_SPAN_DAYS = 486  # Nov 2024 to Feb 2026: year-on-year windows, year ends, empty months
+_START = datetime(2024, 10, 1, tzinfo=timezone(timedelta(hours=8)))
+# Oct 2024 to Feb 2026: year ends, empty months, and year-on-year bases (a firm whose first
+# month is October 2024 has 2024Q4 wholly on record for 2025Q4; from November, only 2025Q1
+# for 2026Q1)
+_SPAN_DAYS = 517
 # Month edges, where UTC and China time disagree: Nov 30, Dec 1, Dec 31 and Jan 1 of both
 # years, Jan 31 and Feb 1 2026.
-_EDGE_DAYS = (29, 30, 60, 61, 394, 395, 425, 426, 456, 457)
+_EDGE_DAYS = (60, 61, 91, 92, 425, 426, 456, 457, 487, 488)
 
 
 @st.composite

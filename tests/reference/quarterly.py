@@ -32,6 +32,7 @@ from tests.reference.items import (
     last_whole_month,
     lends,
     longest_run,
+    matching,
     month_days,
     of,
     overdrawn_series,
@@ -216,11 +217,6 @@ def _(t, m, p):
     return spread(coefficient_of_variation, [op_in(t, x) for x in window(m, 6)])
 
 
-@item("operating_inflow_cv_12m")
-def _(t, m, p):
-    return spread(coefficient_of_variation, [op_in(t, x) for x in window(m, 12)])
-
-
 @item("zero_operating_inflow_months_12m")
 def _(t, m, p):
     return sum(1 for x in window(m, 12) if op_in(t, x) == 0)
@@ -252,11 +248,6 @@ def _(t, m, p):
 def _(t, m, p):
     ys = [op_in(t, x) for x in window(m, 6)]
     return None if len(ys) < 2 else share(min(ys), sum(ys) / len(ys))
-
-
-@item("months_with_data_12m")
-def _(t, m, p):
-    return len({x.month for x in of(t, window(m, 12))})
 
 
 # -- concentration ------------------------------------------------------------------------
@@ -299,16 +290,6 @@ def _(t, m, p):
 @item("top1_customer_share_12m")
 def _(t, m, p):
     return top(trade_inflows(t, window(m, 12)), 1)
-
-
-@item("customer_hhi_12m")
-def _(t, m, p):
-    return herfindahl(trade_inflows(t, window(m, 12)))
-
-
-@item("distinct_customers_12m")
-def _(t, m, p):
-    return len(customers(t, window(m, 12)))
 
 
 # -- stickiness ---------------------------------------------------------------------------
@@ -439,11 +420,6 @@ def paid_months(t: T, months: list[int], cls: str, subtype: str | None = None) -
     return sum(1 for x in months if total(t, [x], False, {cls}, subtype) > 0)
 
 
-@item("utility_months_6m")
-def _(t, m, p):
-    return paid_months(t, window(m, 6), "UTILITY")
-
-
 @item("utility_months_12m")
 def _(t, m, p):
     return paid_months(t, window(m, 12), "UTILITY")
@@ -485,6 +461,31 @@ def _(t, m, p):
 def _(t, m, p):
     quarters = range(1, 5) if partial(m) else range(4)  # the four last quarters over
     return sum(1 for q in quarters if total(t, back(m, q), False, {"TAX"}) > 0)
+
+
+def paid_a_year_before(t: T, m: list[int], cls: str, subtype: str | None) -> int | None:
+    """Paid to (cls, subtype) in the same quarter a year earlier: on its first as many days
+    as P has had while P is partial; None when that quarter is not wholly on record."""
+    q4 = base(m, 4)
+    if q4 is None:
+        return None
+    days = [d for x in q4 for d in month_days(x)]
+    if partial(m):
+        days = days[: elapsed(m)[0]]
+    return sum(x.amount for x in matching(t, q4, False, {cls}, subtype) if x.day in set(days))
+
+
+def _paid_yoy(name: str, cls: str, subtype: str | None) -> None:
+    ITEMS[name] = lambda t, m, p: growth(
+        total(t, m, False, {cls}, subtype), paid_a_year_before(t, m, cls, subtype)
+    )
+
+
+_paid_yoy("power_paid_yoy_growth", "UTILITY", "power")
+_paid_yoy("water_paid_yoy_growth", "UTILITY", "water")
+_paid_yoy("gas_paid_yoy_growth", "UTILITY", "gas")
+_paid_yoy("payroll_paid_yoy_growth", "PAYROLL", None)
+_paid_yoy("tax_paid_yoy_growth", "TAX", None)
 
 
 # -- quality flags ------------------------------------------------------------------------

@@ -233,11 +233,6 @@ def _operating_inflow_cv_6m(ctx: Context) -> Value:
     return _spread(cv, _op_in_by_month(ctx, ctx.window(6)))
 
 
-@kernel("operating_inflow_cv_12m")
-def _operating_inflow_cv_12m(ctx: Context) -> Value:
-    return _spread(cv, _op_in_by_month(ctx, ctx.window(12)))
-
-
 @kernel("zero_operating_inflow_months_12m")
 def _zero_operating_inflow_months(ctx: Context) -> Value:
     return sum(1 for a in _op_in_by_month(ctx, ctx.window(12)) if a == 0)
@@ -272,11 +267,6 @@ def _min_to_mean(ctx: Context) -> Value:
         lambda values: ratio(min(values), sum(values) / len(values)),
         _op_in_by_month(ctx, ctx.window(6)),
     )
-
-
-@kernel("months_with_data_12m")
-def _months_with_data(ctx: Context) -> Value:
-    return sum(1 for m in ctx.window(12) if _has_flows(ctx, m))
 
 
 # -- concentration ------------------------------------------------------------------------
@@ -319,17 +309,6 @@ def _dominant_customer_months(ctx: Context) -> Value:
 @kernel("top1_customer_share_12m")
 def _top1_customer_12m(ctx: Context) -> Value:
     return top_share(_trade_inflows(ctx, ctx.window(12)), 1)
-
-
-@kernel("customer_hhi_12m")
-def _customer_hhi_12m(ctx: Context) -> Value:
-    return hhi(_trade_inflows(ctx, ctx.window(12)))
-
-
-@kernel("distinct_customers_12m")
-def _customers_12m(ctx: Context) -> Value:
-    parties = ctx.of_class(TRADE, ctx.window(12))
-    return sum(1 for p in parties.values() if p.inflow > p.outflow)
 
 
 # -- stickiness ---------------------------------------------------------------------------
@@ -493,11 +472,6 @@ def _proceeds_to_operations(ctx: Context) -> Value:
 # -- continuity ---------------------------------------------------------------------------
 
 
-@kernel("utility_months_6m")
-def _utility_months_6m(ctx: Context) -> Value:
-    return paid_months(ctx, ctx.window(6), _UTILITY)
-
-
 @kernel("utility_months_12m")
 def _utility_months_12m(ctx: Context) -> Value:
     return paid_months(ctx, ctx.window(12), _UTILITY)
@@ -528,6 +502,31 @@ def _longest_utility_gap(ctx: Context) -> Value:
 def _utility_cv(ctx: Context) -> Value:
     paid = [a for a in (ctx.amount_out(_UTILITY, [m]) for m in ctx.window(12)) if a > 0]
     return None if len(paid) < 2 else cv(paid)
+
+
+# The public payments year on year: a whole quarter's flows against Q-4's; a partial quarter's
+# against as many first days of Q-4, from the day marks (state/month.py mark_of), as the flows
+# of the trend segment are compared over the days.
+def _paid_yoy(item: str, mark: str, classes: frozenset[str], subtype: str | None) -> None:
+    def compute(ctx: Context) -> Value:
+        earlier = ctx.earlier(4)
+        if earlier is None:
+            return None
+        if ctx.partial:
+            days = earlier.history.marks(earlier.months)[: ctx.elapsed_days]
+            base = sum(marks.get(mark, 0) for marks in days)
+        else:
+            base = earlier.amount_out(classes, subtype=subtype)
+        return _growth(ctx.amount_out(classes, subtype=subtype), base)
+
+    kernel(item)(compute)
+
+
+_paid_yoy("power_paid_yoy_growth", "power_paid", _UTILITY, "power")
+_paid_yoy("water_paid_yoy_growth", "water_paid", _UTILITY, "water")
+_paid_yoy("gas_paid_yoy_growth", "gas_paid", _UTILITY, "gas")
+_paid_yoy("payroll_paid_yoy_growth", "payroll_paid", frozenset({"PAYROLL"}), None)
+_paid_yoy("tax_paid_yoy_growth", "tax_paid", frozenset({"TAX"}), None)
 
 
 @kernel("tax_quarters_4q")

@@ -18,6 +18,7 @@ from tests.reference_sql import balances, flows, trade
 __all__ = [
     "SHARED",
     "earlier_sum",
+    "growth",
     "item",
     "on_record",
     "per_quarter",
@@ -73,6 +74,11 @@ _COLUMN_FILTER = {
     "in_all": "x.inflow",
     "out_all": "NOT x.inflow",
     "op_in": "x.inflow AND x.cls IN ('TRADE', 'PSP', 'CASH')",
+    "power_out": "NOT x.inflow AND x.cls = 'UTILITY' AND x.sub = 'power'",
+    "water_out": "NOT x.inflow AND x.cls = 'UTILITY' AND x.sub = 'water'",
+    "gas_out": "NOT x.inflow AND x.cls = 'UTILITY' AND x.sub = 'gas'",
+    "payroll_out": "NOT x.inflow AND x.cls = 'PAYROLL'",
+    "tax_out": "NOT x.inflow AND x.cls = 'TAX'",
 }
 
 
@@ -87,6 +93,13 @@ def earlier_sum(column: str, quarters_back: int) -> str:
     )
     whole = quarter_sum(column, quarters_back)
     return on_record(quarters_back, f"(CASE WHEN q.partial THEN {same_days} ELSE {whole} END)")
+
+
+def growth(column: str, back: int) -> str:
+    """(this quarter - that quarter) / that quarter of ``ms.column``, null when that quarter
+    is no base or its sum is 0; a partial quarter against as many first days of that one."""
+    now, then = quarter_sum(column, 0), earlier_sum(column, back)
+    return per_quarter(share(f"{now} - {then}", then))
 
 
 def whole_only(value: str) -> str:

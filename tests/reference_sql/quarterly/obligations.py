@@ -11,6 +11,7 @@ from __future__ import annotations
 from tests.reference_sql.flows import OP_IN, OP_OUT
 from tests.reference_sql.quarterly._sql import (
     earlier_sum,
+    growth,
     item,
     per_quarter,
     quarter_sum,
@@ -197,7 +198,6 @@ ITEMS: dict[str, str] = {
                             AND k.month BETWEEN q.m0 - 12 AND q.m0 - 1))"""
     ),
     # continuity
-    "utility_months_6m": _months(6, "util_out"),
     "utility_months_12m": _months(12, "util_out"),
     "tax_months_12m": _months(12, "tax_out"),
     "social_insurance_months_12m": _months(12, "social_out"),
@@ -205,6 +205,12 @@ ITEMS: dict[str, str] = {
     "longest_utility_gap_12m": _UTILITY_GAP,
     "utility_payment_cv_12m": _UTILITY_CV,
     "tax_quarters_4q": _TAX_QUARTERS,
+    # the public payments against the same quarter a year earlier
+    "power_paid_yoy_growth": growth("power_out", 4),
+    "water_paid_yoy_growth": growth("water_out", 4),
+    "gas_paid_yoy_growth": growth("gas_out", 4),
+    "payroll_paid_yoy_growth": growth("payroll_out", 4),
+    "tax_paid_yoy_growth": growth("tax_out", 4),
     # quality flags
     **_FLAGS,
     "longest_no_operating_inflow_days": _DRY_DAYS,

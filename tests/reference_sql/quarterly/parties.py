@@ -98,8 +98,6 @@ ITEMS: dict[str, str] = {
     "customer_hhi_change_qoq": _change(_hhi(_THIS), _hhi(_PREVIOUS)),
     "dominant_customer_months": _DOMINANT,
     "top1_customer_share_12m": per_quarter(_top1(_W12)),
-    "customer_hhi_12m": per_quarter(_hhi(_W12)),
-    "distinct_customers_12m": per_quarter(f"(SELECT count(*) FROM {_parties(*_W12, _CUSTOMER)} x)"),
     "inflow_share_known_6m": _inflow_share_known(6, True),
     "inflow_share_known_12m": _inflow_share_known(12, True),
     "outflow_share_known_6m": _inflow_share_known(6, False),

@@ -5,23 +5,15 @@ from __future__ import annotations
 
 from tests.reference_sql.quarterly._sql import (
     earlier_sum,
+    growth,
     item,
     on_record,
     per_quarter,
-    quarter_sum,
-    share,
     whole_only,
     window,
 )
 
 __all__ = ["ITEMS"]
-
-
-def _growth(column: str, back: int) -> str:
-    """(this quarter - that quarter) / that quarter, null when that quarter's is 0; a
-    partial quarter against the same number of days of that quarter."""
-    now, then = quarter_sum(column, 0), earlier_sum(column, back)
-    return per_quarter(share(f"{now} - {then}", then))
 
 
 def _net(back: int) -> str:
@@ -91,12 +83,12 @@ _DROP = per_quarter(
 )
 
 ITEMS: dict[str, str] = {
-    "inflow_qoq_growth": _growth("in_all", 1),
-    "inflow_yoy_growth": _growth("in_all", 4),
-    "operating_inflow_qoq_growth": _growth("op_in", 1),
-    "operating_inflow_yoy_growth": _growth("op_in", 4),
-    "outflow_qoq_growth": _growth("out_all", 1),
-    "outflow_yoy_growth": _growth("out_all", 4),
+    "inflow_qoq_growth": growth("in_all", 1),
+    "inflow_yoy_growth": growth("in_all", 4),
+    "operating_inflow_qoq_growth": growth("op_in", 1),
+    "operating_inflow_yoy_growth": growth("op_in", 4),
+    "outflow_qoq_growth": growth("out_all", 1),
+    "outflow_yoy_growth": growth("out_all", 4),
     "net_flow_qoq_change_fen": per_quarter(f"{_net(0)} - {_net(1)}"),
     "net_flow_yoy_change_fen": per_quarter(f"{_net(0)} - {_net(4)}"),
     "average_daily_balance_qoq_growth": _adb_growth(1),
@@ -105,7 +97,6 @@ ITEMS: dict[str, str] = {
     "operating_inflow_slope_6m_fen": _SLOPE,
     # stability
     "operating_inflow_cv_6m": _cv(6, "op_in"),
-    "operating_inflow_cv_12m": _cv(12, "op_in"),
     "zero_operating_inflow_months_12m": _months_where(12, "w.op_in = 0"),
     "largest_mom_drop_12m": _DROP,
     "outflow_cv_6m": _cv(6, "out_all"),
@@ -120,5 +111,4 @@ ITEMS: dict[str, str] = {
         f"CASE WHEN {_FEW} OR avg(w.op_in) = 0 THEN NULL "
         "ELSE min(w.op_in)::DOUBLE / avg(w.op_in) END",
     ),
-    "months_with_data_12m": window(12, "count(*) FILTER (WHERE w.n > 0)"),
 }
