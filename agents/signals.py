@@ -9,6 +9,10 @@ state it reads is committed and stays put), publishes the transitions to ``credi
 between publishes the same transitions again, with the same ids: deliveries drop repeats
 (state/signal_feeds.py).
 
+Marked enterprises are judged oldest evidence first: in the order their first change not
+yet judged was committed, and in a tick the partition with the oldest waiting first, so
+that after a backlog a new signal waits for the firms ahead of it, not for a random share.
+
 Rules about absence change with the calendar alone: when the as-of day (China time) moves,
 every enterprise of a partition is marked and judged again, a chunk at a time (a sweep,
 state/signals.py).
@@ -21,10 +25,11 @@ judging the enterprise again reads only those.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
 from agents.ledger import LedgerStage
@@ -60,6 +65,47 @@ def today_in_china() -> date:
     return datetime.now(CST).date()
 
 
+class _Queue:
+    """A partition's enterprises waiting to be judged, oldest evidence first: each with the
+    time its first change not yet judged was committed. After a backlog (a burst, a
+    backfill) a new signal then waits for the firms ahead of it, not for a random share of
+    the backlog (a set's order: some firms waited for the whole of it)."""
+
+    __slots__ = ("_heap", "_since")
+
+    def __init__(self) -> None:
+        self._since: dict[str, float] = {}  # enterprise -> when its evidence was committed
+        self._heap: list[tuple[float, str]] = []  # may hold entries no longer in _since
+
+    def __len__(self) -> int:
+        return len(self._since)
+
+    def add(self, enterprises: Iterable[str], since: float) -> None:
+        """Queue ``enterprises`` as of ``since``; one already queued keeps the older time."""
+        for enterprise_id in enterprises:
+            queued = self._since.get(enterprise_id)
+            if queued is None or since < queued:
+                self._since[enterprise_id] = since
+                heapq.heappush(self._heap, (since, enterprise_id))
+
+    def oldest(self) -> float | None:
+        """When the evidence of the first in line was committed (None when empty)."""
+        self._drop_stale()
+        return self._heap[0][0] if self._heap else None
+
+    def pop(self) -> tuple[str, float]:
+        """The first in line, and its time."""
+        self._drop_stale()
+        since, enterprise_id = heapq.heappop(self._heap)
+        del self._since[enterprise_id]
+        return enterprise_id, since
+
+    def _drop_stale(self) -> None:
+        heap, queued = self._heap, self._since
+        while heap and queued.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+
+
 class SignalStage:
     def __init__(
         self,
@@ -69,6 +115,7 @@ class SignalStage:
         metrics: WorkerMetrics,
         today: Callable[[], date] = today_in_china,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ledger = ledger
         self._sender = sender
@@ -76,7 +123,8 @@ class SignalStage:
         self._metrics = metrics
         self._today = today
         self._now = now
-        self._pending: dict[int, set[str]] = {}  # partition -> marked enterprises
+        self._monotonic = monotonic
+        self._pending: dict[int, _Queue] = {}  # partition -> marked enterprises, in line
         self._days: dict[int, date] = {}  # partition -> the as-of day it was last swept for
         self._sweeping: set[int] = set()  # partitions whose sweep may not be done
         # partition -> enterprise -> (first change, last change, one of them recent), the
@@ -102,7 +150,7 @@ class SignalStage:
         """
         waiting = self._waiting.setdefault(partition, {})
         recent = month_of(self._today()) - 1
-        now = time.monotonic()
+        now = self._monotonic()
         for enterprise_id, months in changed.items():
             first, _, was_recent = waiting.get(enterprise_id, (now, now, False))
             waiting[enterprise_id] = (first, now, was_recent or max(months) >= recent)
@@ -111,11 +159,13 @@ class SignalStage:
                 stale.update(months)  # read again when the enterprise is judged
 
     def opened(self, partitions: set[int]) -> None:
-        """Partitions given to this worker: what their state still marks is judged."""
+        """Partitions given to this worker: what their state still marks is judged (first:
+        it was committed before anything this worker commits)."""
         for partition in partitions:
             store = self._ledger.store(partition)
             if store is not None:
-                self._pending.setdefault(partition, set()).update(SignalState(store).marked())
+                marked = SignalState(store).marked()
+                self._pending.setdefault(partition, _Queue()).add(marked, float("-inf"))
 
     def revoked(self, partitions: set[int]) -> None:
         for partition in partitions:
@@ -137,8 +187,8 @@ class SignalStage:
         judged = 0
         today = self._today()
         started = time.perf_counter()
-        self._settle(time.monotonic())
-        for partition in self._ledger.partitions:
+        self._settle(self._monotonic())
+        for partition in sorted(self._ledger.partitions, key=self._first_in_line):
             while (
                 self._days.get(partition) != today
                 or self._pending.get(partition)
@@ -151,8 +201,19 @@ class SignalStage:
                 await asyncio.sleep(0)  # let the ledger's steps in between chunks
         return judged
 
+    def _first_in_line(self, partition: int) -> float:
+        """A partition with older evidence waiting is judged first in a tick (one that has
+        not started its new day's sweep, first of all; the firms a sweep marks count from
+        when it marks them)."""
+        if self._days.get(partition) != self._today():
+            return float("-inf")
+        pending = self._pending.get(partition)
+        oldest = None if pending is None else pending.oldest()
+        return float("inf") if oldest is None else oldest
+
     def _settle(self, now: float) -> None:
-        """Enterprises whose changes have paused long enough are judged."""
+        """Enterprises whose changes have paused long enough are judged, in the order their
+        first change was committed."""
         for partition, waiting in self._waiting.items():
             due = []
             for enterprise_id, (first, last, recent) in waiting.items():
@@ -161,10 +222,11 @@ class SignalStage:
                 else:
                     ready = now - last >= QUIET_SECONDS
                 if ready:
-                    due.append(enterprise_id)
+                    due.append((first, enterprise_id))
             if due:
-                self._pending.setdefault(partition, set()).update(due)
-                for enterprise_id in due:
+                pending = self._pending.setdefault(partition, _Queue())
+                for first, enterprise_id in due:
+                    pending.add((enterprise_id,), first)
                     del waiting[enterprise_id]
 
     async def _partition(self, partition: int, today: date) -> int:
@@ -173,7 +235,7 @@ class SignalStage:
             if store is None or not self._ledger.live(partition):
                 return 0
             state = SignalState(store)
-            pending = self._pending.setdefault(partition, set())
+            pending = self._pending.setdefault(partition, _Queue())
             if self._days.get(partition) != today:
                 if state.day() != today:
                     log.info("partition %d: new day %s, judging every enterprise", partition, today)
@@ -185,17 +247,17 @@ class SignalStage:
                 if swept is None:
                     self._sweeping.discard(partition)
                 else:
-                    pending.update(swept)
+                    pending.add(swept, self._monotonic())
             if not pending:
                 return 0
             started = time.perf_counter()
-            chunk: list[str] = []
+            chunk: list[tuple[str, float]] = []
             results: dict[str, tuple[dict[str, Episode], dict[str, Episode]]] = {}
             outbox = Outbox(self._sender)
             emitted_at = self._now()
             counts: list[tuple[str, str, str]] = []
             while pending and len(results) < _CHUNK_ENTERPRISES:
-                enterprise_id = pending.pop()
+                enterprise_id, since = pending.pop()
                 before = state.episodes(enterprise_id)
                 try:
                     judged = evaluate(
@@ -212,7 +274,7 @@ class SignalStage:
                     log.exception("partition %d: judging an enterprise's rules failed", partition)
                     self._metrics.step_failures.labels("signals").inc()
                     continue
-                chunk.append(enterprise_id)
+                chunk.append((enterprise_id, since))
                 results[enterprise_id] = (before, judged.open)
                 for change in judged.transitions:
                     severity = self._rules.severity(change.episode.rule)
@@ -224,9 +286,10 @@ class SignalStage:
             try:
                 await outbox.flush()
             except BaseException:
-                pending.update(chunk)  # still marked in the store: judged again
+                for enterprise_id, since in chunk:  # still marked in the store: judged again
+                    pending.add((enterprise_id,), since)
                 raise
-            state.evaluated(results, chunk)
+            state.evaluated(results, [enterprise_id for enterprise_id, _ in chunk])
             for labels in counts:
                 self._metrics.signals.labels(*labels).inc()
             self._metrics.signal_evaluations.inc(len(chunk))

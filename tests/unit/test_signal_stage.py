@@ -1,0 +1,172 @@
+"""The signal judge's order: after a backlog, firms are judged oldest evidence first (the
+time their first change not yet judged was committed), so that a new signal waits for the
+firms ahead of it and not for a random share of the backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import date
+from typing import Any, cast
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+import agents.signals
+from agents.ledger import LedgerStage
+from agents.signals import SignalStage
+from engine.events.contract import Txn, validate
+from engine.metrics import WorkerMetrics
+from engine.products.classify import load_registry
+from engine.products.specs import SPECS_DIR
+from engine.pseudonym import Pseudonymizer
+from engine.signals.evaluate import RuleSet
+from engine.signals.spec import load_signals
+from state.ledger import PartitionLedger
+from state.ledger_types import Source
+from state.memory import MemoryStore
+from tests.factories import enterprise_ids, event
+
+DAY = date(2026, 3, 20)
+RULES = RuleSet.of(load_signals())
+_REGISTRY = load_registry(SPECS_DIR / "registries.toml")
+
+
+class _Ledger:
+    """What the judge asks of the ledger stage: its lock, live partitions and their stores."""
+
+    def __init__(self, partitions: int) -> None:
+        self.lock = asyncio.Lock()
+        self.stores = {p: MemoryStore() for p in range(partitions)}
+        self.ledgers = {
+            p: PartitionLedger(store, Pseudonymizer(b"test-key"), lambda: _REGISTRY)
+            for p, store in self.stores.items()
+        }
+        self.offsets = dict.fromkeys(self.stores, 0)
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self.stores)
+
+    def store(self, partition: int) -> MemoryStore:
+        return self.stores[partition]
+
+    def live(self, partition: int) -> bool:
+        return True
+
+    def book(
+        self, partition: int, firm: str, at: str = "2026-03-18T10:00:00+08:00"
+    ) -> dict[str, set[int]]:
+        """Commit a receipt of ``firm``'s booked ``at``; returns what the commit changed."""
+        offset = self.offsets[partition]
+        txn = validate(event(enterprise_id=firm, txn_id=f"T{offset}", booked_at=at), "BANK0001")
+        assert isinstance(txn, Txn), txn
+        ledger = self.ledgers[partition]
+        ledger.apply(txn, Source("bank.BANK0001.txns", 0, offset, None))
+        self.offsets[partition] = offset + 1
+        return ledger.commit(offset + 1)
+
+
+class _Sender:
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: Any) -> Any:
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+@pytest.fixture
+def judged(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The firms judged, in order."""
+    order: list[str] = []
+    evaluate = agents.signals.evaluate
+
+    def spy(enterprise_id: str, *args: Any, **kwargs: Any) -> Any:
+        order.append(enterprise_id)
+        return evaluate(enterprise_id, *args, **kwargs)
+
+    monkeypatch.setattr(agents.signals, "evaluate", spy)
+    return order
+
+
+def _stage(ledger: _Ledger, clock: list[float]) -> SignalStage:
+    return SignalStage(
+        cast(LedgerStage, ledger),
+        _Sender(),
+        RULES,
+        WorkerMetrics(CollectorRegistry()),
+        today=lambda: DAY,
+        monotonic=lambda: clock[0],
+    )
+
+
+async def _judge_everything(stage: SignalStage) -> None:
+    while await stage.evaluate_pending():
+        pass
+
+
+def test_a_backlog_is_judged_in_the_order_its_changes_were_committed(judged: list[str]) -> None:
+    async def scenario() -> None:
+        ledger, clock = _Ledger(1), [0.0]
+        stage = _stage(ledger, clock)
+        firms = enterprise_ids(12, seed=5)
+        for firm in firms:
+            ledger.book(0, firm)
+        await _judge_everything(stage)  # the first day's sweep: every firm judged once
+        judged.clear()
+        # A backlog: the judge gets no turn while the firms' changes are committed, in an
+        # order that is neither their ids' nor their hashes'.
+        order = random.Random(9).sample(firms, len(firms))
+        for k, firm in enumerate(order):
+            clock[0] = 1.0 + k
+            stage.committed(0, ledger.book(0, firm))
+        clock[0] = 100.0
+        stage.committed(0, ledger.book(0, order[0]))  # changed again: it keeps its place
+        clock[0] = 200.0
+        await _judge_everything(stage)
+        assert judged == order
+
+    asyncio.run(scenario())
+
+
+def test_the_partition_with_the_oldest_change_waiting_goes_first(judged: list[str]) -> None:
+    async def scenario() -> None:
+        ledger, clock = _Ledger(2), [0.0]
+        stage = _stage(ledger, clock)
+        first, second = enterprise_ids(2, seed=6)
+        await _judge_everything(stage)  # the new day's sweep of both (empty) partitions
+        clock[0] = 1.0
+        stage.committed(1, ledger.book(1, first))
+        clock[0] = 2.0
+        stage.committed(0, ledger.book(0, second))
+        clock[0] = 200.0
+        await _judge_everything(stage)
+        assert judged == [first, second]
+
+    asyncio.run(scenario())
+
+
+def test_history_committed_earlier_goes_before_recent_changes_settled_earlier(
+    judged: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change to an old month is judged once the firm has been quiet for QUIET_SECONDS, a
+    recent one DEBOUNCE_SECONDS after it: they come due in another order than they were
+    committed, and the older evidence still goes first."""
+    monkeypatch.setattr(agents.signals, "_CHUNK_ENTERPRISES", 1)  # a firm a turn
+    monkeypatch.setattr(agents.signals, "_TICK_SECONDS", 0.0)  # a turn a tick
+
+    async def scenario() -> None:
+        ledger, clock = _Ledger(1), [0.0]
+        stage = _stage(ledger, clock)
+        old, *recent = enterprise_ids(4, seed=8)
+        await _judge_everything(stage)  # the new day's sweep of the empty partition
+        stage.committed(0, ledger.book(0, old, "2025-11-03T10:00:00+08:00"))
+        for k, firm in enumerate(recent):
+            clock[0] = 1.0 + k
+            stage.committed(0, ledger.book(0, firm))
+        clock[0] = 5.0  # the recent ones are due, the old month not yet
+        assert await stage.evaluate_pending() == 1
+        clock[0] = 11.0  # now it is too
+        await _judge_everything(stage)
+        assert judged == [recent[0], old, *recent[1:]]
+
+    asyncio.run(scenario())
