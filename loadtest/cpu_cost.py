@@ -1,7 +1,7 @@
 """CPU time of the ledger stage and of the signal judge, in one process, without services.
 
     python -m loadtest.cpu_cost [--enterprises 300] [--months 12] [--step 500]
-    python -m loadtest.cpu_cost --against REF [--rounds 5]   # REF's code against this tree's
+    python -m loadtest.cpu_cost --against REF [--to REF2] [--rounds 5]
 
 Generates a load with loadtest's generator, routes it as intake does, and runs it through
 the worker's own stages with a RocksDB store, Kafka and Redis left out (a sender that
@@ -19,8 +19,8 @@ confirms at once, views that take any write):
 CPU is ``time.process_time`` (this process, its threads included: RocksDB's), not wall
 time, so that other work on the machine counts less; memory and caches are shared, so
 compare figures of one run. With ``--against REF`` the module runs, in turns, in a copy of
-REF's tree and in this one (``--rounds`` each, in fresh processes, same load), and prints
-the medians of each and their ratios (this tree's / REF's).
+REF's tree and in this one, or REF2's (``--rounds`` each, in fresh processes, same load),
+and prints the medians of each and their ratios (this tree's or REF2's / REF's).
 """
 
 from __future__ import annotations
@@ -226,6 +226,7 @@ def measure(enterprises: int = 300, months: int = 12, step: int = 500) -> dict[s
 def _tree_of(ref: str, into: Path) -> Path:
     """REF's files (git archive), with this module copied in: the same measurement."""
     root = Path(__file__).resolve().parents[1]
+    into.mkdir(parents=True, exist_ok=True)
     archive = into / "tree.tar"
     subprocess.run(["git", "-C", str(root), "archive", "-o", str(archive), ref], check=True)
     tree = into / "tree"
@@ -247,24 +248,25 @@ def _run_in(tree: Path, options: list[str]) -> dict[str, float]:
     return cast(dict[str, float], codec.loads(out.strip().splitlines()[-1]))
 
 
-def _compare(ref: str, rounds: int, options: list[str]) -> dict[str, Any]:
-    here = Path(__file__).resolve().parents[1]
-    samples: dict[str, list[Mapping[str, float]]] = {ref: [], "this tree": []}
+def _compare(ref: str, to: str | None, rounds: int, options: list[str]) -> dict[str, Any]:
+    after = to or "this tree"
+    samples: dict[str, list[Mapping[str, float]]] = {ref: [], after: []}
     with tempfile.TemporaryDirectory(prefix="cpu-cost-ref-") as tmp:
-        base = _tree_of(ref, Path(tmp))
+        base = _tree_of(ref, Path(tmp) / "before")
+        other = Path(__file__).resolve().parents[1] if to is None else _tree_of(to, Path(tmp))
         for _ in range(rounds):  # in turns, so that the machine's load falls on both
             samples[ref].append(_run_in(base, options))
-            samples["this tree"].append(_run_in(here, options))
+            samples[after].append(_run_in(other, options))
     medians = {
         name: {figure: round(statistics.median(s[figure] for s in runs), 4) for figure in _FIGURES}
         for name, runs in samples.items()
     }
     return {
         "rounds": rounds,
+        "options": options,
         "medians": medians,
-        "ratio_this_to_ref": {
-            figure: round(medians["this tree"][figure] / medians[ref][figure], 3)
-            for figure in _FIGURES
+        "ratio_after_to_before": {
+            figure: round(medians[after][figure] / medians[ref][figure], 3) for figure in _FIGURES
         },
         "samples": {
             name: {figure: [round(s[figure], 4) for s in runs] for figure in _FIGURES}
@@ -279,12 +281,13 @@ def _samples(argv: list[str]) -> Iterator[str]:
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--step", type=int, default=500, help="rows a commit holds")
     parser.add_argument("--against", help="a git ref whose code to measure as well")
+    parser.add_argument("--to", help="with --against: the ref to compare (default: this tree)")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     options = [f"--enterprises={args.enterprises}", f"--months={args.months}"]
     options.append(f"--step={args.step}")
     if args.against:
-        yield codec.dumps(_compare(args.against, args.rounds, options)).decode()
+        yield codec.dumps(_compare(args.against, args.to, args.rounds, options)).decode()
     else:
         yield codec.dumps(measure(args.enterprises, args.months, args.step)).decode()
 
