@@ -94,11 +94,10 @@ class _Series:
 
     __slots__ = ("_amounts", "_days", "_sums")
 
-    def __init__(self, points: list[tuple[int, int]]) -> None:
-        points.sort()
-        self._days = [day for day, _ in points]
-        self._amounts = [amount for _, amount in points]
-        self._sums = [0, *itertools.accumulate(self._amounts)]
+    def __init__(self, days: list[int], amounts: list[int]) -> None:
+        self._days = days  # in order, each once
+        self._amounts = amounts
+        self._sums = [0, *itertools.accumulate(amounts)]
 
     def _span(self, start: int, end: int) -> tuple[int, int]:
         return bisect_left(self._days, start), bisect_right(self._days, end)
@@ -229,6 +228,9 @@ class Timeline:
         return found
 
 
+_Points = tuple[list[int], list[int]]  # days (timeline indices, in order), amounts
+
+
 def timeline_of(
     months: Mapping[int, MonthDays], as_of: date, carried: Mapping[str, int] | None = None
 ) -> Timeline | None:
@@ -239,35 +241,33 @@ def timeline_of(
     if first is None or as_of < first:
         return None
     last_month = month_of(as_of)
-    inflows: list[tuple[int, int]] = []
-    outflows: list[tuple[int, int]] = []
-    all_in: list[tuple[int, int]] = []
-    all_out: list[tuple[int, int]] = []
-    balances: dict[str, list[tuple[int, int]]] = {}
-    marked: dict[str, list[tuple[int, int]]] = {}
+    # Each series gathered month by month, in order: days and amounts in lists of their own,
+    # each month's days sorted once and shifted to the timeline's index by C loops (map);
+    # building it is most of an evaluation, judged for every firm a commit changed.
+    flows: tuple[_Points, ...] = (([], []), ([], []), ([], []), ([], []))
+    balances: dict[str, _Points] = {}
+    marked: dict[str, _Points] = {}
     for month in sorted(months):
         if month > last_month:
             break
         digest = months[month]
         offset = (_date(month, 1) - first).days - 1  # index of day d is offset + d
         end = as_of.day if month == last_month else 31
-        for source, points in (
-            (digest.op_in, inflows),
-            (digest.op_out, outflows),
-            (digest.all_in, all_in),
-            (digest.all_out, all_out),
+        for source, points in zip(
+            (digest.op_in, digest.op_out, digest.all_in, digest.all_out), flows, strict=True
         ):
-            points.extend(
-                (offset + d, a) for d, a in source.items() if offset + d >= 0 and d <= end
-            )
+            _extend(points, source, offset, end)
         for mark, days in digest.marks.items():
-            marked.setdefault(mark, []).extend(
-                (offset + d, a) for d, a in days.items() if offset + d >= 0 and d <= end
-            )
+            _extend(marked.setdefault(mark, ([], [])), days, offset, end)
         for account, days in digest.balances.items():
-            kept = [(offset + d, b) for d, b in days.items() if offset + d >= 0 and d <= end]
-            if kept:
-                balances.setdefault(account, []).extend(kept)
+            kept = balances.get(account)
+            if kept is None:
+                kept = ([], [])
+                if not _extend(kept, days, offset, end):
+                    continue  # an account appears with its first kept booking
+                balances[account] = kept
+            else:
+                _extend(kept, days, offset, end)
     paid: dict[tuple[str, str], set[int]] = {}
     for month, digest in months.items():
         for stream in digest.paid if month <= last_month else ():
@@ -275,24 +275,36 @@ def timeline_of(
     # accounts whose last booking was pruned (state/horizon.py) still hold their balance:
     # from before the first day on record, until a kept booking of theirs says otherwise
     for account, balance in (carried or {}).items():
-        balances.setdefault(account, []).append((-1, balance))
-    series = []
-    for points in balances.values():
-        points.sort()
-        series.append(([day for day, _ in points], [b for _, b in points]))
+        indices, values = balances.setdefault(account, ([], []))
+        indices.insert(0, -1)
+        values.insert(0, balance)
     return Timeline(
         first,
         (as_of - first).days + 1,
-        _Series(inflows),
-        _Series(outflows),
-        _Series(all_in),
-        _Series(all_out),
-        tuple(series),
+        _Series(*flows[0]),
+        _Series(*flows[1]),
+        _Series(*flows[2]),
+        _Series(*flows[3]),
+        tuple(balances.values()),
         {stream: frozenset(m) for stream, m in paid.items()},
         {m: d.customers for m, d in months.items() if m <= last_month and d.customers},
         {m: d.partners for m, d in months.items() if m <= last_month and d.partners},
-        {mark: _Series(points) for mark, points in marked.items()},
+        {mark: _Series(*points) for mark, points in marked.items()},
     )
+
+
+def _extend(points: _Points, source: Mapping[int, int], offset: int, end: int) -> bool:
+    """Add a month's days 1..``end`` of ``source`` (day of month -> amount) that fall on or
+    after the timeline's first day (index ``offset`` + day); whether any did."""
+    if not source:
+        return False
+    days = sorted(source)
+    kept = days[bisect_left(days, -offset) : bisect_right(days, end)]
+    if not kept:
+        return False
+    points[0].extend(map(offset.__add__, kept))
+    points[1].extend(map(source.__getitem__, kept))
+    return True
 
 
 def timeline(history: History, as_of: date) -> Timeline | None:
