@@ -23,7 +23,7 @@ from datetime import date
 from engine import codec
 from engine.periods import parse_month
 from engine.signals.episodes import Episode
-from engine.signals.timeline import STREAM_CLASSES, MonthDays, transpose_marks
+from engine.signals.timeline import STREAM_CLASSES, MonthDays
 from state.horizon import Carry
 from state.kv import KVStore
 from state.ledger_types import carry_key, evaluate_key, month_key
@@ -38,13 +38,35 @@ _MARKERS = b"E|"
 
 def month_days(agg: MonthAgg) -> MonthDays:
     """What the rules read of a month aggregate (MonthAgg.days rows: inflow, outflow,
-    operating inflow, operating outflow, count)."""
-    days = agg.days
-    booked = [int(d) for d, row in days.items() if row[4]]
+    operating inflow, operating outflow, count). One pass over the days: a firm judged for
+    the first time reads all its months, and this was a third of judging it."""
+    first_booked: int | None = None
+    op_in: dict[int, int] = {}
+    op_out: dict[int, int] = {}
+    all_in: dict[int, int] = {}
+    all_out: dict[int, int] = {}
+    for key, (inflow, outflow, operating_in, operating_out, count) in agg.days.items():
+        day = int(key)
+        if count and (first_booked is None or day < first_booked):
+            first_booked = day
+        if operating_in:
+            op_in[day] = operating_in
+        if operating_out:
+            op_out[day] = operating_out
+        if inflow:
+            all_in[day] = inflow
+        if outflow:
+            all_out[day] = outflow
+    marks: dict[str, dict[int, int]] = {}  # as transpose_marks gives them
+    for key, amounts in agg.marks.items():
+        day = int(key)
+        for mark, (amount, _) in amounts.items():
+            if amount:
+                marks.setdefault(mark, {})[day] = amount
     return MonthDays(
-        min(booked) if booked else None,
-        {int(d): row[2] for d, row in days.items() if row[2]},
-        {int(d): row[3] for d, row in days.items() if row[3]},
+        first_booked,
+        op_in,
+        op_out,
         {
             account: {int(d): last[2] for d, last in entry["days"].items()}
             for account, entry in agg.accounts.items()
@@ -57,11 +79,9 @@ def month_days(agg: MonthAgg) -> MonthDays:
         ),
         _parties(agg, "TRADE|", nonzero=True),
         _parties(agg, "FIN_PARTNER|", nonzero=False),
-        {int(d): row[0] for d, row in days.items() if row[0]},
-        {int(d): row[1] for d, row in days.items() if row[1]},
-        transpose_marks(
-            {d: {mark: row[0] for mark, row in marks.items()} for d, marks in agg.marks.items()}
-        ),
+        all_in,
+        all_out,
+        marks,
     )
 
 
