@@ -234,7 +234,7 @@ class SignalStage:
             store = self._ledger.store(partition)
             if store is None or not self._ledger.live(partition):
                 return 0
-            state = SignalState(store)
+            state = SignalState(store, self._ledger.ledger(partition).held)
             pending = self._pending.setdefault(partition, _Queue())
             if self._days.get(partition) != today:
                 if state.day() != today:
