@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 import agents.signals
 from agents.ledger import LedgerStage
 from agents.signals import SignalStage
+from engine import codec
 from engine.events.contract import Txn, validate
 from engine.metrics import WorkerMetrics
 from engine.products.classify import load_registry
@@ -58,11 +59,13 @@ class _Ledger:
         return True
 
     def book(
-        self, partition: int, firm: str, at: str = "2026-03-18T10:00:00+08:00"
+        self, partition: int, firm: str, at: str = "2026-03-18T10:00:00+08:00", **fields: Any
     ) -> dict[str, set[int]]:
-        """Commit a receipt of ``firm``'s booked ``at``; returns what the commit changed."""
+        """Commit a booking of ``firm``'s (a receipt unless ``fields`` say otherwise) booked
+        ``at``; returns what the commit changed."""
         offset = self.offsets[partition]
-        txn = validate(event(enterprise_id=firm, txn_id=f"T{offset}", booked_at=at), "BANK0001")
+        booking = event(enterprise_id=firm, txn_id=f"T{offset}", booked_at=at, **fields)
+        txn = validate(booking, "BANK0001")
         assert isinstance(txn, Txn), txn
         ledger = self.ledgers[partition]
         ledger.apply(txn, Source("bank.BANK0001.txns", 0, offset, None))
@@ -71,7 +74,12 @@ class _Ledger:
 
 
 class _Sender:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: Any) -> Any:
+        assert value is not None
+        self.sent.append(codec.loads(value))
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -91,10 +99,10 @@ def judged(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return order
 
 
-def _stage(ledger: _Ledger, clock: list[float]) -> SignalStage:
+def _stage(ledger: _Ledger, clock: list[float], sender: _Sender | None = None) -> SignalStage:
     return SignalStage(
         cast(LedgerStage, ledger),
-        _Sender(),
+        sender or _Sender(),
         RULES,
         WorkerMetrics(CollectorRegistry()),
         today=lambda: DAY,
@@ -171,5 +179,34 @@ def test_history_committed_earlier_goes_before_recent_changes_settled_earlier(
         clock[0] = 11.0  # now it is too
         await _judge_everything(stage)
         assert judged == [recent[0], old, *recent[1:]]
+
+    asyncio.run(scenario())
+
+
+def test_a_firm_judged_again_is_judged_against_the_episodes_it_stored(judged: list[str]) -> None:
+    """The judge keeps a firm's open episodes between its judgements: an episode raised is
+    not raised again while its run goes on, and ends when the data end it."""
+
+    async def scenario() -> None:
+        ledger, clock, sender = _Ledger(1), [0.0], _Sender()
+        stage = _stage(ledger, clock, sender)
+        (firm,) = enterprise_ids(1, seed=10)
+        await _judge_everything(stage)  # the new day's sweep of the empty partition
+        states = []
+        for at, fields in [
+            ("2026-03-15T10:00:00+08:00", {"balance_after_fen": 1_000_000}),
+            ("2026-03-18T10:00:00+08:00", {"direction": "out", "balance_after_fen": -100_000}),
+            ("2026-03-19T10:00:00+08:00", {"direction": "out", "balance_after_fen": -150_000}),
+            ("2026-03-20T09:00:00+08:00", {"balance_after_fen": 400_000}),
+        ]:
+            clock[0] += 10.0
+            stage.committed(0, ledger.book(0, firm, at, **fields))
+            clock[0] += 10.0
+            sender.sent.clear()
+            await _judge_everything(stage)
+            states.append([(s["rule"], s["state"]) for s in sender.sent])
+        overdrawn = "account_overdrawn"
+        assert states == [[], [(overdrawn, "raised")], [], [(overdrawn, "retracted")]]
+        assert judged.count(firm) == 4
 
     asyncio.run(scenario())
