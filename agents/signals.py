@@ -17,10 +17,9 @@ Rules about absence change with the calendar alone: when the as-of day (China ti
 every enterprise of a partition is marked and judged again, a chunk at a time (a sweep,
 state/signals.py).
 
-Each enterprise's months are kept as digests (engine/signals/timeline.py ``MonthDays``), with
-its carry and open episodes, for the most recently judged enterprises; a commit notes which
-of their months changed, and judging the enterprise again reads only those (from the months
-the ledger holds decoded when it does).
+Each enterprise's months are kept as digests (engine/signals/timeline.py ``MonthDays``) for
+the most recently judged enterprises; a commit notes which of their months changed, and
+judging the enterprise again reads only those.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from agents.ledger import LedgerStage
@@ -108,19 +106,6 @@ class _Queue:
             heapq.heappop(heap)
 
 
-@dataclass(slots=True)
-class _Kept:
-    """What judging a recently judged enterprise reads, kept between its judgements: its
-    month digests, the balances its pruned months carry and its open episodes. Only a
-    commit changes the months (it notes which), only pruning the carry (it forgets them
-    all), and only the judge the episodes (it keeps what it stores): re-reading the carry
-    and scanning the episodes at every judgement cost a store read and a scan a firm."""
-
-    months: dict[int, MonthDays]
-    carried: dict[str, int]
-    episodes: dict[str, Episode]
-
-
 class SignalStage:
     def __init__(
         self,
@@ -145,7 +130,7 @@ class SignalStage:
         # partition -> enterprise -> (first change, last change, one of them recent), the
         # times monotonic: changed enterprises waiting for their changes to pause
         self._waiting: dict[int, dict[str, tuple[float, float, bool]]] = {}
-        self._digests: OrderedDict[str, _Kept] = OrderedDict()
+        self._digests: OrderedDict[str, dict[int, MonthDays]] = OrderedDict()
         self._stale: dict[str, set[int]] = {}  # kept enterprise -> months changed since
         metrics.signals_pending.set_function(
             lambda: sum(map(len, self._pending.values())) + sum(map(len, self._waiting.values()))
@@ -249,7 +234,7 @@ class SignalStage:
             store = self._ledger.store(partition)
             if store is None or not self._ledger.live(partition):
                 return 0
-            state = SignalState(store, self._ledger.ledger(partition).held)
+            state = SignalState(store)
             pending = self._pending.setdefault(partition, _Queue())
             if self._days.get(partition) != today:
                 if state.day() != today:
@@ -273,11 +258,15 @@ class SignalStage:
             counts: list[tuple[str, str, str]] = []
             while pending and len(results) < _CHUNK_ENTERPRISES:
                 enterprise_id, since = pending.pop()
-                kept = self._kept(state, enterprise_id)
-                before = kept.episodes
+                before = state.episodes(enterprise_id)
                 try:
                     judged = evaluate(
-                        enterprise_id, kept.months, today, before, self._rules, kept.carried
+                        enterprise_id,
+                        self._months(state, enterprise_id),
+                        today,
+                        before,
+                        self._rules,
+                        state.carried(enterprise_id),
                     )
                 except Exception:
                     # A rule that fails on some data must not stop the others: this one stays
@@ -301,39 +290,32 @@ class SignalStage:
                     pending.add((enterprise_id,), since)
                 raise
             state.evaluated(results, [enterprise_id for enterprise_id, _ in chunk])
-            for enterprise_id, (_, after) in results.items():
-                if (entry := self._digests.get(enterprise_id)) is not None:
-                    entry.episodes = after  # as stored
             for labels in counts:
                 self._metrics.signals.labels(*labels).inc()
             self._metrics.signal_evaluations.inc(len(chunk))
             self._metrics.signal_evaluation_seconds.observe(time.perf_counter() - started)
             return len(chunk)
 
-    def _kept(self, state: SignalState, enterprise_id: str) -> _Kept:
-        """What judging the enterprise reads: kept, with the months changed since read
+    def _months(self, state: SignalState, enterprise_id: str) -> dict[int, MonthDays]:
+        """The enterprise's month digests: those kept, with the months changed since read
         again from the committed state (a commit only notes which: refreshing them at every
         commit cost ingest a quarter of its time when every enterprise changed)."""
-        kept = self._digests.get(enterprise_id)
-        if kept is None:
-            kept = _Kept(
-                state.months(enterprise_id),
-                state.carried(enterprise_id),
-                state.episodes(enterprise_id),
-            )
-            self._digests[enterprise_id] = kept
+        digests = self._digests.get(enterprise_id)
+        if digests is None:
+            digests = state.months(enterprise_id)
+            self._digests[enterprise_id] = digests
             self._stale[enterprise_id] = set()
             if len(self._digests) > _DIGEST_ENTERPRISES:
                 forgotten, _ = self._digests.popitem(last=False)
                 del self._stale[forgotten]
-            return kept
+            return digests
         self._digests.move_to_end(enterprise_id)
         stale = self._stale[enterprise_id]
         for month in stale:
             digest = state.month(enterprise_id, month)
             if digest is None:
-                kept.months.pop(month, None)
+                digests.pop(month, None)
             else:
-                kept.months[month] = digest
+                digests[month] = digest
         stale.clear()
-        return kept
+        return digests

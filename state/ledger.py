@@ -749,14 +749,6 @@ class PartitionLedger:
             agg = None if raw is None else MonthAgg.decode(raw)
         return None if agg is None or agg.is_empty else agg
 
-    def held(self, enterprise_id: str, month: int) -> MonthAgg | None:
-        """The month as committed when this ledger holds it decoded in memory (not changed
-        since the last commit; an empty one has no data), else None: read the store. For
-        the signal judge (state/signals.py): a month a commit just changed is nearly always
-        held, and decoding it again cost more than digesting it. Read-only."""
-        slot = (enterprise_id, month)
-        return None if slot in self._dirty else self._months.get(slot)
-
     def enterprises(self) -> Iterator[tuple[str, dict[int, MonthAgg]]]:
         """Every enterprise of the partition with all its months (for a full republish)."""
         current: str | None = None

@@ -17,7 +17,7 @@ millions of enterprise-months is never scanned in one go.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 
 from engine import codec
@@ -29,7 +29,7 @@ from state.kv import KVStore
 from state.ledger_types import carry_key, evaluate_key, month_key
 from state.month import MonthAgg
 
-__all__ = ["SIGNALS_DAY_KEY", "SWEEP_KEY", "Held", "SignalState", "month_days"]
+__all__ = ["SIGNALS_DAY_KEY", "SWEEP_KEY", "SignalState", "month_days"]
 
 SIGNALS_DAY_KEY = b"_signals_day"
 SWEEP_KEY = b"_signals_sweep"
@@ -99,14 +99,9 @@ def _episode_key(enterprise_id: str, rule: str) -> bytes:
     return f"S|{enterprise_id}|{rule}".encode()
 
 
-#: A committed month aggregate held in memory (PartitionLedger.held), or None.
-Held = Callable[[str, int], MonthAgg | None]
-
-
 class SignalState:
-    def __init__(self, store: KVStore, held: Held | None = None) -> None:
+    def __init__(self, store: KVStore) -> None:
         self._store = store
-        self._held = held  # months the ledger holds decoded: not decoded again
 
     def marked(self) -> Iterator[str]:
         """The enterprises waiting for an evaluation."""
@@ -130,8 +125,7 @@ class SignalState:
         for key, raw in self._store.scan_prefix(head):
             month = parse_month(key[len(head) :].decode())
             assert month is not None  # the ledger writes these keys
-            agg = None if self._held is None else self._held(enterprise_id, month)
-            found[month] = month_days(MonthAgg.decode(raw) if agg is None else agg)
+            found[month] = month_days(MonthAgg.decode(raw))
         return found
 
     def carried(self, enterprise_id: str) -> dict[str, int]:
@@ -143,9 +137,6 @@ class SignalState:
 
     def month(self, enterprise_id: str, month: int) -> MonthDays | None:
         """One committed month's digest, or None when the month has no data."""
-        agg = None if self._held is None else self._held(enterprise_id, month)
-        if agg is not None:
-            return None if agg.is_empty else month_days(agg)
         raw = self._store.get(month_key(enterprise_id, month))
         return None if raw is None else month_days(MonthAgg.decode(raw))
 

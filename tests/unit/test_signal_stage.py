@@ -52,9 +52,6 @@ class _Ledger:
     def store(self, partition: int) -> MemoryStore:
         return self.stores[partition]
 
-    def ledger(self, partition: int) -> PartitionLedger:
-        return self.ledgers[partition]
-
     def live(self, partition: int) -> bool:
         return True
 

@@ -147,26 +147,3 @@ def test_the_state_gives_the_balances_pruning_carried() -> None:
     ledger.prune(month_of(DAY) - 14)
     (balance,) = state.carried(ENTERPRISE).values()
     assert balance == 7_000_000
-
-
-def test_months_the_ledger_holds_are_read_as_committed_never_ahead() -> None:
-    """The judge reads the months the ledger holds decoded instead of decoding the store's
-    copy again, and only while they are as committed: a step applied and not committed yet
-    (rolled back if it fails) is not judged."""
-    store = MemoryStore()
-    ledger = _ledger(store)
-    _apply(ledger, _overdraft(), 0)
-    month = month_of(DAY)
-    held, stored = SignalState(store, ledger.held), SignalState(store)
-    assert ledger.held(ENTERPRISE, month) is not None  # the step's month, kept decoded
-    assert held.month(ENTERPRISE, month) == stored.month(ENTERPRISE, month)
-    assert held.months(ENTERPRISE) == stored.months(ENTERPRISE)
-    committed = stored.month(ENTERPRISE, month)
-    later = event(txn_id="A9", amount_fen=900, booked_at=f"{DAY}T12:00:00+08:00")
-    txn = validate(later, later["bank"])
-    assert isinstance(txn, Txn)
-    ledger.apply(txn, Source("bank.BANK0001.txns", 0, 9, None))  # applied, not committed
-    assert held.month(ENTERPRISE, month) == committed
-    assert held.months(ENTERPRISE) == stored.months(ENTERPRISE)
-    ledger.commit(10)
-    assert held.month(ENTERPRISE, month) == stored.month(ENTERPRISE, month) != committed
