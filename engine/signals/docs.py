@@ -34,7 +34,8 @@ once its changes pause (0.3 s, and at the latest 5 s after the first; 10 s for c
 only to months before the last, history arriving), so that a bank's backfill of a firm's
 history raises nothing it would retract.
 Judging takes at most about a third of a worker's time: under more load, signals come
-later (`creditflow_signals_pending_enterprises`) and ingest does not slow. The rules on loan
+later (`creditflow_signals_pending_enterprises`), the enterprises waiting judged in the
+order their changes were committed, and ingest does not slow. The rules on loan
 proceeds and judicial deductions read the month state's *marks*, kept by day since spec
 version 3 (loans received; money to individuals, to the firm's own accounts, to lenders;
 judicial deductions): months written by an earlier version have none until their partition
