@@ -62,6 +62,7 @@ __all__ = [
     "events_for",
     "git_commit",
     "ingest_batches",
+    "ingest_single",
     "machine_info",
     "paced",
     "paced_phase",
@@ -151,7 +152,7 @@ def ingest_batches(stack: EmbeddedStack, events: list[dict[str, Any]]) -> float:
     return len(events) / (done - started)
 
 
-def _ingest_single(stack: EmbeddedStack, events: list[dict[str, Any]]) -> float:
+def ingest_single(stack: EmbeddedStack, events: list[dict[str, Any]]) -> float:
     bootstrap = stack.settings.kafka_bootstrap
     assert bootstrap is not None
     before = _ledger_total(stack)
@@ -518,7 +519,7 @@ def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
             intake_sampler.start()
         for k, (batch_k, single_k) in enumerate(zip(batch_sets, single_sets, strict=True)):
             rates["batch"].append(ingest_batches(stack, batch_k))
-            rates["single"].append(_ingest_single(stack, single_k))
+            rates["single"].append(ingest_single(stack, single_k))
             # The baselines on the same broker, each on topics of its own.
             rates["noop"].append(_baseline(stack, "noop", f"bench.noop.{k}.txns", single_k))
             naive_k = batch_k[: config.naive_events]
