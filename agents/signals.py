@@ -17,9 +17,9 @@ Rules about absence change with the calendar alone: when the as-of day (China ti
 every enterprise of a partition is marked and judged again, a chunk at a time (a sweep,
 state/signals.py).
 
-Each enterprise's months are kept as digests (engine/signals/timeline.py ``MonthDays``) for
-the most recently judged enterprises; a commit notes which of their months changed, and
-judging the enterprise again reads only those.
+Each enterprise's months are kept as digests for the most recently judged enterprises, up
+to a number of months (agents/signal_digests.py); a commit notes which of their months
+changed, and judging the enterprise again reads only those.
 """
 
 from __future__ import annotations
@@ -28,18 +28,18 @@ import asyncio
 import heapq
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
 from agents.ledger import LedgerStage
 from agents.sending import Outbox, Sender
+from agents.signal_digests import DigestCache
 from engine.events.topics import SIGNALS_TOPIC
 from engine.metrics import WorkerMetrics
 from engine.periods import CST
 from engine.signals.episodes import Episode
 from engine.signals.evaluate import RuleSet, evaluate, signal_record
-from engine.signals.timeline import MonthDays, month_of
+from engine.signals.timeline import month_of
 from state.signals import SignalState
 
 __all__ = ["DEBOUNCE_SECONDS", "MAX_WAIT_SECONDS", "QUIET_SECONDS", "SignalStage", "today_in_china"]
@@ -57,8 +57,6 @@ DEBOUNCE_SECONDS = 0.3  # an enterprise's recent changes are judged once they pa
 MAX_WAIT_SECONDS = 5.0  # ... or this long after the first, for a firm that never pauses
 QUIET_SECONDS = 10.0  # history arriving for an enterprise is judged once it stops this long
 _TICK_SECONDS = 0.02
-# Enterprises whose month digests are kept (about 5 KB a month: ~60 KB for 13 months).
-_DIGEST_ENTERPRISES = 5_000
 
 
 def today_in_china() -> date:
@@ -116,6 +114,7 @@ class SignalStage:
         today: Callable[[], date] = today_in_china,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        digest_months: int = 12_000,
     ) -> None:
         self._ledger = ledger
         self._sender = sender
@@ -130,8 +129,8 @@ class SignalStage:
         # partition -> enterprise -> (first change, last change, one of them recent), the
         # times monotonic: changed enterprises waiting for their changes to pause
         self._waiting: dict[int, dict[str, tuple[float, float, bool]]] = {}
-        self._digests: OrderedDict[str, dict[int, MonthDays]] = OrderedDict()
-        self._stale: dict[str, set[int]] = {}  # kept enterprise -> months changed since
+        self._digests = DigestCache(digest_months)
+        metrics.signal_digest_months.set_function(lambda: self._digests.months)
         metrics.signals_pending.set_function(
             lambda: sum(map(len, self._pending.values())) + sum(map(len, self._waiting.values()))
         )
@@ -154,9 +153,7 @@ class SignalStage:
         for enterprise_id, months in changed.items():
             first, _, was_recent = waiting.get(enterprise_id, (now, now, False))
             waiting[enterprise_id] = (first, now, was_recent or max(months) >= recent)
-            stale = self._stale.get(enterprise_id)
-            if stale is not None:
-                stale.update(months)  # read again when the enterprise is judged
+            self._digests.changed(enterprise_id, months)  # read again when it is judged
 
     def opened(self, partitions: set[int]) -> None:
         """Partitions given to this worker: what their state still marks is judged (first:
@@ -178,7 +175,6 @@ class SignalStage:
     def forget(self) -> None:
         """Drop the kept digests (state changed other than by a commit: pruning, a move)."""
         self._digests.clear()
-        self._stale.clear()
 
     # -- judging --------------------------------------------------------------------------
 
@@ -262,7 +258,7 @@ class SignalStage:
                 try:
                     judged = evaluate(
                         enterprise_id,
-                        self._months(state, enterprise_id),
+                        self._digests.months_of(state, enterprise_id),
                         today,
                         before,
                         self._rules,
@@ -295,27 +291,3 @@ class SignalStage:
             self._metrics.signal_evaluations.inc(len(chunk))
             self._metrics.signal_evaluation_seconds.observe(time.perf_counter() - started)
             return len(chunk)
-
-    def _months(self, state: SignalState, enterprise_id: str) -> dict[int, MonthDays]:
-        """The enterprise's month digests: those kept, with the months changed since read
-        again from the committed state (a commit only notes which: refreshing them at every
-        commit cost ingest a quarter of its time when every enterprise changed)."""
-        digests = self._digests.get(enterprise_id)
-        if digests is None:
-            digests = state.months(enterprise_id)
-            self._digests[enterprise_id] = digests
-            self._stale[enterprise_id] = set()
-            if len(self._digests) > _DIGEST_ENTERPRISES:
-                forgotten, _ = self._digests.popitem(last=False)
-                del self._stale[forgotten]
-            return digests
-        self._digests.move_to_end(enterprise_id)
-        stale = self._stale[enterprise_id]
-        for month in stale:
-            digest = state.month(enterprise_id, month)
-            if digest is None:
-                digests.pop(month, None)
-            else:
-                digests[month] = digest
-        stale.clear()
-        return digests

@@ -170,6 +170,12 @@ class WorkerMetrics:
             "(they wait while a partition replays its log).",
             registry=registry,
         )
+        self.signal_digest_months = Gauge(
+            "creditflow_signal_digest_months",
+            "Month digests the signal judge keeps in memory (CREDITFLOW_SIGNAL_DIGEST_MONTHS "
+            "bounds them).",
+            registry=registry,
+        )
         self.signal_evaluation_seconds = Histogram(
             "creditflow_signal_evaluation_seconds",
             "Time to judge one chunk of enterprises and publish its signals.",

@@ -164,6 +164,13 @@ class Settings(BaseSettings):
         description="Month aggregates a worker keeps decoded in memory, shared out among "
         "the partitions (about 15 KB each).",
     )
+    signal_digest_months: int = Field(
+        default=12_000,
+        ge=1,
+        description="Month digests the signal judge keeps decoded in a ledger worker (about "
+        "8 KB each), for the enterprises it judged last; a month not kept is read again from "
+        "state when its enterprise is judged.",
+    )
     worker_stages: Literal["all", "intake", "ledger", "access"] = Field(
         default="all",
         description="Stages this worker runs. intake and ledger in separate processes (each "

@@ -220,7 +220,11 @@ def build_worker(settings: Settings) -> Worker:
         on_commit=lambda partition, changed: signals.committed(partition, changed),
     )
     signals = SignalStage(
-        ledger, sender, RuleSet.of(load_signals(settings.signal_rules_path)), metrics
+        ledger,
+        sender,
+        RuleSet.of(load_signals(settings.signal_rules_path)),
+        metrics,
+        digest_months=settings.signal_digest_months,
     )
     intake = Intake(sender, settings.partitions, metrics, settings.history_months)
 
