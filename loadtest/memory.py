@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         # The judge's own time per enterprise (its chunks' wall time under the ledger's lock).
         "judged_enterprises": judged,
         "judge_ms_per_enterprise": round(1000 * judging / judged, 2) if judged else None,
+        "git_commit": bench.git_commit(),
         "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "load_average": os.getloadavg(),
     }
