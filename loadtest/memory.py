@@ -58,25 +58,34 @@ class _Sampler(threading.Thread):
         self.phase = "start"
         self.series: list[dict[str, Any]] = []
         self.done = threading.Event()
+        self._clock_start = time.monotonic()
+
+    def enter(self, phase: str) -> None:
+        """Start ``phase`` with a sample of its own: a phase shorter than the sampling
+        interval still has its peak."""
+        self.phase = phase
+        self._sample()
 
     def run(self) -> None:
-        assert self.stack.intake_url is not None
-        started = time.monotonic()
         while not self.done.is_set():
-            with contextlib.suppress(OSError):  # a child busy past the timeout
-                self.series.append(
-                    {
-                        "t": round(time.monotonic() - started, 1),
-                        "phase": self.phase,
-                        "rss_mb": round(_rss_mb(self.stack.worker.process.pid), 1),
-                        "routed": total(self.stack.intake_url, "creditflow_intake_events_total"),
-                        "applied": total(self.stack.worker_url, "creditflow_ledger_events_total"),
-                        "pending": total(
-                            self.stack.worker_url, "creditflow_signals_pending_enterprises"
-                        ),
-                    }
-                )
+            self._sample()
             self.done.wait(_SAMPLE_SECONDS)
+
+    def _sample(self) -> None:
+        assert self.stack.intake_url is not None
+        with contextlib.suppress(OSError):  # a child busy past the timeout
+            self.series.append(
+                {
+                    "t": round(time.monotonic() - self._clock_start, 1),
+                    "phase": self.phase,
+                    "rss_mb": round(_rss_mb(self.stack.worker.process.pid), 1),
+                    "routed": total(self.stack.intake_url, "creditflow_intake_events_total"),
+                    "applied": total(self.stack.worker_url, "creditflow_ledger_events_total"),
+                    "pending": total(
+                        self.stack.worker_url, "creditflow_signals_pending_enterprises"
+                    ),
+                }
+            )
 
 
 def _paced(stack: EmbeddedStack, events: list[dict[str, Any]], rate: float, seconds: float) -> int:
@@ -128,21 +137,21 @@ def main(argv: list[str] | None = None) -> None:
         sampler = _Sampler(stack)
         sampler.start()
         for k in range(args.repeats):
-            sampler.phase = f"burst {k + 1}"
+            sampler.enter(f"burst {k + 1}")
             rates.append(bench.ingest_batches(stack, batch_sets[k]))
-            sampler.phase = f"single {k + 1}"
+            sampler.enter(f"single {k + 1}")
             bench.ingest_single(stack, single_sets[k])
         rate = args.rate or rates[0] / 2
         per_enterprise = len(batch_sets[0]) / args.enterprises
         load = bench.events_for(7, int(1.1 * rate * args.seconds / per_enterprise) + 1, 12)
-        sampler.phase = "paced"
+        sampler.enter("paced")
         paced = _paced(stack, load, rate, args.seconds)
-        sampler.phase = "drain"
+        sampler.enter("drain")
         _drain(stack)
-        sampler.phase = "sustained"
+        sampler.enter("sustained")
         sustained = bench.events_for(8, int(1.2 * 2000 * args.sustained / per_enterprise) + 1, 12)
         _paced(stack, sustained, 2000.0, args.sustained)
-        sampler.phase = "end"
+        sampler.enter("end")
         time.sleep(5)
         sampler.done.set()
         sampler.join()
