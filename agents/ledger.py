@@ -25,7 +25,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from agents.intake import STEP_BYTES, Message, in_steps
@@ -39,7 +39,8 @@ from engine.products.classify import Registry
 from state.kv import KVStore
 from state.ledger import PartitionLedger
 from state.ledger_types import Outcome, Progress, Rejection, SetAside, Source
-from state.views import CARRY_FIELD, NewerViewsError, ViewStore, month_field
+from state.signals import SignalState, encode_kept
+from state.views import CARRY_FIELD, EPISODES_FIELD, NewerViewsError, ViewStore, month_field
 
 __all__ = ["LedgerStage", "as_of", "is_outage"]
 
@@ -78,6 +79,11 @@ def is_outage(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def _first_day(month: int) -> date:
+    year, m0 = divmod(month, 12)
+    return date(year, m0 + 1, 1)
 
 
 def as_of(progress: Progress, partition: int) -> dict[str, Any]:
@@ -618,16 +624,23 @@ class LedgerStage:
                 # the two sends them again (same key), never loses them
                 await self._send_rejections(ledger.expiring_reversals(before_month))
                 pruned = ledger.prune(before_month)
+                # episodes closed before the kept history go with it (the same horizon)
+                kept = SignalState(self._stores[partition]).prune_kept(_first_day(before_month))
                 offset = ledger.progress.next_offset
-            if pruned:
+            if pruned or kept:
                 # the months go and the carry comes in one write per enterprise, so a
                 # product never reads the months without what they left in the carry
-                fields = {
+                fields: dict[str, dict[str, bytes]] = {
                     e: {CARRY_FIELD: carry.encode()}
                     | {month_field(format_month(m)): b"" for m in months}
                     for e, (months, carry) in pruned.items()
                 }
+                for e, episodes in kept.items():
+                    fields.setdefault(e, {})[EPISODES_FIELD] = (
+                        encode_kept(episodes) if episodes else b""
+                    )
                 await self._publish_with_retry(partition, fields, offset, None)
+            if pruned:
                 await self._views.drop_months(
                     {e: [format_month(m) for m in months] for e, (months, _) in pruned.items()}
                 )
@@ -639,6 +652,16 @@ class LedgerStage:
         return dropped
 
     # -- publishing views -------------------------------------------------------------------
+
+    async def publish_episodes(self, partition: int, episodes: dict[str, bytes]) -> None:
+        """Publish enterprises' kept signal episodes (encoded; b"": none), guarded like every
+        views write: from the committed state's offset. Called under :attr:`lock` by the
+        signal stage, which has judged that committed state."""
+        ledger = self._ledgers.get(partition)
+        if ledger is None or not episodes:
+            return
+        fields = {e: {EPISODES_FIELD: value} for e, value in episodes.items()}
+        await self._publish_with_retry(partition, fields, ledger.progress.next_offset, None)
 
     async def _publish(
         self, partition: int, ledger: PartitionLedger, changed: dict[str, set[int]]
@@ -814,6 +837,12 @@ class LedgerStage:
                 batch = {}
         for enterprise_id, carry in ledger.carries():  # enterprises with pruned months
             batch.setdefault(enterprise_id, {})[CARRY_FIELD] = carry.encode()
+            if len(batch) >= _REPUBLISH_CHUNK:
+                await self._publish_with_retry(partition, batch, ledger.progress.next_offset, None)
+                self._metrics.republished_enterprises.inc(len(batch))
+                batch = {}
+        for enterprise_id, episodes in SignalState(self._stores[partition]).all_kept():
+            batch.setdefault(enterprise_id, {})[EPISODES_FIELD] = episodes
             if len(batch) >= _REPUBLISH_CHUNK:
                 await self._publish_with_retry(partition, batch, ledger.progress.next_offset, None)
                 self._metrics.republished_enterprises.inc(len(batch))

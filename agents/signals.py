@@ -5,9 +5,10 @@ batch as the change: state/signals.py) and tells this stage after the commit. A 
 :meth:`SignalStage.evaluate_pending` every few tens of milliseconds: it judges the marked
 enterprises of each live partition, a chunk at a time under the ledger's lock (so that the
 state it reads is committed and stays put), publishes the transitions to ``credit.signals``
-(acks=all) and then stores the open episodes and clears the markers in one batch. A crash in
-between publishes the same transitions again, with the same ids: deliveries drop repeats
-(state/signal_feeds.py).
+(acks=all), writes the episodes it keeps for the products (open and closed, as long as the
+history) to the enterprise's views hash when they changed, and then stores the open and kept
+episodes and clears the markers in one batch. A crash in between publishes the same
+transitions again, with the same ids: deliveries drop repeats (state/signal_feeds.py).
 
 Marked enterprises are judged oldest evidence first: in the order their first change not
 yet judged was committed, and in a tick the partition with the oldest waiting first, so
@@ -40,7 +41,7 @@ from engine.periods import CST
 from engine.signals.episodes import Episode
 from engine.signals.evaluate import RuleSet, evaluate, signal_record
 from engine.signals.timeline import month_of
-from state.signals import SignalState
+from state.signals import KeptEpisodes, SignalState, encode_kept, kept_after
 
 __all__ = ["DEBOUNCE_SECONDS", "MAX_WAIT_SECONDS", "QUIET_SECONDS", "SignalStage", "today_in_china"]
 
@@ -252,6 +253,7 @@ class SignalStage:
             outbox = Outbox(self._sender)
             emitted_at = self._now()
             counts: list[tuple[str, str, str]] = []
+            kept: dict[str, KeptEpisodes] = {}  # the enterprises whose kept episodes changed
             while pending and len(results) < _CHUNK_ENTERPRISES:
                 enterprise_id, since = pending.pop()
                 before = state.episodes(enterprise_id)
@@ -272,6 +274,11 @@ class SignalStage:
                     continue
                 chunk.append((enterprise_id, since))
                 results[enterprise_id] = (before, judged.open)
+                if judged.transitions or before:  # else nothing kept can change: no read
+                    kept_before = state.kept(enterprise_id)
+                    kept_now = kept_after(kept_before, before, judged.transitions, today)
+                    if kept_now != kept_before:
+                        kept[enterprise_id] = kept_now
                 for change in judged.transitions:
                     severity = self._rules.severity(change.episode.rule)
                     record = signal_record(enterprise_id, change, severity, today, emitted_at)
@@ -281,11 +288,17 @@ class SignalStage:
                     break
             try:
                 await outbox.flush()
+                # The views first, then the state: a crash in between leaves the enterprise
+                # marked, judged again and published again (the same episodes).
+                await self._ledger.publish_episodes(
+                    partition,
+                    {e: encode_kept(episodes) if episodes else b"" for e, episodes in kept.items()},
+                )
             except BaseException:
                 for enterprise_id, since in chunk:  # still marked in the store: judged again
                     pending.add((enterprise_id,), since)
                 raise
-            state.evaluated(results, [enterprise_id for enterprise_id, _ in chunk])
+            state.evaluated(results, [enterprise_id for enterprise_id, _ in chunk], kept)
             for labels in counts:
                 self._metrics.signals.labels(*labels).inc()
             self._metrics.signal_evaluations.inc(len(chunk))

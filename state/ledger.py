@@ -16,6 +16,7 @@ Keys and values (renaming a key or changing a value's format is a migration):
     C|<enterprise>                     what it keeps of pruned months (state/horizon.py)
     E|<enterprise>                     its state changed since its signals were evaluated
     S|<enterprise>|<rule>              an open signal episode (state/signals.py)
+    G|<enterprise>                     its episodes kept for the products (state/signals.py)
     _meta                              progress: next routed offset, sources, watermark
 Ledger records were JSON lists until format 1 (binary, with a leading format byte that
 :func:`records.decode` checks). No state of the JSON form was ever deployed (the embedded

@@ -3,6 +3,10 @@
     E|<enterprise>           its state changed since its signals were evaluated (the ledger
                              writes it in the batch that commits the change)
     S|<enterprise>|<rule>    its open episode of a rule (JSON: id, start, evidence)
+    G|<enterprise>           its episodes kept for the products, open and closed (JSON, as
+                             the views hash's field "e" holds them: state/views.py); a
+                             retracted one is removed, a closed one is kept until it ends
+                             before the kept history (pruned with the months)
     _signals_day             the as-of day of the last sweep (every enterprise marked again)
     _signals_sweep           how far that sweep has marked: the last enterprise id, or absent
                              once it is done
@@ -12,6 +16,11 @@ marked when the partition is opened again. The evaluator removes an enterprise's
 the batch that stores the episodes it published. A sweep marks the partition's enterprises
 a chunk at a time, each chunk's markers in the batch that moves its cursor: a partition of
 millions of enterprise-months is never scanned in one go.
+
+The kept episodes are what the quarterly report's signal items count (days of the quarter
+under an episode of each rule): an episode opens on its start day and closes on the as-of
+day of the evaluation that cleared it, the first day the rule no longer held; it covers the
+days from the one to the day before the other (an open one, up to the pull's day).
 """
 
 from __future__ import annotations
@@ -22,18 +31,71 @@ from datetime import date
 
 from engine import codec
 from engine.periods import parse_month
-from engine.signals.episodes import Episode
+from engine.signals.episodes import Episode, State, Transition
 from engine.signals.timeline import STREAM_CLASSES, MonthDays
 from state.horizon import Carry
 from state.kv import KVStore
 from state.ledger_types import carry_key, evaluate_key, month_key
 from state.month import MonthAgg
 
-__all__ = ["SIGNALS_DAY_KEY", "SWEEP_KEY", "SignalState", "month_days"]
+__all__ = [
+    "SIGNALS_DAY_KEY",
+    "SWEEP_KEY",
+    "KeptEpisodes",
+    "SignalState",
+    "encode_kept",
+    "kept_after",
+    "month_days",
+]
 
 SIGNALS_DAY_KEY = b"_signals_day"
 SWEEP_KEY = b"_signals_sweep"
 _MARKERS = b"E|"
+_KEPT = b"G|"
+
+# (rule, the day it opened) -> the day it closed, None while it is open
+KeptEpisodes = dict[tuple[str, date], date | None]
+
+
+def encode_kept(kept: KeptEpisodes) -> bytes:
+    """The kept episodes as stored and published: [[rule, opened, closed or null], ...], in
+    the order they opened (then by rule), so that equal episodes encode equally."""
+    return codec.dumps(
+        [
+            [rule, opened.isoformat(), None if closed is None else closed.isoformat()]
+            for (rule, opened), closed in sorted(kept.items(), key=lambda e: (e[0][1], e[0][0]))
+        ]
+    )
+
+
+def decode_kept(raw: bytes) -> KeptEpisodes:
+    return {
+        (rule, date.fromisoformat(opened)): None if closed is None else date.fromisoformat(closed)
+        for rule, opened, closed in codec.loads(raw)
+    }
+
+
+def kept_after(
+    kept: KeptEpisodes,
+    open_before: dict[str, Episode],
+    changes: list[Transition],
+    today: date,
+) -> KeptEpisodes:
+    """The kept episodes once ``changes`` (judged on ``today``) have happened: a raised one
+    is open, a cleared one closed on ``today``, a retracted one never was. An open episode
+    not kept yet (stored before episodes were kept) is kept from its start."""
+    result = dict(kept)
+    for episode in open_before.values():
+        result.setdefault((episode.rule, episode.start), None)
+    for change in changes:
+        key = (change.episode.rule, change.episode.start)
+        if change.state == State.RAISED:
+            result[key] = None
+        elif change.state == State.CLEARED:
+            result[key] = today
+        else:
+            result.pop(key, None)
+    return result
 
 
 def month_days(agg: MonthAgg) -> MonthDays:
@@ -99,6 +161,10 @@ def _episode_key(enterprise_id: str, rule: str) -> bytes:
     return f"S|{enterprise_id}|{rule}".encode()
 
 
+def _kept_key(enterprise_id: str) -> bytes:
+    return _KEPT + enterprise_id.encode()
+
+
 class SignalState:
     def __init__(self, store: KVStore) -> None:
         self._store = store
@@ -151,6 +217,32 @@ class SignalState:
             )
         return found
 
+    def kept(self, enterprise_id: str) -> KeptEpisodes:
+        """The enterprise's kept episodes, open and closed."""
+        raw = self._store.get(_kept_key(enterprise_id))
+        return {} if raw is None else decode_kept(raw)
+
+    def all_kept(self) -> Iterator[tuple[str, bytes]]:
+        """Every enterprise's kept episodes, encoded (for a full republish of the views)."""
+        for key, raw in self._store.scan_prefix(_KEPT):
+            yield key[len(_KEPT) :].decode(), raw
+
+    def prune_kept(self, horizon: date) -> dict[str, KeptEpisodes]:
+        """Forget the episodes closed at or before ``horizon`` (the first day of the kept
+        history: they cover no day of it); returns the enterprises whose episodes changed,
+        with what they keep. One write batch, idempotent."""
+        changes: dict[bytes, bytes | None] = {}
+        pruned: dict[str, KeptEpisodes] = {}
+        for key, raw in self._store.scan_prefix(_KEPT):
+            kept = decode_kept(raw)
+            left = {k: closed for k, closed in kept.items() if closed is None or closed > horizon}
+            if left != kept:
+                changes[key] = encode_kept(left) if left else None
+                pruned[key[len(_KEPT) :].decode()] = left
+        if changes:
+            self._store.write(changes)
+        return pruned
+
     def day(self) -> date | None:
         raw = self._store.get(SIGNALS_DAY_KEY)
         return None if raw is None else date.fromisoformat(raw.decode())
@@ -175,10 +267,16 @@ class SignalState:
         self,
         episodes: dict[str, tuple[dict[str, Episode], dict[str, Episode]]],
         unmark: list[str],
+        kept: dict[str, KeptEpisodes] | None = None,
     ) -> None:
-        """Store each enterprise's open episodes (before, after) and clear the markers of
-        ``unmark``, in one batch."""
+        """Store each enterprise's open episodes (before, after), the kept episodes of those
+        in ``kept`` (whose kept episodes changed), and clear the markers of ``unmark``, in
+        one batch."""
         changes: dict[bytes, bytes | None] = {evaluate_key(e): None for e in unmark}
+        for enterprise_id, episodes_kept in (kept or {}).items():
+            changes[_kept_key(enterprise_id)] = (
+                encode_kept(episodes_kept) if episodes_kept else None
+            )
         for enterprise_id, (before, after) in episodes.items():
             for rule in before.keys() - after.keys():
                 changes[_episode_key(enterprise_id, rule)] = None

@@ -5,6 +5,9 @@ Layout (renaming a key is a migration):
                                            (an empty value: the month has no data any more);
                                            "c" -> what it keeps of its pruned months
                                            (state/horizon.py), once any were pruned;
+                                           "e" -> its signal episodes, open and closed, as
+                                           long as the history (state/signals.py; an empty
+                                           value: none kept any more);
                                            "o" -> the routed offset of the state they were
                                            last written from; "d:<id>", "s:<id>" -> copies
                                            of the enterprise's disputes and statements,
@@ -44,9 +47,10 @@ from engine import codec
 from engine.errors import StateError
 from state.redis_client import RedisClient, is_cluster, replicas_had, wait_for_replicas
 
-__all__ = ["CARRY_FIELD", "NewerViewsError", "ViewStore", "month_field"]
+__all__ = ["CARRY_FIELD", "EPISODES_FIELD", "NewerViewsError", "ViewStore", "month_field"]
 
 CARRY_FIELD = "c"
+EPISODES_FIELD = "e"
 
 # The scripts are sent whole (EVAL), as in state/signal_feeds.py. They return -1 when they
 # wrote, else the later routed offset they found and left in place.

@@ -2,10 +2,11 @@
 
 A pull whose product and partition progress the cache holds needs no Redis round trip; the
 rest is read once and kept (engine/api/product_cache.py says why that is exact). What the
-cache keeps is the rendering of an enterprise's views hash: its months and the disputes and
-statements copied into it (state/access.py), so the marks of disputed items change with the
-hash. The subject segments of the quarterly report depend on the moment of the pull and on
-the query records, and are computed at each pull.
+cache keeps is the rendering of an enterprise's views hash: its months, its carry, its signal
+episodes (an episode that opens or closes is a write of the hash, so it drops the rendering)
+and the disputes and statements copied into it (state/access.py), so the marks of disputed
+items change with the hash. The subject segments of the quarterly report depend on the moment
+of the pull and on the query records, and are computed at each pull.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from engine.events.partitioner import partition_for
 from engine.metrics import ApiMetrics
 from engine.periods import Period, parse_month
 from engine.products.assemble import clock_day, render_items, subject_segments
-from engine.products.history import Carried, History, MonthView
+from engine.products.history import (
+    Carried,
+    History,
+    MonthView,
+    SignalEpisode,
+    episodes_from_json,
+)
 from engine.products.specs import ProductSpec
 from engine.products.subject import (
     OPENING_SEGMENTS,
@@ -37,7 +44,7 @@ from engine.products.subject import (
 from state.access import decode_entity
 from state.queries import QueryIndex
 from state.tracking import InvalidationListener
-from state.views import CARRY_FIELD, ViewStore
+from state.views import CARRY_FIELD, EPISODES_FIELD, ViewStore
 
 __all__ = [
     "ProductService",
@@ -51,23 +58,28 @@ __all__ = [
 
 _DAY_US = 86_400_000_000
 _CARRY = CARRY_FIELD.encode()
+_EPISODES = EPISODES_FIELD.encode()
 _QUERY_WINDOW_US = 90 * _DAY_US
 _NO_PULL = Pull()  # a body rendered for no request in particular: the header's ids are null
 
 
 def history_from_fields(fields: dict[bytes, bytes]) -> History:
-    """An enterprise's months from its Redis hash (empty values are months without data)."""
+    """An enterprise's months from its Redis hash (empty values are months without data),
+    with its carry and its signal episodes."""
     months: dict[int, MonthView] = {}
     carried = None
+    episodes: tuple[SignalEpisode, ...] = ()
     for name, value in fields.items():
         if name == _CARRY and value:
             carried = Carried.from_json(codec.loads(value))
+        if name == _EPISODES and value:
+            episodes = episodes_from_json(codec.loads(value))
         if not value or not name.startswith(b"m:"):
             continue
         month = parse_month(name[2:].decode())
         if month is not None:
             months[month] = MonthView.from_json(codec.loads(value))
-    return History(months, carried)
+    return History(months, carried, episodes)
 
 
 def dispute_fact(dispute: Dispute) -> DisputeFact:

@@ -2,8 +2,10 @@
 
 A :class:`MonthView` is one month as a worker publishes it (state/month.py ``view()``);
 :class:`Carried`, what the enterprise keeps of the months pruned from its history
-(state/horizon.py); :class:`History` holds both and answers: flows by direction and class,
-daily balances, counterparties over a set of months, where the record starts.
+(state/horizon.py); :class:`SignalEpisode`, an episode of a signal rule the workers kept
+(state/signals.py); :class:`History` holds them and answers: flows by direction and class,
+daily balances, counterparties over a set of months, where the record starts, the days an
+episode of a rule was open.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from typing import Any, NamedTuple
 
 from engine.periods import days_in_month, parse_month
 
-__all__ = ["Carried", "Flow", "History", "MonthView", "Party"]
+__all__ = [
+    "Carried",
+    "Flow",
+    "History",
+    "MonthView",
+    "Party",
+    "SignalEpisode",
+    "episodes_from_json",
+]
 
 
 class Flow(NamedTuple):
@@ -103,17 +113,40 @@ class Carried:
         )
 
 
+class SignalEpisode(NamedTuple):
+    """An episode of a signal rule (specs/signals.toml): open from ``opened`` on, until the
+    day before ``closed`` (the first day the rule no longer held); None while it is open."""
+
+    rule: str
+    opened: date
+    closed: date | None
+
+    def covers(self, day: date) -> bool:
+        return self.opened <= day and (self.closed is None or day < self.closed)
+
+
+def episodes_from_json(doc: Iterable[Any]) -> tuple[SignalEpisode, ...]:
+    """The views hash's field "e" (state/signals.py's encode_kept): [rule, opened, closed]."""
+    return tuple(
+        SignalEpisode(
+            rule, date.fromisoformat(opened), date.fromisoformat(closed) if closed else None
+        )
+        for rule, opened, closed in doc
+    )
+
+
 def _month_of(day: date) -> int:
     return day.year * 12 + day.month - 1
 
 
 @dataclass(frozen=True, slots=True)
 class History:
-    """Every kept month of one enterprise that has data, by month ordinal, and what its
-    pruned months left (None while nothing was pruned)."""
+    """Every kept month of one enterprise that has data, by month ordinal, what its
+    pruned months left (None while nothing was pruned), and its signal episodes."""
 
     months: Mapping[int, MonthView]
     carried: Carried | None = None
+    episodes: tuple[SignalEpisode, ...] = ()
     _sorted: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -226,6 +259,11 @@ class History:
                     )
                 )
         return merged
+
+    def signal_days(self, rule: str, days: Iterable[date]) -> int:
+        """How many of ``days`` an episode of ``rule`` covers (overlapping episodes: once)."""
+        episodes = [e for e in self.episodes if e.rule == rule]
+        return sum(1 for day in days if any(e.covers(day) for e in episodes))
 
     def balances_at_end_of(self, month: int) -> dict[str, int]:
         """Each account's balance after its last booking at or before the end of ``month``."""

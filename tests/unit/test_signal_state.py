@@ -20,7 +20,7 @@ from loadtest.generator import GeneratorConfig, generate
 from state.ledger import PartitionLedger
 from state.ledger_types import Source
 from state.memory import MemoryStore
-from state.signals import SignalState, month_days
+from state.signals import KeptEpisodes, SignalState, encode_kept, kept_after, month_days
 from tests.factories import ENTERPRISE, enterprise_ids, event
 
 CST = timezone(timedelta(hours=8))
@@ -147,3 +147,124 @@ def test_the_state_gives_the_balances_pruning_carried() -> None:
     ledger.prune(month_of(DAY) - 14)
     (balance,) = state.carried(ENTERPRISE).values()
     assert balance == 7_000_000
+
+
+# -- the episodes kept for the products (open and closed, as long as the history) ----------
+
+
+def _judge(state: SignalState, day: date) -> None:
+    """One evaluation of ENTERPRISE on ``day`` as the signal stage makes it: the transitions,
+    then the open and the kept episodes stored."""
+    before = state.episodes(ENTERPRISE)
+    judged = evaluate(ENTERPRISE, state.months(ENTERPRISE), day, before, RULES)
+    kept = kept_after(state.kept(ENTERPRISE), before, judged.transitions, day)
+    state.evaluated({ENTERPRISE: (before, judged.open)}, [ENTERPRISE], {ENTERPRISE: kept})
+
+
+def _receipt(day: date, txn_id: str = "A3") -> dict[str, Any]:
+    return event(
+        txn_id=txn_id,
+        amount_fen=500_000,
+        balance_after_fen=400_000,
+        booked_at=f"{day}T09:00:00+08:00",
+    )
+
+
+def test_a_cleared_episode_is_kept_closed_on_the_day_it_was_cleared() -> None:
+    store = MemoryStore()
+    ledger, state = _ledger(store), SignalState(store)
+    _apply(ledger, _overdraft(), 0)
+    raised_on = DAY + timedelta(days=2)
+    _judge(state, raised_on)
+    assert state.kept(ENTERPRISE) == {("account_overdrawn", raised_on): None}
+    _apply(ledger, [_receipt(DAY + timedelta(days=3))], 2)
+    _judge(state, DAY + timedelta(days=3))
+    # no longer open, still kept: it covered DAY+2 (the day it closed is not covered)
+    assert "account_overdrawn" not in state.episodes(ENTERPRISE)
+    assert state.kept(ENTERPRISE) == {("account_overdrawn", raised_on): DAY + timedelta(days=3)}
+    assert encode_kept(state.kept(ENTERPRISE)) == codec.dumps(
+        [["account_overdrawn", "2026-03-12", "2026-03-13"]]
+    )
+
+
+def test_judging_the_same_data_again_keeps_each_episode_once() -> None:
+    # a replay, a restart, a new day's sweep: the same episodes, nothing added or moved
+    store = MemoryStore()
+    ledger, state = _ledger(store), SignalState(store)
+    _apply(ledger, _overdraft(), 0)
+    for _ in range(2):
+        _judge(state, DAY + timedelta(days=2))
+    _judge(state, DAY + timedelta(days=4))  # still overdrawn two days later: the same run
+    assert state.kept(ENTERPRISE) == {("account_overdrawn", DAY + timedelta(days=2)): None}
+    _apply(ledger, [_receipt(DAY + timedelta(days=5))], 2)
+    for _ in range(2):
+        _judge(state, DAY + timedelta(days=5))
+    _judge(state, DAY + timedelta(days=6))  # judged again a day later: still closed on DAY+5
+    assert state.kept(ENTERPRISE) == {
+        ("account_overdrawn", DAY + timedelta(days=2)): DAY + timedelta(days=5)
+    }
+
+
+def test_a_retracted_episode_is_not_kept() -> None:
+    # the overdraft's outflow reversed: the episode never held, and no product counts it
+    store = MemoryStore()
+    ledger, state = _ledger(store), SignalState(store)
+    overdraft = _overdraft()
+    _apply(ledger, overdraft, 0)
+    _judge(state, DAY + timedelta(days=2))
+    assert state.kept(ENTERPRISE)
+    reversal = dict(
+        overdraft[1],
+        txn_id="A2-R",
+        direction="in",
+        balance_after_fen=1_000_000,
+        booked_at=f"{DAY}T11:00:00+08:00",
+        reversal_of="A2",
+    )
+    _apply(ledger, [reversal], 2)
+    _judge(state, DAY + timedelta(days=2))
+    assert state.episodes(ENTERPRISE) == {} and state.kept(ENTERPRISE) == {}
+    assert store.get(b"G|" + ENTERPRISE.encode()) is None
+
+
+def test_an_episode_open_before_episodes_were_kept_is_kept_from_its_start() -> None:
+    # a state written before this version: the open episode (S|) is kept at the next judgment
+    store = MemoryStore()
+    ledger, state = _ledger(store), SignalState(store)
+    _apply(ledger, _overdraft(), 0)
+    before = state.episodes(ENTERPRISE)
+    judged = evaluate(ENTERPRISE, state.months(ENTERPRISE), DAY + timedelta(days=2), before, RULES)
+    state.evaluated({ENTERPRISE: (before, judged.open)}, [ENTERPRISE])  # no kept episodes
+    assert state.kept(ENTERPRISE) == {}
+    _judge(state, DAY + timedelta(days=3))
+    assert state.kept(ENTERPRISE) == {("account_overdrawn", DAY + timedelta(days=2)): None}
+
+
+def test_kept_episodes_are_pruned_with_the_history() -> None:
+    start, closed = date(2025, 1, 10), date(2025, 2, 3)
+    kept: KeptEpisodes = {
+        ("judicial_deduction", start): closed,  # covers 2025-01-10 .. 2025-02-02
+        ("account_overdrawn", date(2025, 1, 20)): date(2025, 2, 1),  # .. 2025-01-31
+        ("operating_inflow_stopped", date(2024, 11, 2)): None,  # still open: kept
+    }
+    store = MemoryStore()
+    state = SignalState(store)
+    state.evaluated({}, [], {ENTERPRISE: kept, "OTHER": {("account_overdrawn", start): closed}})
+    # the kept history begins on 2025-02-01: the episode that closed on it covered none of it
+    assert state.prune_kept(date(2025, 2, 1)) == {
+        ENTERPRISE: {
+            ("judicial_deduction", start): closed,
+            ("operating_inflow_stopped", date(2024, 11, 2)): None,
+        }
+    }
+    assert state.prune_kept(date(2025, 2, 1)) == {}  # idempotent
+    assert dict(state.all_kept()) == {
+        "OTHER": encode_kept({("account_overdrawn", start): closed}),
+        ENTERPRISE: encode_kept(state.kept(ENTERPRISE)),
+    }
+    # one day later the deduction's episode goes too; an enterprise left with none has no key
+    assert state.prune_kept(date(2025, 2, 3)) == {
+        ENTERPRISE: {("operating_inflow_stopped", date(2024, 11, 2)): None},
+        "OTHER": {},
+    }
+    assert [e for e, _ in state.all_kept()] == [ENTERPRISE]
