@@ -18,8 +18,9 @@ a chunk at a time, each chunk's markers in the batch that moves its cursor: a pa
 millions of enterprise-months is never scanned in one go.
 
 The kept episodes are what the quarterly report's signal items count (days of the quarter
-under an episode of each rule): an episode opens on its start day and closes on the as-of
-day of the evaluation that cleared it, the first day the rule no longer held; it covers the
+under an episode of each rule): an episode opens on its start day and closes on the first
+day after it on which the rule no longer held, judged when it was cleared (the as-of day of
+its `cleared` signal, or earlier when the data showing the end came late); it covers the
 days from the one to the day before the other (an open one, up to the pull's day).
 """
 
@@ -82,7 +83,8 @@ def kept_after(
     today: date,
 ) -> KeptEpisodes:
     """The kept episodes once ``changes`` (judged on ``today``) have happened: a raised one
-    is open, a cleared one closed on ``today``, a retracted one never was. An open episode
+    is open, a cleared one closed on the day its run ended (Transition.closed; ``today``
+    when not given), a retracted one never was. An open episode
     not kept yet (stored before episodes were kept) is kept from its start."""
     result = dict(kept)
     for episode in open_before.values():
@@ -92,7 +94,7 @@ def kept_after(
         if change.state == State.RAISED:
             result[key] = None
         elif change.state == State.CLEARED:
-            result[key] = today
+            result[key] = change.closed or today
         else:
             result.pop(key, None)
     return result

@@ -16,7 +16,7 @@ import pytest
 from engine import codec
 from engine.runtime.runner import EmbeddedStack
 from tests.compare import same
-from tests.integration.conftest import reader, wait_until
+from tests.integration.conftest import reader, wait_signals_judged, wait_until, with_signal_days
 
 __all__ = ["Puller"]
 
@@ -32,6 +32,9 @@ class Puller:
         max_pull_seconds: float,
     ) -> None:
         lender = reader(stack, expected)
+        # the signal items count the episodes the worker kept once it has judged the data
+        wait_signals_judged(stack)
+        expected = dict(with_signal_days(stack, expected))
         self._max_pull_seconds = max_pull_seconds
         self._requests = [
             (

@@ -1,6 +1,6 @@
 """A scenario of tests/sql_scenarios.py as the API renders it: the ledger over its log in
 arrival order, pruned as a worker at the pull prunes, then the products over the published
-months and carry, at the pull's instant."""
+months, carry and signal episodes, at the pull's instant."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ from engine.pseudonym import Pseudonymizer
 from state.ledger import PartitionLedger
 from state.ledger_types import Source
 from state.memory import MemoryStore
-from state.views import CARRY_FIELD, month_field
-from tests.sql_scenarios import SCENARIOS
+from state.signals import encode_kept
+from state.views import CARRY_FIELD, EPISODES_FIELD, month_field
+from tests.sql_scenarios import SCENARIOS, Episode
 
 __all__ = ["Products", "published", "render", "served"]
 
@@ -39,9 +40,11 @@ def published(
     as_of: datetime,
     history_months: int,
     registries: Sequence[tuple[int, Mapping[str, Any]]] = (),
+    episodes: Mapping[str, Iterable[Episode]] | None = None,
 ) -> dict[str, History]:
     """Each firm of ``log`` as the API reads it: the ledger over the log in arrival order,
-    pruned as a worker at ``as_of`` prunes, then its published months and carry.
+    pruned as a worker at ``as_of`` prunes, then its published months and carry, and the
+    signal episodes ``episodes`` gives it as the signal stage publishes them.
     ``registries``: reloads, each (the offset from which it is current, its document)."""
     reloads = {offset: parse_registry(doc) for offset, doc in registries}
     current = [_REGISTRY]
@@ -65,6 +68,11 @@ def published(
         }
     for enterprise_id, carry in ledger.carries():
         views.setdefault(enterprise_id, {})[CARRY_FIELD.encode()] = carry.encode()
+    for enterprise_id, kept in (episodes or {}).items():
+        if enterprise_id in views:
+            views[enterprise_id][EPISODES_FIELD.encode()] = encode_kept(
+                {(rule, opened): closed for rule, opened, closed in kept}
+            )
     return {e: history_from_fields(fields) for e, fields in views.items()}
 
 
@@ -74,12 +82,15 @@ def served(
     history_months: int,
     wanted: Mapping[str, Iterable[str]],
     registries: Sequence[tuple[int, Mapping[str, Any]]] = (),
+    episodes: Mapping[str, Iterable[Episode]] | None = None,
 ) -> Products:
     """The periods of ``wanted`` that the engine serves at ``as_of``: every item by id, and
     the response's ``coverage``; a period it does not serve (NotFound) is left out."""
     now_us = (as_of - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     result: Products = {}
-    for enterprise_id, history in published(log, as_of, history_months, registries).items():
+    for enterprise_id, history in published(
+        log, as_of, history_months, registries, episodes
+    ).items():
         result[enterprise_id] = {}
         for label in wanted.get(enterprise_id, ()):
             period = Period.quarterly(label) if "Q" in label else Period.monthly(label)
@@ -98,7 +109,11 @@ def served(
 def _scenario_history(name: str) -> tuple[str, History]:
     (scenario,) = [s for s in SCENARIOS if s.name == name]
     ((enterprise_id, history),) = published(
-        scenario.log, scenario.as_of, scenario.history_months, scenario.registries
+        scenario.log,
+        scenario.as_of,
+        scenario.history_months,
+        scenario.registries,
+        scenario.episodes,
     ).items()
     return enterprise_id, history
 

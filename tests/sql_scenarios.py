@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from loadtest.generator import GeneratorConfig, generate
 from tests.factories import enterprise_ids
 
-__all__ = ["SCENARIOS", "Scenario"]
+__all__ = ["SCENARIOS", "Episode", "Scenario"]
 
 CST = timezone(timedelta(hours=8))
 ENTERPRISES = enterprise_ids(8, seed=15)
 BANK = "ICBC0001"  # listed in the registry with its bank_code: BANK_OWN when it reports
 OTHER_BANK = "BOC00004"  # not listed: BANK_OWN only by its code or the counterparty's bank
+
+
+# (rule, the day it opened, the day it closed or None while open): a signal episode as the
+# workers keep it (state/signals.py), the input of the quarterly's signal items
+Episode = tuple[str, date, date | None]
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Scenario:
     # registry reloads: (the arrival index from which it classifies, the registries document
     # as specs/registries.toml holds it); before the first, specs/registries.toml's
     registries: tuple[tuple[int, dict[str, Any]], ...] = ()
+    episodes: dict[str, list[Episode]] = field(default_factory=dict)  # by enterprise
 
 
 @dataclass
@@ -807,6 +813,34 @@ def generated_flows() -> Scenario:
     )
 
 
+def signals_in_the_quarter() -> Scenario:
+    """Signal episodes across quarter edges, pulled on 14 February 2026 at noon: episodes
+    open before a quarter and closed in it, one closed on a quarter's first day (which it
+    does not cover), two of one rule that overlap (a day counts once), one still open in
+    the partial quarter (up to the pull's day), and one opened before the firm's first
+    month on record. tests/unit/test_signal_items.py gives the days each covers."""
+    ent = ENTERPRISES[7]
+    log = _Log(ent, {(BANK, "ACC-1"): 200_000})
+    _steady(log, "2025-07", "2026-01")
+    log.add("2026-02-03 10:00", "out", 90_000, "SUPP-A")
+    episodes: list[Episode] = [
+        ("account_overdrawn", date(2025, 9, 28), date(2025, 10, 3)),
+        ("account_overdrawn", date(2025, 10, 2), date(2025, 10, 5)),
+        ("judicial_deduction", date(2025, 11, 20), date(2026, 1, 1)),
+        ("operating_inflow_stopped", date(2026, 2, 1), None),
+        ("balance_cover_low", date(2025, 6, 1), date(2025, 7, 2)),
+        ("loan_proceeds_diverted", date(2025, 12, 30), None),
+        ("fast_in_fast_out", date(2025, 8, 1), date(2025, 8, 2)),
+    ]
+    return Scenario(
+        "signals_in_the_quarter",
+        log.balanced(),
+        datetime(2026, 2, 14, 12, 0, tzinfo=CST),
+        ("2025Q3", "2025Q4", "2026Q1"),
+        episodes={ent: episodes},
+    )
+
+
 SCENARIOS = (
     every_class_and_channel(),
     reversals_duplicates_late(),
@@ -828,4 +862,5 @@ SCENARIOS = (
     debt_by_kind(),
     public_payments_yoy(),
     generated_flows(),
+    signals_in_the_quarter(),
 )

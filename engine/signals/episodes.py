@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -40,6 +40,9 @@ class Episode:
 class Transition:
     state: State
     episode: Episode
+    # CLEARED: the first day after its start on which the rule no longer held, judged with
+    # the data as they are now (the day its run ended; at most the as-of day)
+    closed: date | None = None
 
 
 def episode_id(enterprise_id: str, rule: str, start: date) -> str:
@@ -52,19 +55,25 @@ def transitions(
     open_episode: Episode | None,
     found: Finding | None,
     held_on: Callable[[date], bool],
+    as_of: date | None = None,
 ) -> list[Transition]:
-    """What changed, given the open episode (None: none) and today's finding.
+    """What changed, given the open episode (None: none) and the finding on ``as_of``.
 
     ``held_on(day)`` judges the rule again on a past day with the data as it is now: an open
     episode that no longer matches today's finding ended (cleared) if its rule still held on
-    its start day, and never was (retracted) if it did not.
+    its start day, and never was (retracted) if it did not. A cleared one closed on the
+    first day after its start on which the rule no longer held (a firm judged late, or its
+    data arriving late, still has the run the data show), ``as_of`` at the latest.
     """
     result: list[Transition] = []
     if open_episode is not None:
         if found is not None and found.start == open_episode.start:
             return []  # the same run goes on
-        state = State.CLEARED if held_on(open_episode.start) else State.RETRACTED
-        result.append(Transition(state, open_episode))
+        if held_on(open_episode.start):
+            closed = None if as_of is None else _run_end(open_episode.start, as_of, held_on)
+            result.append(Transition(State.CLEARED, open_episode, closed))
+        else:
+            result.append(Transition(State.RETRACTED, open_episode))
     if found is not None:
         episode = Episode(
             episode_id(enterprise_id, found.rule, found.start),
@@ -74,3 +83,10 @@ def transitions(
         )
         result.append(Transition(State.RAISED, episode))
     return result
+
+
+def _run_end(start: date, as_of: date, held_on: Callable[[date], bool]) -> date:
+    day = start + timedelta(days=1)
+    while day < as_of and held_on(day):
+        day += timedelta(days=1)
+    return min(day, as_of)

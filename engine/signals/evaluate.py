@@ -58,7 +58,7 @@ def evaluate(
     for spec, parameters in rules.rules:
         found = None if t is None else finding(spec.id, t, parameters)
         held_on = _held_on(spec.id, t, parameters)
-        for change in transitions(enterprise_id, open_episodes.get(spec.id), found, held_on):
+        for change in transitions(enterprise_id, open_episodes.get(spec.id), found, held_on, as_of):
             changes.append(change)
             if change.state == State.RAISED:
                 still_open[spec.id] = change.episode

@@ -6,13 +6,14 @@ directory and Redis key prefix, and removes what it created.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,12 @@ from engine.events.publisher import BankPublisher
 from engine.periods import current_month
 from engine.products.specs import SPECS_DIR
 from engine.runtime.embedded import Child, start_redis
+from engine.runtime.observe import total
 from engine.runtime.provision import Lender, authorize, provision_lender
 from engine.runtime.runner import EmbeddedStack, embedded_stack, redis_reachable
 from engine.settings import Settings
 from loadtest.generator import GeneratorConfig, generate
+from tests import reference
 from tests.compare import differences
 from tests.redis_cluster import LocalCluster, start_cluster
 
@@ -210,16 +213,81 @@ def engine_products(
     return result
 
 
+def kept_episodes(
+    stack: EmbeddedStack, enterprise_ids: Iterable[str]
+) -> dict[str, list[tuple[str, date, date | None]]]:
+    """The signal episodes the worker kept for each enterprise, as its views hold them
+    (field "e", state/views.py)."""
+    from state.redis_client import connect_settings
+
+    async def read() -> dict[str, bytes | None]:
+        client = connect_settings(stack.settings)
+        try:
+            prefix = stack.settings.redis_prefix
+            return {
+                e: await client.hget(f"{prefix}:v1:ent:{{{e}}}", "e")  # type: ignore[misc]
+                for e in enterprise_ids
+            }
+        finally:
+            await client.aclose()
+
+    return {
+        e: [
+            (rule, date.fromisoformat(opened), date.fromisoformat(closed) if closed else None)
+            for rule, opened, closed in codec.loads(raw)
+        ]
+        for e, raw in asyncio.run(read()).items()
+        if raw
+    }
+
+
+def wait_signals_judged(stack: EmbeddedStack, timeout: float = 60.0) -> None:
+    """Until the worker has judged every enterprise whose state changed (its pending gauge
+    reads zero twice, a second apart): the episodes it keeps have settled."""
+    deadline = time.monotonic() + timeout
+    settled = 0
+    while settled < 2:
+        assert time.monotonic() < deadline, "the worker's signals did not settle"
+        pending = total(stack.worker_url, "creditflow_signals_pending_enterprises")
+        settled = settled + 1 if pending == 0 else 0
+        time.sleep(1.0)
+
+
+def with_signal_days(
+    stack: EmbeddedStack, expected: Mapping[str, Mapping[str, Mapping[str, Any]]]
+) -> Mapping[str, Mapping[str, Mapping[str, Any]]]:
+    """``expected`` with the signal items of its quarters counted by the reference from the
+    episodes the worker kept. Which episodes a worker keeps depends on when it judged what
+    had arrived (an episode raised on part of a firm's history and cleared as the rest came
+    is kept): tests/integration/test_signals.py checks them against the rules' reference;
+    here the products are checked to count their days."""
+    if not any(k.startswith("signal_") for p in expected.values() for i in p.values() for k in i):
+        return expected
+    episodes = kept_episodes(stack, expected)
+    result: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for enterprise_id, periods in expected.items():
+        result[enterprise_id] = {}
+        for label, items in periods.items():
+            if "Q" in label and any(k.startswith("signal_") for k in items):
+                counted = reference.signal_items(episodes.get(enterprise_id, []), label)
+                items = {**items, **{k: v for k, v in counted.items() if k in items}}
+            result[enterprise_id][label] = items
+    return result
+
+
 def wait_for_products(
     stack: EmbeddedStack,
     expected: Mapping[str, Mapping[str, Mapping[str, Any]]],
     timeout: float = 90.0,
 ) -> dict[str, dict[str, dict[str, Any] | None]]:
-    """Poll the API until it serves ``expected`` (or the timeout); returns what it served."""
+    """Poll the API until it serves ``expected`` (or the timeout); returns what it served.
+    The signal items are expected from the episodes the worker kept (with_signal_days)."""
     deadline = time.monotonic() + timeout
     while True:
         served = engine_products(stack, expected)
-        if not differences(expected, served) or time.monotonic() > deadline:
+        if not differences(with_signal_days(stack, expected), served):
+            return served
+        if time.monotonic() > deadline:
             return served
         time.sleep(0.5)
 
@@ -230,7 +298,8 @@ def assert_products(
     timeout: float = 90.0,
 ) -> None:
     """The API serves ``expected``; on failure, show a few differences and the worker log."""
-    problems = differences(expected, wait_for_products(stack, expected, timeout))
+    served = wait_for_products(stack, expected, timeout)
+    problems = differences(with_signal_days(stack, expected), served)
     if not problems:
         return
     worker_log = stack.worker.log_path.read_text()[-3000:] if stack.worker.log_path else ""

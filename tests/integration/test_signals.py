@@ -31,7 +31,14 @@ from engine.runtime.provision import Lender, authorize, provision_lender, revoke
 from engine.runtime.runner import EmbeddedStack, embedded_stack
 from engine.signals.spec import load_signals
 from tests.factories import enterprise_ids
-from tests.integration.conftest import BANKS, get, module_settings, publish_by_bank
+from tests.integration.conftest import (
+    BANKS,
+    get,
+    module_settings,
+    product_items,
+    publish_by_bank,
+    reader,
+)
 from tests.reference import signals as reference
 from tests.reference.events import transactions
 
@@ -264,6 +271,69 @@ def test_an_institution_granted_monitoring_later_is_given_the_open_episodes(
     assert len(_fed(stack, late.code)) == len(open_now)
 
 
+# -- the quarterly report's signal items: the days each episode covered --------------------
+
+
+def _quarter(day: date) -> tuple[str, date]:
+    """The label and the first day of ``day``'s quarter."""
+    first = date(day.year, (day.month - 1) // 3 * 3 + 1, 1)
+    return f"{day.year}Q{(day.month - 1) // 3 + 1}", first
+
+
+def _signal_days(stack: EmbeddedStack, enterprise: str, label: str) -> dict[str, int] | None:
+    items = product_items(stack, enterprise, label)
+    if items is None:
+        return None
+    return {
+        rule: items[f"signal_{rule}_days"]
+        for rule in SPEC.rules
+        if SPEC.rules[rule].evaluated and items[f"signal_{rule}_days"]
+    }
+
+
+def _covered_days(stack: EmbeddedStack, world: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """What the report of today's quarter must show: each episode the reference finds open
+    today (or that the monitor was told has cleared today), from its start (or the quarter's
+    first day) to today, or to the day before it closed."""
+    today = world["today"]
+    _, first = _quarter(today)
+    cleared = {
+        (s["enterprise_id"], s["rule"])
+        for s in Feed(stack, world["monitor"]).all()
+        if s["state"] == "cleared"
+    }
+    expected: dict[str, dict[str, int]] = {OVERDRAWN: {}, STOPPED: {}}
+    for enterprise, rule, start in _expected(world["events"], today):
+        if enterprise in expected:
+            # a receipt today ended it (test_a_stream_resumes...): today is not covered
+            last = today - timedelta(days=1) if (enterprise, rule) in cleared else today
+            days = (last - max(date.fromisoformat(start), first)).days + 1
+            if days > 0:
+                expected[enterprise][rule] = days
+    return expected
+
+
+def _assert_signal_days(stack: EmbeddedStack, world: dict[str, Any]) -> None:
+    label, _ = _quarter(world["today"])
+    reader(stack, [OVERDRAWN, STOPPED])
+    deadline = time.monotonic() + 30
+    while True:
+        expected = _covered_days(stack, world)
+        served = {e: _signal_days(stack, e, label) for e in (OVERDRAWN, STOPPED)}
+        if served == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert served == expected
+    assert expected[OVERDRAWN] or expected[STOPPED]  # not a quarter that began today
+
+
+def test_a_quarterly_report_shows_the_days_each_episode_covered(
+    stack: EmbeddedStack, world: dict[str, Any]
+) -> None:
+    Feed(stack, world["monitor"]).wait(lambda got: len(got) >= 2)
+    _assert_signal_days(stack, world)
+
+
 def _read_events(
     response: http.client.HTTPResponse, done: Callable[[list[dict[str, Any]]], bool], timeout: float
 ) -> list[dict[str, Any]]:
@@ -319,6 +389,14 @@ def test_a_stream_resumes_and_carries_the_episode_to_its_end(
     connection.close()
     assert [s["state"] for s in cleared] == ["cleared"], ended
     assert cleared[0]["as_of"] == today.isoformat()
+
+
+def test_the_report_follows_an_episode_that_closed(
+    stack: EmbeddedStack, world: dict[str, Any]
+) -> None:
+    # Run after the stream's test has cleared the overdraft: the report pulled before (and
+    # kept by the API's cache) is rendered again once the episode's close reaches the views.
+    _assert_signal_days(stack, world)
 
 
 def test_open_streams_hold_no_redis_connection_while_they_wait(

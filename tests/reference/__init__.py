@@ -4,14 +4,16 @@
 for every month from an enterprise's first counted transaction to its last and every quarter
 touching those months, pulled at ``as_of`` (default: now): a period not over at the pull has
 only its days up to the pull's day (China time). It shares no code with the engine: only
-specs/products.toml (item lists, parameters) and specs/registries.toml.
+specs/products.toml (item lists, parameters) and specs/registries.toml. The signal items
+count the days of the signal episodes given (``episodes``; tests/reference/signals.py
+checks the rules that raise them).
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,9 @@ from tests.reference.items import _BY_DAY as DAY_CACHE
 from tests.reference.items import _EOD as EOD_CACHE
 from tests.reference.items import CLOCK, ITEMS, RECORD
 
-__all__ = ["counted_events", "product_items", "products"]
+__all__ = ["counted_events", "product_items", "products", "signal_items"]
 
 _SPECS = Path(__file__).resolve().parents[2] / "specs" / "products.toml"
-del quarterly  # imported for its item registrations
 
 
 # Segments computed from query records, disputes and statements, not from transactions:
@@ -58,7 +59,10 @@ def products(
     events: Iterable[Mapping[str, Any]],
     pinned_only: bool = False,
     as_of: datetime | None = None,
+    episodes: Mapping[str, Iterable[tuple[str, date, date | None]]] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
+    """``episodes``: each enterprise's signal episodes (rule, opened, closed or None), the
+    input of the signal items (none when not given)."""
     items, params = product_items()
     CLOCK["day"] = (as_of or datetime.now(UTC)).astimezone(CST).date()
     if pinned_only:
@@ -78,6 +82,7 @@ def products(
     for enterprise, txns in transactions(events).items():
         first, last = min(t.month for t in txns), max(t.month for t in txns)
         RECORD["start"] = first
+        quarterly.EPISODES["current"] = list((episodes or {}).get(enterprise, ()))
         periods: dict[str, dict[str, Any]] = {}
         for month in range(first, last + 1):
             periods[_label(month)] = {i: ITEMS[i](txns, [month], params) for i in items["monthly"]}
@@ -87,3 +92,18 @@ def products(
             periods[label] = {i: ITEMS[i](txns, months, params) for i in items["quarterly"]}
         result[enterprise] = periods
     return result
+
+
+def signal_items(
+    episodes: Iterable[tuple[str, date, date | None]], label: str, as_of: datetime | None = None
+) -> dict[str, int]:
+    """The signal items of quarter ``label`` ("YYYYQn") pulled at ``as_of`` (default: now),
+    from one enterprise's episodes alone (what products() computes for them)."""
+    CLOCK["day"] = (as_of or datetime.now(UTC)).astimezone(CST).date()
+    year, quarter = int(label[:4]), int(label[-1])
+    start = year * 12 + (quarter - 1) * 3
+    quarterly.EPISODES["current"] = list(episodes)
+    return {
+        f"signal_{rule}_days": ITEMS[f"signal_{rule}_days"]([], [start, start + 1, start + 2], {})
+        for rule in quarterly.SIGNAL_RULES
+    }

@@ -23,9 +23,7 @@ from tests.reference.items import (
     days_of,
     elapsed,
     eod_series,
-    fast_ratio,
     first_month,
-    flow_share,
     herfindahl,
     item,
     known,
@@ -35,7 +33,6 @@ from tests.reference.items import (
     matching,
     month_days,
     of,
-    overdrawn_series,
     partial,
     parties,
     share,
@@ -301,19 +298,9 @@ def known_share(t: T, m: list[int], k: int, inflow: bool) -> float | None:
     return share(sum(x.amount for x in chosen if x.cp in seen), sum(x.amount for x in chosen))
 
 
-@item("inflow_share_known_6m")
-def _(t, m, p):
-    return known_share(t, m, 6, True)
-
-
 @item("inflow_share_known_12m")
 def _(t, m, p):
     return known_share(t, m, 12, True)
-
-
-@item("outflow_share_known_6m")
-def _(t, m, p):
-    return known_share(t, m, 6, False)
 
 
 @item("outflow_share_known_12m")
@@ -497,49 +484,43 @@ def longest_dry(t: T, m: list[int]) -> int:
     return longest_run([day_total(t, d, True, OP_IN) == 0 for d in days_of(m) if d >= first])
 
 
-def flags(t: T, m: list[int], p: dict[str, Any]) -> dict[str, int]:
-    fast = fast_ratio(t, m)
-    self_share = flow_share(t, m, "SELF")
-    cash_share = flow_share(t, m, "CASH")
-    prior = [total(t, [x], True) for x in before(m, 6)]
-    mean_prior = sum(prior) / len(prior) if prior else 0
-    peak = max(total(t, [x], True) for x in m)
-    previous = earlier(t, m, 1, True, OP_IN) or 0
-    return {
-        "fast_in_out_flag": int(fast is not None and fast >= p["fast_in_out_threshold"]),
-        "high_self_transfer_flag": int(
-            self_share is not None and self_share >= p["self_transfer_threshold"]
-        ),
-        "high_cash_flag": int(cash_share is not None and cash_share >= p["cash_threshold"]),
-        "inflow_spike_flag": int(mean_prior > 0 and peak > p["spike_multiple"] * mean_prior),
-        "operating_inflow_drop_flag": int(
-            previous > 0 and total(t, m, True, OP_IN) < p["drop_ratio"] * previous
-        ),
-        "interruption_flag": int(longest_dry(t, m) >= p["interruption_days"]),
-        "negative_balance_flag": int(any(overdrawn_series(t, m))),
-    }
+# The signal episodes of the enterprise being computed (set by products() for each one):
+# (rule, the day it opened, the day it closed or None while open), as the workers kept them.
+# The rules themselves are tests/reference/signals.py's; here they are input data.
+EPISODES: dict[str, list[tuple[str, date, date | None]]] = {"current": []}
+
+SIGNAL_RULES = (
+    "operating_inflow_stopped",
+    "operating_inflow_collapse",
+    "account_overdrawn",
+    "balance_cover_low",
+    "recurring_payment_lapsed",
+    "loan_proceeds_diverted",
+    "financing_partner_stacking",
+    "largest_customer_stopped",
+    "fast_in_fast_out",
+    "judicial_deduction",
+)
 
 
-for _name in (
-    "fast_in_out_flag",
-    "high_self_transfer_flag",
-    "high_cash_flag",
-    "inflow_spike_flag",
-    "operating_inflow_drop_flag",
-    "interruption_flag",
-    "negative_balance_flag",
-):
-    ITEMS[_name] = (lambda n: lambda t, m, p: flags(t, m, p)[n])(_name)
+def under_signal(rule: str, d: date) -> bool:
+    """An episode of ``rule`` covers day ``d``: opened on or before it, not closed by it (the
+    day it closed is the first day the rule no longer held)."""
+    return any(
+        r == rule and opened <= d and (closed is None or d < closed)
+        for r, opened, closed in EPISODES["current"]
+    )
+
+
+for _rule in SIGNAL_RULES:
+    ITEMS[f"signal_{_rule}_days"] = (
+        lambda rule: lambda t, m, p: sum(1 for d in days_of(m) if under_signal(rule, d))
+    )(_rule)
 
 
 @item("longest_no_operating_inflow_days")
 def _(t, m, p):
     return longest_dry(t, m)
-
-
-@item("flags_raised")
-def _(t, m, p):
-    return sum(flags(t, m, p).values())
 
 
 # -- spec version 11: financing partners by kind, loan proceeds by destination --------------

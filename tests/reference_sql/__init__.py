@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from tests.reference_sql import balances, flows, quarterly, trade, windows
@@ -67,10 +67,12 @@ def products(
     as_of: datetime,
     history_months: int = 36,
     registries: Sequence[tuple[int, Mapping[str, Any]]] = (),
+    episodes: Mapping[str, Iterable[tuple[str, date, date | None]]] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Every covered item of every period a pull at ``as_of`` can name (``registries``:
-    reloads, as ``_pipeline.connect`` takes them)."""
-    db = connect(events, as_of, history_months, registries)
+    reloads, as ``_pipeline.connect`` takes them; ``episodes``: each enterprise's signal
+    episodes (rule, opened, closed or None), none when not given)."""
+    db = connect(events, as_of, history_months, registries, episodes)
     try:
         kinds = {
             (ent, label): kind

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ CREATE TABLE registry (
 );
 CREATE TABLE params (name VARCHAR, value DOUBLE);
 CREATE TABLE clock (as_of_us BIGINT, history_months INTEGER);
+-- the signal episodes the workers kept, input of the signal items (closed: null while open)
+CREATE TABLE episodes (ent VARCHAR, rule VARCHAR, opened DATE, closed DATE);
 """
 
 _VIEWS = """
@@ -281,8 +283,10 @@ def connect(
     as_of: datetime,
     history_months: int,
     registries: Sequence[tuple[int, Mapping[str, Any]]] = (),
+    episodes: Mapping[str, Iterable[tuple[str, date, date | None]]] | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A database holding the events as delivered and every view the items read.
+    """A database holding the events as delivered, the signal episodes (enterprise ->
+    (rule, opened, closed or None)) and every view the items read.
 
     ``registries``: reloads, each (the arrival index from which it classifies, the
     registries document); before the first, specs/registries.toml classifies."""
@@ -330,5 +334,8 @@ def connect(
     db.executemany("INSERT INTO params VALUES (?, ?)", list(parameters.items()))
     as_of_us = (as_of - _EPOCH) // timedelta(microseconds=1)
     db.execute("INSERT INTO clock VALUES (?, ?)", [as_of_us, history_months])
+    kept = [(e, *episode) for e, of_e in (episodes or {}).items() for episode in of_e]
+    if kept:
+        db.executemany("INSERT INTO episodes VALUES (?, ?, ?, ?)", kept)
     db.execute(_VIEWS)
     return db

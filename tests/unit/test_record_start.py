@@ -32,7 +32,6 @@ def test_a_young_firm_shows_no_volatility_gap_or_trend_from_before_it_existed() 
     # from 20 November (a transfer from its own account) to its first sale: 65 when counted
     # from 1 October
     assert q4["longest_no_operating_inflow_days"] == 19
-    assert q4["interruption_flag"] == 0
     assert q4["operating_inflow_qoq_growth"] is None and q4["net_flow_qoq_change_fen"] is None
     q1 = render("young_firm", "2026Q1")
     assert q1["coverage"]["window_months"] == {"6": 5, "12": 5, "36": 5}

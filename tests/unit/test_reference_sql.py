@@ -84,7 +84,11 @@ def _disagreements(sql: Products, engine: Products) -> dict[str, list[str]]:
 
 def _compare(scenario: Scenario) -> dict[str, list[str]]:
     sql = reference_sql.products(
-        scenario.log, scenario.as_of, scenario.history_months, scenario.registries
+        scenario.log,
+        scenario.as_of,
+        scenario.history_months,
+        scenario.registries,
+        episodes=scenario.episodes,
     )
     sql = {
         enterprise_id: {label: v for label, v in periods.items() if label in scenario.labels}
@@ -92,7 +96,12 @@ def _compare(scenario: Scenario) -> dict[str, list[str]]:
     }
     asked = {enterprise_id: scenario.labels for enterprise_id in sql}
     engine = served(
-        scenario.log, scenario.as_of, scenario.history_months, asked, scenario.registries
+        scenario.log,
+        scenario.as_of,
+        scenario.history_months,
+        asked,
+        scenario.registries,
+        episodes=scenario.episodes,
     )
     # a period is shown by both or by neither (a quarter begun before the kept history)
     assert {e: sorted(p) for e, p in sql.items()} == {e: sorted(p) for e, p in engine.items()}

@@ -268,3 +268,17 @@ def test_kept_episodes_are_pruned_with_the_history() -> None:
         "OTHER": {},
     }
     assert [e for e, _ in state.all_kept()] == [ENTERPRISE]
+
+
+def test_an_episode_whose_end_is_seen_late_closes_where_its_run_ended() -> None:
+    # raised on DAY+2; the receipt of DAY+4 is judged only on DAY+7 (it came late, or the
+    # worker was away): the episode covered DAY+2 and DAY+3, not the days until it was seen
+    store = MemoryStore()
+    ledger, state = _ledger(store), SignalState(store)
+    _apply(ledger, _overdraft(), 0)
+    _judge(state, DAY + timedelta(days=2))
+    _apply(ledger, [_receipt(DAY + timedelta(days=4))], 2)
+    _judge(state, DAY + timedelta(days=7))
+    assert state.kept(ENTERPRISE) == {
+        ("account_overdrawn", DAY + timedelta(days=2)): DAY + timedelta(days=4)
+    }

@@ -4,6 +4,7 @@ segments (the items at the pull are in subject.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, timedelta
 from itertools import pairwise
 
 from engine.products.classify import LENDING
@@ -20,7 +21,6 @@ from engine.products.kernels._base import (
     ratio,
 )
 from engine.products.kernels.building_blocks import (
-    fast_in_out,
     hhi,
     loan_days,
     paid_months,
@@ -320,19 +320,9 @@ def _known_share(ctx: Context, months: int, inflow: bool) -> float | None:
     return ratio(sum(a for k, a in amounts.items() if k in known), sum(amounts.values()))
 
 
-@kernel("inflow_share_known_6m")
-def _inflow_known_6m(ctx: Context) -> Value:
-    return _known_share(ctx, 6, True)
-
-
 @kernel("inflow_share_known_12m")
 def _inflow_known_12m(ctx: Context) -> Value:
     return _known_share(ctx, 12, True)
-
-
-@kernel("outflow_share_known_6m")
-def _outflow_known_6m(ctx: Context) -> Value:
-    return _known_share(ctx, 6, False)
 
 
 @kernel("outflow_share_known_12m")
@@ -537,71 +527,42 @@ def _tax_quarters(ctx: Context) -> Value:
     return sum(1 for q in quarters if q.amount_out(frozenset({"TAX"})) > 0)
 
 
-# -- quality flags ------------------------------------------------------------------------
+# -- quality flags: the signals raised in the quarter --------------------------------------
 
-
-def _share_of_flows(ctx: Context, cls: str) -> float | None:
-    classes = frozenset({cls})
-    return ratio(
-        ctx.amount_in(classes) + ctx.amount_out(classes), ctx.amount_in() + ctx.amount_out()
-    )
-
-
-def _at_least(value: float | None, threshold: float) -> int:
-    return int(value is not None and value >= threshold)
+# The evaluated rules of specs/signals.toml, each with its item signal_<rule>_days (spec
+# version 13): days of the quarter so far covered by an episode of the rule the workers kept.
+SIGNAL_RULES = (
+    "operating_inflow_stopped",
+    "operating_inflow_collapse",
+    "account_overdrawn",
+    "balance_cover_low",
+    "recurring_payment_lapsed",
+    "loan_proceeds_diverted",
+    "financing_partner_stacking",
+    "largest_customer_stopped",
+    "fast_in_fast_out",
+    "judicial_deduction",
+)
 
 
 def _longest_without_operating_inflow(ctx: Context) -> int:
     return _longest_run([d.operating_in == 0 for d in ctx.lived_days])
 
 
-def _flags(ctx: Context) -> dict[str, int]:
-    p = ctx.params
-    before = [ctx.amount_in(ALL, [m]) for m in ctx.before(6)]
-    peak = max(ctx.amount_in(ALL, [m]) for m in ctx.months)
-    previous = _base(ctx, _operating_inflow, 1) or 0
-    return {
-        "fast_in_out_flag": _at_least(fast_in_out(ctx), p["fast_in_out_threshold"]),
-        "high_self_transfer_flag": _at_least(
-            _share_of_flows(ctx, "SELF"), p["self_transfer_threshold"]
-        ),
-        "high_cash_flag": _at_least(_share_of_flows(ctx, "CASH"), p["cash_threshold"]),
-        # peak > multiple * mean(before), kept exact: peak * 6 > multiple * sum(before)
-        "inflow_spike_flag": int(
-            sum(before) > 0 and peak * len(before) > p["spike_multiple"] * sum(before)
-        ),
-        "operating_inflow_drop_flag": int(
-            previous > 0 and ctx.amount_in(OP_IN) < p["drop_ratio"] * previous
-        ),
-        "interruption_flag": int(_longest_without_operating_inflow(ctx) >= p["interruption_days"]),
-        "negative_balance_flag": int(any(ctx.overdrawn)),
-    }
-
-
-def _flag_kernel(name: str) -> Callable[[Context], Value]:
+def _signal_days_kernel(rule: str) -> Callable[[Context], Value]:
     def compute(ctx: Context) -> Value:
-        return _flags(ctx)[name]
+        year, m0 = divmod(ctx.months[0], 12)
+        first = date(year, m0 + 1, 1)
+        days = [first + timedelta(days=k) for k in range(ctx.elapsed_days)]
+        return ctx.history.signal_days(rule, days)
 
     return compute
 
 
-for _name in (
-    "fast_in_out_flag",
-    "high_self_transfer_flag",
-    "high_cash_flag",
-    "inflow_spike_flag",
-    "operating_inflow_drop_flag",
-    "interruption_flag",
-    "negative_balance_flag",
-):
-    kernel(_name)(_flag_kernel(_name))
+for _rule in SIGNAL_RULES:
+    kernel(f"signal_{_rule}_days")(_signal_days_kernel(_rule))
 
 
 @kernel("longest_no_operating_inflow_days")
 def _longest_no_operating_inflow(ctx: Context) -> Value:
     return _longest_without_operating_inflow(ctx)
-
-
-@kernel("flags_raised")
-def _flags_raised(ctx: Context) -> Value:
-    return sum(_flags(ctx).values())

@@ -3,8 +3,14 @@ query each over the quarters of ``periods``."""
 
 from __future__ import annotations
 
-from tests.reference_sql.quarterly import header, obligations, parties, trend
+from tests.reference_sql.quarterly import header, obligations, parties, signals, trend
 
 __all__ = ["ITEMS"]
 
-ITEMS: dict[str, str] = {**header.ITEMS, **trend.ITEMS, **parties.ITEMS, **obligations.ITEMS}
+ITEMS: dict[str, str] = {
+    **header.ITEMS,
+    **trend.ITEMS,
+    **parties.ITEMS,
+    **obligations.ITEMS,
+    **signals.ITEMS,
+}

@@ -1,18 +1,15 @@
-"""Obligations, payment continuity and quality flags.
+"""Obligations, payment continuity and the longest run without operating inflow.
 
 Debt service is loan repayments and interest to the reporting banks plus what was paid to
-financing partners that lend (spec version 11: guarantors and investors apart). The flags
-are 1 or 0 (never null: a null ratio raises no flag). Runs of days count the quarter's
-days that have begun at the pull.
+financing partners that lend (spec version 11: guarantors and investors apart). Runs of
+days count the quarter's days that have begun at the pull.
 """
 
 from __future__ import annotations
 
 from tests.reference_sql.flows import OP_IN, OP_OUT
 from tests.reference_sql.quarterly._sql import (
-    earlier_sum,
     growth,
-    item,
     per_quarter,
     quarter_sum,
     share,
@@ -126,55 +123,6 @@ _DRY_DAYS = per_quarter(
 )
 
 
-def _flag(condition: str, joins: str = "") -> str:
-    return per_quarter(f"CASE WHEN {condition} THEN 1 ELSE 0 END", joins)
-
-
-_SPIKE = per_quarter(
-    """CASE WHEN (SELECT max(x.in_all) FROM ms x WHERE x.ent = q.ent
-                   AND x.month BETWEEN q.m0 AND q.m1)
-              > {multiple} * {before} AND {before} > 0 THEN 1 ELSE 0 END""".format(
-        multiple="param('spike_multiple')",
-        # the mean over M(1..6)'s months on record
-        before="(SELECT coalesce(avg(x.in_all), 0) FROM ms x WHERE x.ent = q.ent "
-        "AND x.month BETWEEN q.m0 - 6 AND q.m0 - 1)",
-    )
-)
-
-_FLAGS = {
-    "fast_in_out_flag": _flag(
-        "any_value(r.value) >= param('fast_in_out_threshold')", item("fast_in_out_ratio", "r")
-    ),
-    "high_self_transfer_flag": _flag(
-        "any_value(s.value) >= param('self_transfer_threshold')", item("self_transfer_share", "s")
-    ),
-    "high_cash_flag": _flag(
-        "any_value(c.value) >= param('cash_threshold')", item("cash_share_of_flow", "c")
-    ),
-    "inflow_spike_flag": _SPIKE,
-    "operating_inflow_drop_flag": _flag(
-        f"{quarter_sum('op_in', 0)} < param('drop_ratio') * {earlier_sum('op_in', 1)}"
-    ),
-    "interruption_flag": _flag(
-        "any_value(d.value) >= param('interruption_days')",
-        f"LEFT JOIN ({_DRY_DAYS}) d ON d.ent = q.ent AND d.label = q.label",
-    ),
-    "negative_balance_flag": _flag(
-        "count(*) FILTER (WHERE e.overdrawn) > 0",
-        "LEFT JOIN eod e ON e.ent = q.ent AND e.label = q.label",
-    ),
-}
-
-_FLAGS_RAISED = (
-    "SELECT f0.ent, f0.label, "
-    + " + ".join(f"f{i}.value" for i in range(len(_FLAGS)))
-    + " AS value FROM "
-    + " JOIN ".join(
-        f"({query}) f{i}" + ("" if i == 0 else f" ON f{i}.ent = f0.ent AND f{i}.label = f0.label")
-        for i, query in enumerate(_FLAGS.values())
-    )
-)
-
 ITEMS: dict[str, str] = {
     # obligations
     "debt_service_fen": per_quarter(_DEBT, _IN_QUARTER),
@@ -211,8 +159,6 @@ ITEMS: dict[str, str] = {
     "gas_paid_yoy_growth": growth("gas_out", 4),
     "payroll_paid_yoy_growth": growth("payroll_out", 4),
     "tax_paid_yoy_growth": growth("tax_out", 4),
-    # quality flags
-    **_FLAGS,
+    # quality flags (the signals: tests/reference_sql/quarterly/signals.py)
     "longest_no_operating_inflow_days": _DRY_DAYS,
-    "flags_raised": _FLAGS_RAISED,
 }
