@@ -44,6 +44,7 @@ class _Ledger:
             for p, store in self.stores.items()
         }
         self.offsets = dict.fromkeys(self.stores, 0)
+        self.episodes: dict[int, dict[str, bytes]] = {}  # partition -> enterprise -> views
 
     @property
     def partitions(self) -> list[int]:
@@ -54,6 +55,10 @@ class _Ledger:
 
     def live(self, partition: int) -> bool:
         return True
+
+    async def publish_episodes(self, partition: int, episodes: dict[str, bytes]) -> None:
+        """The views write of the kept episodes (agents/ledger.py): recorded, not sent."""
+        self.episodes.setdefault(partition, {}).update(episodes)
 
     def book(
         self, partition: int, firm: str, at: str = "2026-03-18T10:00:00+08:00", **fields: Any
