@@ -62,13 +62,16 @@ backtest: $(STAMP)  ## the signal rules over labelled histories; writes loadtest
 	$(BIN)/creditflow docs
 
 test: $(STAMP) prometheus  ## run the whole test suite (starts its own broker; Redis if needed)
-	$(BIN)/python -m pytest -q -m 'not faults'
+	$(BIN)/python -m pytest -q -m 'not faults and not loadtools'
 
 test-fast: $(STAMP) prometheus  ## only the tests that need no service
 	$(BIN)/python -m pytest -q -m 'not integration and not faults'
 
 faults: $(STAMP) prometheus  ## the long fault scenarios (tests/faults/), each ending in exact products
 	$(BIN)/python -m pytest -q -m faults tests/faults
+
+loadtools: $(STAMP) prometheus  ## smoke runs of the load-test tools make test leaves out (loadtest.memory)
+	$(BIN)/python -m pytest -q -m loadtools tests
 
 lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check engine agents state loadtest tests

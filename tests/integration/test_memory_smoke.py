@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.loadtools,  # make loadtools: about 20 s more than make test can spare
+    pytest.mark.timeout(300),
+]
 
 
 def test_the_tiny_memory_run_samples_the_worker_and_its_holders(tmp_path: Path) -> None:
