@@ -241,14 +241,17 @@ def kept_episodes(
     }
 
 
-def wait_signals_judged(stack: EmbeddedStack, timeout: float = 60.0) -> None:
-    """Until the worker has judged every enterprise whose state changed (its pending gauge
-    reads zero twice, a second apart): the episodes it keeps have settled."""
+def wait_signals_judged(
+    stack: EmbeddedStack, timeout: float = 60.0, worker_url: str | None = None
+) -> None:
+    """Until the worker (the stack's, or the one at ``worker_url``) has judged every
+    enterprise whose state changed (its pending gauge reads zero twice, a second apart): the
+    episodes it keeps have settled."""
     deadline = time.monotonic() + timeout
     settled = 0
     while settled < 2:
         assert time.monotonic() < deadline, "the worker's signals did not settle"
-        pending = total(stack.worker_url, "creditflow_signals_pending_enterprises")
+        pending = total(worker_url or stack.worker_url, "creditflow_signals_pending_enterprises")
         settled = settled + 1 if pending == 0 else 0
         time.sleep(1.0)
 

@@ -48,6 +48,7 @@ from tests.integration.conftest import (
     module_settings,
     reader,
     wait_for_products,
+    wait_signals_judged,
     with_signal_days,
 )
 
@@ -402,6 +403,9 @@ def scaleout(stack: EmbeddedStack) -> Outcome:
             still = _wait_applied(stack)
             assert still is None, f"views stalled: {stalled}; after duplicates still: {still}"
             timeline.mark("caught up after duplicates")
+        # C judges what it rebuilt once it has caught up, and may keep other episodes than
+        # B did: the signal items are expected from C's, once settled, before the pulls
+        wait_signals_judged(stack, timeout=90, worker_url=c_url)
         served = wait_for_products(stack, expected, timeout=60)
         expected = with_signal_days(stack, expected)  # the episodes the workers kept
         timeline.mark("products served")
