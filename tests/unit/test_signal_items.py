@@ -12,23 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import reference, reference_sql
+from tests.reference import quarterly
 from tests.scenario_products import render, served
 from tests.sql_scenarios import SCENARIOS, Episode
 
 (SCENARIO,) = [s for s in SCENARIOS if s.name == "signals_in_the_quarter"]
 (ENTERPRISE,) = SCENARIO.episodes
-RULES = (
-    "operating_inflow_stopped",
-    "operating_inflow_collapse",
-    "account_overdrawn",
-    "balance_cover_low",
-    "recurring_payment_lapsed",
-    "loan_proceeds_diverted",
-    "financing_partner_stacking",
-    "largest_customer_stopped",
-    "fast_in_fast_out",
-    "judicial_deduction",
-)
+RULES = quarterly.SIGNAL_RULES  # the evaluated rules, as the first reference lists them
 
 # The days each episode of the scenario covers, counted by hand: from the day it opened to
 # the day before it closed (an open one, to the pull's day: 14 February 2026).
