@@ -16,6 +16,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from engine.events.kafka_clients import client_config
+
 __all__ = ["AsyncProducer", "DeliveryError"]
 
 
@@ -26,15 +28,17 @@ class DeliveryError(Exception):
 class AsyncProducer:
     def __init__(self, bootstrap: str, timeout_seconds: float) -> None:
         self._timeout = timeout_seconds
-        self._config = {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 0,
-            # librdkafka gives up on a message after this; the caller's own wait is the
-            # same, so a request is answered (503) within it.
-            "message.timeout.ms": max(1, int(timeout_seconds * 1000)),
-        }
+        self._config = client_config(
+            bootstrap,
+            {
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 0,
+                # librdkafka gives up on a message after this; the caller's own wait is the
+                # same, so a request is answered (503) within it.
+                "message.timeout.ms": max(1, int(timeout_seconds * 1000)),
+            },
+        )
         self._producer = Producer(self._config)
         self._fenced = False  # the broker refuses this producer for good: make a new one
         self._retired: list[Producer] = []  # replaced producers, freed by the poll thread

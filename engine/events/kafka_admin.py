@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from engine.events.kafka_clients import client_config
 from engine.events.topics import (
     ACCESS_LOG_TOPIC,
     ACCESS_STATE_TOPIC,
@@ -28,8 +30,22 @@ __all__ = [
 _TIMEOUT_S = 15.0
 
 
+def _probe(bootstrap: str, settings: Mapping[str, Any] | None = None) -> Consumer:
+    """A consumer that reads offsets and messages by assignment: it never joins its group."""
+    return Consumer(
+        client_config(
+            bootstrap,
+            {
+                "group.id": "creditflow-offset-probe",
+                "enable.auto.commit": False,
+                **(settings or {}),
+            },
+        )
+    )
+
+
 def _admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient(client_config(bootstrap))
 
 
 def topic_partitions(bootstrap: str) -> dict[str, int]:
@@ -89,13 +105,7 @@ def ensure_access_topics(bootstrap: str, partitions: int, query_retention_days: 
 
 def low_watermark(bootstrap: str, topic: str, partition: int) -> int:
     """The earliest offset still in the log of one partition."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "creditflow-offset-probe",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = _probe(bootstrap)
     try:
         low: int = consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=_TIMEOUT_S
@@ -113,14 +123,7 @@ def offset_exists(
     The high watermark cannot be trusted alone: Tansu 0.6 reports it too low after a
     multi-record batch from aiokafka (seen here: 3 records, watermark 2).
     """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "creditflow-offset-probe",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "error",
-        }
-    )
+    consumer = _probe(bootstrap, {"auto.offset.reset": "error"})
     try:
         consumer.assign([TopicPartition(topic, partition, offset)])
         deadline = time.monotonic() + timeout
@@ -139,13 +142,7 @@ def offset_exists(
 
 def high_watermarks(bootstrap: str, topic: str, partitions: int) -> list[int]:
     """The end offset of each partition of ``topic``."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "creditflow-offset-probe",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = _probe(bootstrap)
     try:
         return [
             consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1]

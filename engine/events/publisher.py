@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from engine import codec
+from engine.events.kafka_clients import client_config
 from engine.events.partitioner import partition_for
 from engine.events.topics import bank_topic
 
@@ -34,14 +35,16 @@ class BankPublisher:
         self._max_batch = max_batch
         self._errors: list[str] = []
         self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "acks": "all",
-                "linger.ms": 5,
-                "queue.buffering.max.messages": 1_000_000,
-                "message.max.bytes": 4_000_000,
-                **(config or {}),
-            }
+            client_config(
+                bootstrap,
+                {
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "queue.buffering.max.messages": 1_000_000,
+                    "message.max.bytes": 4_000_000,
+                    **(config or {}),
+                },
+            )
         )
 
     def _on_delivery(self, error: Any, message: Any) -> None:

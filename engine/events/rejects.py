@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from engine import codec
 from engine.errors import CreditflowError
 from engine.events.kafka_admin import high_watermarks, topic_partitions
+from engine.events.kafka_clients import client_config
 from engine.events.topics import REJECTED_TOPIC, bank_code_of
 
 __all__ = ["read_rejects", "recent_rejects", "replay_rejects", "show_rejects"]
@@ -32,11 +33,9 @@ def read_rejects(
     ends = high_watermarks(bootstrap, topic, partitions)
     positions = dict.fromkeys(range(partitions), 0)
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "creditflow-rejects-reader",
-            "enable.auto.commit": False,
-        }
+        client_config(
+            bootstrap, {"group.id": "creditflow-rejects-reader", "enable.auto.commit": False}
+        )
     )
     try:
         consumer.assign([TopicPartition(topic, p, 0) for p in positions])
@@ -106,7 +105,7 @@ def replay_rejects(
     seen: set[tuple[Any, ...]] = set()
     replayed = 0
     left: list[dict[str, Any]] = []
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    producer = Producer(client_config(bootstrap, {"acks": "all"}))
     for record in read_rejects(bootstrap, timeout=timeout):
         source = record["source"]
         place = (source["topic"], source["partition"], source["offset"], source["index"])

@@ -41,6 +41,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from engine import codec
+from engine.events.kafka_clients import client_config
 from engine.events.topics import (
     ACCESS_LOG_TOPIC,
     BANK_TOPIC_RE,
@@ -287,15 +288,14 @@ async def _read_redis(url: str, settings: Settings) -> dict[tuple[str, int], Any
 
 
 def _client_config(bootstrap: str, group: str = "creditflow-status") -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,  # never joined and never committed: only to read its offsets
-        "enable.auto.commit": False,
-        "socket.connection.setup.timeout.ms": int(_BROKER_TIMEOUT_S * 1000),
-        # librdkafka's own complaints (connection refused, every retry) through our logging,
-        # at the level the command line shows (warnings), not as raw lines on stderr.
-        "logger": log,
-    }
+    return client_config(
+        bootstrap,
+        {
+            "group.id": group,  # never joined and never committed: only to read its offsets
+            "enable.auto.commit": False,
+            "socket.connection.setup.timeout.ms": int(_BROKER_TIMEOUT_S * 1000),
+        },
+    )
 
 
 def _topics(bootstrap: str) -> dict[str, int]:
