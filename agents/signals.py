@@ -18,6 +18,10 @@ Rules about absence change with the calendar alone: when the as-of day (China ti
 every enterprise of a partition is marked and judged again, a chunk at a time (a sweep,
 state/signals.py).
 
+The episodes go to the signal-state changelog with the transitions, before the views and
+the state, and a partition given to this worker is restored from it before it is judged
+(agents/signal_restore.py): a move keeps the episodes a rebuild from the routed topic cannot.
+
 Each enterprise's months are kept as digests for the most recently judged enterprises, up
 to a number of months (agents/signal_digests.py); a commit notes which of their months
 changed, and judging the enterprise again reads only those.
@@ -35,13 +39,14 @@ from datetime import UTC, date, datetime
 from agents.ledger import LedgerStage
 from agents.sending import Outbox, Sender
 from agents.signal_digests import DigestCache
-from engine.events.topics import SIGNALS_TOPIC
+from agents.signal_restore import ChangelogReader
+from engine.events.topics import SIGNAL_STATE_TOPIC, SIGNALS_TOPIC
 from engine.metrics import WorkerMetrics
 from engine.periods import CST
 from engine.signals.episodes import Episode
 from engine.signals.evaluate import RuleSet, evaluate, signal_record
 from engine.signals.timeline import month_of
-from state.signals import KeptEpisodes, SignalState, encode_kept, kept_after
+from state.signals import KeptEpisodes, SignalState, encode_kept, encode_snapshot, kept_after
 
 __all__ = ["DEBOUNCE_SECONDS", "MAX_WAIT_SECONDS", "QUIET_SECONDS", "SignalStage", "today_in_china"]
 
@@ -58,6 +63,7 @@ DEBOUNCE_SECONDS = 0.3  # an enterprise's recent changes are judged once they pa
 MAX_WAIT_SECONDS = 5.0  # ... or this long after the first, for a firm that never pauses
 QUIET_SECONDS = 10.0  # history arriving for an enterprise is judged once it stops this long
 _TICK_SECONDS = 0.02
+_RESTORE_RETRY_MAX_SECONDS = 10.0
 
 
 def today_in_china() -> date:
@@ -116,8 +122,12 @@ class SignalStage:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         digest_months: int = 12_000,
+        changelog: ChangelogReader | None = None,
     ) -> None:
         self._ledger = ledger
+        self._changelog = changelog  # None: no restore (a partition's state is all there is)
+        self._restoring: set[int] = set()  # opened, not restored yet: not judged
+        self._owned: set[int] = set()  # opened and not revoked since
         self._sender = sender
         self._rules = rules
         self._metrics = metrics
@@ -164,6 +174,55 @@ class SignalStage:
             if store is not None:
                 marked = SignalState(store).marked()
                 self._pending.setdefault(partition, _Queue()).add(marked, float("-inf"))
+                if self._changelog is not None and partition not in self._owned:
+                    self._restoring.add(partition)  # kept through a rebalance: nothing to do
+                self._owned.add(partition)
+
+    async def restore(self, partitions: set[int]) -> None:
+        """Restore opened partitions' episodes from the signal-state changelog; until then
+        they are not judged. A broker that cannot be read is tried again, not skipped: a
+        partition judged without its episodes would raise again what is open and never
+        clear what ended."""
+        # in parallel: each read waits a second past its end (agents/signal_restore.py)
+        await asyncio.gather(*(self._restore(p) for p in sorted(partitions & self._restoring)))
+
+    async def _restore(self, partition: int) -> None:
+        """One partition's restore, tried until it is read or the partition goes."""
+        delay = 0.5
+        while partition in self._restoring and self._changelog is not None:
+            store = self._ledger.store(partition)
+            if store is None:
+                break
+            start = SignalState(store).changelog_offset()
+            try:
+                snapshots, end = await self._changelog(partition, start)
+            except Exception as exc:
+                log.warning(
+                    "partition %d: reading the signal-state changelog failed (%s); "
+                    "trying again in %.1f s",
+                    partition,
+                    type(exc).__name__,
+                    delay,
+                    extra={"partition": partition, "offset": start},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RESTORE_RETRY_MAX_SECONDS)
+                continue
+            async with self._ledger.lock:
+                if partition not in self._restoring or self._ledger.store(partition) is not store:
+                    break  # revoked meanwhile
+                SignalState(store).restore(snapshots, end)
+                self._pending.setdefault(partition, _Queue()).add(snapshots, float("-inf"))
+                self._restoring.discard(partition)
+            log.info(
+                "partition %d: signal episodes of %d enterprises restored from the "
+                "changelog (offsets %d to %d)",
+                partition,
+                len(snapshots),
+                start,
+                end,
+                extra={"partition": partition, "offset": start, "end_offset": end},
+            )
 
     def revoked(self, partitions: set[int]) -> None:
         for partition in partitions:
@@ -171,6 +230,8 @@ class SignalStage:
             self._waiting.pop(partition, None)
             self._days.pop(partition, None)
             self._sweeping.discard(partition)
+            self._restoring.discard(partition)
+            self._owned.discard(partition)
         self.forget()  # another worker may change them before they come back
 
     def forget(self) -> None:
@@ -229,7 +290,7 @@ class SignalStage:
     async def _partition(self, partition: int, today: date) -> int:
         async with self._ledger.lock:
             store = self._ledger.store(partition)
-            if store is None or not self._ledger.live(partition):
+            if store is None or partition in self._restoring or not self._ledger.live(partition):
                 return 0
             state = SignalState(store)
             pending = self._pending.setdefault(partition, _Queue())
@@ -279,6 +340,14 @@ class SignalStage:
                     kept_now = kept_after(kept_before, before, judged.transitions, today)
                     if kept_now != kept_before:
                         kept[enterprise_id] = kept_now
+                    if judged.transitions or kept_now != kept_before:
+                        # the changelog a move restores from: before the views and the state
+                        await outbox.send(
+                            SIGNAL_STATE_TOPIC,
+                            enterprise_id.encode(),
+                            encode_snapshot(kept_now, judged.open),
+                            partition,
+                        )
                 for change in judged.transitions:
                     severity = self._rules.severity(change.episode.rule)
                     record = signal_record(enterprise_id, change, severity, today, emitted_at)

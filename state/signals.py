@@ -10,6 +10,8 @@
     _signals_day             the as-of day of the last sweep (every enterprise marked again)
     _signals_sweep           how far that sweep has marked: the last enterprise id, or absent
                              once it is done
+    _signals_changelog       the offset of the partition's signal-state changelog a restore
+                             resumes from (agents/signal_restore.py)
 
 The markers make evaluation survive a crash: what was committed and not evaluated is still
 marked when the partition is opened again. The evaluator removes an enterprise's marker in
@@ -27,7 +29,7 @@ days from the one to the day before the other (an open one, up to the pull's day
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
 
 from engine import codec
@@ -40,17 +42,20 @@ from state.ledger_types import carry_key, evaluate_key, month_key
 from state.month import MonthAgg
 
 __all__ = [
+    "CHANGELOG_KEY",
     "SIGNALS_DAY_KEY",
     "SWEEP_KEY",
     "KeptEpisodes",
     "SignalState",
     "encode_kept",
+    "encode_snapshot",
     "kept_after",
     "month_days",
 ]
 
 SIGNALS_DAY_KEY = b"_signals_day"
 SWEEP_KEY = b"_signals_sweep"
+CHANGELOG_KEY = b"_signals_changelog"
 _MARKERS = b"E|"
 _KEPT = b"G|"
 
@@ -61,11 +66,29 @@ KeptEpisodes = dict[tuple[str, date], date | None]
 def encode_kept(kept: KeptEpisodes) -> bytes:
     """The kept episodes as stored and published: [[rule, opened, closed or null], ...], in
     the order they opened (then by rule), so that equal episodes encode equally."""
+    return codec.dumps(_kept_rows(kept))
+
+
+def _kept_rows(kept: KeptEpisodes) -> list[list[str | None]]:
+    return [
+        [rule, opened.isoformat(), None if closed is None else closed.isoformat()]
+        for (rule, opened), closed in sorted(kept.items(), key=lambda e: (e[0][1], e[0][0]))
+    ]
+
+
+def _open_doc(episode: Episode) -> dict[str, object]:
+    """An open episode as stored under ``S|`` (its rule is in the key)."""
+    return {"id": episode.id, "start": episode.start.isoformat(), "evidence": episode.evidence}
+
+
+def encode_snapshot(kept: KeptEpisodes, open_episodes: Mapping[str, Episode]) -> bytes:
+    """An enterprise's record in the signal-state changelog: what ``G|`` and its ``S|`` keys
+    hold once the judgement that wrote it is stored."""
     return codec.dumps(
-        [
-            [rule, opened.isoformat(), None if closed is None else closed.isoformat()]
-            for (rule, opened), closed in sorted(kept.items(), key=lambda e: (e[0][1], e[0][0]))
-        ]
+        {
+            "kept": _kept_rows(kept),
+            "open": {rule: _open_doc(episode) for rule, episode in sorted(open_episodes.items())},
+        }
     )
 
 
@@ -284,12 +307,34 @@ class SignalState:
                 changes[_episode_key(enterprise_id, rule)] = None
             for rule, episode in after.items():
                 if before.get(rule) != episode:
-                    changes[_episode_key(enterprise_id, rule)] = codec.dumps(
-                        {
-                            "id": episode.id,
-                            "start": episode.start.isoformat(),
-                            "evidence": episode.evidence,
-                        }
-                    )
+                    changes[_episode_key(enterprise_id, rule)] = codec.dumps(_open_doc(episode))
         if changes:
             self._store.write(changes)
+
+    def changelog_offset(self) -> int:
+        """Where the next restore from the signal-state changelog starts."""
+        raw = self._store.get(CHANGELOG_KEY)
+        return 0 if raw is None else int(raw)
+
+    def restore(self, snapshots: Mapping[str, bytes | None], next_offset: int) -> None:
+        """Make each enterprise's open and kept episodes those of its last changelog record
+        (None: a tombstone, none), mark it to be judged, and note ``next_offset``; one batch.
+
+        The changelog is written before the state (agents/signals.py), so its last record
+        of an enterprise is never older than what the state holds: applying it again is a
+        no-op, and a restore may start anywhere before where the last one ended.
+        """
+        changes: dict[bytes, bytes | None] = {CHANGELOG_KEY: str(next_offset).encode()}
+        for enterprise_id, raw in snapshots.items():
+            for key, _ in self._store.scan_prefix(f"S|{enterprise_id}|".encode()):
+                changes[key] = None
+            changes[_kept_key(enterprise_id)] = None
+            changes[evaluate_key(enterprise_id)] = b""
+            if raw is None:
+                continue
+            doc = codec.loads(raw)
+            if doc["kept"]:
+                changes[_kept_key(enterprise_id)] = codec.dumps(doc["kept"])
+            for rule, episode in doc["open"].items():
+                changes[_episode_key(enterprise_id, rule)] = codec.dumps(episode)
+        self._store.write(changes)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -24,6 +24,7 @@ __all__ = [
     "list_bank_topics",
     "low_watermark",
     "offset_exists",
+    "read_partition",
     "topic_partitions",
 ]
 
@@ -148,5 +149,47 @@ def high_watermarks(bootstrap: str, topic: str, partitions: int) -> list[int]:
             consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1]
             for p in range(partitions)
         ]
+    finally:
+        consumer.close()
+
+
+def read_partition(
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    start: int,
+    idle: float = 1.0,
+    stall_timeout: float = 30.0,
+) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    """(offset, key, value) of every message of one partition from ``start`` to its end.
+
+    Reads on past the high watermark until nothing new arrives for ``idle`` seconds (Tansu
+    reports watermarks too low after a multi-record batch). Never a partial read passed off
+    as whole: ``TimeoutError`` when nothing arrives for ``stall_timeout`` seconds before the
+    watermark is reached.
+    """
+    end = high_watermarks(bootstrap, topic, partition + 1)[partition]
+    consumer = _probe(bootstrap, {"auto.offset.reset": "earliest"})
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        position = start
+        last_message = time.monotonic()
+        while True:
+            message = consumer.poll(0.2)
+            now = time.monotonic()
+            if message is None or message.error():
+                if position >= end and now - last_message > idle:
+                    return
+                if now - last_message > stall_timeout:
+                    raise TimeoutError(
+                        f"{topic}[{partition}]: nothing read for {stall_timeout} s at offset "
+                        f"{position}, before the end ({end})"
+                    )
+                continue
+            last_message = now
+            offset = message.offset()
+            assert offset is not None
+            position = offset + 1
+            yield offset, message.key(), message.value()
     finally:
         consumer.close()

@@ -16,6 +16,7 @@ __all__ = [
     "REJECTED_TOPIC",
     "ROUTED_TOPIC",
     "SIGNALS_TOPIC",
+    "SIGNAL_STATE_TOPIC",
     "bank_code_of",
     "bank_topic",
 ]
@@ -48,6 +49,13 @@ QUERY_RECORDS_TOPIC = "creditflow.queries.v1"
 #: the routed topic: the record from which deliveries to lenders are made (issue 16). The
 #: name is the one lenders' systems subscribe to, hence no creditflow prefix.
 SIGNALS_TOPIC = "credit.signals"
+
+#: Each enterprise's signal episodes as the judge keeps them (open ones with their evidence,
+#: and the kept ones the quarterly counts), keyed by enterprise, partitioned as the routed
+#: topic, compacted: the changelog a partition's signal state is restored from when the
+#: partition moves or its state is lost. Closed episodes depend on when the data arrived,
+#: so the routed topic alone cannot rebuild them (agents/signal_restore.py).
+SIGNAL_STATE_TOPIC = "creditflow.signals.state.v1"
 
 
 def bank_topic(code: str) -> str:

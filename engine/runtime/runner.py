@@ -17,7 +17,13 @@ from pydantic import SecretStr
 
 from engine.errors import ConfigurationError, EmbeddedServiceError, StateError
 from engine.events import kafka_admin
-from engine.events.topics import REJECTED_TOPIC, ROUTED_TOPIC, SIGNALS_TOPIC, bank_topic
+from engine.events.topics import (
+    REJECTED_TOPIC,
+    ROUTED_TOPIC,
+    SIGNAL_STATE_TOPIC,
+    SIGNALS_TOPIC,
+    bank_topic,
+)
 from engine.logs import logging_config
 from engine.metrics import observe_gc_pauses
 from engine.runtime.embedded import (
@@ -61,8 +67,13 @@ def prepare_worker(settings: Settings) -> None:
             ROUTED_TOPIC: settings.partitions,
             REJECTED_TOPIC: settings.partitions,
             SIGNALS_TOPIC: settings.partitions,
+            SIGNAL_STATE_TOPIC: settings.partitions,
         },
-        {SIGNALS_TOPIC: {"retention.ms": str(settings.signal_retention_days * 86_400_000)}},
+        {
+            SIGNALS_TOPIC: {"retention.ms": str(settings.signal_retention_days * 86_400_000)},
+            # one record per enterprise is all a restore needs (agents/signal_restore.py)
+            SIGNAL_STATE_TOPIC: {"cleanup.policy": "compact", "retention.ms": "-1"},
+        },
     )
     actual = kafka_admin.topic_partitions(bootstrap)[ROUTED_TOPIC]
     if actual != settings.partitions:

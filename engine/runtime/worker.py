@@ -24,6 +24,7 @@ from agents.intake import Intake, RoutedStep
 from agents.ledger import LedgerStage
 from agents.retry import coordinates, until_done
 from agents.signal_feeds import SignalFeedStage
+from agents.signal_restore import kafka_changelog_reader
 from agents.signals import SignalStage
 from engine.events import kafka_admin
 from engine.events.topics import (
@@ -225,6 +226,7 @@ def build_worker(settings: Settings) -> Worker:
         RuleSet.of(load_signals(settings.signal_rules_path)),
         metrics,
         digest_months=settings.signal_digest_months,
+        changelog=kafka_changelog_reader(bootstrap),
     )
     intake = Intake(sender, settings.partitions, metrics, settings.history_months)
 
@@ -346,6 +348,9 @@ def build_worker(settings: Settings) -> Worker:
         while app.rebalancing:
             await asyncio.sleep(0.05)
         await ledger.seek_to_state(mine)
+        # the episodes a rebuild from the routed topic cannot give, before the views are
+        # republished (they carry them) and the history pruned (it prunes them too)
+        await signals.restore(mine)
         await ledger.refresh_views(mine)  # republishing may take a while
         if await ledger.prune_history(history_start(settings.history_months)):
             signals.forget()

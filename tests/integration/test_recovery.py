@@ -6,24 +6,29 @@ import itertools
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engine.periods import CST
 from engine.runtime.embedded import Child, free_port, start_redis
 from engine.runtime.observe import total, worker_samples
 from engine.runtime.runner import EmbeddedStack, delete_views, embedded_stack
 from tests import reference
+from tests.factories import enterprise_ids, event
 from tests.integration.conftest import (
     BANKS,
     assert_products,
     generated_log,
     get,
+    kept_episodes,
     module_settings,
     publish_by_bank,
     reader,
+    wait_signals_judged,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -79,15 +84,51 @@ def test_a_worker_killed_mid_stream_neither_loses_nor_doubles(stack: EmbeddedSta
     assert_products(stack, expected, timeout=120)
 
 
+def _overdrawn_then_back_in_credit() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A firm overdrawn from six days ago (an open episode once judged), then the receipt
+    of yesterday that ends it (a closed one): (the first events, the receipt)."""
+    (firm,) = enterprise_ids(1, seed=4242)
+    today = datetime.now(CST).date()
+
+    def booking(days_ago: int, number: int, **fields: Any) -> dict[str, Any]:
+        at = datetime.combine(today - timedelta(days=days_ago), dt_time(10), CST)
+        return event(
+            bank=BANKS[0],
+            enterprise_id=firm,
+            txn_id=f"OD{number}",
+            booked_at=at.isoformat(),
+            **fields,
+        )
+
+    return [
+        booking(8, 1, amount_fen=900_000, balance_after_fen=900_000),
+        booking(6, 2, direction="out", amount_fen=1_000_000, balance_after_fen=-100_000),
+    ], [booking(1, 3, amount_fen=500_000, balance_after_fen=400_000)]
+
+
 def test_lost_worker_state_is_rebuilt_from_the_routed_topic(stack: EmbeddedStack) -> None:
-    log = _log(seed=21, enterprises=80) + _log(seed=22, enterprises=20)
-    _publish(stack, log[-1:])  # something new, so the group has committed far ahead
+    """State and views both lost: the months come back from the routed topic, the signal
+    episodes from their changelog (agents/signal_restore.py): which closed and when depends
+    on when the data arrived, so the routed topic alone gives only those open after it."""
+    log = _log(seed=21, enterprises=80)  # what the test before published
+    overdrawn, receipt = _overdrawn_then_back_in_credit()
+    new = _log(seed=22, enterprises=20)[-1:]  # so that the group has committed far ahead
+    for events in ([*new, *overdrawn], receipt):  # an episode raised, then cleared
+        _publish(stack, events)
+        log += events
+        assert_products(stack, reference.products(log), timeout=120)
+        wait_signals_judged(stack)
+    expected = reference.products(log)
+    episodes = kept_episodes(stack, expected)
+    closed = sum(closed is not None for kept in episodes.values() for *_, closed in kept)
+    assert closed, "no closed episode: the test would not see them lost"
     stack.worker.stop()
     shutil.rmtree(stack.settings.data_dir / "state")
     delete_views(stack.settings)
     stack.restart_worker()
-    expected = reference.products(_log(seed=21, enterprises=80) + log[-1:])
     assert_products(stack, expected, timeout=120)
+    wait_signals_judged(stack)
+    assert kept_episodes(stack, expected) == episodes
 
 
 def test_products_never_go_back_in_time_while_lost_state_is_rebuilt(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from agents.signals import SignalStage
 from engine import codec
 from engine.api.products import history_from_fields
 from engine.events.contract import Txn, validate
-from engine.events.topics import ROUTED_TOPIC, SIGNALS_TOPIC
+from engine.events.topics import ROUTED_TOPIC
 from engine.metrics import WorkerMetrics
 from engine.periods import CST
 from engine.products.classify import load_registry
@@ -34,6 +33,7 @@ from state.memory import MemoryStore
 from state.redis_client import RedisClient, connect
 from state.views import ViewStore
 from tests.factories import ENTERPRISE, event
+from tests.signal_stand_ins import RecordingSender
 
 pytestmark = pytest.mark.integration
 
@@ -48,23 +48,6 @@ class _Routed:
     value: bytes
     partition: int = 0
     topic: str = ROUTED_TOPIC
-
-
-class _Sender:
-    """Keeps what the signal stage publishes on credit.signals (the broker is not what this
-    test is about: tests/integration/test_signals.py runs the whole stack)."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None
-    ) -> Awaitable[Any]:
-        assert topic == SIGNALS_TOPIC and value is not None
-        self.records.append(codec.loads(value))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
 
 def _routed(events: list[dict[str, Any]], first: int) -> list[_Routed]:
@@ -120,7 +103,7 @@ def test_kept_episodes_are_published_republished_after_a_redis_loss_and_pruned(
             metrics=metrics,
             on_commit=lambda partition, changed: signals.committed(partition, changed),
         )
-        sender = _Sender()
+        sender = RecordingSender()
         signals = SignalStage(ledger, sender, RULES, metrics, today=lambda: today[0])
         await ledger.open({0})
         await ledger.refresh_views({0})
@@ -130,9 +113,7 @@ def test_kept_episodes_are_published_republished_after_a_redis_loss_and_pruned(
         signals.opened({0})
         await signals.evaluate_pending()
         raised = DAY + timedelta(days=2)
-        assert [(r["rule"], r["state"]) for r in sender.records] == [
-            ("account_overdrawn", "raised")
-        ]
+        assert [(r["rule"], r["state"]) for r in sender.sent] == [("account_overdrawn", "raised")]
         assert await episodes(client, views) == (SignalEpisode("account_overdrawn", raised, None),)
 
         # The receipt the next day: the episode closes, and stays in the views closed.
@@ -141,7 +122,7 @@ def test_kept_episodes_are_published_republished_after_a_redis_loss_and_pruned(
         today[0] = DAY + timedelta(days=3)
         signals.opened({0})
         await signals.evaluate_pending()
-        assert [r["state"] for r in sender.records] == ["raised", "cleared"]
+        assert [r["state"] for r in sender.sent] == ["raised", "cleared"]
         closed = (SignalEpisode("account_overdrawn", raised, DAY + timedelta(days=3)),)
         assert await episodes(client, views) == closed
         hash_before = await client.hgetall(views.enterprise_key(ENTERPRISE))

@@ -15,76 +15,14 @@ from prometheus_client import CollectorRegistry
 import agents.signals
 from agents.ledger import LedgerStage
 from agents.signals import SignalStage
-from engine import codec
-from engine.events.contract import Txn, validate
 from engine.metrics import WorkerMetrics
-from engine.products.classify import load_registry
-from engine.products.specs import SPECS_DIR
-from engine.pseudonym import Pseudonymizer
 from engine.signals.evaluate import RuleSet
 from engine.signals.spec import load_signals
-from state.ledger import PartitionLedger
-from state.ledger_types import Source
-from state.memory import MemoryStore
-from tests.factories import enterprise_ids, event
+from tests.factories import enterprise_ids
+from tests.signal_stand_ins import RecordingSender, StandInLedger
 
 DAY = date(2026, 3, 20)
 RULES = RuleSet.of(load_signals())
-_REGISTRY = load_registry(SPECS_DIR / "registries.toml")
-
-
-class _Ledger:
-    """What the judge asks of the ledger stage: its lock, live partitions and their stores."""
-
-    def __init__(self, partitions: int) -> None:
-        self.lock = asyncio.Lock()
-        self.stores = {p: MemoryStore() for p in range(partitions)}
-        self.ledgers = {
-            p: PartitionLedger(store, Pseudonymizer(b"test-key"), lambda: _REGISTRY)
-            for p, store in self.stores.items()
-        }
-        self.offsets = dict.fromkeys(self.stores, 0)
-        self.episodes: dict[int, dict[str, bytes]] = {}  # partition -> enterprise -> views
-
-    @property
-    def partitions(self) -> list[int]:
-        return sorted(self.stores)
-
-    def store(self, partition: int) -> MemoryStore:
-        return self.stores[partition]
-
-    def live(self, partition: int) -> bool:
-        return True
-
-    async def publish_episodes(self, partition: int, episodes: dict[str, bytes]) -> None:
-        """The views write of the kept episodes (agents/ledger.py): recorded, not sent."""
-        self.episodes.setdefault(partition, {}).update(episodes)
-
-    def book(
-        self, partition: int, firm: str, at: str = "2026-03-18T10:00:00+08:00", **fields: Any
-    ) -> dict[str, set[int]]:
-        """Commit a booking of ``firm``'s (a receipt unless ``fields`` say otherwise) booked
-        ``at``; returns what the commit changed."""
-        offset = self.offsets[partition]
-        booking = event(enterprise_id=firm, txn_id=f"T{offset}", booked_at=at, **fields)
-        txn = validate(booking, "BANK0001")
-        assert isinstance(txn, Txn), txn
-        ledger = self.ledgers[partition]
-        ledger.apply(txn, Source("bank.BANK0001.txns", 0, offset, None))
-        self.offsets[partition] = offset + 1
-        return ledger.commit(offset + 1)
-
-
-class _Sender:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: Any) -> Any:
-        assert value is not None
-        self.sent.append(codec.loads(value))
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
 
 @pytest.fixture
@@ -101,10 +39,12 @@ def judged(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return order
 
 
-def _stage(ledger: _Ledger, clock: list[float], sender: _Sender | None = None) -> SignalStage:
+def _stage(
+    ledger: StandInLedger, clock: list[float], sender: RecordingSender | None = None
+) -> SignalStage:
     return SignalStage(
         cast(LedgerStage, ledger),
-        sender or _Sender(),
+        sender or RecordingSender(),
         RULES,
         WorkerMetrics(CollectorRegistry()),
         today=lambda: DAY,
@@ -119,7 +59,7 @@ async def _judge_everything(stage: SignalStage) -> None:
 
 def test_a_backlog_is_judged_in_the_order_its_changes_were_committed(judged: list[str]) -> None:
     async def scenario() -> None:
-        ledger, clock = _Ledger(1), [0.0]
+        ledger, clock = StandInLedger(1), [0.0]
         stage = _stage(ledger, clock)
         firms = enterprise_ids(12, seed=5)
         for firm in firms:
@@ -143,7 +83,7 @@ def test_a_backlog_is_judged_in_the_order_its_changes_were_committed(judged: lis
 
 def test_the_partition_with_the_oldest_change_waiting_goes_first(judged: list[str]) -> None:
     async def scenario() -> None:
-        ledger, clock = _Ledger(2), [0.0]
+        ledger, clock = StandInLedger(2), [0.0]
         stage = _stage(ledger, clock)
         first, second = enterprise_ids(2, seed=6)
         await _judge_everything(stage)  # the new day's sweep of both (empty) partitions
@@ -168,7 +108,7 @@ def test_history_committed_earlier_goes_before_recent_changes_settled_earlier(
     monkeypatch.setattr(agents.signals, "_TICK_SECONDS", 0.0)  # a turn a tick
 
     async def scenario() -> None:
-        ledger, clock = _Ledger(1), [0.0]
+        ledger, clock = StandInLedger(1), [0.0]
         stage = _stage(ledger, clock)
         old, *recent = enterprise_ids(4, seed=8)
         await _judge_everything(stage)  # the new day's sweep of the empty partition
@@ -190,7 +130,7 @@ def test_a_firm_judged_again_is_judged_against_the_episodes_it_stored(judged: li
     not raised again while its run goes on, and ends when the data end it."""
 
     async def scenario() -> None:
-        ledger, clock, sender = _Ledger(1), [0.0], _Sender()
+        ledger, clock, sender = StandInLedger(1), [0.0], RecordingSender()
         stage = _stage(ledger, clock, sender)
         (firm,) = enterprise_ids(1, seed=10)
         await _judge_everything(stage)  # the new day's sweep of the empty partition
