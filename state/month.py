@@ -33,11 +33,16 @@ from typing import Any, NamedTuple
 
 from engine import codec
 from engine.periods import time_of_day_us
-from engine.products.classify import LENDING, OPERATING_IN, OPERATING_OUT, CounterpartyClass
+from engine.products.classify import (
+    BANK_CHANNELS,
+    LENDING,
+    OPERATING_IN,
+    OPERATING_OUT,
+    CounterpartyClass,
+)
 
 __all__ = ["UNKNOWN", "Contribution", "MonthAgg", "contribution", "flow_key", "mark_of"]
 
-_BANK_CHANNELS = ("loan", "interest", "fee", "margin", "bill")
 UNKNOWN: Any = object()  # a day's second booking that is not known
 # Day keys are JSON object keys (strings); built once rather than per event.
 _DAY_KEYS = tuple(str(day) for day in range(32))
@@ -49,7 +54,7 @@ _FORMAT = 2
 def flow_key(inflow: bool, cls: str, subtype: str, channel: str) -> str:
     """``i|BANK_OWN||loan``: the channel is kept for the account-holding bank only."""
     if cls == CounterpartyClass.BANK_OWN:
-        bank_channel = channel if channel in _BANK_CHANNELS else "other"
+        bank_channel = channel if channel in BANK_CHANNELS else "other"
     else:
         bank_channel = ""
     return f"{'i' if inflow else 'o'}|{cls}|{subtype}|{bank_channel}"

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from engine.errors import SpecError
 
 __all__ = [
+    "BANK_CHANNELS",
     "LENDING",
     "OPERATING_IN",
     "OPERATING_OUT",
@@ -76,7 +77,9 @@ SUBTYPES: Mapping[CounterpartyClass, frozenset[str]] = {
 }
 #: Financing partners whose money is a loan (a guarantor's or an investor's is not).
 LENDING = frozenset({"bank", "lender", "lessor", "factor"})
-_BANK_CHANNELS = frozenset({"loan", "interest", "fee", "margin", "bill"})
+#: Channels on which the account-holding bank's own money moves (BANK_OWN, kept apart in
+#: the month state's flows).
+BANK_CHANNELS = frozenset({"loan", "interest", "fee", "margin", "bill"})
 
 #: Money from customers: what "operating inflow" means in every item.
 OPERATING_IN = frozenset({CounterpartyClass.TRADE, CounterpartyClass.PSP, CounterpartyClass.CASH})
@@ -174,7 +177,7 @@ def classify(
         if entry.bank_code is not None and entry.bank_code == bank:
             return Classification(C.BANK_OWN, "", cross_border)
         return Classification(entry.cls, entry.subtype, cross_border)
-    if cp_id == bank or (cp_bank == bank and channel in _BANK_CHANNELS):
+    if cp_id == bank or (cp_bank == bank and channel in BANK_CHANNELS):
         return Classification(C.BANK_OWN, "", cross_border)
     if channel == "tax":
         return Classification(C.TAX, "", cross_border)
