@@ -32,7 +32,8 @@ commit changes its state and, for every enterprise, when the day changes (China 
 partition replaying its log judges nothing until it is live again. An enterprise is judged
 once its changes pause (0.3 s, and at the latest 5 s after the first; 10 s for changes
 only to months before the last, history arriving), so that a bank's backfill of a firm's
-history raises nothing it would retract.
+history raises nothing it would retract; a lone change to the current months, of a firm
+that had not changed for 0.3 s, is judged at once.
 Judging takes at most about a third of a worker's time: under more load, signals come
 later (`creditflow_signals_pending_enterprises`), the enterprises waiting judged in the
 order their changes were committed, and ingest does not slow. The rules on loan

@@ -152,3 +152,56 @@ def test_a_firm_judged_again_is_judged_against_the_episodes_it_stored(judged: li
         assert judged.count(firm) == 4
 
     asyncio.run(scenario())
+
+
+def test_a_lone_live_change_is_judged_at_once_and_a_stream_once_it_pauses(
+    judged: list[str],
+) -> None:
+    """A firm's change to the current month, nothing of it changed for DEBOUNCE_SECONDS
+    before, is judged at the next tick: the pause has already happened. A firm changed
+    again within DEBOUNCE_SECONDS (a stream) waits for its changes to pause."""
+
+    async def scenario() -> None:
+        ledger, clock = StandInLedger(1), [0.0]
+        stage = _stage(ledger, clock)
+        lone, streamed = enterprise_ids(2, seed=11)
+        await _judge_everything(stage)  # the new day's sweep of the empty partition
+        clock[0] = 10.0
+        stage.committed(0, ledger.book(0, lone))
+        stage.committed(0, ledger.book(0, streamed))
+        await _judge_everything(stage)
+        assert sorted(judged) == sorted([lone, streamed])  # both lone: judged at once
+        judged.clear()
+        for k in range(3):  # the stream goes on: a commit every 0.1 s
+            clock[0] = 10.1 + k / 10
+            stage.committed(0, ledger.book(0, streamed))
+            await _judge_everything(stage)
+        assert judged == []
+        clock[0] = 10.3 + agents.signals.DEBOUNCE_SECONDS
+        await _judge_everything(stage)
+        assert judged == [streamed]  # once, after the pause
+
+    asyncio.run(scenario())
+
+
+def test_history_and_a_backfill_reaching_this_month_still_wait(judged: list[str]) -> None:
+    """A change only to older months waits QUIET_SECONDS; a firm already waiting (its
+    backfill reached the current month) is not lone either."""
+
+    async def scenario() -> None:
+        ledger, clock = StandInLedger(1), [0.0]
+        stage = _stage(ledger, clock)
+        (firm,) = enterprise_ids(1, seed=12)
+        await _judge_everything(stage)
+        clock[0] = 10.0
+        stage.committed(0, ledger.book(0, firm, "2025-11-03T10:00:00+08:00"))
+        await _judge_everything(stage)
+        clock[0] = 11.0  # past the debounce, still waiting for its history to stop
+        stage.committed(0, ledger.book(0, firm))
+        await _judge_everything(stage)
+        assert judged == []
+        clock[0] = 11.0 + agents.signals.DEBOUNCE_SECONDS
+        await _judge_everything(stage)
+        assert judged == [firm]
+
+    asyncio.run(scenario())
