@@ -15,6 +15,9 @@ stage reads the partition of the changelog from where the state's last restore e
 the start for a state rebuilt from nothing), applies each enterprise's last record and
 marks it to be judged; the partition is not judged until then. Records this worker wrote
 itself since are read again and change nothing (state/signals.py, SignalState.restore).
+A restore that reads the changelog from its start also writes to it the episodes the state
+keeps and the changelog lacks (kept by workers older than it): the first start after the
+upgrade that brought the changelog seeds it.
 
 Not in the changelog: an open episode's evidence refreshed without a transition (a restore
 gives the evidence of its last transition until the next judgement), and episodes pruned

@@ -235,6 +235,8 @@ class SignalStage:
             async with self._ledger.lock:
                 if partition not in self._restoring or self._ledger.store(partition) is not store:
                     break  # revoked meanwhile
+                if start == 0:
+                    await self._seed(partition, SignalState(store), snapshots)
                 SignalState(store).restore(snapshots, end)
                 self._pending.setdefault(partition, _Queue()).add(snapshots, float("-inf"))
                 self._restoring.discard(partition)
@@ -246,6 +248,30 @@ class SignalStage:
                 start,
                 end,
                 extra={"partition": partition, "offset": start, "end_offset": end},
+            )
+
+    async def _seed(
+        self, partition: int, state: SignalState, snapshots: dict[str, bytes | None]
+    ) -> None:
+        """Write to the changelog the episodes the state keeps and the whole changelog
+        lacks: those judged by workers older than the changelog, which a later rebuild of
+        the partition would otherwise lose."""
+        outbox = Outbox(self._sender)
+        seeded = 0
+        for enterprise_id in state.with_episodes():
+            if enterprise_id not in snapshots:
+                snapshot = encode_snapshot(state.kept(enterprise_id), state.episodes(enterprise_id))
+                await outbox.send(SIGNAL_STATE_TOPIC, enterprise_id.encode(), snapshot, partition)
+                snapshots[enterprise_id] = snapshot
+                seeded += 1
+        await outbox.flush()
+        if seeded:
+            log.info(
+                "partition %d: the signal episodes of %d enterprises written to the changelog "
+                "(kept before it existed)",
+                partition,
+                seeded,
+                extra={"partition": partition},
             )
 
     def revoked(self, partitions: set[int]) -> None:

@@ -247,6 +247,12 @@ class SignalState:
         raw = self._store.get(_kept_key(enterprise_id))
         return {} if raw is None else decode_kept(raw)
 
+    def with_episodes(self) -> list[str]:
+        """The enterprises with an open or a kept episode, in id order."""
+        found = {key[len(_KEPT) :].decode() for key, _ in self._store.scan_prefix(_KEPT)}
+        found.update(key.split(b"|", 2)[1].decode() for key, _ in self._store.scan_prefix(b"S|"))
+        return sorted(found)
+
     def all_kept(self) -> Iterator[tuple[str, bytes]]:
         """Every enterprise's kept episodes, encoded (for a full republish of the views)."""
         for key, raw in self._store.scan_prefix(_KEPT):

@@ -198,3 +198,29 @@ def test_a_restore_resumes_where_the_last_one_ended_and_reapplies_safely() -> No
         assert _episodes(first.stores[0]) == before
 
     asyncio.run(scenario())
+
+
+def test_episodes_kept_before_the_changelog_are_written_to_it_on_the_first_restore() -> None:
+    """Workers older than the changelog kept episodes they never wrote to it: the first
+    restore of such a state writes them, so that a later rebuild keeps them too."""
+
+    async def scenario() -> None:
+        first, sender = await _first_owner()
+        before = _episodes(first.stores[0])
+        sender.changelog.clear()  # judged by workers that did not write it
+        stage = _stage(first, sender, [TODAY], sender.read_changelog)
+        stage.opened({0})
+        await stage.restore({0})
+        assert sorted(key.decode() for key, _ in sender.changelog[0]) == sorted(
+            [CLEARED_FIRM, OPEN_FIRM]
+        )
+        assert _episodes(first.stores[0]) == before  # restoring them changed nothing
+
+        moved = _rebuilt()
+        stage = _stage(moved, RecordingSender(), [TODAY], sender.read_changelog)
+        stage.opened({0})
+        await stage.restore({0})
+        await _judge_everything(stage)
+        assert _episodes(moved.stores[0]) == before
+
+    asyncio.run(scenario())
