@@ -36,6 +36,7 @@ from engine.events.topics import REJECTED_TOPIC
 from engine.metrics import WorkerMetrics
 from engine.periods import format_month, us_to_cst_iso
 from engine.products.classify import Registry
+from state.content import rebuild_if_older
 from state.kv import KVStore
 from state.ledger import PartitionLedger
 from state.ledger_types import Outcome, Progress, Rejection, SetAside, Source
@@ -204,6 +205,13 @@ class LedgerStage:
         ledger = self._ledgers.get(partition)
         if ledger is None:
             store = self._open_store(partition)
+            if rebuild_if_older(store):
+                log.warning(
+                    "partition %d: its state was folded by an engine that kept less of each "
+                    "event; rebuilding it from the routed topic (signal episodes kept)",
+                    partition,
+                    extra={"partition": partition},
+                )
             ledger = PartitionLedger(store, self._pseudonym, self._registry, self._cache_months)
             self._stores[partition] = store
             self._ledgers[partition] = ledger

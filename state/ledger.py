@@ -18,6 +18,7 @@ Keys and values (renaming a key or changing a value's format is a migration):
     S|<enterprise>|<rule>              an open signal episode (state/signals.py)
     G|<enterprise>                     its episodes kept for the products (state/signals.py)
     _meta                              progress: next routed offset, sources, watermark
+    _content                           what the state keeps, numbered (state/content.py)
 Ledger records were JSON lists until format 1 (binary, with a leading format byte that
 :func:`records.decode` checks). No state of the JSON form was ever deployed (the embedded
 broker keeps nothing), so nothing converts it: a worker finding such a record stops with a
