@@ -125,12 +125,6 @@ class Context:
         every day of it has begun, and it is still partial)."""
         return self.as_of_us is not None and self.period.is_partial(self.as_of_us)
 
-    def elapsed_months(self) -> float:
-        """months(P) scaled to the days of P that have begun: months(P) when all have."""
-        if self.elapsed_days == self.period_days:
-            return len(self.months)
-        return len(self.months) * self.elapsed_days / self.period_days
-
     # -- windows ----------------------------------------------------------------------------
 
     @property
