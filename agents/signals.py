@@ -220,10 +220,21 @@ class SignalStage:
             start = SignalState(store).changelog_offset()
             try:
                 snapshots, end = await self._changelog(partition, start)
-            except Exception as exc:
+                async with self._ledger.lock:
+                    if (
+                        partition not in self._restoring
+                        or self._ledger.store(partition) is not store
+                    ):
+                        return  # revoked meanwhile
+                    if start == 0:
+                        await self._seed(partition, SignalState(store), snapshots)
+                    SignalState(store).restore(snapshots, end)
+                    self._pending.setdefault(partition, _Queue()).add(snapshots, float("-inf"))
+                    self._restoring.discard(partition)
+            except Exception as exc:  # the broker: reading, or writing the seed
                 log.warning(
-                    "partition %d: reading the signal-state changelog failed (%s); "
-                    "trying again in %.1f s",
+                    "partition %d: restoring its signal episodes from the changelog failed "
+                    "(%s); trying again in %.1f s",
                     partition,
                     type(exc).__name__,
                     delay,
@@ -232,14 +243,6 @@ class SignalStage:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RESTORE_RETRY_MAX_SECONDS)
                 continue
-            async with self._ledger.lock:
-                if partition not in self._restoring or self._ledger.store(partition) is not store:
-                    break  # revoked meanwhile
-                if start == 0:
-                    await self._seed(partition, SignalState(store), snapshots)
-                SignalState(store).restore(snapshots, end)
-                self._pending.setdefault(partition, _Queue()).add(snapshots, float("-inf"))
-                self._restoring.discard(partition)
             log.info(
                 "partition %d: signal episodes of %d enterprises restored from the "
                 "changelog (offsets %d to %d)",

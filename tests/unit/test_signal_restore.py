@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from agents.ledger import LedgerStage
 from agents.signals import SignalStage
 from engine import codec
+from engine.events.topics import SIGNAL_STATE_TOPIC
 from engine.metrics import WorkerMetrics
 from engine.signals.evaluate import RuleSet
 from engine.signals.spec import load_signals
@@ -222,5 +223,31 @@ def test_episodes_kept_before_the_changelog_are_written_to_it_on_the_first_resto
         await stage.restore({0})
         await _judge_everything(stage)
         assert _episodes(moved.stores[0]) == before
+
+    asyncio.run(scenario())
+
+
+def test_a_seed_the_broker_refuses_is_tried_again() -> None:
+    """Writing the seed fails (the broker away): the partition stays unjudged and the
+    restore goes on until it is written, rather than leaving the partition restoring."""
+
+    async def scenario() -> None:
+        first, sender = await _first_owner()
+        sender.changelog.clear()
+        refusals = [1]
+        send = sender.send
+
+        async def flaky(topic: str, key: Any, value: Any, partition: Any) -> Any:
+            if refusals and topic == SIGNAL_STATE_TOPIC:
+                refusals.pop()
+                raise ConnectionError("broker away")
+            return await send(topic, key, value, partition)
+
+        sender.send = flaky  # type: ignore[method-assign]
+        stage = _stage(first, sender, [TODAY], sender.read_changelog)
+        stage.opened({0})
+        await stage.restore({0})
+        assert not refusals and len(sender.changelog[0]) == 2
+        assert await stage.evaluate_pending() > 0  # restored: judged again
 
     asyncio.run(scenario())
