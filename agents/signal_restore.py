@@ -51,8 +51,8 @@ def _last_records(
 ) -> tuple[dict[str, bytes | None], int]:
     found: dict[str, bytes | None] = {}
     end = start
-    for offset, key, value in kafka_admin.read_partition(
-        bootstrap, SIGNAL_STATE_TOPIC, partition, start
+    for _, offset, key, value in kafka_admin.read_to_end(
+        bootstrap, SIGNAL_STATE_TOPIC, {partition: start}
     ):
         if key is not None:
             found[key.decode()] = value

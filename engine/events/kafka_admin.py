@@ -24,7 +24,7 @@ __all__ = [
     "list_bank_topics",
     "low_watermark",
     "offset_exists",
-    "read_partition",
+    "read_to_end",
     "topic_partitions",
 ]
 
@@ -153,43 +153,47 @@ def high_watermarks(bootstrap: str, topic: str, partitions: int) -> list[int]:
         consumer.close()
 
 
-def read_partition(
+def read_to_end(
     bootstrap: str,
     topic: str,
-    partition: int,
-    start: int,
+    starts: Mapping[int, int],
     idle: float = 1.0,
     stall_timeout: float = 30.0,
-) -> Iterator[tuple[int, bytes | None, bytes | None]]:
-    """(offset, key, value) of every message of one partition from ``start`` to its end.
+) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+    """(partition, offset, key, value) of every message of ``topic``'s partitions from
+    ``starts`` (partition -> first offset) to their ends as the call starts.
 
-    Reads on past the high watermark until nothing new arrives for ``idle`` seconds (Tansu
+    Reads on past the high watermarks until nothing new arrives for ``idle`` seconds (Tansu
     reports watermarks too low after a multi-record batch). Never a partial read passed off
     as whole: ``TimeoutError`` when nothing arrives for ``stall_timeout`` seconds before the
-    watermark is reached.
+    watermarks are reached.
     """
-    end = high_watermarks(bootstrap, topic, partition + 1)[partition]
     consumer = _probe(bootstrap, {"auto.offset.reset": "earliest"})
     try:
-        consumer.assign([TopicPartition(topic, partition, start)])
-        position = start
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1]
+            for p in starts
+        }
+        positions = dict(starts)
+        consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
         last_message = time.monotonic()
         while True:
             message = consumer.poll(0.2)
             now = time.monotonic()
             if message is None or message.error():
-                if position >= end and now - last_message > idle:
+                caught_up = all(positions[p] >= ends[p] for p in positions)
+                if caught_up and now - last_message > idle:
                     return
-                if now - last_message > stall_timeout:
+                if not caught_up and now - last_message > stall_timeout:
                     raise TimeoutError(
-                        f"{topic}[{partition}]: nothing read for {stall_timeout} s at offset "
-                        f"{position}, before the end ({end})"
+                        f"{topic}: nothing read for {stall_timeout} s at {positions}, before "
+                        f"the ends ({ends})"
                     )
                 continue
             last_message = now
-            offset = message.offset()
-            assert offset is not None
-            position = offset + 1
-            yield offset, message.key(), message.value()
+            partition, offset = message.partition(), message.offset()
+            assert partition is not None and offset is not None
+            positions[partition] = offset + 1
+            yield partition, offset, message.key(), message.value()
     finally:
         consumer.close()

@@ -3,16 +3,15 @@ the replay of a reason's events once their cause is fixed."""
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from engine import codec
 from engine.errors import CreditflowError
-from engine.events.kafka_admin import high_watermarks, topic_partitions
+from engine.events.kafka_admin import read_to_end, topic_partitions
 from engine.events.kafka_clients import client_config
 from engine.events.topics import REJECTED_TOPIC, bank_code_of
 
@@ -22,39 +21,15 @@ __all__ = ["read_rejects", "recent_rejects", "replay_rejects", "show_rejects"]
 def read_rejects(
     bootstrap: str, topic: str = REJECTED_TOPIC, timeout: float = 30.0, idle: float = 1.0
 ) -> Iterator[dict[str, Any]]:
-    """Every record of the rejected topic, as far as it goes when the call starts.
-
-    Reads on past the high watermarks until nothing new arrives for ``idle`` seconds:
-    Tansu reports watermarks too low after a multi-record batch.
-    """
+    """Every record of the rejected topic, as far as it goes when the call starts
+    (kafka_admin.read_to_end: ``TimeoutError`` when reading stalls ``timeout`` seconds)."""
     partitions = topic_partitions(bootstrap).get(topic, 0)
     if partitions == 0:
         return
-    ends = high_watermarks(bootstrap, topic, partitions)
-    positions = dict.fromkeys(range(partitions), 0)
-    consumer = Consumer(
-        client_config(
-            bootstrap, {"group.id": "creditflow-rejects-reader", "enable.auto.commit": False}
-        )
-    )
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in positions])
-        deadline = time.monotonic() + timeout
-        quiet_since = time.monotonic()
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is None or message.error():
-                caught_up = all(positions[p] >= ends[p] for p in positions)
-                if caught_up and time.monotonic() - quiet_since > idle:
-                    return
-                continue
-            quiet_since = time.monotonic()
-            partition, offset, value = message.partition(), message.offset(), message.value()
-            assert partition is not None and offset is not None and value is not None
-            positions[partition] = offset + 1
-            yield codec.loads(value)
-    finally:
-        consumer.close()
+    starts = dict.fromkeys(range(partitions), 0)
+    for _, _, _, value in read_to_end(bootstrap, topic, starts, idle, timeout):
+        assert value is not None
+        yield codec.loads(value)
 
 
 def recent_rejects(
