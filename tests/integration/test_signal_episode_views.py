@@ -6,8 +6,6 @@ pruned with the history. The products read them from there (engine/api/products.
 from __future__ import annotations
 
 import asyncio
-import secrets
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -16,10 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from agents.ledger import LedgerStage
 from agents.signals import SignalStage
-from engine import codec
 from engine.api.products import history_from_fields
-from engine.events.contract import Txn, validate
-from engine.events.topics import ROUTED_TOPIC
 from engine.metrics import WorkerMetrics
 from engine.periods import CST
 from engine.products.classify import load_registry
@@ -30,34 +25,17 @@ from engine.signals.evaluate import RuleSet
 from engine.signals.spec import load_signals
 from engine.signals.timeline import month_of
 from state.memory import MemoryStore
-from state.redis_client import RedisClient, connect
+from state.redis_client import RedisClient
 from state.views import ViewStore
 from tests.factories import ENTERPRISE, event
 from tests.signal_stand_ins import RecordingSender
+from tests.stage_harness import routed, with_views
 
 pytestmark = pytest.mark.integration
 
 _REGISTRY = load_registry(SPECS_DIR / "registries.toml")
 RULES = RuleSet.of(load_signals())
 DAY = date(2026, 3, 10)
-
-
-@dataclass
-class _Routed:
-    offset: int
-    value: bytes
-    partition: int = 0
-    topic: str = ROUTED_TOPIC
-
-
-def _routed(events: list[dict[str, Any]], first: int) -> list[_Routed]:
-    messages = []
-    for k, element in enumerate(events):
-        txn = validate(element, element["bank"])
-        assert isinstance(txn, Txn), txn
-        row = [*txn, f"bank.{element['bank']}.txns", 0, first + k, None]
-        messages.append(_Routed(first + k, codec.dumps([row])))
-    return messages
 
 
 def _overdraft() -> list[dict[str, Any]]:
@@ -107,7 +85,7 @@ def test_kept_episodes_are_published_republished_after_a_redis_loss_and_pruned(
         signals = SignalStage(ledger, sender, RULES, metrics, today=lambda: today[0])
         await ledger.open({0})
         await ledger.refresh_views({0})
-        log = _routed([*_overdraft(), _receipt(DAY + timedelta(days=3))], 0)
+        log = routed([*_overdraft(), _receipt(DAY + timedelta(days=3))], 0)
         await ledger.process(log[:2])
         await ledger.unstall([2])  # live: near the end of its log
         signals.opened({0})
@@ -141,13 +119,4 @@ def test_kept_episodes_are_published_republished_after_a_redis_loss_and_pruned(
         await ledger.prune_history(month_of(DAY) + 1)
         assert await episodes(client, views) == ()
 
-    async def run() -> None:
-        client = connect(redis_url, False)
-        views = ViewStore(client, f"cfepisodes-{secrets.token_hex(3)}")
-        try:
-            await body(client, views)
-        finally:
-            await views.delete_all()
-            await client.aclose()
-
-    asyncio.run(run())
+    with_views(redis_url, body)

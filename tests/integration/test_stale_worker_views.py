@@ -9,27 +9,21 @@ key by key (on a Redis Cluster as well).
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-from dataclasses import dataclass
-from typing import Any
-
 import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.ledger import LedgerStage
 from engine import codec
-from engine.events.contract import Txn, validate
-from engine.events.topics import ROUTED_TOPIC
 from engine.metrics import WorkerMetrics
 from engine.periods import format_month
 from engine.products.classify import load_registry
 from engine.products.specs import SPECS_DIR
 from engine.pseudonym import Pseudonymizer
 from state.memory import MemoryStore
-from state.redis_client import RedisClient, connect
+from state.redis_client import RedisClient
 from state.views import NewerViewsError, ViewStore, month_field
 from tests.factories import ENTERPRISE, enterprise_ids, event
+from tests.stage_harness import RoutedMessage, routed, with_views
 
 pytestmark = pytest.mark.integration
 
@@ -43,19 +37,6 @@ def target(request: pytest.FixtureRequest, redis_url: str) -> tuple[str, bool]:
     if request.param == "cluster":
         return request.getfixturevalue("redis_cluster").url, True
     return redis_url, False
-
-
-def _with_views(url: str, body: Any, cluster: bool = False) -> None:
-    async def run() -> None:
-        client = connect(url, cluster)
-        views = ViewStore(client, f"cfstale-{secrets.token_hex(3)}")
-        try:
-            await body(client, views)
-        finally:
-            await views.delete_all()
-            await client.aclose()
-
-    asyncio.run(run())
 
 
 async def _hash(client: RedisClient, views: ViewStore, enterprise_id: str) -> dict[bytes, bytes]:
@@ -101,32 +82,22 @@ def test_a_write_from_an_older_state_leaves_newer_views_alone_key_by_key(
         assert not await views.publish(0, {}, {"routed_offset": 3}, create=True, offset=3)
         assert await _progress(views) == 3
 
-    _with_views(target[0], body, cluster=target[1])
+    with_views(target[0], body, cluster=target[1])
 
 
-@dataclass
-class _Routed:
-    offset: int
-    value: bytes
-    partition: int = 0
-    topic: str = ROUTED_TOPIC
-
-
-def _log(count: int) -> list[_Routed]:
+def _log(count: int) -> list[RoutedMessage]:
     """One routed message of one row per offset: two enterprises' inflows in March 2026."""
-    messages = []
-    for offset in range(count):
-        element = event(
-            txn_id=f"T{offset:04d}",
-            enterprise_id=(ENTERPRISE, OTHER)[offset % 2],
-            amount_fen=1_000 + offset,
-            booked_at=f"2026-03-{1 + offset % 28:02d}T10:00:00+08:00",
-        )
-        txn = validate(element, element["bank"])
-        assert isinstance(txn, Txn), txn
-        row = [*txn, f"bank.{element['bank']}.txns", 0, offset, None]
-        messages.append(_Routed(offset, codec.dumps([row])))
-    return messages
+    return routed(
+        [
+            event(
+                txn_id=f"T{offset:04d}",
+                enterprise_id=(ENTERPRISE, OTHER)[offset % 2],
+                amount_fen=1_000 + offset,
+                booked_at=f"2026-03-{1 + offset % 28:02d}T10:00:00+08:00",
+            )
+            for offset in range(count)
+        ]
+    )
 
 
 def _stage(views: ViewStore) -> LedgerStage:
@@ -186,7 +157,7 @@ def test_a_worker_that_lost_its_partition_publishes_nothing_over_its_new_owner(
         assert await _progress(views) == 40
         assert await served(client, views) == _views_of(b)
 
-    _with_views(redis_url, body)
+    with_views(redis_url, body)
 
 
 def test_a_worker_behind_the_views_publishes_once_its_state_gets_there(redis_url: str) -> None:
@@ -211,4 +182,4 @@ def test_a_worker_behind_the_views_publishes_once_its_state_gets_there(redis_url
             for e in (ENTERPRISE, OTHER)
         } == _views_of(a)
 
-    _with_views(redis_url, body)
+    with_views(redis_url, body)

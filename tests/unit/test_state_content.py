@@ -4,11 +4,6 @@ episodes stay. On both stores (RocksDB is what workers run on)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from engine.products.classify import load_registry
 from engine.products.specs import SPECS_DIR
 from engine.pseudonym import Pseudonymizer
@@ -16,8 +11,6 @@ from state.content import CONTENT_KEY, STATE_CONTENT, rebuild_if_older
 from state.kv import KVStore
 from state.ledger import PartitionLedger
 from state.ledger_types import META_KEY
-from state.memory import MemoryStore
-from state.rocksdb import RocksDBStore, shared_block_cache
 from tests.factories import enterprise_ids
 from tests.signal_stand_ins import StandInLedger
 
@@ -25,17 +18,6 @@ _REGISTRY = load_registry(SPECS_DIR / "registries.toml")
 FIRMS = enterprise_ids(3, seed=31)
 KEPT = {b"S|" + FIRMS[0].encode() + b"|account_overdrawn", b"G|" + FIRMS[0].encode()}
 SIGNAL_META = {b"_signals_changelog", b"_signals_day"}
-
-
-@pytest.fixture(params=["memory", "rocksdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KVStore]:
-    opened = (
-        MemoryStore()
-        if request.param == "memory"
-        else RocksDBStore(tmp_path / "db", shared_block_cache(1 << 20))
-    )
-    yield opened
-    opened.close()
 
 
 def _fold(store: KVStore) -> None:

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from state.memory import MemoryStore
-from state.rocksdb import RocksDBStore, shared_block_cache
+from state.rocksdb import RocksDBStore
 
 _KEYS = 2_000
 _VALUE_BYTES = 500
-
-
-@pytest.fixture(params=["memory", "rocksdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStore | RocksDBStore]:
-    opened = (
-        MemoryStore()
-        if request.param == "memory"
-        else RocksDBStore(tmp_path / "db", shared_block_cache(1 << 20))
-    )
-    yield opened
-    opened.close()
 
 
 def _key(i: int) -> bytes:
