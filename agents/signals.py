@@ -228,7 +228,7 @@ class SignalStage:
                         return  # revoked meanwhile
                     if start == 0:
                         await self._seed(partition, SignalState(store), snapshots)
-                    SignalState(store).restore(snapshots, end)
+                    malformed = SignalState(store).restore(snapshots, end)
                     self._pending.setdefault(partition, _Queue()).add(snapshots, float("-inf"))
                     self._restoring.discard(partition)
             except Exception as exc:  # the broker: reading, or writing the seed
@@ -243,6 +243,16 @@ class SignalStage:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RESTORE_RETRY_MAX_SECONDS)
                 continue
+            if malformed:
+                log.error(
+                    "partition %d: %d records of the signal-state changelog (offsets %d to "
+                    "%d) are not snapshots; their enterprises keep the episodes the state has",
+                    partition,
+                    len(malformed),
+                    start,
+                    end,
+                    extra={"partition": partition, "offset": start, "end_offset": end},
+                )
             log.info(
                 "partition %d: signal episodes of %d enterprises restored from the "
                 "changelog (offsets %d to %d)",

@@ -92,6 +92,27 @@ def encode_snapshot(kept: KeptEpisodes, open_episodes: Mapping[str, Episode]) ->
     )
 
 
+def decode_snapshot(raw: bytes) -> tuple[KeptEpisodes, dict[str, Episode]]:
+    """A changelog record (:func:`encode_snapshot`): its kept and open episodes.
+    ``ValueError`` when it is not one (the topic is written by the workers alone, but a
+    record that cannot be read must not stop a partition's restore)."""
+    try:
+        doc = codec.loads(raw)
+        kept = decode_kept(codec.dumps(doc["kept"]))
+        open_episodes = {
+            str(rule): Episode(
+                str(item["id"]),
+                str(rule),
+                date.fromisoformat(item["start"]),
+                dict(item["evidence"]),
+            )
+            for rule, item in doc["open"].items()
+        }
+    except (codec.DecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"not a signal-state snapshot: {type(exc).__name__}") from exc
+    return kept, open_episodes
+
+
 def decode_kept(raw: bytes) -> KeptEpisodes:
     return {
         (rule, date.fromisoformat(opened)): None if closed is None else date.fromisoformat(closed)
@@ -322,25 +343,29 @@ class SignalState:
         raw = self._store.get(CHANGELOG_KEY)
         return 0 if raw is None else int(raw)
 
-    def restore(self, snapshots: Mapping[str, bytes | None], next_offset: int) -> None:
+    def restore(self, snapshots: Mapping[str, bytes | None], next_offset: int) -> list[str]:
         """Make each enterprise's open and kept episodes those of its last changelog record
         (None: a tombstone, none), mark it to be judged, and note ``next_offset``; one batch.
+        Returns the enterprises whose record is not a snapshot (:func:`decode_snapshot`):
+        their episodes stay as the state has them.
 
         The changelog is written before the state (agents/signals.py), so its last record
         of an enterprise is never older than what the state holds: applying it again is a
         no-op, and a restore may start anywhere before where the last one ended.
         """
         changes: dict[bytes, bytes | None] = {CHANGELOG_KEY: str(next_offset).encode()}
+        malformed: list[str] = []
         for enterprise_id, raw in snapshots.items():
+            try:
+                kept, open_episodes = ({}, {}) if raw is None else decode_snapshot(raw)
+            except ValueError:
+                malformed.append(enterprise_id)
+                continue
             for key, _ in self._store.scan_prefix(f"S|{enterprise_id}|".encode()):
                 changes[key] = None
-            changes[_kept_key(enterprise_id)] = None
+            changes[_kept_key(enterprise_id)] = encode_kept(kept) if kept else None
             changes[evaluate_key(enterprise_id)] = b""
-            if raw is None:
-                continue
-            doc = codec.loads(raw)
-            if doc["kept"]:
-                changes[_kept_key(enterprise_id)] = codec.dumps(doc["kept"])
-            for rule, episode in doc["open"].items():
-                changes[_episode_key(enterprise_id, rule)] = codec.dumps(episode)
+            for rule, episode in open_episodes.items():
+                changes[_episode_key(enterprise_id, rule)] = codec.dumps(_open_doc(episode))
         self._store.write(changes)
+        return malformed

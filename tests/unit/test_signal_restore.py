@@ -251,3 +251,28 @@ def test_a_seed_the_broker_refuses_is_tried_again() -> None:
         assert await stage.evaluate_pending() > 0  # restored: judged again
 
     asyncio.run(scenario())
+
+
+def test_a_record_that_is_not_a_snapshot_is_skipped_and_the_rest_restored() -> None:
+    """A changelog record that cannot be read leaves its enterprise's episodes as the state
+    has them and is logged; it does not stop the partition's restore (which would leave the
+    partition unjudged, retrying for ever)."""
+
+    async def scenario() -> None:
+        first, sender = await _first_owner()
+        (cleared_record,) = [v for k, v in sender.changelog[0] if k == CLEARED_FIRM.encode()][-1:]
+        moved = _rebuilt()
+        broken = {CLEARED_FIRM: cleared_record, OPEN_FIRM: b'{"kept": [["x"]]}'}
+
+        async def reader(partition: int, start: int) -> tuple[dict[str, bytes | None], int]:
+            return broken, 2
+
+        stage = _stage(moved, RecordingSender(), [TODAY], reader)
+        stage.opened({0})
+        await stage.restore({0})
+        assert await stage.evaluate_pending() > 0  # restored, judged
+        state, kept = SignalState(moved.stores[0]), SignalState(first.stores[0])
+        assert state.kept(CLEARED_FIRM) == kept.kept(CLEARED_FIRM)
+        assert state.changelog_offset() == 2
+
+    asyncio.run(scenario())
